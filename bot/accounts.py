@@ -1,0 +1,88 @@
+"""``/balance`` for everyone; ``/grant`` and ``/subscribe`` for admins (ADMIN_USER_IDS)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from bot.deps import Deps
+from bot.handlers import ensure_user
+from bot.routing import AdminCmd, BalanceCmd
+from bot.texts import t
+
+__all__ = ["handle_admin", "handle_balance"]
+
+log = logging.getLogger(__name__)
+
+MAX_GRANT: Final = 100_000
+MAX_SUBSCRIPTION_DAYS: Final = 3660
+
+
+async def handle_balance(deps: Deps, cmd: BalanceCmd) -> None:
+    ensure_user(deps, cmd.ctx)
+    now = deps.now()
+    daily = deps.settings.subscription_daily_images
+    view = deps.store.quota.view(cmd.ctx.user_id, now=now, daily_limit=daily)
+    lines = [t("balance", cmd.ctx.lang, balance=view.balance)]
+    if view.subscription_active(now) and view.subscription_until is not None:
+        lines.append(
+            t(
+                "balance_subscription",
+                cmd.ctx.lang,
+                until=view.subscription_until.strftime("%Y-%m-%d %H:%M"),
+                left=view.subscription_left_today(now),
+                daily=daily,
+            )
+        )
+    await deps.api.send_message(cmd.ctx.chat_id, "\n".join(lines))
+
+
+def _parse_args(args: tuple[str, ...], *, maximum: int) -> tuple[int, int] | None:
+    """``<user_id> <n>`` with sane bounds, or None."""
+    if len(args) != 2:
+        return None
+    try:
+        user_id, amount = int(args[0]), int(args[1])
+    except ValueError:
+        return None
+    if user_id <= 0 or not -maximum <= amount <= maximum:
+        return None
+    return user_id, amount
+
+
+async def handle_admin(deps: Deps, cmd: AdminCmd) -> None:
+    lang = cmd.ctx.lang
+    if cmd.ctx.user_id not in deps.settings.admin_user_ids:
+        log.warning("admin command refused user=%s command=%s", cmd.ctx.user_id, cmd.name)
+        await deps.api.send_message(cmd.ctx.chat_id, t("admin_only", lang))
+        return
+    now = deps.now()
+    free = deps.settings.free_images
+    if cmd.name == "grant":
+        parsed = _parse_args(cmd.args, maximum=MAX_GRANT)
+        if parsed is None:
+            await deps.api.send_message(cmd.ctx.chat_id, t("grant_usage", lang))
+            return
+        user_id, images = parsed
+        balance = deps.store.quota.grant(user_id, images, now=now, free_images=free)
+        log.info(
+            "admin grant by=%s user=%s images=%s balance=%s",
+            cmd.ctx.user_id,
+            user_id,
+            images,
+            balance,
+        )
+        text = t("grant_done", lang, user_id=user_id, images=images, balance=balance)
+    else:
+        parsed = _parse_args(cmd.args, maximum=MAX_SUBSCRIPTION_DAYS)
+        if parsed is None or parsed[1] <= 0:
+            await deps.api.send_message(cmd.ctx.chat_id, t("subscribe_usage", lang))
+            return
+        user_id, days = parsed
+        until = deps.store.quota.subscribe(user_id, days, now=now, free_images=free)
+        log.info(
+            "admin subscribe by=%s user=%s days=%s until=%s", cmd.ctx.user_id, user_id, days, until
+        )
+        text = t("subscribe_done", lang, user_id=user_id, until=until.strftime("%Y-%m-%d %H:%M"))
+    ensure_user(deps, cmd.ctx)
+    await deps.api.send_message(cmd.ctx.chat_id, text)

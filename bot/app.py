@@ -1,0 +1,215 @@
+"""The process: one root nursery that owns every task (SPEC §2, STYLE habit 1).
+
+``run()`` opens the store and the HTTP clients, then starts side by side: the signal
+watcher, the ComfyUI websocket follower, the generation workers, the resumption of jobs
+left by a previous run, the model preflight, and the chat (long polling feeding the
+per-chat dispatcher). A stop request ends polling first, lets the updates in hand
+finish for ``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in
+SQLite and are resumed at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from functools import partial
+from datetime import datetime
+from typing import Final
+
+import httpx
+import trio
+
+from bot.chat import ChatCompletions
+from bot.deps import Deps, ImageRuntime
+from bot.dispatcher import run_dispatcher
+from bot.personas import load_personas
+from bot.polling import prepare_polling, run_polling
+from bot.pool import GenerationPool
+from bot.preflight import run_preflight
+from bot.recovery import resume_unfinished
+from bot.settings import Settings
+from bot.signals import run_signal_watcher
+from bot.telegram_api import TelegramApi
+from bot.telegram_errors import TelegramError
+from bot.telegram_types import BotCommand, Update
+from bot.update_handler import make_handler
+from bot.workers import run_workers
+from comfy import Comfy, ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
+from store import open_store, utc_now
+
+__all__ = ["STOP_GRACE_S", "Stopper", "run"]
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S: Final = 5.0
+UPDATE_BUFFER: Final = 100
+HTTP_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
+COMMANDS: Final = {
+    "ru": [("start", "начать и выбрать персонажа"), ("persona", "сменить персонажа"),
+           ("balance", "сколько картинок осталось"), ("help", "что я умею")],
+    "en": [("start", "start and choose a persona"), ("persona", "switch persona"),
+           ("balance", "images left"), ("help", "what I can do")],
+}  # fmt: skip
+
+
+class Stopper:
+    """A graceful stop, asked for by a signal or by a test."""
+
+    def __init__(self) -> None:
+        self._polling: trio.CancelScope | None = None
+        self._root: trio.CancelScope | None = None
+        self.requested = trio.Event()
+
+    def attach(
+        self, *, root: trio.CancelScope | None = None, polling: trio.CancelScope | None = None
+    ) -> None:
+        """Hand over the scopes a stop acts on; a stop asked for earlier applies at once."""
+        if root is not None:
+            self._root = root
+        if polling is not None:
+            self._polling = polling
+        if self.requested.is_set():
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop polling now; cancel everything else after the grace period."""
+        self.requested.set()
+        if self._polling is not None:
+            self._polling.cancel()
+        if self._root is not None:
+            self._root.deadline = min(self._root.deadline, trio.current_time() + STOP_GRACE_S)
+
+    def force(self) -> None:
+        if self._root is not None:
+            self._root.cancel()
+
+
+async def run(
+    settings: Settings,
+    *,
+    telegram_transport: httpx.AsyncBaseTransport | None = None,
+    comfy_transport: httpx.AsyncBaseTransport | None = None,
+    open_ws: OpenWebsocket | None = None,
+    now: Callable[[], datetime] = utc_now,
+    rng: random.Random | None = None,
+    stopper: Stopper | None = None,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the bot until stopped. Every external edge can be injected (tests)."""
+    rng = rng if rng is not None else random.Random()
+    stopper = stopper if stopper is not None else Stopper()
+    personas = load_personas(settings.personas_file)
+    template = (
+        WorkflowTemplate.from_file(settings.workflow_file) if settings.comfyui_base_url else None
+    )
+    store = open_store(settings.database_path)
+    try:
+        async with AsyncExitStack() as stack:
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(transport=telegram_transport, timeout=HTTP_TIMEOUT)
+            )
+            api = TelegramApi(
+                http, settings.telegram_bot_token, base_url=str(settings.telegram_api_base), rng=rng
+            )
+            llm = _llm(settings, http)
+            images: ImageRuntime | None = None
+            follower: Follower | None = None
+            if settings.comfyui_base_url is not None and template is not None:
+                comfy_http = await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=str(settings.comfyui_base_url),
+                        transport=comfy_transport,
+                        timeout=HTTP_TIMEOUT,
+                    )
+                )
+                client = ComfyClient(comfy_http)
+                follower = Follower(
+                    client, open_ws or websocket_opener(str(settings.comfyui_base_url)), rng=rng
+                )
+                spool_dir = settings.database_path.parent / "spool"
+                spool_dir.mkdir(parents=True, exist_ok=True)
+                images = ImageRuntime(
+                    pool=GenerationPool(queue_size=settings.image_queue_size),
+                    comfy=Comfy(client, follower, concurrency=settings.comfyui_concurrency),
+                    client=client,
+                    template=template,
+                    spool_dir=spool_dir,
+                )
+            me = await api.get_me()
+            log.info(
+                "bot @%s starting: replies=%s images=%s",
+                me.username,
+                "llm" if llm else "offline lines",
+                "on" if settings.images_available else "off",
+            )
+            deps = Deps(api=api, store=store, personas=personas, settings=settings, llm=llm,
+                        rng=rng, now=now, images=images, bot_username=me.username)  # fmt: skip
+            await prepare_polling(api)
+            await _set_commands(api)
+            await _run_tasks(
+                deps, follower, stopper, handle_signals=handle_signals, task_status=task_status
+            )
+    finally:
+        store.close()
+    log.info("bot stopped")
+
+
+async def _run_tasks(
+    deps: Deps,
+    follower: Follower | None,
+    stopper: Stopper,
+    *,
+    handle_signals: bool,
+    task_status: trio.TaskStatus[None],
+) -> None:
+    async with trio.open_nursery() as root:
+        stopper.attach(root=root.cancel_scope)
+        if handle_signals:
+            await root.start(run_signal_watcher, stopper.stop, stopper.force)
+        if follower is not None and deps.images is not None:
+            await root.start(follower.run)
+            await root.start(
+                partial(run_workers, count=deps.settings.comfyui_concurrency), deps, deps.images
+            )
+            root.start_soon(run_preflight, deps)
+        await root.start(resume_unfinished, deps)
+        await _run_chat(deps, stopper, task_status=task_status)
+        root.cancel_scope.cancel()
+
+
+async def _run_chat(deps: Deps, stopper: Stopper, *, task_status: trio.TaskStatus[None]) -> None:
+    """Polling beside the dispatcher; returns once polling stopped and handlers finished."""
+    send, receive = trio.open_memory_channel[Update](UPDATE_BUFFER)
+    async with trio.open_nursery() as chat:
+        await chat.start(run_dispatcher, receive, make_handler(deps), deps.store.updates)
+        with trio.CancelScope() as polling_scope:
+            stopper.attach(polling=polling_scope)
+            task_status.started()
+            await run_polling(deps.api, deps.store.updates, send, rng=deps.rng)
+
+
+def _llm(settings: Settings, http: httpx.AsyncClient) -> ChatCompletions | None:
+    if settings.llm_base_url is None:
+        return None
+    return ChatCompletions(
+        http,
+        base_url=str(settings.llm_base_url),
+        model=settings.llm_model,
+        api_key=settings.llm_api_key,
+        timeout_s=settings.llm_timeout_seconds,
+    )
+
+
+async def _set_commands(api: TelegramApi) -> None:
+    """The command menu in both languages; cosmetic, so failures are only logged."""
+    for lang, commands in COMMANDS.items():
+        try:
+            await api.set_my_commands(
+                [BotCommand(command=c, description=d) for c, d in commands],
+                language_code=None if lang == "ru" else lang,
+            )
+        except TelegramError as exc:
+            log.warning("setMyCommands failed (%s): %s", lang, exc)

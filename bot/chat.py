@@ -1,0 +1,153 @@
+"""The persona's words: an LLM reply, an English scene for the picture, or offline lines.
+
+With ``LLM_BASE_URL`` set, the bot talks to any OpenAI-compatible chat completions
+endpoint (Ollama, llama.cpp server, vLLM, OpenAI, OpenRouter) over the process's shared
+``httpx.AsyncClient``: one POST, so one HTTP stack and one injectable transport for
+tests. Without it, the persona answers with its offline lines, which is enough to try
+the picture flow. Every LLM failure becomes a polite sentence, never a silent chat.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from typing import Final
+
+import httpx
+import trio
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+from bot.personas import Persona
+from store import Turn
+
+__all__ = [
+    "MAX_REPLY_CHARS",
+    "ChatCompletions",
+    "LlmError",
+    "offline_reply",
+    "persona_messages",
+    "scene_messages",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_CHARS: Final = 4096  # Telegram's sendMessage limit
+MAX_SCENE_CHARS: Final = 300
+REPLY_MAX_TOKENS: Final = 400
+SCENE_MAX_TOKENS: Final = 80
+SCENE_SYSTEM_PROMPT: Final = (
+    "You write prompts for an image generator. Given a chat message written by a character, "
+    "describe in English, in at most 25 words, the visible scene: place, action, lighting, "
+    "mood. Comma-separated phrases only. No names, no quotes, no explanations."
+)
+
+
+class LlmError(Exception):
+    """The LLM could not answer; ``detail`` is one line for the log."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    content: str | None = None
+
+
+class _Choice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    message: _Message
+
+
+class _Completion(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    choices: list[_Choice]
+
+
+class ChatCompletions:
+    """A minimal OpenAI-compatible ``/chat/completions`` client."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        model: str,
+        api_key: SecretStr | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._http = http
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._model = model
+        self._api_key = api_key
+        self._timeout_s = timeout_s
+
+    async def complete(
+        self, messages: Sequence[dict[str, str]], *, max_tokens: int, temperature: float = 0.8
+    ) -> str:
+        """The assistant's text for *messages*.
+
+        Raises:
+            LlmError: timeout, network error, non-2xx, or an answer without text.
+        """
+        headers = {}
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
+        body = {
+            "model": self._model,
+            "messages": list(messages),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        try:
+            with trio.fail_after(self._timeout_s):
+                response = await self._http.post(
+                    self._url, json=body, headers=headers, timeout=self._timeout_s
+                )
+        except trio.TooSlowError:
+            raise LlmError(f"no answer within {self._timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise LlmError(f"{type(exc).__name__}: {exc}") from None
+        if response.status_code // 100 != 2:
+            raise LlmError(f"HTTP {response.status_code}: {response.text[:200]!r}")
+        try:
+            completion = _Completion.model_validate_json(response.content)
+        except ValidationError:
+            raise LlmError(f"unexpected answer: {response.text[:200]!r}") from None
+        text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
+        if not text:
+            raise LlmError("the answer has no text")
+        return text
+
+
+def persona_messages(
+    persona: Persona, history: Sequence[Turn], user_text: str
+) -> list[dict[str, str]]:
+    """System prompt, the last turns of this conversation, then the new message."""
+    messages = [{"role": "system", "content": persona.system_prompt}]
+    messages += [{"role": turn.role, "content": turn.text} for turn in history]
+    messages.append({"role": "user", "content": user_text})
+    return messages
+
+
+def scene_messages(reply_text: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": SCENE_SYSTEM_PROMPT},
+        {"role": "user", "content": reply_text[:MAX_REPLY_CHARS]},
+    ]
+
+
+def offline_reply(persona: Persona, *, rng: random.Random, previous: str | None = None) -> str:
+    """One of the persona's offline lines, not the same as the previous one if possible."""
+    lines = [line for line in persona.offline_lines if line != previous] or list(
+        persona.offline_lines
+    )
+    return rng.choice(lines)
+
+
+def clean_scene(text: str) -> str:
+    """One line, no quotes, bounded: it goes into a CLIP prompt."""
+    flat = " ".join(text.replace('"', " ").replace("\n", " ").split())
+    return flat[:MAX_SCENE_CHARS].rstrip(" ,.")

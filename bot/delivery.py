@@ -1,0 +1,88 @@
+"""Getting a finished picture to the user: as a photo, else as a document (SPEC §10).
+
+Telegram refuses some photos (over 10 MB, odd dimensions: ENGINEERING E8) with a 400;
+the same bytes then go as a document, which has no such limits.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.analytics import EventName, log_event
+from bot.deps import Deps
+from bot.telegram_errors import TelegramBadRequest, TelegramError, TelegramForbidden
+from bot.telegram_types import Message
+from store import SentMessage
+
+__all__ = ["DeliveryFailed", "file_id_of", "resend", "send_picture"]
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailed(Exception):
+    """Telegram took neither the photo nor the document; ``detail`` says why."""
+
+    def __init__(self, detail: str, *, blocked: bool = False) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.blocked = blocked
+
+
+def file_id_of(message: Message) -> str:
+    """The ``file_id`` to send the same picture again later."""
+    if message.photo:
+        return max(message.photo, key=lambda size: size.width * size.height).file_id
+    if message.document is not None:
+        return message.document.file_id
+    raise DeliveryFailed("Telegram's answer carries no photo or document")
+
+
+async def send_picture(
+    deps: Deps, *, chat_id: int, reply_to: int, data: bytes, filename: str
+) -> str:
+    """Send *data* as a reply to the text it illustrates; its ``file_id``.
+
+    Raises:
+        DeliveryFailed: Telegram refused it both ways, or the user blocked the bot.
+    """
+    try:
+        try:
+            message = await deps.api.send_photo(
+                chat_id, data, filename=filename, reply_to_message_id=reply_to
+            )
+        except TelegramBadRequest as exc:
+            log.info("photo refused, sending as a document chat=%s: %s", chat_id, exc.description)
+            message = await deps.api.send_document(
+                chat_id, data, filename=filename, reply_to_message_id=reply_to
+            )
+    except TelegramForbidden as exc:
+        raise DeliveryFailed(f"user blocked the bot: {exc.description}", blocked=True) from None
+    except TelegramError as exc:
+        raise DeliveryFailed(f"{type(exc).__name__}: {exc.description}") from None
+    return file_id_of(message)
+
+
+async def resend(deps: Deps, sent: SentMessage) -> None:
+    """A press after delivery: the same picture again by ``file_id``, free."""
+    assert sent.photo_file_id is not None
+    try:
+        try:
+            await deps.api.send_photo(
+                sent.chat_id, sent.photo_file_id, reply_to_message_id=sent.message_id
+            )
+        except TelegramBadRequest:
+            # Delivered as a document: its file_id is not a photo's.
+            await deps.api.send_document(
+                sent.chat_id, sent.photo_file_id, reply_to_message_id=sent.message_id
+            )
+    except TelegramError as exc:
+        log.warning("resend failed chat=%s message=%s: %s", sent.chat_id, sent.message_id, exc)
+        return
+    log_event(
+        deps.store,
+        EventName.IMAGE_RESENT,
+        now=deps.now,
+        user_id=sent.user_id,
+        chat_id=sent.chat_id,
+        persona=sent.persona_key,
+    )

@@ -1,0 +1,175 @@
+"""One explicit async function per chat command (SPEC §3): greet, switch persona, reply.
+
+Picture requests live in :mod:`bot.images`; admin and balance commands in
+:mod:`bot.accounts`. Every handler gets the :class:`~bot.deps.Deps` and its command.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import trio
+
+from bot.chat import MAX_REPLY_CHARS, LlmError, offline_reply, persona_messages
+from bot.deps import Deps
+from bot.keyboards import look_keyboard, persona_keyboard
+from bot.personas import Persona
+from bot.routing import (
+    ChatText,
+    Context,
+    HelpCmd,
+    NonText,
+    PersonaChoice,
+    PersonaCmd,
+    StartCmd,
+    UnknownCallback,
+    UnknownCmd,
+)
+from bot.telegram_errors import TelegramError
+from bot.texts import t
+from store import User
+
+__all__ = [
+    "ensure_user",
+    "handle_chat_text",
+    "handle_help",
+    "handle_non_text",
+    "handle_persona",
+    "handle_persona_choice",
+    "handle_start",
+    "handle_unknown_callback",
+    "handle_unknown_command",
+    "send_persona_text",
+]
+
+log = logging.getLogger(__name__)
+
+TYPING_ACTION: Final = "typing"
+
+
+def ensure_user(deps: Deps, ctx: Context) -> User:
+    return deps.store.users.ensure(
+        ctx.user_id,
+        now=deps.now(),
+        free_images=deps.settings.free_images,
+        first_name=ctx.first_name,
+        language=ctx.language_code,
+    )
+
+
+async def send_persona_text(deps: Deps, ctx: Context, persona: Persona, text: str) -> int:
+    """Send the persona's words, with «👁️ Посмотреть» exactly when SPEC §3.1 says; store them.
+
+    The stored row is what makes a later press on the button genuine.
+    """
+    text = text[:MAX_REPLY_CHARS]
+    markup = look_keyboard() if ctx.private and deps.settings.images_available else None
+    message = await deps.api.send_message(ctx.chat_id, text, reply_markup=markup)
+    deps.store.sent.add(
+        chat_id=ctx.chat_id,
+        message_id=message.message_id,
+        user_id=ctx.user_id,
+        persona_key=persona.key,
+        text=text,
+        now=deps.now(),
+    )
+    return message.message_id
+
+
+async def handle_start(deps: Deps, cmd: StartCmd) -> None:
+    user = ensure_user(deps, cmd.ctx)
+    name = cmd.ctx.first_name or "друг"
+    await deps.api.send_message(
+        cmd.ctx.chat_id,
+        t("greeting", cmd.ctx.lang, name=name),
+        reply_markup=persona_keyboard(deps.personas.personas, current=user.persona_key),
+    )
+
+
+async def handle_help(deps: Deps, cmd: HelpCmd) -> None:
+    await deps.api.send_message(cmd.ctx.chat_id, t("help", cmd.ctx.lang))
+
+
+async def handle_persona(deps: Deps, cmd: PersonaCmd) -> None:
+    user = ensure_user(deps, cmd.ctx)
+    current = deps.personas.get(user.persona_key).key
+    await deps.api.send_message(
+        cmd.ctx.chat_id,
+        t("choose_persona", cmd.ctx.lang),
+        reply_markup=persona_keyboard(deps.personas.personas, current=current),
+    )
+
+
+async def handle_persona_choice(deps: Deps, cmd: PersonaChoice) -> None:
+    persona = deps.personas.find(cmd.key)
+    if persona is None:
+        await deps.api.answer_callback_query(cmd.query_id, text=t("toast_stale", cmd.ctx.lang))
+        return
+    ensure_user(deps, cmd.ctx)
+    deps.store.users.set_persona(cmd.ctx.user_id, persona.key, now=deps.now())
+    await deps.api.answer_callback_query(
+        cmd.query_id, text=t("persona_chosen", cmd.ctx.lang, persona=persona.name)
+    )
+    await send_persona_text(deps, cmd.ctx, persona, persona.greeting)
+
+
+async def handle_chat_text(deps: Deps, cmd: ChatText) -> None:
+    """Answer in the persona's voice: the LLM when configured, else an offline line."""
+    user = ensure_user(deps, cmd.ctx)
+    persona = deps.personas.get(user.persona_key)
+    if deps.llm is None:
+        reply = offline_reply(persona, rng=deps.rng)
+    else:
+        reply = await _llm_reply(deps, cmd, persona)
+    await send_persona_text(deps, cmd.ctx, persona, reply)
+
+
+async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
+    assert deps.llm is not None
+    conversation = deps.store.conversation
+    history = conversation.last(
+        user_id=cmd.ctx.user_id, persona_key=persona.key, limit=deps.settings.llm_history_turns
+    )
+    await _show_typing(deps, cmd.ctx.chat_id)
+    try:
+        reply = await deps.llm.complete(
+            persona_messages(persona, history, cmd.text), max_tokens=400
+        )
+    except LlmError as exc:
+        log.warning("llm reply failed user=%s persona=%s: %s", cmd.ctx.user_id, persona.key, exc)
+        return t("llm_fallback", cmd.ctx.lang)
+    reply = reply[:MAX_REPLY_CHARS]
+    now = deps.now()
+    key = persona.key
+    conversation.add(user_id=cmd.ctx.user_id, persona_key=key, role="user", text=cmd.text, now=now)
+    conversation.add(
+        user_id=cmd.ctx.user_id, persona_key=key, role="assistant", text=reply, now=now
+    )
+    return reply
+
+
+async def _show_typing(deps: Deps, chat_id: int) -> None:
+    """ "typing…" while the LLM thinks; cosmetic, so a failure is only logged."""
+    try:
+        with trio.move_on_after(5):
+            await deps.api.send_chat_action(chat_id, TYPING_ACTION)
+    except TelegramError as exc:
+        log.debug("typing action failed chat=%s: %s", chat_id, exc)
+
+
+async def handle_non_text(deps: Deps, cmd: NonText) -> None:
+    await deps.api.send_message(cmd.ctx.chat_id, t("only_text", cmd.ctx.lang))
+
+
+async def handle_unknown_command(deps: Deps, cmd: UnknownCmd) -> None:
+    if cmd.ctx.private:
+        await deps.api.send_message(cmd.ctx.chat_id, t("unknown_command", cmd.ctx.lang))
+
+
+async def handle_unknown_callback(deps: Deps, cmd: UnknownCallback) -> None:
+    """A forged or stale button: stop the spinner, do nothing else."""
+    log.info("ignored callback with unknown data user=%s", cmd.user_id)
+    await deps.api.answer_callback_query(
+        cmd.query_id, text=t("toast_stale", "en" if cmd.language_code == "en" else "ru")
+    )

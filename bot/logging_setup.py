@@ -1,0 +1,92 @@
+"""Logging to stdout, plain or JSON, with secrets scrubbed from every line.
+
+httpx logs each request URL at INFO, and Telegram URLs carry the token
+(ENGINEERING B6); its loggers are held at WARNING, and the handler's formatter also
+redacts anything shaped like a bot token, tracebacks included. Filters attached to a
+*logger* do not see records propagated from child loggers, so the redaction lives in
+the handler's formatter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Final, TextIO
+
+__all__ = ["EVENT_FIELDS_KEY", "RedactingFormatter", "setup_logging"]
+
+EVENT_FIELDS_KEY: Final = "event_fields"
+_TOKEN_PATTERN: Final = re.compile(r"\d{3,}:[A-Za-z0-9_-]{20,}")
+_REDACTED: Final = "<redacted>"
+_QUIET_LOGGERS: Final = ("httpx", "httpcore", "hpack", "trio-websocket")
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats a record (plain or JSON) and removes secrets from the finished text."""
+
+    def __init__(self, *, json_lines: bool, secrets: Iterable[str] = ()) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._json = json_lines
+        self._secrets = tuple(secret for secret in secrets if secret)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._format_json(record) if self._json else self._format_plain(record)
+        return self.redact(text)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        return _TOKEN_PATTERN.sub(_REDACTED, text)
+
+    def _format_plain(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, EVENT_FIELDS_KEY, None)
+        text = super().format(record)
+        if isinstance(fields, dict) and fields:
+            text += " " + " ".join(f"{key}={_plain_value(value)}" for key, value in fields.items())
+        return text
+
+    def _format_json(self, record: logging.LogRecord) -> str:
+        payload: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, EVENT_FIELDS_KEY, None)
+        if isinstance(fields, dict):
+            payload.update(fields)
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def _plain_value(value: object) -> str:
+    """key=value pairs stay greppable: values with spaces or quotes are JSON-quoted."""
+    text = "" if value is None else str(value)
+    if text == "" or any(ch in text for ch in ' "=\n'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def setup_logging(
+    *,
+    level: str = "INFO",
+    json_lines: bool = False,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> logging.Handler:
+    """Send every log record to *stream* (stdout) through the redacting formatter."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(RedactingFormatter(json_lines=json_lines, secrets=secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    return handler

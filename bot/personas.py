@@ -1,0 +1,134 @@
+"""Personas: their chat character and image settings, from a validated data file (SPEC §5).
+
+The file (``PERSONAS_FILE``, default the shipped ``bot/personas.json``) lists personas and
+names the default one. Image settings are found by the persona's ``key`` or ``name``,
+lower-cased (the seed's ``PERSONA_IMAGE_CONFIGS``); a persona without its own falls back to
+``default_image`` (the seed's ``DEFAULT_IMAGE_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = ["ImageConfig", "Persona", "PersonaBook", "PersonasError", "load_personas"]
+
+
+class PersonasError(Exception):
+    """The personas file is missing or invalid; one line saying where."""
+
+
+class ImageConfig(BaseModel):
+    """How ComfyUI draws a persona."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lora_filename: str = Field(min_length=1, description="relative to ComfyUI models/loras/")
+    lora_strength_model: float = Field(default=0.8, ge=-10, le=10)
+    lora_strength_clip: float = Field(default=0.8, ge=-10, le=10)
+    prompt_core: str = Field(min_length=1)
+    negative_prompt: str = ""
+    default_style: str = ""
+    checkpoint: str | None = Field(default=None, description="overrides the default checkpoint")
+
+
+class Persona(BaseModel):
+    """One character the user can talk to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    system_prompt: str = Field(min_length=1)
+    greeting: str = Field(min_length=1)
+    offline_lines: tuple[str, ...] = Field(min_length=1)
+    image: ImageConfig | None = None
+
+
+class _PersonasFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: str
+    default_image: ImageConfig
+    personas: tuple[Persona, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _PersonasFile:
+        keys = [persona.key for persona in self.personas]
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate persona keys {duplicates}")
+        if self.default not in keys:
+            raise ValueError(f"default {self.default!r} is not one of the persona keys {keys}")
+        return self
+
+
+class PersonaBook:
+    """Lookups over the validated file."""
+
+    def __init__(self, personas: tuple[Persona, ...], *, default: str, default_image: ImageConfig):
+        self.personas = personas
+        self._by_key = {persona.key: persona for persona in personas}
+        self.default = self._by_key[default]
+        self.default_image = default_image
+        self._images: dict[str, ImageConfig] = {}
+        for persona in personas:
+            if persona.image is not None:
+                self._images[persona.key.lower()] = persona.image
+                self._images[persona.name.lower()] = persona.image
+
+    def get(self, key: str | None) -> Persona:
+        """The persona with *key*, else the default (a stored key may be from an old file)."""
+        if key is not None and key in self._by_key:
+            return self._by_key[key]
+        return self.default
+
+    def find(self, key: str) -> Persona | None:
+        return self._by_key.get(key)
+
+    def image_config(self, persona: Persona) -> ImageConfig:
+        """By key or name, lower-cased; otherwise ``default_image`` (SPEC §5)."""
+        return (
+            self._images.get(persona.key.lower())
+            or self._images.get(persona.name.lower())
+            or self.default_image
+        )
+
+    def lora_files(self) -> list[str]:
+        """Every LoRA file some persona (or the default) needs, each once."""
+        names = [self.default_image.lora_filename]
+        names += [persona.image.lora_filename for persona in self.personas if persona.image]
+        return list(dict.fromkeys(names))
+
+    def checkpoints(self, default_checkpoint: str) -> list[str]:
+        names = [default_checkpoint] + [
+            config.checkpoint
+            for config in [self.default_image, *(p.image for p in self.personas if p.image)]
+            if config.checkpoint
+        ]
+        return list(dict.fromkeys(names))
+
+
+def load_personas(path: Path) -> PersonaBook:
+    """Read and validate the personas file, or raise :class:`PersonasError` (one line)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PersonasError(f"PERSONAS_FILE {str(path)!r} cannot be read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise PersonasError(
+            f"PERSONAS_FILE {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}"
+        ) from None
+    try:
+        parsed = _PersonasFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise PersonasError(
+            f"PERSONAS_FILE {str(path)!r}: {where}: {first['msg']}"
+            + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+        ) from None
+    return PersonaBook(parsed.personas, default=parsed.default, default_image=parsed.default_image)

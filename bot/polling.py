@@ -1,0 +1,203 @@
+"""Telegram long polling that neither loses nor repeats an update across restarts.
+
+Telegram forgets an update once ``getUpdates`` is called with a higher offset (E2). So
+each batch is written to a durable inbox, together with the next offset, in one
+transaction *before* the next ``getUpdates`` confirms it; the dispatcher marks an update
+done once its handler returned. After a restart, updates received but not done are sent
+again (once), and polling resumes from the stored offset.
+
+Failures never end polling, except a 401 (the token is wrong): a 409 (another poller, or
+a webhook) is explained in one log line and backed off; transient errors are retried by
+:class:`TelegramApi` and then backed off here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any, Final, Protocol
+
+import trio
+from pydantic import ValidationError
+
+from bot.backoff import backoff_delays
+from bot.telegram_api import TelegramApi
+from bot.telegram_errors import TelegramConflict, TelegramError, TelegramUnauthorized
+from bot.telegram_types import Update
+
+__all__ = [
+    "ALLOWED_UPDATES",
+    "LONG_POLL_TIMEOUT_S",
+    "UpdateInbox",
+    "parse_update",
+    "prepare_polling",
+    "run_polling",
+]
+
+ALLOWED_UPDATES: Final = ("message", "callback_query", "my_chat_member")
+LONG_POLL_TIMEOUT_S: Final = 50  # seconds; Telegram's server caps it at 50 (E2)
+CONFLICT_BACKOFF_INITIAL_S: Final = 10.0  # seconds; equal jitter: the first wait is 5-10 s
+CONFLICT_BACKOFF_MAXIMUM_S: Final = 60.0  # seconds; waits grow to 30-60 s
+ERROR_BACKOFF_INITIAL_S: Final = 1.0  # seconds, after the client's own retries gave up
+ERROR_BACKOFF_MAXIMUM_S: Final = 30.0
+
+logger = logging.getLogger(__name__)
+
+
+class UpdateInbox(Protocol):
+    """The durable inbox of received updates (``store.open_store(path).updates``)."""
+
+    def next_offset(self) -> int | None:
+        """The offset for the next getUpdates; None before the first batch."""
+
+    def save_batch(self, updates: Sequence[tuple[int, str]], *, next_offset: int) -> None:
+        """Store ``(update_id, raw_json)`` pairs and the offset in one transaction."""
+
+    def pending(self) -> list[tuple[int, str]]:
+        """Updates received but not yet done, by ``update_id``."""
+
+    def mark_done(self, update_id: int) -> None:
+        """Record that the update was handled (or given up on)."""
+
+
+async def prepare_polling(api: TelegramApi) -> None:
+    """Delete a webhook if one is set: Telegram refuses getUpdates while it exists (E4)."""
+    info = await api.get_webhook_info()
+    if info.url:
+        logger.warning(
+            "telegram_webhook_deleted: a webhook was set (%d updates pending); "
+            "deleting it so that long polling can run",
+            info.pending_update_count,
+        )
+        await api.delete_webhook()
+
+
+async def run_polling(
+    api: TelegramApi,
+    inbox: UpdateInbox,
+    updates_out: trio.MemorySendChannel[Update],
+    *,
+    poll_timeout_s: int = LONG_POLL_TIMEOUT_S,
+    allowed_updates: Sequence[str] = ALLOWED_UPDATES,
+    rng: random.Random | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Receive updates forever, store each batch, then send every update to ``updates_out``.
+
+    Updates still pending in the inbox are sent first. ``updates_out`` is closed when
+    this returns or is cancelled, so a dispatcher reading it drains and ends.
+
+    Raises:
+        TelegramUnauthorized: the token is wrong; polling cannot go on.
+    """
+    rng = rng if rng is not None else random.Random()
+    async with updates_out:
+        task_status.started()
+        for update_id, raw_json in inbox.pending():
+            update = _parse_stored(inbox, update_id, raw_json)
+            if update is not None:
+                await updates_out.send(update)
+        while True:
+            batch = await _poll_until_answered(api, inbox, poll_timeout_s, allowed_updates, rng)
+            for update in _save_batch(inbox, batch):
+                await updates_out.send(update)
+
+
+async def _poll_until_answered(
+    api: TelegramApi,
+    inbox: UpdateInbox,
+    poll_timeout_s: int,
+    allowed_updates: Sequence[str],
+    rng: random.Random,
+) -> list[dict[str, Any]]:
+    conflict_delays: Iterator[float] | None = None
+    error_delays: Iterator[float] | None = None
+    while True:
+        try:
+            return await api.get_updates(
+                offset=inbox.next_offset(),
+                timeout_s=poll_timeout_s,
+                allowed_updates=allowed_updates,
+            )
+        except TelegramUnauthorized as exc:
+            logger.error("telegram_polling_stopped: %s", exc)
+            raise
+        except TelegramConflict as exc:
+            if conflict_delays is None:
+                conflict_delays = backoff_delays(
+                    initial_s=CONFLICT_BACKOFF_INITIAL_S,
+                    maximum_s=CONFLICT_BACKOFF_MAXIMUM_S,
+                    jitter="equal",
+                    rng=rng,
+                )
+                logger.warning(
+                    "telegram_poll_conflict: another instance is polling with this token, "
+                    "or a webhook is set; stop the other instance or delete the webhook; "
+                    "polling again with backoff; telegram said: %s",
+                    exc.description,
+                )
+            await trio.sleep(next(conflict_delays))
+        except TelegramError as exc:
+            if error_delays is None:
+                error_delays = backoff_delays(
+                    initial_s=ERROR_BACKOFF_INITIAL_S, maximum_s=ERROR_BACKOFF_MAXIMUM_S, rng=rng
+                )
+            delay = next(error_delays)
+            logger.warning("telegram_poll_failed delay_s=%.3f error=%s", delay, exc)
+            await trio.sleep(delay)
+
+
+def _save_batch(inbox: UpdateInbox, batch: list[dict[str, Any]]) -> list[Update]:
+    """Store a getUpdates batch with its next offset; return the updates that parse."""
+    offset = inbox.next_offset()
+    entries: list[tuple[int, dict[str, Any]]] = []
+    for raw in batch:
+        update_id = raw.get("update_id")
+        if type(update_id) is not int:
+            logger.warning(
+                "telegram_update_skipped update_id=%r reason=no integer update_id", update_id
+            )
+        elif offset is None or update_id >= offset:  # an already confirmed id is never resent
+            entries.append((update_id, raw))
+    if not entries:
+        return []
+    stored = [(update_id, json.dumps(raw, ensure_ascii=False)) for update_id, raw in entries]
+    inbox.save_batch(stored, next_offset=max(update_id for update_id, _ in entries) + 1)
+    updates = []
+    for update_id, raw in entries:
+        update = parse_update(update_id, raw)
+        if update is None:
+            inbox.mark_done(update_id)
+        else:
+            updates.append(update)
+    return updates
+
+
+def _parse_stored(inbox: UpdateInbox, update_id: int, raw_json: str) -> Update | None:
+    try:
+        raw = json.loads(raw_json)
+    except json.JSONDecodeError:
+        raw = None
+    update = parse_update(update_id, raw)
+    if update is None:
+        inbox.mark_done(update_id)
+    return update
+
+
+def parse_update(update_id: int, raw: object) -> Update | None:
+    """Validate one raw update; log a one-line summary and return None if it is malformed."""
+    try:
+        return Update.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "update"
+        logger.warning(
+            "telegram_update_skipped update_id=%d reason=%d validation errors, first: %s: %s",
+            update_id,
+            exc.error_count(),
+            where,
+            first["msg"],
+        )
+        return None

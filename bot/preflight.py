@@ -1,0 +1,48 @@
+"""At start, ask ComfyUI whether the checkpoint and every persona's LoRA exist (SPEC §5).
+
+A missing file is one loud warning per file, never a crash: the chat works regardless,
+and pictures for that persona will fail with a clear ``generation_error`` until it is
+fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.deps import Deps
+from comfy import ComfyError, check_models
+
+__all__ = ["run_preflight"]
+
+log = logging.getLogger(__name__)
+
+
+async def run_preflight(deps: Deps) -> None:
+    """Log what ComfyUI lacks; runs once, in the background."""
+    if deps.images is None:
+        return
+    checkpoints = deps.personas.checkpoints(deps.settings.comfyui_default_checkpoint)
+    try:
+        missing = await check_models(
+            deps.images.client,
+            checkpoint=checkpoints[0],
+            loras=deps.personas.lora_files(),
+        )
+    except ComfyError as exc:
+        log.warning(
+            "comfyui preflight: server not reachable (%s); pictures fail until it is", exc.detail
+        )
+        return
+    for model in missing:
+        folder = "models/checkpoints" if model.kind == "checkpoint" else "models/loras"
+        log.warning(
+            "comfyui preflight: %s %r is missing on the ComfyUI host; put it in ComfyUI's %s/",
+            model.kind,
+            model.name,
+            folder,
+        )
+    if not missing:
+        log.info(
+            "comfyui preflight: checkpoint and %d LoRA file(s) present",
+            len(deps.personas.lora_files()),
+        )

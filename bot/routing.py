@@ -1,0 +1,245 @@
+"""Update → command: what the user asked for, decided without any I/O.
+
+Every Telegram update becomes exactly one :data:`Command`. The handlers act on commands;
+nothing here awaits, so the whole table is tested with plain functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from bot.callback_data import CancelJob, ChoosePersona, LookPress, decode
+from bot.telegram_types import CallbackQuery, Message, Update, User
+from bot.texts import Lang, lang_of
+
+__all__ = [
+    "MAX_USER_TEXT_CHARS",
+    "AdminCmd",
+    "BalanceCmd",
+    "BlockedChange",
+    "CancelPress",
+    "ChatText",
+    "Command",
+    "Context",
+    "HelpCmd",
+    "Ignored",
+    "ImagePress",
+    "NonText",
+    "PersonaChoice",
+    "PersonaCmd",
+    "StartCmd",
+    "UnknownCallback",
+    "UnknownCmd",
+    "route",
+]
+
+MAX_USER_TEXT_CHARS: Final = 2000  # what reaches the LLM; Telegram allows 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who is talking, where."""
+
+    chat_id: int
+    chat_type: str
+    user_id: int
+    first_name: str
+    language_code: str | None
+
+    @property
+    def private(self) -> bool:
+        return self.chat_type == "private"
+
+    @property
+    def lang(self) -> Lang:
+        return lang_of(self.language_code)
+
+
+@dataclass(frozen=True, slots=True)
+class StartCmd:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class HelpCmd:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class PersonaCmd:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceCmd:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCmd:
+    """``/grant <user_id> <n>`` or ``/subscribe <user_id> <days>``; args unparsed."""
+
+    ctx: Context
+    name: str
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownCmd:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class ChatText:
+    ctx: Context
+    message_id: int
+    text: str  # already cut to MAX_USER_TEXT_CHARS
+
+
+@dataclass(frozen=True, slots=True)
+class NonText:
+    """A sticker, photo, voice…: the bot only understands text."""
+
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePress:
+    ctx: Context
+    query_id: str
+    message_id: int  # the bot's message the button sits under
+
+
+@dataclass(frozen=True, slots=True)
+class PersonaChoice:
+    ctx: Context
+    query_id: str
+    key: str
+    message_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelPress:
+    ctx: Context
+    query_id: str
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownCallback:
+    """Forged, stale or foreign callback data: answered, otherwise ignored."""
+
+    query_id: str
+    user_id: int
+    language_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedChange:
+    user_id: int
+    blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    why: str
+
+
+Command = (
+    StartCmd
+    | HelpCmd
+    | PersonaCmd
+    | BalanceCmd
+    | AdminCmd
+    | UnknownCmd
+    | ChatText
+    | NonText
+    | ImagePress
+    | PersonaChoice
+    | CancelPress
+    | UnknownCallback
+    | BlockedChange
+    | Ignored
+)
+
+_SIMPLE_COMMANDS: Final[dict[str, type[StartCmd | HelpCmd | PersonaCmd | BalanceCmd]]] = {
+    "start": StartCmd,
+    "help": HelpCmd,
+    "persona": PersonaCmd,
+    "balance": BalanceCmd,
+    "quota": BalanceCmd,
+}
+_ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe"})
+
+
+def route(update: Update, *, bot_username: str | None = None) -> Command:
+    """Decide what *update* asks for."""
+    if update.message is not None:
+        return _route_message(update.message, bot_username=bot_username)
+    if update.callback_query is not None:
+        return _route_callback(update.callback_query)
+    if update.my_chat_member is not None:
+        member = update.my_chat_member
+        if member.chat.type != "private":
+            return Ignored("membership change outside a private chat")
+        status = member.new_chat_member.status
+        return BlockedChange(user_id=member.from_.id, blocked=status in {"kicked", "left"})
+    return Ignored("update type not handled")
+
+
+def _context(message: Message, user: User) -> Context:
+    return Context(
+        chat_id=message.chat.id,
+        chat_type=message.chat.type,
+        user_id=user.id,
+        first_name=user.first_name,
+        language_code=user.language_code,
+    )
+
+
+def _route_message(message: Message, *, bot_username: str | None) -> Command:
+    user = message.from_
+    if user is None or user.is_bot:
+        return Ignored("message without a human sender")
+    ctx = _context(message, user)
+    text = message.text
+    if text is None:
+        return NonText(ctx) if ctx.private else Ignored("non-text message in a group")
+    if text.startswith("/"):
+        return _route_command(ctx, text, bot_username=bot_username)
+    if not text.strip():
+        return Ignored("blank text")
+    return ChatText(ctx, message_id=message.message_id, text=text[:MAX_USER_TEXT_CHARS])
+
+
+def _route_command(ctx: Context, text: str, *, bot_username: str | None) -> Command:
+    head, *args = text.split()
+    name, _, addressee = head[1:].partition("@")
+    if addressee and bot_username and addressee.lower() != bot_username.lower():
+        return Ignored("command for another bot")
+    name = name.lower()
+    if name in _SIMPLE_COMMANDS:
+        return _SIMPLE_COMMANDS[name](ctx)
+    if name in _ADMIN_COMMANDS:
+        return AdminCmd(ctx, name=name, args=tuple(args))
+    return UnknownCmd(ctx)
+
+
+def _route_callback(query: CallbackQuery) -> Command:
+    user = query.from_
+    unknown = UnknownCallback(query.id, user.id, user.language_code)
+    payload = decode(query.data)
+    message = query.message
+    if payload is None or message is None or message.date == 0:
+        # date == 0 marks an "inaccessible message" (too old for the bot to see).
+        return unknown
+    ctx = _context(message, user)
+    match payload:
+        case LookPress():
+            return ImagePress(ctx, query_id=query.id, message_id=message.message_id)
+        case ChoosePersona(key):
+            return PersonaChoice(ctx, query_id=query.id, key=key, message_id=message.message_id)
+        case CancelJob(job_id):
+            return CancelPress(ctx, query_id=query.id, job_id=job_id)
+    return unknown

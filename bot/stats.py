@@ -1,0 +1,331 @@
+"""How the picture feature is doing: ``python -m bot stats`` and the admins' ``/stats``.
+
+Operators need a quick answer to "how many presses, how many pictures, why did the
+others fail, how long does ComfyUI take" without writing SQL against ``events_analytics``
+(SPEC §8). The core is pure: :func:`parse_since` reads a window, :func:`summarize` turns
+event rows into a :class:`StatsSummary`, :func:`format_text` / :func:`format_json` render
+it. Two thin entry points wrap it: :func:`stats_main` (the command line) and
+:func:`handle_stats` (the bot command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.analytics import EventName, Reason
+from bot.settings import Settings
+from bot.texts import t
+from store.clock import to_iso, utc_now
+from store.errors import StoreError
+from store.stats import ImageEventRow, image_events, open_readonly
+
+if TYPE_CHECKING:
+    from bot.deps import Deps
+    from bot.routing import AdminCmd
+
+__all__ = [
+    "DEFAULT_SINCE",
+    "MAX_MESSAGE_CHARS",
+    "NO_PERSONA",
+    "ImageCounts",
+    "StatsSummary",
+    "format_json",
+    "format_text",
+    "handle_stats",
+    "nearest_rank",
+    "parse_since",
+    "stats_main",
+    "summarize",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SINCE: Final = "7d"
+MAX_MESSAGE_CHARS: Final = 4096  # Telegram's limit for one text message
+NO_PERSONA: Final = "-"  # the persona key shown for events recorded without one
+EXIT_BAD_INPUT: Final = 2  # as ``python -m bot`` for an operator's mistake
+
+_DEFAULT_DATABASE: Final[Path] = Settings.model_fields["database_path"].default
+_WINDOW: Final = re.compile(r"(\d{1,6})([mhdw])")
+_UNITS: Final = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_FORMS: Final = "use 30m, 12h, 7d, 2w or a UTC date like 2026-11-01"
+
+_TEXTS: Final[dict[str, dict[str, str]]] = {
+    "usage": {
+        "ru": "Использование: /stats [30m | 12h | 7d | 2w | 2026-11-01]",
+        "en": "Usage: /stats [30m | 12h | 7d | 2w | 2026-11-01]",
+    },
+    "title": {"ru": "Картинки, {since} → {until} UTC", "en": "Pictures, {since} → {until} UTC"},
+    "empty": {"ru": "За это время нажатий не было.", "en": "No presses in this window."},
+    "presses": {"ru": "нажатий", "en": "presses"},
+    "generated": {"ru": "нарисовано", "en": "generated"},
+    "failed": {"ru": "не вышло", "en": "failed"},
+    "other": {"ru": "другое", "en": "other"},
+    "rate": {"ru": "успех", "en": "success rate"},
+    "p50": {"ru": "время p50", "en": "time p50"},
+    "p95": {"ru": "время p95", "en": "time p95"},
+    "persona": {"ru": "персонаж", "en": "persona"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCounts:
+    """The numbers for one slice of the events: everyone, or one persona.
+
+    ``failed`` counts every ``image_failed`` row; ``failures`` splits it by the closed
+    set of reasons (every :class:`Reason`, zeros included, in declaration order).
+    """
+
+    presses: int
+    generated: int
+    failed: int
+    failures: Mapping[Reason, int]
+    p50_ms: int | None  # nearest-rank percentiles of image_generated durations
+    p95_ms: int | None
+
+    @property
+    def success_rate(self) -> float | None:
+        """generated / (generated + failed); None when no request has finished."""
+        finished = self.generated + self.failed
+        return self.generated / finished if finished else None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsSummary(ImageCounts):
+    """The whole report: totals for the window plus the same numbers per persona."""
+
+    since: datetime
+    until: datetime
+    personas: Mapping[str, ImageCounts]  # sorted by persona key
+
+
+def parse_since(text: str, *, now: datetime) -> datetime:
+    """The start of a report window: ``30m``, ``12h``, ``7d``, ``2w`` before *now*, or a date.
+
+    A date (``2026-11-01``) means its midnight UTC.
+
+    Raises:
+        ValueError: *text* is none of those forms, is zero, or lies after *now*.
+    """
+    value = text.strip().lower()
+    try:
+        if match := _WINDOW.fullmatch(value):
+            amount, unit = int(match[1]), match[2]
+            if amount == 0:
+                raise ValueError
+            moment = now.astimezone(UTC) - timedelta(**{_UNITS[unit]: amount})
+        else:
+            moment = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"bad window {text!r}; {_FORMS}") from None
+    if moment > now:
+        raise ValueError(f"window {text!r} starts in the future; {_FORMS}")
+    return moment
+
+
+def nearest_rank(values: Sequence[int], percent: int) -> int | None:
+    """The nearest-rank percentile of *values* (sorted here); None when empty."""
+    if not values:
+        return None
+    rank = max(1, -(-percent * len(values) // 100))  # ceil without floats
+    return sorted(values)[rank - 1]
+
+
+def _count(rows: Sequence[ImageEventRow]) -> ImageCounts:
+    failures = dict.fromkeys(Reason, 0)
+    failed = 0
+    durations: list[int] = []
+    for row in rows:
+        if row.event == EventName.IMAGE_FAILED:
+            failed += 1
+            if row.reason in failures:
+                failures[Reason(row.reason)] += 1
+        elif row.event == EventName.IMAGE_GENERATED and row.duration_ms is not None:
+            durations.append(row.duration_ms)
+    return ImageCounts(
+        presses=sum(row.event == EventName.IMAGE_REQUESTED for row in rows),
+        generated=sum(row.event == EventName.IMAGE_GENERATED for row in rows),
+        failed=failed,
+        failures=failures,
+        p50_ms=nearest_rank(durations, 50),
+        p95_ms=nearest_rank(durations, 95),
+    )
+
+
+def summarize(rows: Iterable[ImageEventRow], *, since: datetime, until: datetime) -> StatsSummary:
+    """Count presses, pictures and failures in *rows*, in total and per persona."""
+    all_rows = list(rows)
+    by_persona: dict[str, list[ImageEventRow]] = {}
+    for row in all_rows:
+        by_persona.setdefault(row.persona or NO_PERSONA, []).append(row)
+    return StatsSummary(
+        **asdict(_count(all_rows)),
+        since=since,
+        until=until,
+        personas={key: _count(by_persona[key]) for key in sorted(by_persona)},
+    )
+
+
+def _rate(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _seconds(ms: int | None) -> str:
+    return "—" if ms is None else f"{ms / 1000:.1f} s"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """First column left-aligned, the others right-aligned, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def _totals_lines(summary: StatsSummary, text: Mapping[str, str]) -> list[str]:
+    rows = [
+        [text["presses"], str(summary.presses)],
+        [text["generated"], str(summary.generated)],
+        [text["failed"], str(summary.failed)],
+        *([f"  {reason.value}", str(n)] for reason, n in summary.failures.items()),
+    ]
+    other = summary.failed - sum(summary.failures.values())
+    if other:
+        rows.append([f"  {text['other']}", str(other)])
+    rows.append([text["rate"], _rate(summary.success_rate)])
+    rows.append([text["p50"], _seconds(summary.p50_ms)])
+    rows.append([text["p95"], _seconds(summary.p95_ms)])
+    return _table(rows)
+
+
+def _persona_lines(summary: StatsSummary, text: Mapping[str, str]) -> list[str]:
+    header = [text["persona"], text["presses"], text["generated"], text["failed"]]
+    rows = [[*header, text["rate"], "p50", "p95"]]
+    for key, counts in summary.personas.items():
+        numbers = [str(counts.presses), str(counts.generated), str(counts.failed)]
+        timing = [_seconds(counts.p50_ms), _seconds(counts.p95_ms)]
+        rows.append([key, *numbers, _rate(counts.success_rate), *timing])
+    return _table(rows)
+
+
+def format_text(summary: StatsSummary, lang: str = "en") -> str:
+    """The report as aligned plain text for a terminal or one Telegram message.
+
+    Per-persona lines past :data:`MAX_MESSAGE_CHARS` are dropped and replaced by "…".
+    """
+    text = {key: variants["ru" if lang == "ru" else "en"] for key, variants in _TEXTS.items()}
+    span = {"since": f"{summary.since:%Y-%m-%d %H:%M}", "until": f"{summary.until:%Y-%m-%d %H:%M}"}
+    lines = [text["title"].format(**span)]
+    if not summary.presses and not summary.generated and not summary.failed:
+        return "\n".join([*lines, text["empty"]])
+    lines += [*_totals_lines(summary, text), ""]
+    used = sum(len(line) + 1 for line in lines)
+    for line in _persona_lines(summary, text):
+        if used + len(line) + len("\n…") > MAX_MESSAGE_CHARS:
+            lines.append("…")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    return "\n".join(lines)
+
+
+def _counts_json(counts: ImageCounts) -> dict[str, object]:
+    rate = counts.success_rate
+    return {
+        "presses": counts.presses,
+        "generated": counts.generated,
+        "failed": counts.failed,
+        "failures": {reason.value: n for reason, n in counts.failures.items()},
+        "success_rate": None if rate is None else round(rate, 4),
+        "p50_ms": counts.p50_ms,
+        "p95_ms": counts.p95_ms,
+    }
+
+
+def format_json(summary: StatsSummary) -> str:
+    """The report as JSON: fixed keys, durations in ms, rates rounded to 4 places."""
+    document = {
+        "since": to_iso(summary.since),
+        "until": to_iso(summary.until),
+        **_counts_json(summary),
+        "personas": {key: _counts_json(counts) for key, counts in summary.personas.items()},
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+class _DatabaseSettings(BaseSettings):
+    """``DATABASE_PATH`` alone, so the report runs without ``TELEGRAM_BOT_TOKEN``."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_path: Path = _DEFAULT_DATABASE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot stats", description="Picture presses, results and timings."
+    )
+    parser.add_argument("--since", default=DEFAULT_SINCE, help=f"window start; {_FORMS}")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--database", type=Path, help="database file (default: DATABASE_PATH)")
+    return parser
+
+
+def stats_main(argv: list[str], *, now: Callable[[], datetime] = utc_now) -> int:
+    """``python -m bot stats [--since 7d] [--json] [--database PATH]``; returns the exit code.
+
+    Reads the database without creating or changing it. An operator's mistake (a bad
+    window, no database file, a file that is not the bot's database) is one line on
+    stderr and exit code 2.
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or argparse's own usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    until = now()
+    try:
+        since = parse_since(args.since, now=until)
+        db = open_readonly(args.database or _DatabaseSettings().database_path)
+        try:
+            rows = image_events(db, since=since, until=until)
+        finally:
+            db.close()
+    except (ValueError, StoreError) as exc:
+        print(f"stats: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    summary = summarize(rows, since=since, until=until)
+    print(format_json(summary) if args.json else format_text(summary))
+    return 0
+
+
+async def handle_stats(deps: Deps, cmd: AdminCmd) -> None:
+    """``/stats [window]`` for admins: the report for the last 7 days, or for *window*."""
+    lang = cmd.ctx.lang
+    if cmd.ctx.user_id not in deps.settings.admin_user_ids:
+        log.warning("admin command refused user=%s command=%s", cmd.ctx.user_id, cmd.name)
+        await deps.api.send_message(cmd.ctx.chat_id, t("admin_only", lang))
+        return
+    until = deps.now()
+    try:
+        (window,) = cmd.args or (DEFAULT_SINCE,)  # more than one argument: ValueError too
+        since = parse_since(window, now=until)
+    except ValueError:
+        await deps.api.send_message(cmd.ctx.chat_id, _TEXTS["usage"][lang])
+        return
+    rows = image_events(deps.store.db, since=since, until=until)
+    summary = summarize(rows, since=since, until=until)
+    await deps.api.send_message(cmd.ctx.chat_id, format_text(summary, lang))

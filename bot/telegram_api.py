@@ -1,0 +1,389 @@
+"""A typed Telegram Bot API client over an injected ``httpx.AsyncClient``.
+
+The bot token sits in the path of every request URL (``/bot<token>/<method>``), and httpx
+puts that URL into its exceptions and its request log lines (ENGINEERING B6). So this
+client never calls ``raise_for_status``: it reads the JSON envelope itself
+(:func:`bot.telegram_errors.parse_response`), translates transport errors into
+:class:`TelegramNetworkError` with no link to the httpx exception, and installs a
+redacting filter on the ``httpx`` logger.
+
+Retries follow :mod:`bot.backoff`: a 429 waits ``retry_after``; a 5xx, a non-JSON reply or
+a network error waits a jittered backoff delay; other errors raise at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+import httpx
+import trio
+from pydantic import SecretStr, TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
+
+from bot.backoff import backoff_delays
+from bot.telegram_errors import (
+    TelegramBadRequest,
+    TelegramError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    parse_response,
+    redact_token,
+)
+from bot.telegram_types import BotCommand, InlineKeyboardMarkup, Message, User, WebhookInfo
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_ATTEMPTS",
+    "LONG_POLL_MARGIN_S",
+    "UPLOAD_TIMEOUT",
+    "TelegramApi",
+    "UploadFiles",
+]
+
+T = TypeVar("T")
+UploadFiles = Mapping[str, tuple[str, bytes, str]]  # field -> (filename, content, mime type)
+
+DEFAULT_BASE_URL: Final = "https://api.telegram.org"
+DEFAULT_MAX_ATTEMPTS: Final = 5  # tries per call, the first one included
+LONG_POLL_MARGIN_S: Final = 10  # getUpdates read timeout = long-poll timeout + this (B2)
+CONNECT_TIMEOUT_S: Final = 10.0
+UPLOAD_TIMEOUT: Final = httpx.Timeout(CONNECT_TIMEOUT_S, read=60.0, write=60.0)
+_NOT_MODIFIED: Final = "message is not modified"
+
+logger = logging.getLogger(__name__)
+
+
+class _RedactTokens(logging.Filter):
+    """Rewrites ``httpx`` log records so request URLs show no token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_token(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_HTTPX_FILTER: Final = _RedactTokens()
+
+
+def _install_httpx_redaction() -> None:
+    httpx_logger = logging.getLogger("httpx")
+    if _HTTPX_FILTER not in httpx_logger.filters:
+        httpx_logger.addFilter(_HTTPX_FILTER)
+
+
+_ADAPTERS: dict[object, TypeAdapter[Any]] = {}  # building a TypeAdapter is not free
+
+
+def _adapter_for(result: type[T] | TypeAdapter[T]) -> TypeAdapter[T]:
+    if isinstance(result, TypeAdapter):
+        return result
+    adapter: TypeAdapter[T] | None = _ADAPTERS.get(result)
+    if adapter is None:
+        adapter = _ADAPTERS[result] = TypeAdapter(result)
+    return adapter
+
+
+class TelegramApi:
+    """Calls Bot API methods, retrying transient failures, returning parsed results."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        token: SecretStr,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        rng: random.Random | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
+        self._http = http
+        self._token = token
+        self._base_url = base_url.rstrip("/")
+        self._rng = rng if rng is not None else random.Random()
+        self._max_attempts = max_attempts
+        _install_httpx_redaction()
+
+    def __repr__(self) -> str:
+        return f"TelegramApi(base_url={self._base_url!r}, token={self._token!r})"
+
+    async def call(
+        self,
+        method: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        result: type[T] | TypeAdapter[T],
+        files: UploadFiles | None = None,
+        timeout: httpx.Timeout | None = None,  # noqa: ASYNC109 (httpx's per-phase limits)
+    ) -> T:
+        """Call ``method`` and parse its result as ``result``.
+
+        ``None`` values in ``params`` are left out. Without ``files`` the body is JSON;
+        with ``files`` it is multipart and nested values become JSON strings (B5).
+
+        Raises:
+            TelegramError: a subclass from :mod:`bot.telegram_errors`, after retries.
+        """
+        adapter = _adapter_for(result)
+        raw = await self._call_with_retries(method, params or {}, files, http_timeout=timeout)
+        try:
+            return adapter.validate_python(raw)
+        except ValidationError as exc:
+            summary = f"{exc.error_count()} validation errors"
+            raise TelegramServerError(method, f"unexpected result shape: {summary}") from None
+
+    async def _call_with_retries(
+        self,
+        method: str,
+        params: Mapping[str, object],
+        files: UploadFiles | None,
+        *,
+        http_timeout: httpx.Timeout | None,
+    ) -> object:
+        delays = backoff_delays(rng=self._rng)
+        error: TelegramError
+        attempt = 1
+        while True:
+            try:
+                return await self._request(method, params, files, http_timeout=http_timeout)
+            except TelegramRetryAfter as exc:
+                if attempt >= self._max_attempts:
+                    raise
+                delay, error = exc.retry_after, exc
+            except (TelegramServerError, TelegramNetworkError) as exc:
+                if attempt >= self._max_attempts:
+                    raise
+                delay, error = next(delays), exc
+            logger.warning(
+                "telegram_retry method=%s attempt=%d/%d delay_s=%.3f error=%s",
+                method,
+                attempt,
+                self._max_attempts,
+                delay,
+                error,
+            )
+            await trio.sleep(delay)
+            attempt += 1
+
+    async def _request(
+        self,
+        method: str,
+        params: Mapping[str, object],
+        files: UploadFiles | None,
+        *,
+        http_timeout: httpx.Timeout | None,
+    ) -> object:
+        secret = self._token.get_secret_value()
+        url = f"{self._base_url}/bot{secret}/{method}"
+        send_timeout = httpx.USE_CLIENT_DEFAULT if http_timeout is None else http_timeout
+        try:
+            if files:
+                response = await self._http.post(
+                    url, data=_form_fields(params), files=files, timeout=send_timeout
+                )
+            else:
+                response = await self._http.post(
+                    url, json=_json_fields(params), timeout=send_timeout
+                )
+        except httpx.RequestError as exc:
+            # The httpx exception carries the URL: keep only its type and redacted text,
+            # and raise outside the handler so it is not even the implicit context.
+            description = redact_token(f"{type(exc).__name__}: {exc}", secret)
+        else:
+            return parse_response(method, response.status_code, response.content)
+        raise TelegramNetworkError(method, description)
+
+    # Typed methods, one per Bot API method the bot uses.
+
+    async def get_me(self) -> User:
+        """Return the bot's own user; a cheap check that the token works."""
+        return await self.call("getMe", result=User)
+
+    async def get_updates(
+        self,
+        *,
+        offset: int | None,
+        timeout_s: int,
+        allowed_updates: Sequence[str],
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Long-poll for updates; raw dicts, so one malformed update cannot spoil a batch."""
+        params = {
+            "offset": offset,
+            "timeout": timeout_s,
+            "limit": limit,
+            "allowed_updates": list(allowed_updates),
+        }
+        timeout = httpx.Timeout(CONNECT_TIMEOUT_S, read=timeout_s + LONG_POLL_MARGIN_S)
+        return await self.call("getUpdates", params, result=list[dict[str, Any]], timeout=timeout)
+
+    async def send_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        reply_markup: InlineKeyboardMarkup | None = None,
+        reply_to_message_id: int | None = None,
+        disable_notification: bool = False,
+    ) -> Message:
+        """Send plain text (no parse_mode, so user text needs no escaping: E10)."""
+        params = {
+            "chat_id": chat_id,
+            "text": text,
+            "reply_markup": reply_markup,
+            "reply_parameters": _reply_parameters(reply_to_message_id),
+            "disable_notification": disable_notification or None,
+        }
+        return await self.call("sendMessage", params, result=Message)
+
+    async def answer_callback_query(
+        self, callback_query_id: str, *, text: str | None = None, show_alert: bool = False
+    ) -> bool:
+        """Stop the button's spinner, optionally with a toast or an alert (E6)."""
+        params = {"callback_query_id": callback_query_id, "text": text, "show_alert": show_alert}
+        return await self.call("answerCallbackQuery", params, result=bool)
+
+    async def send_chat_action(self, chat_id: int, action: str = "upload_photo") -> bool:
+        """Show "sending a photo" (or another action) for up to 5 seconds (E7)."""
+        params = {"chat_id": chat_id, "action": action}
+        return await self.call("sendChatAction", params, result=bool)
+
+    async def edit_message_text(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        """Replace a message's text; an edit to identical content counts as done."""
+        params = {
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "text": text,
+            "reply_markup": reply_markup,
+        }
+        await self._edit("editMessageText", params)
+
+    async def edit_message_reply_markup(
+        self, chat_id: int, message_id: int, *, reply_markup: InlineKeyboardMarkup | None = None
+    ) -> None:
+        """Replace (or with ``None`` remove) a message's inline keyboard."""
+        params = {"chat_id": chat_id, "message_id": message_id, "reply_markup": reply_markup}
+        await self._edit("editMessageReplyMarkup", params)
+
+    async def _edit(self, method: str, params: Mapping[str, object]) -> None:
+        try:
+            await self.call(method, params, result=object)
+        except TelegramBadRequest as exc:
+            if _NOT_MODIFIED not in exc.description.lower():
+                raise
+
+    async def delete_message(self, chat_id: int, message_id: int) -> bool:
+        """Delete a message the bot may delete."""
+        params = {"chat_id": chat_id, "message_id": message_id}
+        return await self.call("deleteMessage", params, result=bool)
+
+    async def set_my_commands(
+        self, commands: Sequence[BotCommand], *, language_code: str | None = None
+    ) -> bool:
+        """Set the command menu, for all users or for one language."""
+        params = {"commands": list(commands), "language_code": language_code}
+        return await self.call("setMyCommands", params, result=bool)
+
+    async def delete_webhook(self, *, drop_pending_updates: bool = False) -> bool:
+        """Remove the webhook so that getUpdates works (E4)."""
+        params = {"drop_pending_updates": drop_pending_updates}
+        return await self.call("deleteWebhook", params, result=bool)
+
+    async def get_webhook_info(self) -> WebhookInfo:
+        """Return the webhook state; an empty ``url`` means long polling may run."""
+        return await self.call("getWebhookInfo", result=WebhookInfo)
+
+    async def send_photo(
+        self,
+        chat_id: int,
+        photo: bytes | str,
+        *,
+        filename: str = "image.png",
+        reply_to_message_id: int | None = None,
+        caption: str | None = None,
+        reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> Message:
+        """Send a photo: ``bytes`` are uploaded, a ``str`` re-sends a known ``file_id``."""
+        params = _file_params(chat_id, reply_to_message_id, caption, reply_markup)
+        return await self._send_file("sendPhoto", "photo", photo, filename, params)
+
+    async def send_document(
+        self,
+        chat_id: int,
+        document: bytes | str,
+        *,
+        filename: str = "image.png",
+        reply_to_message_id: int | None = None,
+        caption: str | None = None,
+        reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> Message:
+        """Send a file as a document (no recompression, no photo size limits)."""
+        params = _file_params(chat_id, reply_to_message_id, caption, reply_markup)
+        return await self._send_file("sendDocument", "document", document, filename, params)
+
+    async def _send_file(
+        self,
+        method: str,
+        field: str,
+        content: bytes | str,
+        filename: str,
+        params: Mapping[str, object],
+    ) -> Message:
+        if isinstance(content, str):
+            return await self.call(method, {**params, field: content}, result=Message)
+        mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        files = {field: (filename, content, mime_type)}
+        return await self.call(method, params, result=Message, files=files, timeout=UPLOAD_TIMEOUT)
+
+
+def _file_params(
+    chat_id: int,
+    reply_to_message_id: int | None,
+    caption: str | None,
+    reply_markup: InlineKeyboardMarkup | None,
+) -> dict[str, object]:
+    return {
+        "chat_id": chat_id,
+        "caption": caption,
+        "reply_markup": reply_markup,
+        "reply_parameters": _reply_parameters(reply_to_message_id),
+    }
+
+
+def _reply_parameters(message_id: int | None) -> dict[str, object] | None:
+    if message_id is None:
+        return None
+    return {"message_id": message_id, "allow_sending_without_reply": True}
+
+
+def _json_fields(params: Mapping[str, object]) -> dict[str, object]:
+    return {
+        key: to_jsonable_python(value, exclude_none=True)
+        for key, value in params.items()
+        if value is not None
+    }
+
+
+def _form_fields(params: Mapping[str, object]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for key, value in _json_fields(params).items():
+        if isinstance(value, str):
+            fields[key] = value
+        else:  # numbers, booleans and nested objects alike are JSON text in a form
+            fields[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return fields

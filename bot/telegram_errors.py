@@ -1,0 +1,186 @@
+"""Errors of the Telegram Bot API, and the one function that reads its reply envelope.
+
+Every Bot API reply is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": N,
+"description": "...", "parameters": {...}}`` with the HTTP status equal to ``error_code``
+(ENGINEERING E1). :func:`parse_response` turns it into the result or into one of::
+
+    TelegramError                  .method, .error_code, .description
+    ├── TelegramRetryAfter         429: flood control; wait .retry_after seconds
+    ├── TelegramBadRequest         400: the call itself is wrong (.migrate_to_chat_id)
+    ├── TelegramUnauthorized       401: the token is wrong
+    ├── TelegramForbidden          403: the user blocked the bot or is deactivated
+    ├── TelegramConflict           409: another poller, or a webhook is set
+    ├── TelegramServerError        5xx, or a reply that is not the JSON envelope
+    └── TelegramNetworkError       no reply at all (connection, timeout, protocol)
+
+A 404 or any other status becomes a plain :class:`TelegramError`. Messages name the
+method and Telegram's description, never the token or the request URL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import ClassVar, Final
+
+from pydantic import ValidationError
+
+from bot.telegram_types import ResponseParameters
+
+__all__ = [
+    "DEFAULT_RETRY_AFTER_S",
+    "REDACTED",
+    "TelegramBadRequest",
+    "TelegramConflict",
+    "TelegramError",
+    "TelegramForbidden",
+    "TelegramNetworkError",
+    "TelegramRetryAfter",
+    "TelegramServerError",
+    "TelegramUnauthorized",
+    "parse_response",
+    "redact_token",
+]
+
+DEFAULT_RETRY_AFTER_S: Final = 1.0  # a 429 without parameters.retry_after (never seen, but legal)
+_MAX_BODY_IN_MESSAGE: Final = 80  # characters of a non-JSON body quoted in the error
+# A bot token is "<bot id>:<secret>"; anything shaped like one is hidden from messages.
+_TOKEN_PATTERN: Final = re.compile(r"\d{3,}:[A-Za-z0-9_-]{10,}")
+REDACTED: Final = "<redacted>"
+
+
+def redact_token(text: str, token: str | None = None) -> str:
+    """Hide ``token`` and anything shaped like a bot token in ``text``.
+
+    A proxy's error page or a transport error can echo the request URL, which carries the
+    token (ENGINEERING B6); every text that leaves this package passes through here.
+    """
+    if token:
+        text = text.replace(token, REDACTED)
+    return _TOKEN_PATTERN.sub(REDACTED, text)
+
+
+class TelegramError(Exception):
+    """A Bot API call failed; the message is ``"<method>: <description> (error <code>)"``."""
+
+    default_error_code: ClassVar[int | None] = None
+
+    def __init__(self, method: str, description: str, *, error_code: int | None = None) -> None:
+        if error_code is None:
+            error_code = self.default_error_code
+        self.method = method
+        self.description = description
+        self.error_code = error_code
+        suffix = "" if error_code is None else f" (error {error_code})"
+        super().__init__(f"{method}: {description}{suffix}")
+
+
+class TelegramRetryAfter(TelegramError):
+    """429 Too Many Requests: the call may be repeated after ``retry_after`` seconds."""
+
+    def __init__(self, method: str, description: str, *, retry_after: float) -> None:
+        super().__init__(method, f"{description}; retry after {retry_after:g} s", error_code=429)
+        self.description = description
+        self.retry_after = retry_after
+
+
+class TelegramBadRequest(TelegramError):
+    """400: the request is wrong (bad ids, message not found, file refused, ...)."""
+
+    def __init__(
+        self, method: str, description: str, *, migrate_to_chat_id: int | None = None
+    ) -> None:
+        super().__init__(method, description, error_code=400)
+        self.migrate_to_chat_id = migrate_to_chat_id
+
+
+class TelegramUnauthorized(TelegramError):
+    """401: Telegram does not know this token."""
+
+    def __init__(self, method: str, description: str) -> None:
+        super().__init__(method, f"{description}; check TELEGRAM_BOT_TOKEN", error_code=401)
+        self.description = description
+
+
+class TelegramForbidden(TelegramError):
+    """403: the bot may not write there (blocked by the user, kicked, user deactivated)."""
+
+    default_error_code = 403
+
+
+class TelegramConflict(TelegramError):
+    """409: another ``getUpdates`` is running with this token, or a webhook is set."""
+
+    default_error_code = 409
+
+
+class TelegramServerError(TelegramError):
+    """5xx, or a reply that is not the Bot API envelope (a proxy's HTML error page)."""
+
+
+class TelegramNetworkError(TelegramError):
+    """No reply: connection refused or reset, a timeout, a broken HTTP exchange."""
+
+
+def parse_response(method: str, status_code: int, content: bytes) -> object:
+    """Return the ``result`` of a Bot API reply, or raise the matching :class:`TelegramError`.
+
+    Args:
+        method: the Bot API method, used in error messages.
+        status_code: the HTTP status of the reply.
+        content: the raw reply body.
+
+    Raises:
+        TelegramError: one of its subclasses, chosen by ``error_code`` (see the module tree).
+    """
+    try:
+        envelope = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        envelope = None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("ok"), bool):
+        raise TelegramServerError(
+            method, f"reply is not a Bot API envelope: {_quote(content)}", error_code=status_code
+        )
+    if envelope["ok"]:
+        return envelope.get("result")
+    code = envelope.get("error_code")
+    error_code = code if isinstance(code, int) else status_code
+    description = redact_token(str(envelope.get("description") or "no description"))
+    raise _error_for(method, error_code, description, _parameters(envelope.get("parameters")))
+
+
+def _error_for(
+    method: str, error_code: int, description: str, parameters: ResponseParameters
+) -> TelegramError:
+    if error_code == 429:
+        retry_after = parameters.retry_after
+        if retry_after is None or retry_after < 0:
+            retry_after = DEFAULT_RETRY_AFTER_S
+        return TelegramRetryAfter(method, description, retry_after=retry_after)
+    if error_code == 400:
+        return TelegramBadRequest(
+            method, description, migrate_to_chat_id=parameters.migrate_to_chat_id
+        )
+    if error_code == 401:
+        return TelegramUnauthorized(method, description)
+    if error_code == 403:
+        return TelegramForbidden(method, description)
+    if error_code == 409:
+        return TelegramConflict(method, description)
+    if error_code >= 500:
+        return TelegramServerError(method, description, error_code=error_code)
+    return TelegramError(method, description, error_code=error_code)
+
+
+def _parameters(raw: object) -> ResponseParameters:
+    try:
+        return ResponseParameters.model_validate(raw if isinstance(raw, dict) else {})
+    except ValidationError:
+        return ResponseParameters()
+
+
+def _quote(content: bytes) -> str:
+    text = redact_token(content.decode("utf-8", errors="replace").strip())
+    if len(text) > _MAX_BODY_IN_MESSAGE:
+        text = text[:_MAX_BODY_IN_MESSAGE] + "..."
+    return repr(text)

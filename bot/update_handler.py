@@ -1,0 +1,98 @@
+"""One update in: route it, call its handler, and deal with the errors every handler shares."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot.accounts import handle_admin, handle_balance
+from bot.deps import Deps
+from bot.handlers import (
+    handle_chat_text,
+    handle_help,
+    handle_non_text,
+    handle_persona,
+    handle_persona_choice,
+    handle_start,
+    handle_unknown_callback,
+    handle_unknown_command,
+)
+from bot.images import handle_cancel, request_image_on_demand
+from bot.routing import (
+    AdminCmd,
+    BalanceCmd,
+    BlockedChange,
+    CancelPress,
+    ChatText,
+    Command,
+    HelpCmd,
+    Ignored,
+    ImagePress,
+    NonText,
+    PersonaChoice,
+    PersonaCmd,
+    StartCmd,
+    UnknownCallback,
+    UnknownCmd,
+    route,
+)
+from bot.telegram_errors import TelegramForbidden
+from bot.telegram_types import Update
+
+__all__ = ["dispatch_command", "make_handler"]
+
+log = logging.getLogger(__name__)
+
+
+def make_handler(deps: Deps) -> Callable[[Update], Awaitable[None]]:
+    """The dispatcher's handler: route, handle, and mark users who blocked the bot."""
+
+    async def handle(update: Update) -> None:
+        command = route(update, bot_username=deps.bot_username)
+        try:
+            await dispatch_command(deps, command)
+        except TelegramForbidden as exc:
+            user_id = update.user.id if update.user is not None else None
+            log.info("user blocked the bot user=%s: %s", user_id, exc.description)
+            if user_id is not None:
+                deps.store.users.set_blocked(user_id, blocked=True, now=deps.now())
+
+    return handle
+
+
+async def dispatch_command(deps: Deps, command: Command) -> None:
+    """Call the one handler for *command*."""
+    match command:
+        case StartCmd():
+            await handle_start(deps, command)
+        case HelpCmd():
+            await handle_help(deps, command)
+        case PersonaCmd():
+            await handle_persona(deps, command)
+        case BalanceCmd():
+            await handle_balance(deps, command)
+        case AdminCmd():
+            await handle_admin(deps, command)
+        case UnknownCmd():
+            await handle_unknown_command(deps, command)
+        case ChatText():
+            await handle_chat_text(deps, command)
+        case NonText():
+            await handle_non_text(deps, command)
+        case ImagePress():
+            await request_image_on_demand(deps, command)
+        case PersonaChoice():
+            await handle_persona_choice(deps, command)
+        case CancelPress():
+            await handle_cancel(deps, command)
+        case UnknownCallback():
+            await handle_unknown_callback(deps, command)
+        case BlockedChange():
+            log.info(
+                "user %s the bot user=%s",
+                "blocked" if command.blocked else "unblocked",
+                command.user_id,
+            )
+            deps.store.users.set_blocked(command.user_id, blocked=command.blocked, now=deps.now())
+        case Ignored():
+            log.debug("update ignored: %s", command.why)

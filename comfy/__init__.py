@@ -1,0 +1,50 @@
+"""ComfyUI client for the persona bot: workflow template, HTTP client, websocket follower,
+the ``Comfy.generate`` facade with timeout and cleanup, and the start-up model check.
+
+Typical wiring (see ``bot/app.py``)::
+
+    http = httpx.AsyncClient(base_url="http://gpu:8188")
+    client = ComfyClient(http)
+    follower = Follower(client, websocket_opener("http://gpu:8188"))
+    await nursery.start(follower.run)
+    comfy = Comfy(client, follower, concurrency=2)
+    image = await comfy.generate(template.build(params), prompt_id=pid, timeout_s=120)
+"""
+
+from comfy.client import ComfyClient
+from comfy.errors import (
+    ComfyError,
+    ComfyProtocolError,
+    ComfyUnavailable,
+    GenerationFailed,
+    GenerationInterrupted,
+    GenerationTimedOut,
+    PromptRejected,
+)
+from comfy.follower import Follower, OpenWebsocket, websocket_opener
+from comfy.jobs import Comfy, GeneratedImage, JobProgress, ProgressStage
+from comfy.preflight import MissingModel, check_models
+from comfy.workflow import PromptParams, WorkflowError, WorkflowTemplate
+
+__all__ = [
+    "Comfy",
+    "ComfyClient",
+    "ComfyError",
+    "ComfyProtocolError",
+    "ComfyUnavailable",
+    "Follower",
+    "GeneratedImage",
+    "GenerationFailed",
+    "GenerationInterrupted",
+    "GenerationTimedOut",
+    "JobProgress",
+    "MissingModel",
+    "OpenWebsocket",
+    "ProgressStage",
+    "PromptParams",
+    "PromptRejected",
+    "WorkflowError",
+    "WorkflowTemplate",
+    "check_models",
+    "websocket_opener",
+]

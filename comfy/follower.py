@@ -1,0 +1,343 @@
+"""Follow ComfyUI's ``/ws`` for every job of this process, and recover what it misses.
+
+One websocket per ComfyUI server, read by one task that parses each frame
+(``comfy.events``), advances the sans-IO ``JobTracker`` and hands updates to the waiting
+jobs through bounded per-job channels with ``send_nowait``: progress is dropped rather
+than block the reader (a blocked reader also stops answering pings, ENGINEERING A3).
+Outcomes are never dropped: they are stored on the ``JobWatch`` with a ``trio.Event``.
+
+Each connection uses a fresh ``clientId`` (``pbot-<12 hex>-<n>``): reconnecting with the
+old one while ComfyUI still holds the half-open socket leaves the new socket deaf (NOTES
+§3 "Two sockets with one clientId"). So a job remembers the clientId it was submitted
+under, and after a reconnect, or for a job recovered from an earlier process, nothing more
+arrives for it on the socket. Such jobs are reconciled with GET /history/{id} and GET
+/queue at once and then every ``RECONCILE_INTERVAL_S`` until they end; that is the only
+/history polling (SPEC §2).
+
+A heartbeat pings every ``HEARTBEAT_INTERVAL_S``; no pong within ``HEARTBEAT_TIMEOUT_S``
+means a half-open connection (ComfyUI never pings, ENGINEERING A5), and the reader
+reconnects with exponential backoff plus jitter from the injected ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Final, TypeAlias
+
+import httpx
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+
+from comfy.client import ComfyClient
+from comfy.errors import ComfyError
+from comfy.events import Garbage, Status, Unknown, parse_ws_message
+from comfy.protocol import (
+    JobTracker,
+    JobUpdate,
+    Probe,
+    Signal,
+    probe_from_history,
+    probe_from_queue,
+)
+
+__all__ = [
+    "BACKOFF_INITIAL_S",
+    "BACKOFF_JITTER",
+    "BACKOFF_MAX_S",
+    "HEARTBEAT_INTERVAL_S",
+    "HEARTBEAT_TIMEOUT_S",
+    "RECONCILE_INTERVAL_S",
+    "WS_CLOSE_TIMEOUT_S",
+    "WS_MAX_MESSAGE_BYTES",
+    "Follower",
+    "JobWatch",
+    "OpenWebsocket",
+    "probe_prompt",
+    "websocket_opener",
+    "websocket_url",
+]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_S: Final = 10.0
+HEARTBEAT_TIMEOUT_S: Final = 10.0
+RECONCILE_INTERVAL_S: Final = 2.0
+BACKOFF_INITIAL_S: Final = 1.0
+BACKOFF_MAX_S: Final = 30.0
+BACKOFF_JITTER: Final = 0.5  # each delay grows by up to 50 %, so restarts do not stampede
+WS_MAX_MESSAGE_BYTES: Final = 2**25  # previews and SaveImageWebsocket frames exceed 1 MiB
+WS_CONNECT_TIMEOUT_S: Final = 10.0
+WS_CLOSE_TIMEOUT_S: Final = 2.0
+JOB_CHANNEL_SIZE: Final = 16
+
+OpenWebsocket: TypeAlias = Callable[[str], AbstractAsyncContextManager[WebSocketConnection]]
+_NETWORK_ERRORS: Final = (HandshakeError, OSError, trio.BrokenResourceError, trio.TooSlowError)
+
+
+def websocket_url(base_url: str, client_id: str) -> str:
+    """``http://gpu:8188`` → ``ws://gpu:8188/ws?clientId=...`` (https → wss)."""
+    url = httpx.URL(base_url)
+    scheme = {"http": "ws", "https": "wss"}.get(url.scheme)
+    if scheme is None:
+        raise ValueError(f"ComfyUI base URL {base_url!r} must start with http:// or https://")
+    path = url.path.rstrip("/") + "/ws"
+    return str(url.copy_with(scheme=scheme, path=path, query=None, params={"clientId": client_id}))
+
+
+def websocket_opener(
+    base_url: str,
+    *,
+    connect_timeout_s: float = WS_CONNECT_TIMEOUT_S,
+    close_timeout_s: float = WS_CLOSE_TIMEOUT_S,
+    max_message_bytes: int = WS_MAX_MESSAGE_BYTES,
+) -> OpenWebsocket:
+    """The production ``OpenWebsocket``: ``open_websocket_url`` with a raised size limit."""
+    websocket_url(base_url, "check")  # refuse a bad URL at start-up, not at first connect
+
+    def open_ws(client_id: str) -> AbstractAsyncContextManager[WebSocketConnection]:
+        return open_websocket_url(
+            websocket_url(base_url, client_id),
+            max_message_size=max_message_bytes,
+            connect_timeout=connect_timeout_s,
+            disconnect_timeout=close_timeout_s,
+        )
+
+    return open_ws
+
+
+class JobWatch:
+    """The follower's handle on one waiting job: progress in ``updates``, the end in
+    ``outcome`` + ``done`` (set once; ``updates`` then ends)."""
+
+    def __init__(self, prompt_id: str, client_id: str | None, *, submitted: bool) -> None:
+        self.prompt_id = prompt_id
+        self.client_id = client_id
+        self.submitted = submitted
+        self._send, self.updates = trio.open_memory_channel[JobUpdate](JOB_CHANNEL_SIZE)
+        self.outcome: JobUpdate | None = None
+        self.done = trio.Event()
+
+    def offer(self, update: JobUpdate) -> None:
+        """Called by the reader: never blocks."""
+        if update.terminal:
+            self.outcome = update
+            self.done.set()
+            self._send.close()
+            return
+        try:
+            self._send.send_nowait(update)
+        except trio.WouldBlock:
+            log.debug("comfy progress dropped prompt_id=%s (job busy)", self.prompt_id)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+
+async def probe_prompt(client: ComfyClient, prompt_id: str) -> Probe:
+    """Where is *prompt_id* on ComfyUI: finished (history), queued/running, or nowhere?
+
+    /history answers ``{}`` for queued, running, deleted and unknown ids alike (NOTES
+    §4.6), so /queue decides; history is read again last because the prompt may finish
+    between the two reads, and "nowhere" must not be concluded from that race.
+    """
+    entry = await client.get_history(prompt_id)
+    if entry is not None:
+        return probe_from_history(entry)
+    seen = probe_from_queue(await client.get_queue(), prompt_id)
+    if seen is not None:
+        return seen
+    entry = await client.get_history(prompt_id)
+    return probe_from_history(entry) if entry is not None else Probe(Signal.MISSING)
+
+
+class Follower:
+    """The websocket reader and reconciler for one ComfyUI server."""
+
+    def __init__(
+        self, client: ComfyClient, open_ws: OpenWebsocket, *, rng: random.Random | None = None
+    ) -> None:
+        self._client = client
+        self._open_ws = open_ws
+        self._rng = rng if rng is not None else random.Random()
+        self._id_prefix = f"pbot-{uuid.uuid4().hex[:12]}"
+        self._ids = itertools.count(1)
+        self._client_id: str | None = None
+        self._connected = trio.Event()
+        self._healthy = False
+        self._tracker = JobTracker()
+        self._watches: dict[str, JobWatch] = {}
+        self._reconcile_now = trio.Event()
+        self.last_error = "not connected yet"
+
+    @property
+    def connected(self) -> bool:
+        return self._client_id is not None
+
+    @property
+    def client_id(self) -> str | None:
+        """The clientId of the live socket, or None while disconnected."""
+        return self._client_id
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Forever: connect, read, reconnect. Started at once, even if ComfyUI is down."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_reconciler)
+            task_status.started()
+            delay_s = BACKOFF_INITIAL_S
+            while True:
+                await self._connect_once(f"{self._id_prefix}-{next(self._ids)}")
+                if self._healthy:
+                    delay_s = BACKOFF_INITIAL_S
+                sleep_s = delay_s + self._rng.uniform(0, delay_s * BACKOFF_JITTER)
+                log.warning("comfy ws lost: %s; reconnecting in %.1f s", self.last_error, sleep_s)
+                await trio.sleep(sleep_s)
+                delay_s = min(delay_s * 2, BACKOFF_MAX_S)
+
+    async def wait_connected(self) -> str:
+        """Wait until ComfyUI has greeted a socket; return that socket's clientId."""
+        while self._client_id is None:
+            await self._connected.wait()
+        return self._client_id
+
+    def watch(self, prompt_id: str, *, client_id: str | None, submitted: bool = False) -> JobWatch:
+        """Start routing *prompt_id*'s messages; call before POST /prompt."""
+        if prompt_id in self._watches:
+            raise ValueError(f"prompt_id {prompt_id!r} is already being followed")
+        watch = JobWatch(prompt_id, client_id, submitted=submitted)
+        self._watches[prompt_id] = watch
+        self._tracker.add(prompt_id)
+        if submitted:
+            self._reconcile_now.set()
+        return watch
+
+    def mark_submitted(self, watch: JobWatch) -> None:
+        """ComfyUI accepted the prompt: from now on reconciliation may look for it."""
+        watch.submitted = True
+        if self._is_orphan(watch):
+            self._reconcile_now.set()
+
+    def forget(self, watch: JobWatch) -> None:
+        if self._watches.get(watch.prompt_id) is watch:
+            del self._watches[watch.prompt_id]
+            self._tracker.discard(watch.prompt_id)
+        watch.updates.close()
+
+    # -- connection ---------------------------------------------------------------------
+
+    async def _connect_once(self, client_id: str) -> None:
+        self._healthy = False
+        served = False
+        try:
+            async with self._open_ws(client_id) as ws:
+                try:
+                    self.last_error = await self._serve(ws, client_id)
+                    served = True
+                finally:
+                    self._set_disconnected()
+        except ConnectionClosed as exc:
+            self.last_error = self.last_error if served else f"closed ({exc.reason})"
+        except _NETWORK_ERRORS as exc:
+            if not served:
+                self.last_error = f"cannot connect: {type(exc).__name__} {exc}".rstrip()
+        except Exception as exc:  # a bug here must not end pictures for the process's life
+            log.exception("comfy ws reader failed client_id=%s", client_id)
+            self.last_error = f"unexpected {type(exc).__name__}"
+        finally:
+            self._set_disconnected()
+
+    async def _serve(self, ws: WebSocketConnection, client_id: str) -> str:
+        """Read until the socket ends; returns why it ended."""
+        lost = ["closed"]
+
+        async def heartbeat(cancel_scope: trio.CancelScope) -> None:
+            while True:
+                await trio.sleep(HEARTBEAT_INTERVAL_S)
+                with trio.move_on_after(HEARTBEAT_TIMEOUT_S) as ping:
+                    try:
+                        await ws.ping()
+                    except ConnectionClosed:
+                        return  # the reader sees the close as well
+                if ping.cancelled_caught:
+                    lost[0] = f"no pong within {HEARTBEAT_TIMEOUT_S:g} s (half-open socket)"
+                    cancel_scope.cancel()
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(heartbeat, nursery.cancel_scope)
+            lost[0] = await self._read(ws, client_id)
+            nursery.cancel_scope.cancel()
+        return lost[0]
+
+    async def _read(self, ws: WebSocketConnection, client_id: str) -> str:
+        while True:
+            try:
+                raw = await ws.get_message()
+            except ConnectionClosed as exc:
+                return f"closed by server ({exc.reason})"
+            event = parse_ws_message(raw)
+            if isinstance(event, Garbage):
+                log.warning("comfy ws frame ignored: %s", event.reason)
+            elif isinstance(event, Unknown):
+                log.debug("comfy ws message type %r ignored", event.type)
+            elif isinstance(event, Status) and event.sid is not None and self._client_id is None:
+                if event.sid != client_id:
+                    log.warning("comfy ws sid %r differs from clientId %r", event.sid, client_id)
+                self._set_connected(event.sid)
+            self._deliver(self._tracker.receive(event))
+
+    def _set_connected(self, client_id: str) -> None:
+        self._client_id = client_id
+        self._healthy = True
+        self._connected.set()
+        self._reconcile_now.set()  # jobs of the previous socket may have ended meanwhile
+        log.info("comfy ws connected client_id=%s", client_id)
+
+    def _set_disconnected(self) -> None:
+        if self._client_id is None:
+            return
+        self._client_id = None
+        self._connected = trio.Event()
+        self._reconcile_now.set()
+
+    # -- delivery and reconciliation ------------------------------------------------------
+
+    def _deliver(self, updates: list[JobUpdate]) -> None:
+        for update in updates:
+            watch = self._watches.get(update.prompt_id)
+            if watch is not None:
+                watch.offer(update)
+            if update.terminal:
+                log.info(
+                    "comfy prompt ended prompt_id=%s state=%s", update.prompt_id, update.state.value
+                )
+
+    def _is_orphan(self, watch: JobWatch) -> bool:
+        return self._client_id is None or watch.client_id != self._client_id
+
+    async def _run_reconciler(self) -> None:
+        while True:
+            with trio.move_on_after(RECONCILE_INTERVAL_S):
+                await self._reconcile_now.wait()
+            self._reconcile_now = trio.Event()
+            orphans = [
+                w
+                for w in self._watches.values()
+                if w.submitted and not w.done.is_set() and self._is_orphan(w)
+            ]
+            for watch in orphans:
+                try:
+                    probe = await probe_prompt(self._client, watch.prompt_id)
+                except ComfyError as exc:
+                    log.warning(
+                        "comfy reconcile failed prompt_id=%s: %s", watch.prompt_id, exc.detail
+                    )
+                    break
+                if self._watches.get(watch.prompt_id) is watch:
+                    log.debug(
+                        "comfy reconciled prompt_id=%s: %s", watch.prompt_id, probe.signal.value
+                    )
+                    self._deliver(self._tracker.reconcile(watch.prompt_id, probe))

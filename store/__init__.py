@@ -1,0 +1,93 @@
+"""SQLite storage for the bot: users, texts sent, conversations, quotas, jobs, events.
+
+``open_store(path)`` opens the file (creating ``data/`` if needed), applies the
+migrations and returns a :class:`Store` whose attributes are the repositories.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from store.clock import from_iso, to_iso, utc_now
+from store.conversation import Conversation, Turn
+from store.db import MEMORY, connect, translate
+from store.errors import DatabaseLocked, StoreError
+from store.events import EventRecord, Events
+from store.jobs import ACTIVE_STATES, Job, Jobs, JobState, QuotaSource
+from store.quota import NewJob, Quota, QuotaView, Refusal, pick_source
+from store.schema import migrate
+from store.sent_messages import SentMessage, SentMessages
+from store.updates import UpdateInbox
+from store.users import User, Users
+
+__all__ = [
+    "ACTIVE_STATES",
+    "MEMORY",
+    "Conversation",
+    "DatabaseLocked",
+    "EventRecord",
+    "Events",
+    "Job",
+    "JobState",
+    "Jobs",
+    "NewJob",
+    "Quota",
+    "QuotaSource",
+    "QuotaView",
+    "Refusal",
+    "SentMessage",
+    "SentMessages",
+    "Store",
+    "StoreError",
+    "Turn",
+    "UpdateInbox",
+    "User",
+    "Users",
+    "from_iso",
+    "open_store",
+    "pick_source",
+    "to_iso",
+    "utc_now",
+]
+
+
+class Store:
+    """The repositories over one connection; ``close()`` when done."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        self.users = Users(db)
+        self.sent = SentMessages(db)
+        self.conversation = Conversation(db)
+        self.updates = UpdateInbox(db)
+        self.events = Events(db)
+        self.jobs = Jobs(db)
+        self.quota = Quota(db, self.jobs)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_store(path: str | Path) -> Store:
+    """Open the database at *path* (or ``":memory:"``) and migrate it.
+
+    Raises:
+        DatabaseLocked: another process holds the file locked.
+        StoreError: the file cannot be opened or migrated.
+    """
+    db = connect(path)
+    try:
+        migrate(db)
+    except sqlite3.OperationalError as exc:
+        db.close()
+        raise translate(exc, path) from exc
+    return Store(db)

@@ -1,0 +1,68 @@
+"""``events_analytics``: one row per product event (SPEC §8)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from store.clock import to_iso
+
+__all__ = ["EventRecord", "Events"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One row; the event and reason names are owned by ``bot.analytics``."""
+
+    ts: datetime
+    event: str
+    user_id: int | None = None
+    chat_id: int | None = None
+    persona: str | None = None
+    job_id: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    duration_ms: int | None = None
+
+
+class Events:
+    """The ``events_analytics`` table."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self._db = db
+
+    def add(self, record: EventRecord) -> None:
+        self._db.execute(
+            "INSERT INTO events_analytics (ts, event, user_id, chat_id, persona, job_id,"
+            " reason, detail, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                to_iso(record.ts),
+                record.event,
+                record.user_id,
+                record.chat_id,
+                record.persona,
+                record.job_id,
+                record.reason,
+                record.detail,
+                record.duration_ms,
+            ],
+        )
+
+    def since(self, moment: datetime | None = None) -> list[dict[str, Any]]:
+        """Every row at or after *moment* (all rows when None), oldest first."""
+        if moment is None:
+            return list(self._db.query("SELECT * FROM events_analytics ORDER BY id"))
+        return list(
+            self._db.query(
+                "SELECT * FROM events_analytics WHERE ts >= ? ORDER BY id", [to_iso(moment)]
+            )
+        )
+
+    def count(self, event: str) -> int:
+        rows = list(
+            self._db.query("SELECT count(*) AS n FROM events_analytics WHERE event = ?", [event])
+        )
+        return int(rows[0]["n"])

@@ -1,0 +1,109 @@
+"""The schema, as numbered migrations: the single source of truth for every table.
+
+Migrations run at every start (``apply`` is idempotent: sqlite-utils records each one in
+``_sqlite_migrations`` inside the same transaction as its changes). Add new ones at the
+end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+MIGRATIONS = sqlite_utils.Migrations("persona_bot")
+
+# The unique partial index on jobs keeps at most one job in flight per illustrated
+# message (SPEC §3.6), whatever races the handlers run into.
+_INITIAL = """
+CREATE TABLE users (
+    user_id INTEGER PRIMARY KEY,
+    first_name TEXT NOT NULL DEFAULT '',
+    language TEXT NOT NULL DEFAULT 'ru',
+    persona_key TEXT,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    image_balance INTEGER NOT NULL DEFAULT 0 CHECK (image_balance >= 0),
+    subscription_until TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE sent_messages (
+    chat_id INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    persona_key TEXT NOT NULL,
+    text TEXT NOT NULL,
+    photo_file_id TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (chat_id, message_id)
+);
+CREATE TABLE turns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    persona_key TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    text TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX turns_by_conversation ON turns (user_id, persona_key, id);
+CREATE TABLE kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE update_inbox (
+    update_id INTEGER PRIMARY KEY,
+    raw TEXT NOT NULL
+);
+CREATE TABLE events_analytics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts TEXT NOT NULL,
+    event TEXT NOT NULL,
+    user_id INTEGER,
+    chat_id INTEGER,
+    persona TEXT,
+    job_id TEXT,
+    reason TEXT,
+    detail TEXT,
+    duration_ms INTEGER
+);
+CREATE INDEX events_by_name_time ON events_analytics (event, ts);
+CREATE TABLE jobs (
+    job_id TEXT PRIMARY KEY,
+    prompt_id TEXT NOT NULL UNIQUE,
+    user_id INTEGER NOT NULL,
+    chat_id INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    persona_key TEXT NOT NULL,
+    language TEXT NOT NULL DEFAULT 'ru',
+    state TEXT NOT NULL,
+    quota_source TEXT NOT NULL,
+    quota_day TEXT NOT NULL,
+    graph TEXT,
+    status_message_id INTEGER,
+    spool_path TEXT,
+    file_id TEXT,
+    reason TEXT,
+    detail TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE UNIQUE INDEX jobs_one_active_per_message ON jobs (chat_id, message_id)
+    WHERE state IN ('queued', 'running', 'downloaded');
+CREATE INDEX jobs_by_state ON jobs (state);
+CREATE INDEX jobs_by_user_day ON jobs (user_id, quota_source, quota_day);
+"""
+
+
+@MIGRATIONS(name="0001_initial")
+def _initial(db: sqlite_utils.Database) -> None:
+    # One execute per statement: sqlite3's executescript() would COMMIT first and break
+    # the migration's transaction.
+    for statement in _INITIAL.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Bring *db* to the latest schema; a no-op when it is already there."""
+    MIGRATIONS.apply(db)

@@ -1,0 +1,51 @@
+"""The Telegram update inbox: updates received but not yet handled, plus the offset.
+
+getUpdates confirms every update below the offset it is called with, and Telegram then
+forgets them (ENGINEERING E2). So a batch is written here, with the next offset, in one
+transaction *before* the next call confirms it; the dispatcher removes each update once
+handled. After a crash, ``pending()`` gives back exactly the updates not yet handled:
+nothing is lost, and nothing handled is handled again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import sqlite_utils
+
+__all__ = ["UpdateInbox"]
+
+_OFFSET_KEY: Final = "telegram_offset"
+
+
+class UpdateInbox:
+    """The ``update_inbox`` table and the stored offset."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self._db = db
+
+    def next_offset(self) -> int | None:
+        rows = list(self._db.query("SELECT value FROM kv WHERE key = ?", [_OFFSET_KEY]))
+        return int(rows[0]["value"]) if rows else None
+
+    def save_batch(self, updates: Sequence[tuple[int, str]], *, next_offset: int) -> None:
+        """Keep *updates* (id, raw JSON) and move the offset, atomically; repeats ignored."""
+        with self._db.atomic():
+            for update_id, raw in updates:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO update_inbox (update_id, raw) VALUES (?, ?)",
+                    [update_id, raw],
+                )
+            self._db.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+                " SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                [_OFFSET_KEY, str(next_offset)],
+            )
+
+    def pending(self) -> list[tuple[int, str]]:
+        rows = self._db.query("SELECT update_id, raw FROM update_inbox ORDER BY update_id")
+        return [(int(row["update_id"]), str(row["raw"])) for row in rows]
+
+    def mark_done(self, update_id: int) -> None:
+        self._db.execute("DELETE FROM update_inbox WHERE update_id = ?", [update_id])

@@ -1,0 +1,348 @@
+"""FakeComfy: an in-memory ComfyUI 0.3.64 for deterministic trio tests.
+
+Built from the recorded transcripts (``tests/transcripts/comfy``, NOTES.md): the same
+HTTP bodies, the same ``/ws`` message order, the same quirks (client-chosen prompt_id, a
+re-POST queues a second copy, targeted vs bare interrupt, ``{}`` history for unknown
+ids, 400 ``value_not_in_list`` for unknown model names). One prompt runs at a time, like
+one GPU, each taking scriptable *virtual* time, so tests run under ``autojump_clock``.
+
+Use it from any test (the fixtures live in ``tests/fakes/comfy_fixtures.py``)::
+
+    async def test_picture(comfy_stack: ComfyStack, autojump_clock: object) -> None:
+        image = await comfy_stack.comfy.generate(graph, prompt_id=pid, timeout_s=120)
+        assert comfy_stack.fake.submitted[0].prompt_id == pid
+
+or wire it by hand (``fake_comfy`` fixture, or ``async with open_fake_comfy() as fake``)::
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler),
+                             base_url="http://comfy.test")
+    client = ComfyClient(http)
+    follower = Follower(client, fake.open_ws, rng=random.Random(0))
+    await nursery.start(follower.run)
+    comfy = Comfy(client, follower, concurrency=2)
+
+Scripting: ``fake.default_script = JobScript(run_s=3.0, steps=5)`` or
+``fake.script(prompt_id, JobScript(outcome=Outcome.HANG))``; outcomes SUCCESS, ERROR (the
+recorded ``execution_error`` of a broken LoRA) and HANG (runs until interrupted).
+Knobs: ``unreachable`` (HTTP raises ``httpx.ConnectError``, ws refused),
+``sockets.refuse``, ``reject_next_with(status, body)``, ``http_500_next``,
+``drop_websockets()``, ``half_open()``, ``restart()``, ``send_raw(frame)``.
+Records: ``requests``, ``submitted``, ``deleted``, ``interrupted``, ``bare_interrupts``,
+``history_deleted``, ``started``, ``peak_on_server``.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import trio
+from trio_websocket import WebSocketConnection
+
+from tests.fakes.comfy_http import handle_request
+from tests.fakes.comfy_ws import FakeSockets
+
+__all__ = ["FakeComfy", "FakePrompt", "JobScript", "Outcome", "open_fake_comfy"]
+
+DEFAULT_CHECKPOINTS = ("sd_xl_base_1.0.safetensors",)
+DEFAULT_LORAS = ("persona_lora.safetensors", "anna.safetensors")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LORA_ERROR = "Error while deserializing header: header too large\n"  # transcript c
+
+
+class Outcome(enum.Enum):
+    SUCCESS = "success"
+    ERROR = "error"
+    HANG = "hang"
+
+
+@dataclass(frozen=True)
+class JobScript:
+    """How one prompt behaves: *run_s* virtual seconds from start to end, *steps* progress
+    messages evenly spread over it (HANG: the steps, then silence until interrupted)."""
+
+    outcome: Outcome = Outcome.SUCCESS
+    run_s: float = 3.0
+    steps: int = 5
+    error_message: str = LORA_ERROR
+
+
+@dataclass(eq=False)
+class FakePrompt:
+    """One queued copy of a prompt (a re-POST of the same id is a second copy)."""
+
+    number: float
+    seq: int
+    prompt_id: str
+    graph: dict[str, Any]
+    client_id: str | None
+    script: JobScript
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    interrupted: bool = False
+    killed: bool = False
+
+    def node_of(self, class_type: str) -> str:
+        return next(
+            (nid for nid, n in self.graph.items() if n.get("class_type") == class_type), "?"
+        )
+
+    def queue_item(self) -> list[Any]:
+        outputs = [self.node_of("SaveImage")]
+        return [self.number, self.prompt_id, self.graph, {"client_id": self.client_id}, outputs]
+
+
+class FakeComfy:
+    """State and GPU worker; HTTP routes in ``comfy_http``, sockets in ``comfy_ws``."""
+
+    def __init__(
+        self,
+        *,
+        checkpoints: tuple[str, ...] = DEFAULT_CHECKPOINTS,
+        loras: tuple[str, ...] = DEFAULT_LORAS,
+        parallel: int = 1,
+        object_info_style: str = "v1",
+    ) -> None:
+        self.checkpoints = list(checkpoints)
+        self.loras = list(loras)
+        self.parallel = parallel
+        self.object_info_style = object_info_style
+        self.default_script = JobScript()
+        self.sockets = FakeSockets(self.queue_remaining, lambda: self.unreachable)
+        self.unreachable = False
+        self.http_500_next = 0
+        self.pending: list[FakePrompt] = []
+        self.running: list[FakePrompt] = []
+        self.history: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, bytes] = {}
+        self.counter = 0
+        self._seq = 0
+        self._file_counter = 0
+        self._scripts: dict[str, JobScript] = {}
+        self.prompt_overrides: list[tuple[int, Any]] = []
+        self._wakeup = trio.Event()
+        # records
+        self.requests: list[tuple[str, str, Any]] = []
+        self.submitted: list[FakePrompt] = []
+        self.deleted: list[str] = []
+        self.interrupted: list[str] = []
+        self.bare_interrupts = 0
+        self.history_deleted: list[str] = []
+        self.started: list[str] = []
+        self.peak_on_server = 0
+
+    # -- wiring -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The GPU worker(s) and the sockets' tasks; start with ``nursery.start(fake.run)``."""
+        async with trio.open_nursery() as nursery:
+            self.sockets.attach(nursery)
+            for _ in range(self.parallel):
+                nursery.start_soon(self._worker)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def open_ws(self, client_id: str) -> AbstractAsyncContextManager[WebSocketConnection]:
+        """A ``comfy.follower.OpenWebsocket``; refused while ``unreachable``."""
+        return self.sockets.open_ws(client_id)
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        """The ``httpx.MockTransport`` handler (every route also under ``/api``)."""
+        return await handle_request(self, request)
+
+    # -- knobs --------------------------------------------------------------------------
+
+    def script(self, prompt_id: str, script: JobScript) -> None:
+        self._scripts[prompt_id] = script
+
+    def reject_next_with(self, status: int, body: Any) -> None:
+        """The next POST /prompt answers *status* with *body* (dict → JSON, str → text)."""
+        self.prompt_overrides.append((status, body))
+
+    def drop_websockets(self) -> None:
+        self.sockets.drop_all()
+
+    def half_open(self) -> None:
+        self.sockets.half_open()
+
+    def restart(self) -> None:
+        """ComfyUI restarted: sockets gone, running prompt killed, queue and history
+        forgotten, the counter back to 0; files on disk stay."""
+        self.sockets.drop_all()
+        for item in self.running:
+            item.killed = True
+            item.scope.cancel()
+        self.pending.clear()
+        self.history.clear()
+        self.counter = 0
+
+    async def send_raw(self, frame: str | bytes, *, client_id: str | None = None) -> None:
+        """Send *frame* verbatim to one clientId's socket, or to every socket."""
+        if client_id is None:
+            await self.sockets.broadcast(frame)
+        else:
+            await self.sockets.send(client_id, frame)
+
+    # -- queue --------------------------------------------------------------------------
+
+    def queue_remaining(self) -> int:
+        return len(self.pending) + len(self.running)
+
+    async def _broadcast_status(self) -> None:
+        status = {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}
+        await self.sockets.broadcast({"type": "status", "data": status})
+
+    async def enqueue(self, body: dict[str, Any]) -> FakePrompt:
+        prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+        number = body["number"] if isinstance(body.get("number"), int | float) else self.counter
+        self.counter += 1
+        self._seq += 1
+        script = self._scripts.get(prompt_id, self.default_script)
+        item = FakePrompt(
+            number, self._seq, prompt_id, body["prompt"], body.get("client_id"), script
+        )
+        self.pending.append(item)
+        self.submitted.append(item)
+        self.peak_on_server = max(self.peak_on_server, self.queue_remaining())
+        await self._broadcast_status()  # ComfyUI sends status on put() ...
+        self._wakeup.set()
+        return item
+
+    async def _worker(self) -> None:
+        while True:
+            while not self.pending:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+            item = min(self.pending, key=lambda p: (p.number, p.seq))
+            self.pending.remove(item)
+            self.running.append(item)
+            self.started.append(item.prompt_id)
+            await self._execute(item)
+
+    def _data(self, item: FakePrompt, **extra: Any) -> dict[str, Any]:
+        return {"prompt_id": item.prompt_id, **extra}
+
+    def _stamp(self) -> int:
+        return int(trio.current_time() * 1000)
+
+    async def _to(self, item: FakePrompt, kind: str, data: dict[str, Any]) -> None:
+        """Route like ComfyUI: to the submitter; without client_id only progress is sent,
+        and to everyone (transcript g)."""
+        message = {"type": kind, "data": data}
+        if item.client_id is not None:
+            await self.sockets.send(item.client_id, message)
+        elif kind in ("progress", "progress_state"):
+            await self.sockets.broadcast(message)
+
+    async def _execute(self, item: FakePrompt) -> None:
+        await self._broadcast_status()  # ... and again on get() (transcript a)
+        start = ["execution_start", self._data(item, timestamp=self._stamp())]
+        cached = ["execution_cached", self._data(item, nodes=[], timestamp=self._stamp())]
+        for kind, data in (start, cached):
+            await self._to(item, kind, data)
+        result: tuple[str, dict[str, Any], dict[str, Any]] | None = None
+        with item.scope:
+            result = await self._perform(item)
+        self.running.remove(item)
+        if item.killed:  # restart(): the process died, nothing more is sent or stored
+            return
+        if result is None:  # interrupted (transcript d)
+            sampler = item.node_of("KSampler")
+            data = self._data(
+                item, node_id=sampler, node_type="KSampler", executed=[], timestamp=self._stamp()
+            )
+            result = ("execution_interrupted", data, {})
+        final, data, outputs = result
+        await self._to(item, final, data)
+        ok = final == "execution_success"
+        self.history[item.prompt_id] = {
+            "prompt": item.queue_item(),
+            "outputs": outputs,
+            "status": {
+                "status_str": "success" if ok else "error",
+                "completed": ok,
+                "messages": [start, cached, [final, data]],
+            },
+            "meta": {},
+        }
+        await self._broadcast_status()
+        await self._to(item, "executing", {"node": None, "prompt_id": item.prompt_id})
+
+    async def _perform(self, item: FakePrompt) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        script = item.script
+        sampler, lora = item.node_of("KSampler"), item.node_of("LoraLoader")
+        for node in (item.node_of("CheckpointLoaderSimple"), lora):
+            await self._to(item, "executing", self._data(item, node=node, display_node=node))
+        if script.outcome is Outcome.ERROR:
+            await trio.sleep(script.run_s)
+            return (
+                "execution_error",
+                self._data(
+                    item,
+                    node_id=lora,
+                    node_type="LoraLoader",
+                    executed=[],
+                    exception_message=script.error_message,
+                    exception_type="safetensors._safetensors_rust.SafetensorError",
+                    traceback=['  File "/srv/ComfyUI/execution.py", line 496, in execute\n'],
+                    current_inputs={},
+                    current_outputs=[],
+                    timestamp=self._stamp(),
+                ),
+                {},
+            )
+        await self._to(item, "executing", self._data(item, node=sampler, display_node=sampler))
+        for step in range(1, script.steps + 1):
+            await trio.sleep(script.run_s / script.steps)
+            await self._to(
+                item, "progress", self._data(item, value=step, max=script.steps, node=sampler)
+            )
+            await self._to(item, "progress_state", self._data(item, nodes={}))
+        if script.outcome is Outcome.HANG:
+            await trio.sleep_forever()
+        save = item.node_of("SaveImage")
+        for node in (item.node_of("VAEDecode"), save):
+            await self._to(item, "executing", self._data(item, node=node, display_node=node))
+        prefix = item.graph.get(save, {}).get("inputs", {}).get("filename_prefix", "ComfyUI")
+        self._file_counter += 1
+        filename = f"{prefix}_{self._file_counter:05d}_.png"
+        self.files[filename] = PNG_MAGIC + filename.encode()
+        outputs = {save: {"images": [{"filename": filename, "subfolder": "", "type": "output"}]}}
+        await self._to(
+            item, "executed", self._data(item, node=save, display_node=save, output=outputs[save])
+        )
+        return "execution_success", self._data(item, timestamp=self._stamp()), outputs
+
+    def interrupt(self, prompt_id: str | None) -> None:
+        if prompt_id is None:
+            self.bare_interrupts += 1
+        for item in self.running:
+            if prompt_id is None or item.prompt_id == prompt_id:
+                self.interrupted.append(item.prompt_id)
+                item.interrupted = True
+                item.scope.cancel()
+
+    def delete_pending(self, prompt_id: str) -> None:
+        """Remove the first pending copy only, like ComfyUI (NOTES §3 POST /queue)."""
+        for item in self.pending:
+            if item.prompt_id == prompt_id:
+                self.pending.remove(item)
+                self.deleted.append(prompt_id)
+                return
+
+    def image_for(self, filename: str) -> bytes | None:
+        return self.files.get(filename)
+
+
+@asynccontextmanager
+async def open_fake_comfy(**options: Any) -> AsyncIterator[FakeComfy]:
+    """A started ``FakeComfy`` for one test body (fixtures use ``fake_comfy`` instead)."""
+    fake = FakeComfy(**options)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.run)
+        yield fake
+        nursery.cancel_scope.cancel()

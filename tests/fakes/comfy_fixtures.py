@@ -1,0 +1,111 @@
+"""Pytest fixtures for the fake ComfyUI (registered as a plugin by ``tests/conftest.py``).
+
+* ``fake_comfy``: a started ``FakeComfy`` (default models, one GPU, 3 s jobs);
+* ``comfy_stack``: ``fake_comfy`` plus the real client side wired to it, connected:
+  ``stack.http`` (``httpx.AsyncClient`` on ``MockTransport(fake.handler)``, base URL
+  ``http://comfy.test``), ``stack.client`` (``ComfyClient``), ``stack.follower``
+  (``Follower`` over ``fake.open_ws``, backoff without jitter) and ``stack.comfy``
+  (``Comfy`` with concurrency 2).
+
+Combine either with ``autojump_clock`` so virtual time runs instantly. For a fake with
+other options, use ``async with open_fake_comfy(parallel=2) as fake:`` and
+``async with open_comfy_stack(fake) as stack:`` in the test body.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import trio
+
+from comfy.client import ComfyClient
+from comfy.follower import Follower
+from comfy.jobs import Comfy
+from tests.fakes.comfy import FakeComfy
+
+__all__ = [
+    "FAKE_BASE_URL",
+    "ComfyStack",
+    "NoJitter",
+    "comfy_stack",
+    "fake_comfy",
+    "open_comfy_stack",
+]
+
+FAKE_BASE_URL = "http://comfy.test"
+DEFAULT_CONCURRENCY = 2
+
+
+class NoJitter(random.Random):
+    """A ``random.Random`` whose ``uniform(a, b)`` is always *a*: exact backoff delays."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+@dataclass
+class ComfyStack:
+    fake: FakeComfy
+    http: httpx.AsyncClient
+    client: ComfyClient
+    follower: Follower
+    comfy: Comfy
+
+
+def _client_side(
+    fake: FakeComfy, http: httpx.AsyncClient, concurrency: int, rng: random.Random | None
+) -> ComfyStack:
+    client = ComfyClient(http)
+    follower = Follower(client, fake.open_ws, rng=rng if rng is not None else NoJitter())
+    return ComfyStack(
+        fake, http, client, follower, Comfy(client, follower, concurrency=concurrency)
+    )
+
+
+@asynccontextmanager
+async def open_comfy_stack(
+    fake: FakeComfy,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rng: random.Random | None = None,
+    wait_connected: bool = True,
+) -> AsyncIterator[ComfyStack]:
+    """The client side wired to *fake*, its follower running, for one test body."""
+    transport = httpx.MockTransport(fake.handler)
+    async with httpx.AsyncClient(transport=transport, base_url=FAKE_BASE_URL) as http:
+        stack = _client_side(fake, http, concurrency, rng)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stack.follower.run)
+            if wait_connected:
+                await stack.follower.wait_connected()
+            yield stack
+            nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def fake_comfy(nursery: trio.Nursery) -> FakeComfy:
+    fake = FakeComfy()
+    await nursery.start(fake.run)
+    return fake
+
+
+@pytest.fixture
+async def comfy_stack(fake_comfy: FakeComfy, nursery: trio.Nursery) -> AsyncIterator[ComfyStack]:
+    transport = httpx.MockTransport(fake_comfy.handler)
+    async with httpx.AsyncClient(transport=transport, base_url=FAKE_BASE_URL) as http:
+        stack = _client_side(fake_comfy, http, DEFAULT_CONCURRENCY, None)
+        follower_scope = trio.CancelScope()
+
+        async def run_follower(task_status: trio.TaskStatus[None]) -> None:
+            with follower_scope:
+                await stack.follower.run(task_status=task_status)
+
+        await nursery.start(run_follower)
+        await stack.follower.wait_connected()
+        yield stack
+        follower_scope.cancel()  # before the http client closes under it

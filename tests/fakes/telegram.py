@@ -1,0 +1,743 @@
+"""A fake Telegram Bot API server for ``httpx.MockTransport`` (or a loopback socket).
+
+It speaks the real protocol (ENGINEERING E1-E11): ``/bot<token>/<method>`` URLs, JSON,
+urlencoded or multipart bodies, the ``{"ok": ...}`` envelope with the HTTP status equal
+to ``error_code``, and Telegram's own error descriptions. Tests play the users
+(:meth:`FakeTelegram.user_says`, :meth:`~FakeTelegram.user_presses`, ...), read what the
+bot sent (``sent``, ``edits``, ``callback_answers``, ...) and inject faults
+(:meth:`~FakeTelegram.fail_next`, :meth:`~FakeTelegram.network_error_next`,
+``refuse_photos``, ``latency_s``). Long polling really waits (with ``trio.sleep``), so
+the autojump clock makes idle polls instant.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import re
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+from urllib.parse import parse_qsl
+
+import httpx
+import trio
+
+__all__ = [
+    "BOT_USER_ID",
+    "DEFAULT_USER_ID",
+    "FAKE_BASE_URL",
+    "TEST_TOKEN",
+    "CallbackAnswer",
+    "ChatAction",
+    "EditRecord",
+    "FakeTelegram",
+    "MemoryInbox",
+    "RecordedRequest",
+    "SentRecord",
+    "UploadedFile",
+]
+
+TEST_TOKEN: Final = "123456:TEST-token-for-the-fake-api"
+BOT_USER_ID: Final = 123456
+DEFAULT_USER_ID: Final = 5_000_000_001  # above 2**32, as real ids can be
+FAKE_BASE_URL: Final = "https://api.telegram.test"
+EPOCH: Final = 1_750_000_000  # unix time of the fake's virtual time zero
+DEFAULT_WAIT_S: Final = 30.0
+
+MESSAGE_NOT_MODIFIED: Final = (
+    "Bad Request: message is not modified: specified new message content and reply markup "
+    "are exactly the same as a current content and reply markup of the message"
+)
+QUERY_TOO_OLD: Final = (
+    "Bad Request: query is too old and response timeout expired or query ID is invalid"
+)
+CONFLICT_OTHER_POLL: Final = (
+    "Conflict: terminated by other getUpdates request; "
+    "make sure that only one bot instance is running"
+)
+CONFLICT_WEBHOOK: Final = (
+    "Conflict: can't use getUpdates method while webhook is active; "
+    "use deleteWebhook to delete the webhook first"
+)
+BLOCKED: Final = "Forbidden: bot was blocked by the user"
+WRONG_FILE_ID: Final = "Bad Request: wrong file identifier/HTTP URL specified"
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedFile:
+    """A multipart file part as the fake received it."""
+
+    filename: str
+    content: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request: method, decoded parameters, httpx read timeout, virtual time."""
+
+    method: str
+    params: dict[str, Any]
+    content_type: str
+    read_timeout: float | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    """A message the bot sent (text, photo or document)."""
+
+    kind: Literal["message", "photo", "document"]
+    chat_id: int
+    message_id: int
+    text: str | None
+    caption: str | None
+    reply_markup: dict[str, Any] | None
+    reply_to_message_id: int | None
+    content: bytes | None  # uploaded bytes; None when re-sent by file_id
+    file_id: str | None
+    filename: str | None
+    disable_notification: bool
+    at: float
+
+    def buttons(self) -> list[tuple[str, str | None]]:
+        """(text, callback_data) of every inline button, row by row."""
+        rows = (self.reply_markup or {}).get("inline_keyboard", [])
+        return [(button["text"], button.get("callback_data")) for row in rows for button in row]
+
+
+@dataclass(frozen=True, slots=True)
+class EditRecord:
+    chat_id: int
+    message_id: int
+    text: str | None  # None for a reply-markup-only edit
+    reply_markup: dict[str, Any] | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackAnswer:
+    text: str | None
+    show_alert: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAction:
+    chat_id: int
+    action: str
+    at: float
+
+
+@dataclass(slots=True)
+class _Fault:
+    status: int
+    description: str
+    retry_after: float | None
+    html: bool
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+
+
+@dataclass
+class MemoryInbox:
+    """An in-memory ``bot.polling.UpdateInbox`` with the store's semantics."""
+
+    offset: int | None = None
+    inbox: dict[int, str] = field(default_factory=dict)
+    done: list[int] = field(default_factory=list)
+
+    def next_offset(self) -> int | None:
+        return self.offset
+
+    def save_batch(self, updates: Sequence[tuple[int, str]], *, next_offset: int) -> None:
+        for update_id, raw in updates:
+            self.inbox.setdefault(update_id, raw)
+        self.offset = max(next_offset, self.offset or 0)
+
+    def pending(self) -> list[tuple[int, str]]:
+        return sorted(self.inbox.items())
+
+    def mark_done(self, update_id: int) -> None:
+        self.inbox.pop(update_id, None)
+        self.done.append(update_id)
+
+
+def _envelope_error(status: int, description: str, **parameters: object) -> httpx.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return httpx.Response(status, json=body)
+
+
+def _html_error(status: int) -> httpx.Response:
+    page = f"<html><head><title>{status} Bad Gateway</title></head><body>nginx</body></html>"
+    return httpx.Response(status, text=page, headers={"content-type": "text/html"})
+
+
+_PATH: Final = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
+_DISPOSITION_PARAM: Final = re.compile(r';\s*(?P<key>name|filename)="(?P<value>[^"]*)"')
+
+
+def _parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
+    match = re.search(r"boundary=\"?([^\";]+)\"?", content_type)
+    if match is None:
+        raise _ApiError(400, "Bad Request: multipart body without a boundary")
+    fields: dict[str, Any] = {}
+    for section in body.split(b"--" + match.group(1).encode())[1:]:
+        if section.startswith(b"--"):
+            break
+        head, _, content = section.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        content = content.removesuffix(b"\r\n")
+        lines = (line.partition(":") for line in head.decode().split("\r\n"))
+        headers = {name.strip().lower(): value.strip() for name, _, value in lines}
+        params = {
+            m["key"]: m["value"]
+            for m in _DISPOSITION_PARAM.finditer(headers["content-disposition"])
+        }
+        if "filename" in params:
+            kind = headers.get("content-type", "application/octet-stream")
+            fields[params["name"]] = UploadedFile(params["filename"], content, kind)
+        else:
+            fields[params["name"]] = content.decode()
+    return fields
+
+
+async def _read_params(request: httpx.Request) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = dict(request.url.params)
+    content_type = request.headers.get("content-type", "")
+    body = await request.aread()
+    if content_type.startswith("application/json"):
+        params.update(json.loads(body or b"{}"))
+    elif content_type.startswith("application/x-www-form-urlencoded"):
+        params.update(parse_qsl(body.decode()))
+    elif content_type.startswith("multipart/form-data"):
+        params.update(_parse_multipart(content_type, body))
+    return content_type.partition(";")[0], params
+
+
+def _int(params: dict[str, Any], key: str, default: int | None = None) -> int:
+    value = params.get(key, default)
+    if isinstance(value, bool) or value is None:
+        raise _ApiError(400, f"Bad Request: parameter {key!r} is required")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _ApiError(400, f"Bad Request: invalid {key} specified") from None
+
+
+def _bool(params: dict[str, Any], key: str) -> bool:
+    return params.get(key) in (True, "true", "True", "1", 1)
+
+
+def _json(params: dict[str, Any], key: str) -> Any:
+    value = params.get(key)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise _ApiError(400, f"Bad Request: can't parse {key} JSON object") from None
+    return value
+
+
+def _check_markup(markup: Any) -> dict[str, Any] | None:
+    if markup is None:
+        return None
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise _ApiError(400, "Bad Request: can't parse inline keyboard button")
+    for button in itertools.chain.from_iterable(rows):
+        if not isinstance(button, dict) or not button.get("text"):
+            raise _ApiError(400, "Bad Request: can't parse inline keyboard button")
+        data = button.get("callback_data")
+        if data is not None and not 1 <= len(str(data).encode()) <= 64:
+            raise _ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+    checked: dict[str, Any] = markup
+    return checked
+
+
+class FakeTelegram:
+    """The Bot API as one bot sees it: users who act, and a record of what the bot did."""
+
+    def __init__(self, token: str = TEST_TOKEN) -> None:
+        self.token = token
+        self.bot_user = {
+            "id": BOT_USER_ID,
+            "is_bot": True,
+            "first_name": "Persona",
+            "username": "persona_test_bot",
+        }
+        self.webhook_url = ""
+        self.refuse_photos: str | None = None  # a description: sendPhoto → 400 with it
+        self.latency_s: dict[str, float] = {}  # method -> seconds each call takes
+        self.allowed_updates: list[str] | None = None
+        self.sent: list[SentRecord] = []
+        self.edits: list[EditRecord] = []
+        self.deleted: list[tuple[int, int]] = []
+        self.callback_answers: dict[str, CallbackAnswer] = {}
+        self.chat_actions: list[ChatAction] = []
+        self.commands: dict[str, list[dict[str, Any]]] = {}  # language_code ("" = all)
+        self.calls: list[str] = []
+        self.requests: list[RecordedRequest] = []
+        self.blocked: set[int] = set()
+        self._updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(700_000_001)
+        self._query_ids = itertools.count(1)
+        self._file_ids = itertools.count(1)
+        self._message_ids: dict[int, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
+        self._chats: dict[int, dict[str, Any]] = {}
+        self._messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self._files: dict[str, bytes] = {}
+        self._open_queries: set[str] = set()
+        self._faults: dict[str, deque[_Fault]] = defaultdict(deque)
+        self._network_errors: dict[str, int] = defaultdict(int)
+        self._poll_generation = 0
+        self._changed = trio.Event()
+        self._methods: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "getMe": lambda _: self.bot_user,
+            "getUpdates": self._get_updates,
+            "getWebhookInfo": self._get_webhook_info,
+            "deleteWebhook": self._delete_webhook,
+            "sendMessage": self._send_message,
+            "sendPhoto": lambda p: self._send_file(p, "photo"),
+            "sendDocument": lambda p: self._send_file(p, "document"),
+            "sendChatAction": self._send_chat_action,
+            "answerCallbackQuery": self._answer_callback_query,
+            "editMessageText": lambda p: self._edit(p, with_text=True),
+            "editMessageReplyMarkup": lambda p: self._edit(p, with_text=False),
+            "deleteMessage": self._delete_message,
+            "setMyCommands": self._set_my_commands,
+        }
+
+    # What users do.
+
+    def user_says(
+        self,
+        text: str,
+        *,
+        user_id: int = DEFAULT_USER_ID,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        language_code: str = "ru",
+        first_name: str = "Аня",
+        reply_to_message_id: int | None = None,
+    ) -> int:
+        """A user writes ``text``; returns the new update's ``update_id``."""
+        user = self._user(user_id, language_code, first_name)
+        chat = self._chat(user_id if chat_id is None else chat_id, chat_type, user)
+        message = self._new_message(chat, user, text=text)
+        if reply_to_message_id is not None:
+            replied = self._messages.get((chat["id"], reply_to_message_id))
+            if replied is not None:
+                message["reply_to_message"] = replied
+        return self.add_raw_update({"message": message})
+
+    def user_presses(
+        self,
+        message_id: int,
+        callback_data: str,
+        *,
+        user_id: int = DEFAULT_USER_ID,
+        chat_id: int | None = None,
+        language_code: str = "ru",
+    ) -> str:
+        """A user presses a button under ``message_id``; returns the callback query id."""
+        user = self._user(user_id, language_code, "Аня")
+        chat_key = user_id if chat_id is None else chat_id
+        message = self._messages.get((chat_key, message_id))
+        if message is None:  # what Telegram sends for a message it no longer shows
+            chat = self._chats.get(chat_key, {"id": chat_key, "type": "private"})
+            message = {"chat": chat, "message_id": message_id, "date": 0}
+        query_id = f"{next(self._query_ids)}{user_id % 10_000:04d}"
+        self._open_queries.add(query_id)
+        query = {
+            "id": query_id,
+            "from": user,
+            "message": message,
+            "chat_instance": f"ci{chat_key}",
+            "data": callback_data,
+        }
+        self.add_raw_update({"callback_query": query})
+        return query_id
+
+    def user_blocks_bot(self, user_id: int = DEFAULT_USER_ID) -> int:
+        """The user blocks the bot: sends to them fail with 403; a my_chat_member update."""
+        self.blocked.add(user_id)
+        user = self._user(user_id, "ru", "Аня")
+        chat = self._chat(user_id, "private", user)
+        member_update = {
+            "chat": chat,
+            "from": user,
+            "date": self._now(),
+            "old_chat_member": {"status": "member", "user": self.bot_user},
+            "new_chat_member": {"status": "kicked", "user": self.bot_user, "until_date": 0},
+        }
+        return self.add_raw_update({"my_chat_member": member_update})
+
+    def add_raw_update(self, update: dict[str, Any]) -> int:
+        """Queue any update as is (forged shapes too); an ``update_id`` is added if absent."""
+        update = dict(update)
+        update.setdefault("update_id", next(self._update_ids))
+        self._updates.append(update)
+        self._notify()
+        return int(update["update_id"])
+
+    # Fault injection.
+
+    def fail_next(
+        self,
+        method: str,
+        status: int,
+        description: str,
+        *,
+        retry_after: float | None = None,
+        times: int = 1,
+        html: bool | None = None,
+    ) -> None:
+        """The next ``times`` calls of ``method`` fail; 502/504 answer an HTML page."""
+        as_html = status in (502, 504) if html is None else html
+        for _ in range(times):
+            self._faults[method].append(_Fault(status, description, retry_after, as_html))
+
+    def network_error_next(self, method: str, *, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` never get a reply (httpx.ConnectError)."""
+        self._network_errors[method] += times
+
+    # Reading the record.
+
+    def texts_to(self, chat_id: int = DEFAULT_USER_ID) -> list[str]:
+        """The texts (or captions) the bot sent to one chat, in order."""
+        return [s.text or s.caption or "" for s in self.sent if s.chat_id == chat_id]
+
+    def message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
+        """A message as the chat shows it now (after edits), or None if deleted."""
+        return self._messages.get((chat_id, message_id))
+
+    @property
+    def pending_updates(self) -> list[dict[str, Any]]:
+        """Updates not yet confirmed by a getUpdates offset."""
+        return list(self._updates)
+
+    async def wait_for(
+        self, predicate: Callable[[], bool], *, timeout_s: float = DEFAULT_WAIT_S
+    ) -> None:
+        """Wait until ``predicate()`` over the fake's records is true; re-checked per call.
+
+        Raises:
+            trio.TooSlowError: not true within ``timeout_s``.
+        """
+        with trio.fail_after(timeout_s):
+            while not predicate():
+                await self._changed.wait()
+
+    # The HTTP side.
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        """The ``httpx.MockTransport`` handler: one Bot API request → one reply."""
+        match = _PATH.match(request.url.path)
+        if match is None:
+            return _envelope_error(404, "Not Found")
+        method = match["method"]
+        self.calls.append(method)
+        if match["token"] != self.token:
+            return _envelope_error(401, "Unauthorized")
+        content_type, params = await _read_params(request)
+        read_timeout = request.extensions.get("timeout", {}).get("read")
+        self.requests.append(
+            RecordedRequest(method, params, content_type, read_timeout, trio.current_time())
+        )
+        try:
+            if self.latency_s.get(method):
+                await trio.sleep(self.latency_s[method])
+            return await self._answer(request, method, params)
+        finally:
+            self._notify()
+
+    async def _answer(
+        self, request: httpx.Request, method: str, params: dict[str, Any]
+    ) -> httpx.Response:
+        if self._network_errors[method] > 0:
+            self._network_errors[method] -= 1
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        if self._faults[method]:
+            fault = self._faults[method].popleft()
+            if fault.html:
+                return _html_error(fault.status)
+            extra = {} if fault.retry_after is None else {"retry_after": fault.retry_after}
+            return _envelope_error(fault.status, fault.description, **extra)
+        implementation = self._methods.get(method)
+        if implementation is None:
+            return _envelope_error(404, "Not Found")
+        try:
+            result = implementation(params)
+            if inspect.isawaitable(result):
+                result = await result
+        except _ApiError as exc:
+            return _envelope_error(exc.status, exc.description)
+        return httpx.Response(200, json={"ok": True, "result": result})
+
+    # Methods.
+
+    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.webhook_url:
+            raise _ApiError(409, CONFLICT_WEBHOOK)
+        self._poll_generation += 1
+        generation = self._poll_generation
+        self._notify()  # an older long poll wakes up and fails with 409
+        if "allowed_updates" in params:
+            self.allowed_updates = list(_json(params, "allowed_updates"))
+        offset = params.get("offset")
+        if offset is not None:
+            self._updates = [u for u in self._updates if u["update_id"] >= int(offset)]
+        limit = min(max(_int(params, "limit", 100), 1), 100)
+        deadline = trio.current_time() + min(max(_int(params, "timeout", 0), 0), 50)
+        while True:
+            if generation != self._poll_generation:
+                raise _ApiError(409, CONFLICT_OTHER_POLL)
+            batch = [u for u in self._updates if self._allowed(u)][:limit]
+            if batch or trio.current_time() >= deadline:
+                return batch
+            with trio.move_on_at(deadline):
+                await self._changed.wait()
+
+    def _allowed(self, update: dict[str, Any]) -> bool:
+        if not self.allowed_updates:
+            return True
+        return any(kind in update for kind in self.allowed_updates)
+
+    def _get_webhook_info(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": self.webhook_url,
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates),
+        }
+
+    def _delete_webhook(self, params: dict[str, Any]) -> bool:
+        self.webhook_url = ""
+        if _bool(params, "drop_pending_updates"):
+            self._updates.clear()
+        return True
+
+    def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._writable_chat(params)
+        text = str(params.get("text", ""))
+        if not text.strip():
+            raise _ApiError(400, "Bad Request: message text is empty")
+        if len(text) > 4096:
+            raise _ApiError(400, "Bad Request: message is too long")
+        return self._deliver(chat, params, "message", text=text)
+
+    def _send_file(self, params: dict[str, Any], kind: Literal["photo", "document"]) -> Any:
+        chat = self._writable_chat(params)
+        if kind == "photo" and self.refuse_photos:
+            raise _ApiError(400, self.refuse_photos)
+        caption = params.get("caption")
+        if caption is not None and len(str(caption)) > 1024:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        value = params.get(kind)
+        if isinstance(value, UploadedFile):
+            if not value.content:
+                raise _ApiError(400, "Bad Request: file must be non-empty")
+            file_id = f"{kind}-file-{next(self._file_ids)}"
+            self._files[file_id] = value.content
+            upload: UploadedFile | None = value
+        elif isinstance(value, str) and value in self._files:
+            file_id, upload = value, None
+        elif value is None:
+            raise _ApiError(400, f"Bad Request: there is no {kind} in the request")
+        else:
+            raise _ApiError(400, WRONG_FILE_ID)
+        return self._deliver(chat, params, kind, file_id=file_id, upload=upload)
+
+    def _deliver(
+        self,
+        chat: dict[str, Any],
+        params: dict[str, Any],
+        kind: Literal["message", "photo", "document"],
+        *,
+        text: str | None = None,
+        file_id: str | None = None,
+        upload: UploadedFile | None = None,
+    ) -> dict[str, Any]:
+        markup = _check_markup(_json(params, "reply_markup"))
+        reply_to = self._reply_target(chat, params)
+        caption = None if params.get("caption") is None else str(params["caption"])
+        message = self._new_message(chat, self.bot_user, text=text)
+        if caption is not None:
+            message["caption"] = caption
+        if markup is not None:
+            message["reply_markup"] = markup
+        if reply_to is not None and (chat["id"], reply_to) in self._messages:
+            message["reply_to_message"] = self._messages[(chat["id"], reply_to)]
+        content = self._files.get(file_id) if file_id else None
+        if kind == "photo" and file_id is not None:
+            message["photo"] = _photo_sizes(file_id, len(content or b""))
+        if kind == "document" and file_id is not None:
+            name = upload.filename if upload else "file"
+            message["document"] = {
+                "file_id": file_id,
+                "file_unique_id": f"u-{file_id}",
+                "file_name": name,
+                "file_size": len(content or b""),
+            }
+        self.sent.append(
+            SentRecord(
+                kind=kind,
+                chat_id=chat["id"],
+                message_id=message["message_id"],
+                text=text,
+                caption=caption,
+                reply_markup=markup,
+                reply_to_message_id=reply_to,
+                content=upload.content if upload else None,
+                file_id=file_id,
+                filename=upload.filename if upload else None,
+                disable_notification=_bool(params, "disable_notification"),
+                at=trio.current_time(),
+            )
+        )
+        return message
+
+    def _reply_target(self, chat: dict[str, Any], params: dict[str, Any]) -> int | None:
+        reply = _json(params, "reply_parameters")
+        if reply is None and params.get("reply_to_message_id") is not None:
+            reply = {"message_id": params["reply_to_message_id"]}
+        if reply is None:
+            return None
+        message_id = _int(reply, "message_id")
+        known = (chat["id"], message_id) in self._messages
+        if not known and not reply.get("allow_sending_without_reply"):
+            raise _ApiError(400, "Bad Request: message to be replied not found")
+        return message_id
+
+    def _send_chat_action(self, params: dict[str, Any]) -> bool:
+        chat = self._writable_chat(params)
+        self.chat_actions.append(
+            ChatAction(chat["id"], str(params.get("action")), trio.current_time())
+        )
+        return True
+
+    def _answer_callback_query(self, params: dict[str, Any]) -> bool:
+        query_id = str(params.get("callback_query_id"))
+        if query_id not in self._open_queries:
+            raise _ApiError(400, QUERY_TOO_OLD)
+        self._open_queries.discard(query_id)
+        text = params.get("text")
+        self.callback_answers[query_id] = CallbackAnswer(
+            None if text is None else str(text), _bool(params, "show_alert"), trio.current_time()
+        )
+        return True
+
+    def _edit(self, params: dict[str, Any], *, with_text: bool) -> dict[str, Any]:
+        chat = self._writable_chat(params)
+        message_id = _int(params, "message_id")
+        message = self._messages.get((chat["id"], message_id))
+        if message is None or message["from"]["id"] != BOT_USER_ID:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        markup = _check_markup(_json(params, "reply_markup"))
+        text = str(params.get("text", "")) if with_text else message.get("text")
+        if text == message.get("text") and markup == message.get("reply_markup"):
+            raise _ApiError(400, MESSAGE_NOT_MODIFIED)
+        edited = {k: v for k, v in message.items() if k != "reply_markup"}
+        edited.update({"text": text, "edit_date": self._now()} if with_text else {})
+        if markup is not None:
+            edited["reply_markup"] = markup
+        self._messages[(chat["id"], message_id)] = edited
+        record_text = text if with_text else None
+        self.edits.append(
+            EditRecord(chat["id"], message_id, record_text, markup, trio.current_time())
+        )
+        return edited
+
+    def _delete_message(self, params: dict[str, Any]) -> bool:
+        chat_id = _int(params, "chat_id")
+        message_id = _int(params, "message_id")
+        if self._messages.pop((chat_id, message_id), None) is None:
+            raise _ApiError(400, "Bad Request: message to delete not found")
+        self.deleted.append((chat_id, message_id))
+        return True
+
+    def _set_my_commands(self, params: dict[str, Any]) -> bool:
+        commands = _json(params, "commands")
+        if not isinstance(commands, list):
+            raise _ApiError(400, "Bad Request: parameter 'commands' is required")
+        self.commands[str(params.get("language_code") or "")] = commands
+        return True
+
+    # Helpers.
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _now(self) -> int:
+        return EPOCH + int(trio.current_time())
+
+    def _user(self, user_id: int, language_code: str, first_name: str) -> dict[str, Any]:
+        return {
+            "id": user_id,
+            "is_bot": False,
+            "first_name": first_name,
+            "language_code": language_code,
+        }
+
+    def _chat(self, chat_id: int, chat_type: str, user: dict[str, Any]) -> dict[str, Any]:
+        if chat_id not in self._chats:
+            chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
+            if chat_type == "private":
+                chat["first_name"] = user["first_name"]
+            else:
+                chat["title"] = f"Group {chat_id}"
+            self._chats[chat_id] = chat
+        return self._chats[chat_id]
+
+    def _writable_chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = _int(params, "chat_id")
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            raise _ApiError(400, "Bad Request: chat not found")
+        if chat["type"] == "private" and chat_id in self.blocked:
+            raise _ApiError(403, BLOCKED)
+        return chat
+
+    def _new_message(
+        self, chat: dict[str, Any], sender: dict[str, Any], *, text: str | None
+    ) -> dict[str, Any]:
+        message_id = next(self._message_ids[chat["id"]])
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "date": self._now(),
+            "chat": chat,
+            "from": sender,
+        }
+        if text is not None:
+            message["text"] = text
+        self._messages[(chat["id"], message_id)] = message
+        return message
+
+
+def _photo_sizes(file_id: str, size: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "file_id": f"{file_id}-thumb",
+            "file_unique_id": f"u-{file_id}-t",
+            "width": 90,
+            "height": 90,
+            "file_size": size // 50,
+        },
+        {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "width": 1024,
+            "height": 1024,
+            "file_size": size,
+        },
+    ]

@@ -1,0 +1,121 @@
+"""Run the whole bot in-process against the fakes, under the test's clock.
+
+``start_bot`` calls ``bot.app.run`` in the test's nursery with every edge injected: the
+fake Bot API (and an optional fake LLM) behind one ``MockTransport`` routed by host, the
+fake ComfyUI's HTTP handler and in-memory websocket, a seeded Random and a fixed
+wall clock. ``Bot.stop()`` asks for the same graceful stop a SIGTERM would.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from bot import app
+from bot.settings import Settings, load_settings
+from store import Store, open_store
+from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
+
+__all__ = ["LLM_BASE_URL", "Bot", "Clock", "host_router", "start_bot"]
+
+LLM_BASE_URL = "http://llm.test/v1"
+COMFY_BASE_URL = "http://comfy.test:8188"
+Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+@dataclass
+class Clock:
+    """Wall-clock UTC that tests move by hand (``advance``) beside trio's virtual time."""
+
+    moment: datetime = field(default_factory=lambda: datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, **delta: float) -> None:
+        self.moment += timedelta(**delta)
+
+
+def host_router(routes: dict[str, Handler]) -> httpx.MockTransport:
+    """One transport for the shared client: each host goes to its own fake."""
+
+    async def route(request: httpx.Request) -> httpx.Response:
+        handler = routes.get(request.url.host)
+        if handler is None:
+            raise httpx.ConnectError(f"no fake serves {request.url.host}", request=request)
+        return await handler(request)
+
+    return httpx.MockTransport(route)
+
+
+@dataclass
+class Bot:
+    telegram: FakeTelegram
+    settings: Settings
+    stopper: app.Stopper
+    clock: Clock
+    done: trio.Event
+
+    def store(self) -> Store:
+        """A second connection to the bot's database (WAL lets it read beside the bot)."""
+        return open_store(self.settings.database_path)
+
+    async def stop(self) -> None:
+        self.stopper.stop()
+        await self.done.wait()
+
+
+async def start_bot(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    telegram: FakeTelegram,
+    *,
+    comfy: Any | None = None,
+    llm: Handler | None = None,
+    clock: Clock | None = None,
+    seed: int = 1,
+    **overrides: object,
+) -> Bot:
+    """Start the bot and return once it is polling."""
+    values: dict[str, object] = {
+        "telegram_bot_token": TEST_TOKEN,
+        "telegram_api_base": FAKE_BASE_URL,
+        "database_path": tmp_path / "data" / "bot.db",
+        "comfyui_base_url": COMFY_BASE_URL if comfy is not None else "",
+        "llm_base_url": LLM_BASE_URL if llm is not None else "",
+        "workflow_file": Path(__file__).parent.parent / "workflows" / "sdxl_lora.json",
+    }
+    values.update(overrides)
+    settings = load_settings(env_file=None, **values)
+    routes: dict[str, Handler] = {httpx.URL(FAKE_BASE_URL).host: telegram.handler}
+    if llm is not None:
+        routes[httpx.URL(LLM_BASE_URL).host] = llm
+    clock = clock if clock is not None else Clock()
+    stopper = app.Stopper()
+    done = trio.Event()
+
+    async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await app.run(
+                settings,
+                telegram_transport=host_router(routes),
+                comfy_transport=httpx.MockTransport(comfy.handler) if comfy else None,
+                open_ws=comfy.open_ws if comfy else None,
+                now=clock,
+                rng=random.Random(seed),
+                stopper=stopper,
+                handle_signals=False,
+                task_status=task_status,
+            )
+        finally:
+            done.set()
+
+    await nursery.start(run)
+    return Bot(telegram=telegram, settings=settings, stopper=stopper, clock=clock, done=done)

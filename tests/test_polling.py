@@ -1,0 +1,339 @@
+"""Long polling against the fake: offsets, restarts, odd updates, conflicts, failures."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from pydantic import SecretStr
+
+from bot.backoff import backoff_delays
+from bot.dispatcher import run_dispatcher
+from bot.polling import (
+    ALLOWED_UPDATES,
+    CONFLICT_BACKOFF_INITIAL_S,
+    CONFLICT_BACKOFF_MAXIMUM_S,
+    ERROR_BACKOFF_INITIAL_S,
+    ERROR_BACKOFF_MAXIMUM_S,
+    UpdateInbox,
+    prepare_polling,
+    run_polling,
+)
+from bot.telegram_api import DEFAULT_MAX_ATTEMPTS, LONG_POLL_MARGIN_S, TelegramApi
+from bot.telegram_errors import TelegramUnauthorized
+from bot.telegram_types import Update
+from store import Store, open_store
+from tests.fakes.telegram import (
+    CONFLICT_OTHER_POLL,
+    CONFLICT_WEBHOOK,
+    DEFAULT_USER_ID,
+    FAKE_BASE_URL,
+    TEST_TOKEN,
+    FakeTelegram,
+    MemoryInbox,
+)
+
+POLL_SEED = 7
+QUIET_S = 500  # virtual seconds of silence that prove nothing more arrives
+
+
+def conflict_delays() -> list[float]:
+    delays = backoff_delays(
+        initial_s=CONFLICT_BACKOFF_INITIAL_S,
+        maximum_s=CONFLICT_BACKOFF_MAXIMUM_S,
+        jitter="equal",
+        rng=random.Random(POLL_SEED),
+    )
+    return [next(delays) for _ in range(3)]
+
+
+async def start_polling(
+    nursery: trio.Nursery, api: TelegramApi, inbox: UpdateInbox
+) -> trio.MemoryReceiveChannel[Update]:
+    send, receive = trio.open_memory_channel[Update](100)
+    poll = partial(run_polling, api, inbox, send, rng=random.Random(POLL_SEED))
+    await nursery.start(poll)
+    return receive
+
+
+async def receive_ids(receive: trio.MemoryReceiveChannel[Update], count: int) -> list[int]:
+    return [(await receive.receive()).update_id for _ in range(count)]
+
+
+async def assert_nothing_more(receive: trio.MemoryReceiveChannel[Update]) -> None:
+    with trio.move_on_after(QUIET_S) as quiet:
+        update = await receive.receive()
+        pytest.fail(f"unexpected update {update.update_id}")
+    assert quiet.cancelled_caught
+
+
+def poll_times(fake: FakeTelegram) -> list[float]:
+    return [r.at for r in fake.requests if r.method == "getUpdates"]
+
+
+async def test_offset_advances_and_is_stored_before_the_next_poll(
+    telegram_api: TelegramApi, fake_telegram: FakeTelegram, autojump_clock: trio.testing.MockClock
+) -> None:
+    ids = [fake_telegram.user_says(text) for text in ("раз", "два", "три")]
+    inbox = MemoryInbox()
+    async with trio.open_nursery() as nursery:
+        receive = await start_polling(nursery, telegram_api, inbox)
+        updates = [await receive.receive() for _ in ids]
+        await fake_telegram.wait_for(lambda: len(poll_times(fake_telegram)) == 2)
+        nursery.cancel_scope.cancel()
+    assert [u.update_id for u in updates] == ids
+    assert [u.message.text for u in updates if u.message] == ["раз", "два", "три"]
+    assert inbox.next_offset() == ids[-1] + 1
+    assert [i for i, _ in inbox.pending()] == ids  # received, not yet handled
+    first, second = (r.params for r in fake_telegram.requests if r.method == "getUpdates")
+    assert (first.get("offset"), second["offset"]) == (None, ids[-1] + 1)
+    assert first["timeout"] == 50
+    assert first["allowed_updates"] == list(ALLOWED_UPDATES)
+
+
+async def test_long_poll_read_timeout_outlasts_the_poll(
+    telegram_api: TelegramApi, fake_telegram: FakeTelegram, autojump_clock: trio.testing.MockClock
+) -> None:
+    send, _receive = trio.open_memory_channel[Update](1)
+    poll = partial(run_polling, telegram_api, MemoryInbox(), send, poll_timeout_s=25)
+    with trio.move_on_after(60):
+        await poll()
+    polls = [r for r in fake_telegram.requests if r.method == "getUpdates"]
+    assert [r.at for r in polls] == [0.0, 25.0, 50.0]
+    assert {r.read_timeout for r in polls} == {25 + LONG_POLL_MARGIN_S}
+
+
+async def test_closes_its_output_when_cancelled(
+    telegram_api: TelegramApi, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        receive = await start_polling(nursery, telegram_api, MemoryInbox())
+        nursery.cancel_scope.cancel()
+    with pytest.raises(trio.EndOfChannel):
+        await receive.receive()
+
+
+async def restart_neither_loses_nor_repeats(
+    api: TelegramApi, fake: FakeTelegram, open_inbox: Callable[[], UpdateInbox]
+) -> None:
+    ids = [fake.user_says(text) for text in ("раз", "два", "три")]
+    inbox = open_inbox()
+    async with trio.open_nursery() as nursery:
+        receive = await start_polling(nursery, api, inbox)
+        assert await receive_ids(receive, 3) == ids
+        inbox.mark_done(ids[0])
+        inbox.mark_done(ids[1])  # the third was in a handler when the process stopped
+        nursery.cancel_scope.cancel()
+    later = fake.user_says("четыре")
+    inbox = open_inbox()  # the restarted process
+    async with trio.open_nursery() as nursery:
+        receive = await start_polling(nursery, api, inbox)
+        assert await receive_ids(receive, 2) == [ids[2], later]
+        await assert_nothing_more(receive)
+        nursery.cancel_scope.cancel()
+    assert inbox.next_offset() == later + 1
+
+
+async def test_restart_with_the_same_inbox_neither_loses_nor_repeats(
+    telegram_api: TelegramApi, fake_telegram: FakeTelegram, autojump_clock: trio.testing.MockClock
+) -> None:
+    inbox = MemoryInbox()
+    await restart_neither_loses_nor_repeats(telegram_api, fake_telegram, lambda: inbox)
+
+
+async def test_restart_with_the_sqlite_store_neither_loses_nor_repeats(
+    telegram_api: TelegramApi,
+    fake_telegram: FakeTelegram,
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+) -> None:
+    opened: list[Store] = []
+
+    def open_inbox() -> UpdateInbox:
+        for store in opened:
+            store.close()
+        opened.append(open_store(tmp_path / "bot.db"))
+        return opened[-1].updates
+
+    try:
+        await restart_neither_loses_nor_repeats(telegram_api, fake_telegram, open_inbox)
+    finally:
+        opened[-1].close()
+
+
+async def test_a_malformed_update_is_logged_and_skipped_not_the_batch(
+    telegram_api: TelegramApi,
+    fake_telegram: FakeTelegram,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before = fake_telegram.user_says("до")
+    bad = fake_telegram.add_raw_update(
+        {"message": {"message_id": 9, "date": 1, "chat": {"id": "not-a-number", "type": "x"}}}
+    )
+    after = fake_telegram.user_says("после")
+    inbox = MemoryInbox()
+    async with trio.open_nursery() as nursery:
+        receive = await start_polling(nursery, telegram_api, inbox)
+        assert await receive_ids(receive, 2) == [before, after]
+        nursery.cancel_scope.cancel()
+    assert inbox.next_offset() == after + 1
+    assert [i for i, _ in inbox.pending()] == [before, after]
+    assert inbox.done == [bad]
+    skipped = [
+        r.getMessage() for r in caplog.records if "telegram_update_skipped" in r.getMessage()
+    ]
+    assert skipped == [
+        f"telegram_update_skipped update_id={bad} reason=1 validation errors, "
+        "first: message.chat.id: Input should be a valid integer, "
+        "unable to parse string as an integer"
+    ]
+
+
+async def test_prepare_polling_deletes_a_webhook_with_one_log_line(
+    telegram_api: TelegramApi, fake_telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_telegram.webhook_url = "https://old-host.example/hook"
+    await prepare_polling(telegram_api)
+    assert fake_telegram.webhook_url == ""
+    assert fake_telegram.calls == ["getWebhookInfo", "deleteWebhook"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.polling"]
+    assert len(lines) == 1
+    assert lines[0].startswith("telegram_webhook_deleted: a webhook was set")
+    await prepare_polling(telegram_api)
+    assert fake_telegram.calls == ["getWebhookInfo", "deleteWebhook", "getWebhookInfo"]
+
+
+async def test_webhook_conflict_is_explained_once_and_backed_off(
+    telegram_api: TelegramApi,
+    fake_telegram: FakeTelegram,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_telegram.webhook_url = "https://old-host.example/hook"
+    said = fake_telegram.user_says("привет")
+    d1, d2, d3 = conflict_delays()
+    async with trio.open_nursery() as nursery:
+        receive = await start_polling(nursery, telegram_api, MemoryInbox())
+        await trio.sleep(d1 + d2 + d3 / 2)  # three refused polls
+        await prepare_polling(telegram_api)
+        assert await receive_ids(receive, 1) == [said]
+        nursery.cancel_scope.cancel()
+    # refused at 0, d1, d1+d2; answered at d1+d2+d3, after prepare_polling removed the hook
+    assert poll_times(fake_telegram)[:4] == pytest.approx([0.0, d1, d1 + d2, d1 + d2 + d3])
+    assert 5.0 <= d1 <= 10.0
+    conflicts = [r for r in caplog.records if "telegram_poll_conflict" in r.getMessage()]
+    assert len(conflicts) == 1
+    assert (
+        "another instance is polling with this token, or a webhook is set"
+        in conflicts[0].getMessage()
+    )
+    assert CONFLICT_WEBHOOK in conflicts[0].getMessage()
+
+
+async def test_a_second_poller_is_explained_once_and_backed_off(
+    telegram_api: TelegramApi,
+    fake_telegram: FakeTelegram,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    d1, _, _ = conflict_delays()
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(fake_telegram.handler)) as rogue,
+        trio.open_nursery() as nursery,
+    ):
+        receive = await start_polling(nursery, telegram_api, MemoryInbox())
+        await trio.sleep(3)
+        await rogue.post(f"{FAKE_BASE_URL}/bot{TEST_TOKEN}/getUpdates", json={"timeout": 0})
+        said = fake_telegram.user_says("привет")
+        assert await receive_ids(receive, 1) == [said]
+        nursery.cancel_scope.cancel()
+    ours = [
+        r.at
+        for r in fake_telegram.requests
+        if r.method == "getUpdates" and r.params.get("timeout") == 50
+    ]
+    assert ours[:2] == pytest.approx([0.0, 3.0 + d1])  # terminated at 3, back after d1
+    conflicts = [
+        r.getMessage() for r in caplog.records if "telegram_poll_conflict" in r.getMessage()
+    ]
+    assert len(conflicts) == 1
+    assert conflicts[0].endswith(CONFLICT_OTHER_POLL)
+
+
+async def test_a_wrong_token_stops_polling_with_one_line(
+    fake_telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake_telegram.handler)) as http:
+        api = TelegramApi(http, SecretStr("1:wrong"), base_url=FAKE_BASE_URL)
+        send, _receive = trio.open_memory_channel[Update](1)
+        with pytest.raises(TelegramUnauthorized):
+            await run_polling(api, MemoryInbox(), send)
+    stopped = [r for r in caplog.records if r.name == "bot.polling"]
+    assert [(r.levelno, r.getMessage()) for r in stopped] == [
+        (
+            logging.ERROR,
+            "telegram_polling_stopped: getUpdates: Unauthorized; "
+            "check TELEGRAM_BOT_TOKEN (error 401)",
+        )
+    ]
+    assert fake_telegram.calls == ["getUpdates"]
+
+
+async def test_transient_failures_never_end_polling(
+    telegram_api: TelegramApi,
+    fake_telegram: FakeTelegram,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_telegram.fail_next("getUpdates", 500, "Internal Server Error", times=DEFAULT_MAX_ATTEMPTS)
+    fake_telegram.network_error_next("getUpdates", times=DEFAULT_MAX_ATTEMPTS)
+    said = fake_telegram.user_says("привет")
+    async with trio.open_nursery() as nursery:
+        receive = await start_polling(nursery, telegram_api, MemoryInbox())
+        assert await receive_ids(receive, 1) == [said]
+        nursery.cancel_scope.cancel()
+    failed = [r.getMessage() for r in caplog.records if "telegram_poll_failed" in r.getMessage()]
+    assert len(failed) == 2
+    assert "getUpdates: ConnectError: [Errno 111] Connection refused" in failed[0]
+    assert "getUpdates: Internal Server Error (error 500)" in failed[1]
+    outer = backoff_delays(
+        initial_s=ERROR_BACKOFF_INITIAL_S,
+        maximum_s=ERROR_BACKOFF_MAXIMUM_S,
+        rng=random.Random(POLL_SEED),
+    )
+    assert f"delay_s={next(outer):.3f}" in failed[0]
+    assert f"delay_s={next(outer):.3f}" in failed[1]
+    # ten refused, one answered with the update, one long poll in flight when cancelled
+    assert fake_telegram.calls.count("getUpdates") == 2 * DEFAULT_MAX_ATTEMPTS + 2
+
+
+async def test_poller_and_dispatcher_answer_a_user(
+    telegram_api: TelegramApi, fake_telegram: FakeTelegram, autojump_clock: trio.testing.MockClock
+) -> None:
+    inbox = MemoryInbox()
+
+    async def echo(update: Update) -> None:
+        assert update.message is not None
+        assert update.message.text is not None
+        chat_id = update.message.chat.id
+        await telegram_api.send_message(
+            chat_id, update.message.text.upper(), reply_to_message_id=update.message.message_id
+        )
+
+    async with trio.open_nursery() as nursery:
+        send, receive = trio.open_memory_channel[Update](0)
+        await nursery.start(run_dispatcher, receive, echo, inbox)
+        await nursery.start(partial(run_polling, telegram_api, inbox, send))
+        fake_telegram.user_says("привет")
+        await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
+        nursery.cancel_scope.cancel()
+    assert fake_telegram.texts_to(DEFAULT_USER_ID) == ["ПРИВЕТ"]
+    assert fake_telegram.sent[0].reply_to_message_id == 1
+    assert inbox.pending() == []

@@ -1,0 +1,102 @@
+"""Settings: the seed's defaults, .env reading, and one-line errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.settings import SettingsError, load_settings
+
+TOKEN = "123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [
+        "TELEGRAM_BOT_TOKEN",
+        "COMFYUI_BASE_URL",
+        "COMFYUI_TIMEOUT_SECONDS",
+        "COMFYUI_CONCURRENCY",
+        "COMFYUI_DEFAULT_CHECKPOINT",
+        "IMAGE_ENABLED",
+        "ADMIN_USER_IDS",
+        "LLM_BASE_URL",
+    ]:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_seed_defaults() -> None:
+    settings = load_settings(env_file=None, telegram_bot_token=TOKEN)
+    assert settings.comfyui_base_url is None
+    assert settings.comfyui_timeout_seconds == 120
+    assert settings.comfyui_concurrency == 2
+    assert settings.comfyui_default_checkpoint == "sd_xl_base_1.0.safetensors"
+    assert settings.image_enabled is True
+    assert settings.workflow_file == Path("workflows/sdxl_lora.json")
+    assert settings.database_path == Path("data/bot.db")
+    assert not settings.images_available  # no ComfyUI, no button
+
+
+def test_env_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        f"TELEGRAM_BOT_TOKEN={TOKEN}\nCOMFYUI_BASE_URL=http://gpu:8188\nADMIN_USER_IDS=1, 22\n"
+    )
+    monkeypatch.setenv("COMFYUI_CONCURRENCY", "4")
+    settings = load_settings(env_file=env)
+    assert str(settings.comfyui_base_url) == "http://gpu:8188/"
+    assert settings.admin_user_ids == frozenset({1, 22})
+    assert settings.comfyui_concurrency == 4
+    assert settings.images_available
+
+
+def test_image_enabled_false_hides_the_feature() -> None:
+    settings = load_settings(
+        env_file=None,
+        telegram_bot_token=TOKEN,
+        comfyui_base_url="http://gpu:8188",
+        image_enabled="false",
+    )
+    assert not settings.images_available
+
+
+def test_missing_token_is_one_line_naming_the_variable() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=None)
+    assert str(caught.value) == "TELEGRAM_BOT_TOKEN is required; set it in .env (see .env.example)"
+
+
+def test_bad_values_name_each_variable_and_value() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            env_file=None,
+            telegram_bot_token=TOKEN,
+            comfyui_concurrency="two",
+            comfyui_timeout_seconds="-5",
+        )
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "COMFYUI_CONCURRENCY" in message
+    assert "'two'" in message
+    assert "COMFYUI_TIMEOUT_SECONDS" in message
+
+
+def test_a_malformed_token_is_refused_without_echoing_it() -> None:
+    secret = "not-a-token-SECRET-VALUE"
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=None, telegram_bot_token=secret)
+    assert "TELEGRAM_BOT_TOKEN" in str(caught.value)
+    assert secret not in str(caught.value)
+
+
+def test_the_token_is_hidden_in_repr_and_dumps() -> None:
+    settings = load_settings(env_file=None, telegram_bot_token=TOKEN)
+    assert TOKEN not in repr(settings)
+    assert TOKEN not in settings.model_dump_json()
+    assert settings.telegram_bot_token.get_secret_value() == TOKEN
+
+
+def test_bad_admin_ids() -> None:
+    with pytest.raises(SettingsError, match="ADMIN_USER_IDS"):
+        load_settings(env_file=None, telegram_bot_token=TOKEN, admin_user_ids="1,abc")
