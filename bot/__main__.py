@@ -29,7 +29,18 @@ _FATAL: Final = (PersonasError, WorkflowError, StoreError, TelegramUnauthorized)
 
 
 def main(argv: list[str] | None = None) -> int:
-    del argv  # ``python -m bot`` takes no arguments yet
+    """``python -m bot`` runs the bot; ``python -m bot stats ...`` reports from the database."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "stats":
+        from bot.stats import stats_main
+
+        return stats_main(args[1:])
+    if args:
+        print(
+            f"unknown command {args[0]!r}; use: python -m bot [stats [--since 7d] [--json]]",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -14,8 +14,8 @@ import logging
 import random
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Final
 
 import httpx

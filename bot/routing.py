@@ -78,7 +78,7 @@ class BalanceCmd:
 
 @dataclass(frozen=True, slots=True)
 class AdminCmd:
-    """``/grant <user_id> <n>`` or ``/subscribe <user_id> <days>``; args unparsed."""
+    """``/grant <user_id> <n>``, ``/subscribe <user_id> <days>``, ``/stats [7d]``; args unparsed."""
 
     ctx: Context
     name: str
@@ -170,7 +170,7 @@ _SIMPLE_COMMANDS: Final[dict[str, type[StartCmd | HelpCmd | PersonaCmd | Balance
     "balance": BalanceCmd,
     "quota": BalanceCmd,
 }
-_ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe"})
+_ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe", "stats"})
 
 
 def route(update: Update, *, bot_username: str | None = None) -> Command:

@@ -36,6 +36,7 @@ from bot.routing import (
     UnknownCmd,
     route,
 )
+from bot.stats import handle_stats
 from bot.telegram_errors import TelegramForbidden
 from bot.telegram_types import Update
 
@@ -71,6 +72,8 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_persona(deps, command)
         case BalanceCmd():
             await handle_balance(deps, command)
+        case AdminCmd(name="stats"):
+            await handle_stats(deps, command)
         case AdminCmd():
             await handle_admin(deps, command)
         case UnknownCmd():

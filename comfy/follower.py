@@ -17,6 +17,7 @@ arrives for it on the socket. Such jobs are reconciled with GET /history/{id} an
 A heartbeat pings every ``HEARTBEAT_INTERVAL_S``; no pong within ``HEARTBEAT_TIMEOUT_S``
 means a half-open connection (ComfyUI never pings, ENGINEERING A5), and the reader
 reconnects with exponential backoff plus jitter from the injected ``random.Random``.
+The socket itself comes from an injected ``OpenWebsocket`` (``comfy.websocket``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,10 @@ import itertools
 import logging
 import random
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from typing import Final, TypeAlias
+from typing import Final
 
-import httpx
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
@@ -43,6 +41,13 @@ from comfy.protocol import (
     Signal,
     probe_from_history,
     probe_from_queue,
+)
+from comfy.websocket import (
+    WS_CLOSE_TIMEOUT_S,
+    WS_MAX_MESSAGE_BYTES,
+    OpenWebsocket,
+    websocket_opener,
+    websocket_url,
 )
 
 __all__ = [
@@ -70,44 +75,9 @@ RECONCILE_INTERVAL_S: Final = 2.0
 BACKOFF_INITIAL_S: Final = 1.0
 BACKOFF_MAX_S: Final = 30.0
 BACKOFF_JITTER: Final = 0.5  # each delay grows by up to 50 %, so restarts do not stampede
-WS_MAX_MESSAGE_BYTES: Final = 2**25  # previews and SaveImageWebsocket frames exceed 1 MiB
-WS_CONNECT_TIMEOUT_S: Final = 10.0
-WS_CLOSE_TIMEOUT_S: Final = 2.0
 JOB_CHANNEL_SIZE: Final = 16
 
-OpenWebsocket: TypeAlias = Callable[[str], AbstractAsyncContextManager[WebSocketConnection]]
 _NETWORK_ERRORS: Final = (HandshakeError, OSError, trio.BrokenResourceError, trio.TooSlowError)
-
-
-def websocket_url(base_url: str, client_id: str) -> str:
-    """``http://gpu:8188`` → ``ws://gpu:8188/ws?clientId=...`` (https → wss)."""
-    url = httpx.URL(base_url)
-    scheme = {"http": "ws", "https": "wss"}.get(url.scheme)
-    if scheme is None:
-        raise ValueError(f"ComfyUI base URL {base_url!r} must start with http:// or https://")
-    path = url.path.rstrip("/") + "/ws"
-    return str(url.copy_with(scheme=scheme, path=path, query=None, params={"clientId": client_id}))
-
-
-def websocket_opener(
-    base_url: str,
-    *,
-    connect_timeout_s: float = WS_CONNECT_TIMEOUT_S,
-    close_timeout_s: float = WS_CLOSE_TIMEOUT_S,
-    max_message_bytes: int = WS_MAX_MESSAGE_BYTES,
-) -> OpenWebsocket:
-    """The production ``OpenWebsocket``: ``open_websocket_url`` with a raised size limit."""
-    websocket_url(base_url, "check")  # refuse a bad URL at start-up, not at first connect
-
-    def open_ws(client_id: str) -> AbstractAsyncContextManager[WebSocketConnection]:
-        return open_websocket_url(
-            websocket_url(base_url, client_id),
-            max_message_size=max_message_bytes,
-            connect_timeout=connect_timeout_s,
-            disconnect_timeout=close_timeout_s,
-        )
-
-    return open_ws
 
 
 class JobWatch:
@@ -171,6 +141,7 @@ class Follower:
         self._tracker = JobTracker()
         self._watches: dict[str, JobWatch] = {}
         self._reconcile_now = trio.Event()
+        self._reconcile_error = ""
         self.last_error = "not connected yet"
 
     @property
@@ -241,8 +212,9 @@ class Follower:
         except ConnectionClosed as exc:
             self.last_error = self.last_error if served else f"closed ({exc.reason})"
         except _NETWORK_ERRORS as exc:
-            if not served:
-                self.last_error = f"cannot connect: {type(exc).__name__} {exc}".rstrip()
+            if not served:  # HandshakeError carries the OSError as its cause (ENGINEERING A1)
+                cause = exc.__cause__ or exc
+                self.last_error = f"cannot connect: {type(cause).__name__}: {cause}".rstrip(": ")
         except Exception as exc:  # a bug here must not end pictures for the process's life
             log.exception("comfy ws reader failed client_id=%s", client_id)
             self.last_error = f"unexpected {type(exc).__name__}"
@@ -332,10 +304,14 @@ class Follower:
                 try:
                     probe = await probe_prompt(self._client, watch.prompt_id)
                 except ComfyError as exc:
-                    log.warning(
-                        "comfy reconcile failed prompt_id=%s: %s", watch.prompt_id, exc.detail
+                    # once per distinct error: ComfyUI may stay down for the job's whole budget
+                    level = (
+                        logging.DEBUG if exc.detail == self._reconcile_error else logging.WARNING
                     )
+                    log.log(level, "comfy reconcile failed: %s", exc.detail)
+                    self._reconcile_error = exc.detail
                     break
+                self._reconcile_error = ""
                 if self._watches.get(watch.prompt_id) is watch:
                     log.debug(
                         "comfy reconciled prompt_id=%s: %s", watch.prompt_id, probe.signal.value

@@ -111,7 +111,8 @@ class Comfy:
 
         Args:
             recover: the prompt may already be on ComfyUI (the bot crashed after storing
-                it). It is looked up first and submitted only if ComfyUI holds it nowhere.
+                it). It is looked up first and submitted only if ComfyUI holds it nowhere
+                (or it was interrupted, e.g. by the previous process's shutdown).
             on_progress: called from this task, never from the reader; must be cheap.
 
         Raises:
@@ -163,14 +164,19 @@ class Comfy:
         return await self._fetch_image(job, outcome)
 
     async def _recover(self, job: _Job) -> JobUpdate | None:
-        """Finished → its outcome; queued/running → wait for it; nowhere → None (submit)."""
+        """Finished → its outcome; queued/running → wait for it; nowhere → None (submit).
+
+        An *interrupted* prompt is submitted again too: the likeliest interrupter is this
+        bot's own shutdown cleanup, it made no picture, and ComfyUI no longer holds it, so
+        a new submission cannot run it twice.
+        """
         probe = await probe_prompt(self._client, job.prompt_id)
         tracker = JobTracker()
         tracker.add(job.prompt_id)
         updates = tracker.reconcile(job.prompt_id, probe)
         state = tracker.state(job.prompt_id)
         log.info("comfy recover prompt_id=%s: %s", job.prompt_id, probe.signal.value)
-        if state is JobState.VANISHED:
+        if state in (JobState.VANISHED, JobState.INTERRUPTED):
             return None
         if updates and updates[-1].terminal:
             return updates[-1]
@@ -178,7 +184,11 @@ class Comfy:
         # the follower reconciles it by polling (RECONCILE_INTERVAL_S).
         job.on_server = True
         job.watch = self._follower.watch(job.prompt_id, client_id=None, submitted=True)
-        return await self._wait(job, job.watch)
+        outcome = await self._wait(job, job.watch)
+        if outcome.state is JobState.INTERRUPTED:  # the old process's cleanup landed late
+            job.on_server = False
+            return None
+        return outcome
 
     async def _submit_and_wait(self, job: _Job) -> JobUpdate:
         job.report(JobProgress(ProgressStage.WAITING_FOR_SERVER))

@@ -43,6 +43,46 @@ class Clock:
         self.moment += timedelta(**delta)
 
 
+@dataclass(frozen=True)
+class CrashPoint:
+    """Kill the bot when a request matching *when* reaches a fake: *before* the fake
+    handles it (the request is lost) or *after* (the fake acted, the answer is lost)."""
+
+    when: Callable[[httpx.Request], bool]
+    after: bool = False
+
+
+@dataclass
+class Process:
+    """What a SIGKILL takes away: the run's cancel scope and every connection."""
+
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    dead: bool = False
+    crash_points: list[CrashPoint] = field(default_factory=list)
+
+    def kill(self) -> None:
+        self.dead = True
+        self.scope.cancel()
+
+    def guard(self, handler: Handler) -> Handler:
+        async def guarded(request: httpx.Request) -> httpx.Response:
+            if self.dead:
+                raise httpx.ConnectError("the bot process is dead", request=request)
+            point = next((p for p in self.crash_points if p.when(request)), None)
+            if point is not None and not point.after:
+                self.crash_points.remove(point)
+                self.kill()
+                raise httpx.ConnectError("killed before the request left", request=request)
+            response = await handler(request)
+            if point is not None:
+                self.crash_points.remove(point)
+                self.kill()
+                raise httpx.ConnectError("killed before the answer arrived", request=request)
+            return response
+
+        return guarded
+
+
 def host_router(routes: dict[str, Handler]) -> httpx.MockTransport:
     """One transport for the shared client: each host goes to its own fake."""
 
@@ -62,6 +102,7 @@ class Bot:
     stopper: app.Stopper
     clock: Clock
     done: trio.Event
+    process: Process
 
     def store(self) -> Store:
         """A second connection to the bot's database (WAL lets it read beside the bot)."""
@@ -70,6 +111,14 @@ class Bot:
     async def stop(self) -> None:
         self.stopper.stop()
         await self.done.wait()
+
+    async def kill(self) -> None:
+        """As SIGKILL: no graceful stop, no answers to requests in flight."""
+        self.process.kill()
+        await self.done.wait()
+
+    def crash_at(self, when: Callable[[httpx.Request], bool], *, after: bool = False) -> None:
+        self.process.crash_points.append(CrashPoint(when, after))
 
 
 async def start_bot(
@@ -94,28 +143,39 @@ async def start_bot(
     }
     values.update(overrides)
     settings = load_settings(env_file=None, **values)
-    routes: dict[str, Handler] = {httpx.URL(FAKE_BASE_URL).host: telegram.handler}
+    process = Process()
+    routes: dict[str, Handler] = {httpx.URL(FAKE_BASE_URL).host: process.guard(telegram.handler)}
     if llm is not None:
-        routes[httpx.URL(LLM_BASE_URL).host] = llm
+        routes[httpx.URL(LLM_BASE_URL).host] = process.guard(llm)
     clock = clock if clock is not None else Clock()
     stopper = app.Stopper()
     done = trio.Event()
 
     async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            await app.run(
-                settings,
-                telegram_transport=host_router(routes),
-                comfy_transport=httpx.MockTransport(comfy.handler) if comfy else None,
-                open_ws=comfy.open_ws if comfy else None,
-                now=clock,
-                rng=random.Random(seed),
-                stopper=stopper,
-                handle_signals=False,
-                task_status=task_status,
-            )
+            with process.scope:
+                await app.run(
+                    settings,
+                    telegram_transport=host_router(routes),
+                    comfy_transport=httpx.MockTransport(process.guard(comfy.handler))
+                    if comfy
+                    else None,
+                    open_ws=comfy.open_ws if comfy else None,
+                    now=clock,
+                    rng=random.Random(seed),
+                    stopper=stopper,
+                    handle_signals=False,
+                    task_status=task_status,
+                )
         finally:
             done.set()
 
     await nursery.start(run)
-    return Bot(telegram=telegram, settings=settings, stopper=stopper, clock=clock, done=done)
+    return Bot(
+        telegram=telegram,
+        settings=settings,
+        stopper=stopper,
+        clock=clock,
+        done=done,
+        process=process,
+    )

@@ -13,6 +13,8 @@ import pytest
 import trio
 
 from bot.logging_setup import setup_logging
+from bot.personas import load_personas
+from bot.settings import SHIPPED_PERSONAS
 from bot.texts import t
 from tests.fakes.telegram import DEFAULT_USER_ID, TEST_TOKEN, FakeTelegram
 from tests.harness import start_bot
@@ -24,10 +26,18 @@ OTHER = 5_000_000_002
 def llm_answer(text: str) -> httpx.Response:
     return httpx.Response(
         200,
-        json={"id": "c", "object": "chat.completion", "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-        ]},
-    )  # fmt: skip
+        json={
+            "id": "c",
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+        },
+    )
 
 
 async def test_text_gets_an_offline_persona_line_without_a_button_when_images_are_off(
@@ -37,8 +47,7 @@ async def test_text_gets_an_offline_persona_line_without_a_button_when_images_ar
     fake_telegram.user_says("привет")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
     reply = fake_telegram.sent[0]
-    persona = json.loads(Path("bot/personas.json").read_text(encoding="utf-8"))["personas"][0]
-    assert reply.text in persona["offline_lines"]
+    assert reply.text in load_personas(SHIPPED_PERSONAS).get("alice").offline_lines
     assert reply.buttons() == []
     with bot.store() as store:
         stored = store.sent.get(chat_id=USER, message_id=reply.message_id)

@@ -57,7 +57,8 @@ async def test_unknown_checkpoint_is_rejected_in_one_line(fake_comfy: FakeComfy)
     with pytest.raises(PromptRejected) as caught:
         await client.submit(graph, prompt_id="p-1", client_id="c-1")
     assert caught.value.detail == (
-        "ComfyUI rejected the prompt: node 1 (CheckpointLoaderSimple): ckpt_name 'x.safetensors' not in list"
+        "ComfyUI rejected the prompt: node 1 (CheckpointLoaderSimple): "
+        "ckpt_name 'x.safetensors' not in list"
     )
     assert fake_comfy.submitted == []
 
@@ -107,7 +108,7 @@ async def test_413_text_plain_means_rejected() -> None:
     text = recorded("j_misc_http.json", "101 MiB JSON body")["response"]["text"]
     client = client_for(replying(413, text=text))
     with pytest.raises(
-        PromptRejected, match="too large: Maximum request body size 104857600 exceeded."
+        PromptRejected, match=r"too large: Maximum request body size 104857600 exceeded\."
     ):
         await client.submit(GRAPH, prompt_id="p", client_id="c")
 

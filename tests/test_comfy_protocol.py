@@ -172,14 +172,16 @@ def test_transcript_h_history_resolves_a_job_whose_end_was_missed() -> None:
 def test_transcript_k_binary_previews_are_decoded_never_json_loaded() -> None:
     raw = frames("k_previews.json", "feature_flags")
     binary = [parse_ws_message(f) for f in raw if isinstance(f, bytes)]
-    assert binary and all(isinstance(e, BinaryFrame) and e.event_type == 4 for e in binary)
+    assert binary
+    assert all(isinstance(e, BinaryFrame) and e.event_type == 4 for e in binary)
     assert {e.prompt_id for e in binary if isinstance(e, BinaryFrame)} == {
         "99ae95d1-5f58-4d99-aa85-55efa00bbc68"
     }
     old_style = [
         parse_ws_message(f) for f in frames("k_previews.json", "old_style") if isinstance(f, bytes)
     ]
-    assert old_style and all(isinstance(e, BinaryFrame) and e.prompt_id is None for e in old_style)
+    assert old_style
+    assert all(isinstance(e, BinaryFrame) and e.prompt_id is None for e in old_style)
     tracker = JobTracker()
     tracker.add("99ae95d1-5f58-4d99-aa85-55efa00bbc68")
     updates = replay(tracker, raw)
@@ -212,26 +214,41 @@ def test_interleaved_messages_of_two_jobs_stay_apart() -> None:
     tracker = JobTracker()
     tracker.add("a")
     tracker.add("b")
-    raw = [
-        '{"type": "execution_start", "data": {"prompt_id": "a"}}',
-        '{"type": "execution_start", "data": {"prompt_id": "b"}}',
-        '{"type": "progress", "data": {"value": 1, "max": 4, "prompt_id": "a"}}',
-        '{"type": "progress", "data": {"value": 1, "max": 6, "prompt_id": "b"}}',
-        '{"type": "progress", "data": {"value": 9, "max": 9, "prompt_id": "someone-else"}}',
-        '{"type": "executed", "data": {"prompt_id": "b", "node": "8", "output": {"images": [{"filename": "b.png"}]}}}',
-        '{"type": "executed", "data": {"prompt_id": "a", "node": "8", "output": {"images": [{"filename": "a.png"}]}}}',
-        '{"type": "execution_success", "data": {"prompt_id": "a"}}',
-        '{"type": "execution_error", "data": {"prompt_id": "b", "node_id": "7", "node_type": "VAEDecode", "exception_message": "OOM\\n"}}',
-        '{"type": "executing", "data": {"node": null, "prompt_id": "b"}}',
-        '{"type": "executing", "data": {"node": null, "prompt_id": "a"}}',
+    messages: list[tuple[str, dict[str, Any]]] = [
+        ("execution_start", {"prompt_id": "a"}),
+        ("execution_start", {"prompt_id": "b"}),
+        ("progress", {"value": 1, "max": 4, "prompt_id": "a"}),
+        ("progress", {"value": 1, "max": 6, "prompt_id": "b"}),
+        ("progress", {"value": 9, "max": 9, "prompt_id": "someone-else"}),
+        (
+            "executed",
+            {"prompt_id": "b", "node": "8", "output": {"images": [{"filename": "b.png"}]}},
+        ),
+        (
+            "executed",
+            {"prompt_id": "a", "node": "8", "output": {"images": [{"filename": "a.png"}]}},
+        ),
+        ("execution_success", {"prompt_id": "a"}),
+        (
+            "execution_error",
+            {
+                "prompt_id": "b",
+                "node_id": "7",
+                "node_type": "VAEDecode",
+                "exception_message": "OOM\n",
+            },
+        ),
+        ("executing", {"node": None, "prompt_id": "b"}),
+        ("executing", {"node": None, "prompt_id": "a"}),
     ]
+    raw: list[str | bytes] = [json.dumps({"type": kind, "data": data}) for kind, data in messages]
     updates = replay(tracker, raw)
     assert {(u.prompt_id, u.maximum) for u in updates if u.maximum} == {("a", 4), ("b", 6)}
     ends = {u.prompt_id: u for u in updates if u.terminal}
-    assert ends["a"].state is JobState.SUCCEEDED and [i.filename for i in ends["a"].images] == [
-        "a.png"
-    ]
-    assert ends["b"].state is JobState.FAILED and ends["b"].failure is not None
+    assert ends["a"].state is JobState.SUCCEEDED
+    assert [i.filename for i in ends["a"].images] == ["a.png"]
+    assert ends["b"].state is JobState.FAILED
+    assert ends["b"].failure is not None
     assert ends["b"].failure.message == "OOM"
 
 
@@ -240,7 +257,8 @@ def test_history_of_error_and_interrupt_are_told_apart() -> None:
     d_id = load("d_interrupt.json")["prompt_id"]
     failed = probe_from_history(history_entry("c_execution_error.json", c_id))
     assert failed.signal is Signal.FOUND_ERROR
-    assert failed.failure is not None and failed.failure.node_type == "LoraLoader"
+    assert failed.failure is not None
+    assert failed.failure.node_type == "LoraLoader"
     interrupted = probe_from_history(history_entry("d_interrupt.json", d_id))
     assert interrupted == Probe(Signal.FOUND_INTERRUPTED)
 

@@ -53,9 +53,18 @@ def test_conversation_returns_the_last_turns_oldest_first(tmp_path: Path) -> Non
 def test_events_are_rows_with_every_field(tmp_path: Path) -> None:
     store = open_store(tmp_path / "bot.db")
     store.events.add(
-        EventRecord(ts=NOW, event="image_failed", user_id=1, chat_id=1, persona="a",
-                    job_id="j", reason="busy", detail="queue full", duration_ms=3)
-    )  # fmt: skip
+        EventRecord(
+            ts=NOW,
+            event="image_failed",
+            user_id=1,
+            chat_id=1,
+            persona="a",
+            job_id="j",
+            reason="busy",
+            detail="queue full",
+            duration_ms=3,
+        )
+    )
     [row] = store.events.since()
     assert row["event"] == "image_failed"
     assert row["reason"] == "busy"

@@ -27,7 +27,8 @@ recorded ``execution_error`` of a broken LoRA) and HANG (runs until interrupted)
 Knobs: ``unreachable`` (HTTP raises ``httpx.ConnectError``, ws refused),
 ``sockets.refuse``, ``reject_next_with(status, body)``, ``http_500_next``,
 ``drop_websockets()``, ``half_open()``, ``restart()``, ``send_raw(frame)``.
-Records: ``requests``, ``submitted``, ``deleted``, ``interrupted``, ``bare_interrupts``,
+Records: ``requests``, ``submitted``, ``deleted``, ``interrupted``, ``interrupt_requests``,
+``bare_interrupts``,
 ``history_deleted``, ``started``, ``peak_on_server``.
 """
 
@@ -129,7 +130,8 @@ class FakeComfy:
         self.requests: list[tuple[str, str, Any]] = []
         self.submitted: list[FakePrompt] = []
         self.deleted: list[str] = []
-        self.interrupted: list[str] = []
+        self.interrupted: list[str] = []  # prompts actually interrupted
+        self.interrupt_requests: list[str | None] = []  # every POST /interrupt, None = bare
         self.bare_interrupts = 0
         self.history_deleted: list[str] = []
         self.started: list[str] = []
@@ -296,8 +298,9 @@ class FakeComfy:
                 {},
             )
         await self._to(item, "executing", self._data(item, node=sampler, display_node=sampler))
-        for step in range(1, script.steps + 1):
-            await trio.sleep(script.run_s / script.steps)
+        started = trio.current_time()
+        for step in range(1, script.steps + 1):  # sleep_until: exact end times, no float drift
+            await trio.sleep_until(started + script.run_s * step / script.steps)
             await self._to(
                 item, "progress", self._data(item, value=step, max=script.steps, node=sampler)
             )
@@ -318,6 +321,8 @@ class FakeComfy:
         return "execution_success", self._data(item, timestamp=self._stamp()), outputs
 
     def interrupt(self, prompt_id: str | None) -> None:
+        """POST /interrupt: targeted, or (no prompt_id) whatever runs, like ComfyUI."""
+        self.interrupt_requests.append(prompt_id)
         if prompt_id is None:
             self.bare_interrupts += 1
         for item in self.running:

@@ -38,7 +38,7 @@ from trio_websocket import (
     wrap_server_stream,
 )
 
-from comfy.follower import WS_CLOSE_TIMEOUT_S, WS_MAX_MESSAGE_BYTES
+from comfy.websocket import WS_CLOSE_TIMEOUT_S, WS_MAX_MESSAGE_BYTES
 
 __all__ = ["FakeSockets"]
 

@@ -1,0 +1,166 @@
+"""``python -m comfy``: draw one picture from the terminal, or check the models.
+
+Examples::
+
+    python -m comfy --url http://gpu:8188 --checkpoint sd_xl_base_1.0.safetensors \\
+        --lora anna.safetensors --prompt "anna, portrait, soft light" -o out.png
+    python -m comfy --url http://gpu:8188 --check --checkpoint sd_xl_base_1.0.safetensors \\
+        --lora anna.safetensors --lora bob.safetensors
+
+Uses the same code path as the bot (template, websocket follower, timeout and cleanup).
+Exit code 0 on success, 1 with a one-line error otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import httpx
+import trio
+
+from comfy.client import ComfyClient
+from comfy.errors import ComfyError
+from comfy.follower import Follower, OpenWebsocket, websocket_opener
+from comfy.jobs import Comfy, GeneratedImage, JobProgress, ProgressStage
+from comfy.preflight import check_models
+from comfy.workflow import MAX_SEED, PromptParams, WorkflowError, WorkflowTemplate
+
+__all__ = ["build_parser", "main", "run_cli"]
+
+DEFAULT_WORKFLOW: Final = "workflows/sdxl_lora.json"
+DEFAULT_TIMEOUT_S: Final = 120.0
+HTTP_TIMEOUT: Final = httpx.Timeout(30.0)
+
+Say = Callable[[str], None]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m comfy", description="Draw one picture on ComfyUI, or check its models."
+    )
+    parser.add_argument("--url", required=True, help="ComfyUI base URL, e.g. http://gpu:8188")
+    parser.add_argument("--checkpoint", default="sd_xl_base_1.0.safetensors")
+    parser.add_argument(
+        "--lora", action="append", default=[], help="LoRA file (repeat for --check)"
+    )
+    parser.add_argument("--lora-strength", type=float, default=0.8, help="model and clip strength")
+    parser.add_argument("--prompt", help="positive prompt")
+    parser.add_argument("--negative", default="blurry, lowres, watermark, text")
+    parser.add_argument("--seed", type=int, help="default: random")
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--height", type=int)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds")
+    parser.add_argument("--workflow", default=DEFAULT_WORKFLOW)
+    parser.add_argument("-o", "--output", help="file to write the picture to")
+    parser.add_argument("--check", action="store_true", help="only check the models exist")
+    return parser
+
+
+def _progress_printer(say: Say) -> Callable[[JobProgress], None]:
+    last: list[JobProgress] = []
+
+    def on_progress(progress: JobProgress) -> None:
+        if last and last[0] == progress:
+            return
+        last[:] = [progress]
+        if progress.stage is ProgressStage.RUNNING and progress.maximum:
+            say(f"running {progress.value}/{progress.maximum}")
+        elif progress.stage is ProgressStage.QUEUED and progress.queue_remaining is not None:
+            say(f"queued ({progress.queue_remaining} in ComfyUI's queue)")
+        elif progress.stage is not ProgressStage.RUNNING:
+            say(progress.stage.value.replace("_", " "))
+
+    return on_progress
+
+
+async def _check(client: ComfyClient, args: argparse.Namespace, say: Say) -> int:
+    missing = await check_models(client, checkpoint=args.checkpoint, loras=args.lora)
+    for model in missing:
+        say(f"missing {model.kind}: {model.name}")
+    if not missing:
+        say(f"ok: checkpoint and {len(args.lora)} LoRA file(s) present")
+    return 1 if missing else 0
+
+
+async def _generate(
+    client: ComfyClient, open_ws: OpenWebsocket, args: argparse.Namespace, say: Say
+) -> int:
+    template = WorkflowTemplate.from_file(args.workflow)
+    seed = args.seed if args.seed is not None else random.Random().randint(0, MAX_SEED)
+    params = PromptParams(
+        checkpoint=args.checkpoint,
+        lora_name=args.lora[0],
+        lora_strength_model=args.lora_strength,
+        lora_strength_clip=args.lora_strength,
+        positive=args.prompt,
+        negative=args.negative,
+        seed=seed,
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+    )
+    follower = Follower(client, open_ws)
+    prompt_id = str(uuid.uuid4())
+    say(f"prompt {prompt_id} seed {seed}")
+    result: GeneratedImage | ComfyError
+    async with trio.open_nursery() as nursery:
+        await nursery.start(follower.run)
+        comfy = Comfy(client, follower, concurrency=1)
+        try:
+            result = await comfy.generate(
+                template.build(params),
+                prompt_id=prompt_id,
+                timeout_s=args.timeout,
+                on_progress=_progress_printer(say),
+            )
+        except ComfyError as exc:  # raised outside the nursery, so not in an ExceptionGroup
+            result = exc
+        nursery.cancel_scope.cancel()
+    if isinstance(result, ComfyError):
+        raise result
+    image = result
+    await trio.Path(args.output).write_bytes(image.data)
+    say(f"wrote {args.output} ({len(image.data)} bytes, {image.content_type})")
+    return 0
+
+
+async def run_cli(
+    args: argparse.Namespace,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    open_ws: OpenWebsocket | None = None,
+    say: Say = print,
+) -> int:
+    """Run the command; *transport* and *open_ws* replace the network in tests."""
+    if not args.check and (not args.prompt or not args.lora or not args.output):
+        say("error: --prompt, --lora and -o are required to draw a picture")
+        return 2
+    try:
+        opener = open_ws or websocket_opener(args.url)
+        async with httpx.AsyncClient(
+            base_url=args.url, transport=transport, timeout=HTTP_TIMEOUT
+        ) as http:
+            client = ComfyClient(http)
+            if args.check:
+                return await _check(client, args, say)
+            return await _generate(client, opener, args, say)
+    except ComfyError as exc:
+        say(f"error: {type(exc).__name__}: {exc.detail}")
+    except (WorkflowError, ValueError, OSError) as exc:
+        say(f"error: {exc}")
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return trio.run(run_cli, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
