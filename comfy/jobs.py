@@ -128,8 +128,9 @@ class Comfy:
                     image = await self._run(job, recover=recover, deadline=budget.deadline)
             except trio.TooSlowError:
                 log.warning("comfy prompt timed out prompt_id=%s after %g s", prompt_id, timeout_s)
+                cancelled = "; cancelled on ComfyUI" if job.on_server and not job.ended else ""
                 raise GenerationTimedOut(
-                    f"no picture within {timeout_s:g} s (prompt {prompt_id}); cancelled on ComfyUI"
+                    f"no picture within {timeout_s:g} s (prompt {prompt_id}){cancelled}"
                 ) from None
             finally:
                 if job.watch is not None:

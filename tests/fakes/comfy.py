@@ -27,9 +27,11 @@ recorded ``execution_error`` of a broken LoRA) and HANG (runs until interrupted)
 Knobs: ``unreachable`` (HTTP raises ``httpx.ConnectError``, ws refused),
 ``sockets.refuse``, ``reject_next_with(status, body)``, ``http_500_next``,
 ``drop_websockets()``, ``half_open()``, ``restart()``, ``send_raw(frame)``.
-Records: ``requests``, ``submitted``, ``deleted``, ``interrupted``, ``interrupt_requests``,
-``bare_interrupts``,
-``history_deleted``, ``started``, ``peak_on_server``.
+Records: ``requests`` ((method, path, json) with ``/api`` stripped), ``submitted``
+(``FakePrompt``s), ``deleted``, ``interrupted`` (prompts actually stopped),
+``interrupt_requests`` (every POST /interrupt; ``None`` = bare), ``bare_interrupts``,
+``history_deleted``, ``started`` (execution order), ``peak_on_server`` (most prompts
+queued + running at once), ``sockets.client_ids`` (every websocket opened).
 """
 
 from __future__ import annotations
@@ -249,8 +251,8 @@ class FakeComfy:
         result: tuple[str, dict[str, Any], dict[str, Any]] | None = None
         with item.scope:
             result = await self._perform(item)
-        self.running.remove(item)
         if item.killed:  # restart(): the process died, nothing more is sent or stored
+            self.running.remove(item)
             return
         if result is None:  # interrupted (transcript d)
             sampler = item.node_of("KSampler")
@@ -261,6 +263,9 @@ class FakeComfy:
         final, data, outputs = result
         await self._to(item, final, data)
         ok = final == "execution_success"
+        # Like ComfyUI's task_done: leaving the queue and entering history is one step, so
+        # GET /queue + GET /history never see the prompt in neither.
+        self.running.remove(item)
         self.history[item.prompt_id] = {
             "prompt": item.queue_item(),
             "outputs": outputs,

@@ -1,0 +1,128 @@
+"""The real ``python -m bot`` process against the fakes on 127.0.0.1 (real clock).
+
+A message in, a reply with «👁️ Посмотреть» out, a press, a photo, SIGTERM, a clean exit;
+then the same process shape for a start-up mistake (exit 2, one line). Every wait has a
+``fail_after`` guard so a broken build fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from bot.personas import load_personas
+from bot.settings import SHIPPED_PERSONAS
+from bot.texts import LOOK_BUTTON
+from tests.fakes.comfy import FakeComfy, JobScript
+from tests.fakes.comfy_loopback import serve_fake_comfy
+from tests.fakes.loopback_http import serve_handler
+from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 15
+
+
+def bot_environment(tmp_path: Path, **values: str) -> dict[str, str]:
+    """The parent's environment minus anything the bot reads, plus *values*."""
+    own = {"PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR"}
+    env = {k: v for k, v in os.environ.items() if k in own}
+    env.update(
+        TELEGRAM_BOT_TOKEN=TEST_TOKEN,
+        DATABASE_PATH=str(tmp_path / "data" / "bot.db"),
+        LOG_LEVEL="DEBUG",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(values)
+    return env
+
+
+@asynccontextmanager
+async def running_bot(env: dict[str, str]) -> AsyncIterator[tuple[trio.Process, bytearray]]:
+    """``python -m bot`` with its output collected; killed if the test leaves it running."""
+    output = bytearray()
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "bot"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+
+    async def collect() -> None:
+        assert process.stdout is not None
+        async for chunk in process.stdout:
+            output.extend(chunk)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collect)
+            yield process, output
+            with trio.move_on_after(STOP_TIMEOUT_S):
+                await process.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_message_reply_press_photo_then_sigterm(tmp_path: Path) -> None:
+    telegram = FakeTelegram()
+    comfy = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
+    comfy.default_script = JobScript(run_s=0.5, steps=2)
+    async with trio.open_nursery() as nursery:
+        telegram_port = await nursery.start(serve_handler, telegram.handler)
+        await nursery.start(comfy.run)
+        comfy_port = await nursery.start(serve_fake_comfy, comfy)
+        env = bot_environment(
+            tmp_path,
+            TELEGRAM_API_BASE=f"http://127.0.0.1:{telegram_port}",
+            COMFYUI_BASE_URL=f"http://127.0.0.1:{comfy_port}",
+        )
+        async with running_bot(env) as (process, output):
+            with trio.fail_after(START_TIMEOUT_S):
+                telegram.user_says("привет")
+                await telegram.wait_for(lambda: len(telegram.sent) == 1, timeout_s=START_TIMEOUT_S)
+                reply = telegram.sent[0]
+                assert reply.buttons() == [(LOOK_BUTTON, "look")]
+                telegram.user_presses(reply.message_id, "look")
+                await telegram.wait_for(lambda: any(s.kind == "photo" for s in telegram.sent))
+            photo = next(s for s in telegram.sent if s.kind == "photo")
+            assert photo.reply_to_message_id == reply.message_id
+            assert photo.content is not None
+            assert photo.content.startswith(b"\x89PNG")
+            with trio.fail_after(STOP_TIMEOUT_S):
+                while b"image_generated" not in output:  # noqa: ASYNC110 (a pipe, no event)
+                    await trio.sleep(0.05)
+                process.send_signal(signal.SIGTERM)
+                await process.wait()
+        nursery.cancel_scope.cancel()
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "bot stopped" in text
+    assert TEST_TOKEN not in text
+    assert TEST_TOKEN.split(":")[1] not in text
+
+
+async def test_a_bad_setting_stops_the_start_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = bot_environment(tmp_path, COMFYUI_CONCURRENCY="lots")
+    async with running_bot(env) as (process, output):
+        with trio.fail_after(START_TIMEOUT_S):
+            await process.wait()
+    lines = output.decode().strip().splitlines()
+    assert process.returncode == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("configuration error: COMFYUI_CONCURRENCY")
