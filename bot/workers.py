@@ -34,7 +34,7 @@ from bot.prompts import describe_scene, prompt_params
 from bot.status import StatusReporter
 from bot.telegram_errors import TelegramError
 from bot.texts import t
-from comfy import ComfyError, GeneratedImage, GenerationInterrupted, WorkflowError
+from comfy import ComfyError, WorkflowError
 from store import Job, JobState
 
 __all__ = ["JobFailed", "run_job", "run_workers"]
@@ -155,16 +155,13 @@ async def _generate(
     # there before submitting, so a prompt is never run twice (NOTES §4.8).
     recover = ticket.resumed and job.state is not JobState.QUEUED
     try:
-        try:
-            image = await _draw(deps, runtime, job, graph, reporter, recover=recover)
-        except GenerationInterrupted:
-            if not recover:
-                raise
-            # A stop interrupts the job's prompt on ComfyUI (so the GPU does not work for
-            # nobody); the restarted bot finds it interrupted and runs it again. The id
-            # is reused: ComfyUI replaces a finished prompt's history entry.
-            log.info("resumed job was interrupted on ComfyUI, submitting again job=%s", job.job_id)
-            image = await _draw(deps, runtime, job, graph, reporter, recover=False)
+        image = await runtime.comfy.generate(
+            graph,
+            prompt_id=job.prompt_id,
+            timeout_s=deps.settings.comfyui_timeout_seconds,
+            on_progress=reporter.on_progress,
+            recover=recover,
+        )
     except ComfyError as exc:
         raise JobFailed(Reason.GENERATION_ERROR, f"{type(exc).__name__}: {exc.detail}") from None
     extension = mimetypes.guess_extension(image.content_type) or Path(image.filename).suffix
@@ -176,24 +173,6 @@ async def _generate(
         job.job_id, to=JobState.DOWNLOADED, now=deps.now(), spool_path=str(spool)
     )
     return image.data, spool
-
-
-async def _draw(
-    deps: Deps,
-    runtime: ImageRuntime,
-    job: Job,
-    graph: dict[str, Any],
-    reporter: StatusReporter,
-    *,
-    recover: bool,
-) -> GeneratedImage:
-    return await runtime.comfy.generate(
-        graph,
-        prompt_id=job.prompt_id,
-        timeout_s=deps.settings.comfyui_timeout_seconds,
-        on_progress=reporter.on_progress,
-        recover=recover,
-    )
 
 
 async def _build_graph(deps: Deps, runtime: ImageRuntime, job: Job) -> dict[str, Any]:

@@ -53,7 +53,7 @@ from tests.fakes.comfy_ws import FakeSockets
 __all__ = ["FakeComfy", "FakePrompt", "JobScript", "Outcome", "open_fake_comfy"]
 
 DEFAULT_CHECKPOINTS = ("sd_xl_base_1.0.safetensors",)
-DEFAULT_LORAS = ("persona_lora.safetensors", "anna.safetensors")
+DEFAULT_LORAS = ("persona_default.safetensors", "anna.safetensors")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LORA_ERROR = "Error while deserializing header: header too large\n"  # transcript c
 
