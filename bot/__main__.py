@@ -1,5 +1,8 @@
 """``python -m bot``: load the settings, set up logging, run the bot.
 
+``python -m bot doctor`` checks a deployment; ``python -m bot stats`` reports from the
+database.
+
 Start-up problems an operator must fix (a bad setting, an unreadable personas file, a
 broken workflow template, a locked database, a token Telegram refuses) end the process
 with one line on stderr and exit code 2; nothing else is printed for them.
@@ -23,23 +26,25 @@ from store import StoreError
 
 __all__ = ["main"]
 
+USAGE: Final = "use: python -m bot [doctor | stats [--since 7d] [--json]]"
 EXIT_CONFIG: Final = 2
 EXIT_CRASH: Final = 1
 _FATAL: Final = (PersonasError, WorkflowError, StoreError, TelegramUnauthorized)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bot`` runs the bot; ``python -m bot stats ...`` reports from the database."""
+    """Run the bot, or the ``doctor`` or ``stats`` command named in *argv*."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "stats":
         from bot.stats import stats_main
 
         return stats_main(args[1:])
+    if args and args[0] == "doctor":
+        from bot.doctor import doctor_main
+
+        return doctor_main(args[1:])
     if args:
-        print(
-            f"unknown command {args[0]!r}; use: python -m bot [stats [--since 7d] [--json]]",
-            file=sys.stderr,
-        )
+        print(f"unknown command {args[0]!r}; {USAGE}", file=sys.stderr)
         return EXIT_CONFIG
     try:
         settings = load_settings()

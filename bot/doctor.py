@@ -1,0 +1,289 @@
+"""``python -m bot doctor``: what is wrong with this deployment, one line per check.
+
+Each check prints ``✓`` or ``✗`` and, when it fails, what to change (usually in ``.env``).
+The exit code is 0 only when every check passed, so the command also fits a deploy
+script. Checks: settings, personas file, Telegram token and webhook, ComfyUI HTTP and
+websocket, the checkpoint and every persona's LoRA, the workflow template, the LLM, and
+the database.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+import trio
+
+from bot.chat import ChatCompletions, LlmError
+from bot.logging_setup import setup_logging
+from bot.personas import PersonaBook, PersonasError, load_personas
+from bot.prompts import prompt_params
+from bot.settings import Settings, SettingsError, load_settings
+from bot.telegram_api import TelegramApi
+from bot.telegram_errors import TelegramError, TelegramUnauthorized
+from comfy import (
+    ComfyClient,
+    ComfyError,
+    OpenWebsocket,
+    WorkflowError,
+    WorkflowTemplate,
+    check_models,
+    websocket_opener,
+)
+from store import StoreError, open_store
+
+__all__ = ["Check", "doctor_main", "run_checks"]
+
+CHECK_TIMEOUT_S: Final = 15.0
+HTTP_TIMEOUT: Final = httpx.Timeout(10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'✓' if self.ok else '✗'} {self.name}: {self.detail}"
+
+
+@dataclass
+class _Context:
+    settings: Settings
+    personas: PersonaBook | None
+    http: httpx.AsyncClient
+    comfy_http: httpx.AsyncClient | None
+    open_ws: OpenWebsocket | None
+
+
+async def run_checks(
+    settings: Settings,
+    *,
+    telegram_transport: httpx.AsyncBaseTransport | None = None,
+    comfy_transport: httpx.AsyncBaseTransport | None = None,
+    open_ws: OpenWebsocket | None = None,
+) -> list[Check]:
+    """Every check after the settings, in order, each under its own time limit."""
+    personas_check, personas = _check_personas(settings)
+    checks = [personas_check]
+    async with httpx.AsyncClient(transport=telegram_transport, timeout=HTTP_TIMEOUT) as http:
+        comfy_http = None
+        if settings.comfyui_base_url is not None:
+            comfy_http = httpx.AsyncClient(
+                base_url=str(settings.comfyui_base_url),
+                transport=comfy_transport,
+                timeout=HTTP_TIMEOUT,
+            )
+            if open_ws is None:
+                open_ws = websocket_opener(str(settings.comfyui_base_url))
+        ctx = _Context(settings, personas, http, comfy_http, open_ws)
+        try:
+            for step in _STEPS:
+                checks += await _bounded(step, ctx)
+        finally:
+            if comfy_http is not None:
+                await comfy_http.aclose()
+    return checks
+
+
+async def _bounded(
+    step: Callable[[_Context], Awaitable[list[Check]]], ctx: _Context
+) -> list[Check]:
+    with trio.move_on_after(CHECK_TIMEOUT_S):
+        return await step(ctx)
+    return [Check(step.__name__.strip("_").replace("_", " "), False, "no answer within 15 s")]
+
+
+def _check_personas(settings: Settings) -> tuple[Check, PersonaBook | None]:
+    try:
+        book = load_personas(settings.personas_file)
+    except PersonasError as exc:
+        return Check("personas", False, f"{exc}; fix the file or unset PERSONAS_FILE"), None
+    keys = ", ".join(persona.key for persona in book.personas)
+    return Check(
+        "personas", True, f"{len(book.personas)} ({keys}), default {book.default.key}"
+    ), book
+
+
+async def _telegram(ctx: _Context) -> list[Check]:
+    api = TelegramApi(
+        ctx.http,
+        ctx.settings.telegram_bot_token,
+        base_url=str(ctx.settings.telegram_api_base),
+        max_attempts=2,
+    )
+    try:
+        me = await api.get_me()
+        webhook = await api.get_webhook_info()
+    except TelegramUnauthorized:
+        return [
+            Check(
+                "telegram",
+                False,
+                "Telegram refused TELEGRAM_BOT_TOKEN; copy it again from @BotFather",
+            )
+        ]
+    except TelegramError as exc:
+        return [Check("telegram", False, f"{exc}; check TELEGRAM_API_BASE and the network")]
+    checks = [Check("telegram", True, f"token valid, bot @{me.username}")]
+    if webhook.url:
+        pending = webhook.pending_update_count
+        detail = f"a webhook is set ({pending} pending); the bot deletes it at start"
+    else:
+        detail = f"no webhook, long polling can run ({webhook.pending_update_count} pending)"
+    checks.append(Check("webhook", True, detail))
+    return checks
+
+
+async def _comfyui(ctx: _Context) -> list[Check]:
+    if ctx.comfy_http is None:
+        return [
+            Check(
+                "comfyui",
+                True,
+                "COMFYUI_BASE_URL is empty: pictures are off (set it to turn them on)",
+            )
+        ]
+    client = ComfyClient(ctx.comfy_http)
+    base = str(ctx.settings.comfyui_base_url)
+    try:
+        stats = await client.system_stats()
+    except ComfyError as exc:
+        return [
+            Check(
+                "comfyui", False, f"{exc.detail}; is ComfyUI running at {base} (COMFYUI_BASE_URL)?"
+            )
+        ]
+    device = stats.devices[0] if stats.devices else {}
+    free_gib = float(device.get("vram_free", 0)) / 2**30
+    version = stats.system.get("comfyui_version", "?")
+    checks = [
+        Check(
+            "comfyui",
+            True,
+            f"{base} ComfyUI {version}, {device.get('name', '?')}, {free_gib:.1f} GiB free",
+        )
+    ]
+    checks.append(await _websocket(ctx))
+    checks += await _models(ctx, client)
+    return checks
+
+
+async def _websocket(ctx: _Context) -> Check:
+    assert ctx.open_ws is not None
+    try:
+        with trio.fail_after(10):
+            async with ctx.open_ws("persona-bot-doctor") as ws:
+                await ws.get_message()
+    except Exception as exc:  # every failure here means the same thing to the operator
+        return Check(
+            "comfyui websocket",
+            False,
+            f"{type(exc).__name__}: {exc}; a proxy must pass /ws upgrades",
+        )
+    return Check("comfyui websocket", True, "/ws answers")
+
+
+async def _models(ctx: _Context, client: ComfyClient) -> list[Check]:
+    book = ctx.personas
+    loras = book.lora_files() if book else []
+    checkpoint = ctx.settings.comfyui_default_checkpoint
+    try:
+        missing = await check_models(client, checkpoint=checkpoint, loras=loras)
+    except ComfyError as exc:
+        return [Check("models", False, exc.detail)]
+    if not missing:
+        return [
+            Check("models", True, f"checkpoint {checkpoint} and {len(loras)} LoRA file(s) present")
+        ]
+    return [
+        Check(
+            "models",
+            False,
+            f"{model.kind} {model.name!r} is missing; put it in ComfyUI's " + _WHERE[model.kind],
+        )
+        for model in missing
+    ]
+
+
+async def _workflow(ctx: _Context) -> list[Check]:
+    path = ctx.settings.workflow_file
+    try:
+        template = WorkflowTemplate.from_file(path)
+        if ctx.personas is not None:
+            config = ctx.personas.image_config(ctx.personas.default)
+            params = prompt_params(
+                config, scene="a test", default_checkpoint="x", rng=random.Random(0)
+            )
+            template.build(params)
+    except WorkflowError as exc:
+        return [Check("workflow", False, f"{exc} (WORKFLOW_FILE)")]
+    return [Check("workflow", True, f"{str(path)!r} accepted")]
+
+
+async def _llm(ctx: _Context) -> list[Check]:
+    settings = ctx.settings
+    if settings.llm_base_url is None:
+        return [
+            Check("llm", True, "LLM_BASE_URL is empty: personas answer with their offline lines")
+        ]
+    llm = ChatCompletions(
+        ctx.http, base_url=str(settings.llm_base_url), model=settings.llm_model,
+        api_key=settings.llm_api_key, timeout_s=min(settings.llm_timeout_seconds, 10),
+    )  # fmt: skip
+    try:
+        await llm.complete([{"role": "user", "content": "Say OK."}], max_tokens=5)
+    except LlmError as exc:
+        return [Check("llm", False, f"{exc.detail}; check LLM_BASE_URL, LLM_MODEL and LLM_API_KEY")]
+    return [Check("llm", True, f"{settings.llm_base_url} answers as {settings.llm_model}")]
+
+
+async def _database(ctx: _Context) -> list[Check]:
+    path = ctx.settings.database_path
+    try:
+        store = open_store(path)
+        try:
+            store.db.execute("BEGIN IMMEDIATE")  # the write lock, released at once
+            store.db.execute("ROLLBACK")
+        finally:
+            store.close()
+    except (StoreError, OSError) as exc:
+        return [Check("database", False, f"{exc}; check DATABASE_PATH")]
+    except Exception as exc:  # sqlite3 errors: a read-only file, a full disk
+        return [
+            Check("database", False, f"{str(path)!r}: {exc}; check DATABASE_PATH and permissions")
+        ]
+    return [Check("database", True, f"{str(path)!r} writable and migrated")]
+
+
+_WHERE: Final = {
+    "checkpoint": "models/checkpoints/ (or fix COMFYUI_DEFAULT_CHECKPOINT)",
+    "lora": "models/loras/ (or fix lora_filename in the personas file)",
+}
+_STEPS: Final = (_telegram, _comfyui, _workflow, _llm, _database)
+
+
+def doctor_main(argv: list[str]) -> int:
+    """Print every check; exit 0 only if all passed."""
+    if argv:
+        print(f"doctor takes no arguments (got {' '.join(argv)!r})", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(Check("settings", False, str(exc)).line())
+        return 1
+    # Retries are worth a line in the bot's log, not in this report.
+    setup_logging(
+        level="ERROR", secrets=[settings.telegram_bot_token.get_secret_value()], stream=sys.stderr
+    )
+    print(Check("settings", True, f"images {'on' if settings.images_available else 'off'}").line())
+    checks = trio.run(run_checks, settings)
+    for check in checks:
+        print(check.line())
+    return 0 if all(check.ok for check in checks) else 1

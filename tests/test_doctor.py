@@ -1,0 +1,130 @@
+"""``python -m bot doctor``: one ✓/✗ line per check, with the fix, against the fakes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from bot.doctor import Check, doctor_main, run_checks
+from bot.personas import load_personas
+from bot.settings import SHIPPED_PERSONAS, Settings, load_settings
+from tests.fakes.comfy import FakeComfy
+from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
+from tests.harness import LLM_BASE_URL, host_router
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def settings_for(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "telegram_bot_token": TEST_TOKEN,
+        "telegram_api_base": FAKE_BASE_URL,
+        "comfyui_base_url": "http://comfy.test:8188",
+        "database_path": tmp_path / "data" / "bot.db",
+        "workflow_file": ROOT / "workflows" / "sdxl_lora.json",
+    }
+    values.update(overrides)
+    return load_settings(env_file=None, **values)
+
+
+async def llm_ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"choices": [{"message": {"content": "OK"}}]})
+
+
+async def checks_for(
+    settings: Settings, telegram: FakeTelegram, comfy: FakeComfy, *, llm: object = llm_ok
+) -> dict[str, Check]:
+    routes = {httpx.URL(FAKE_BASE_URL).host: telegram.handler, "llm.test": llm}
+    checks = await run_checks(
+        settings,
+        telegram_transport=host_router(routes),  # type: ignore[arg-type]
+        comfy_transport=httpx.MockTransport(comfy.handler),
+        open_ws=comfy.open_ws,
+    )
+    return {check.name: check for check in checks}
+
+
+@pytest.fixture
+async def comfy(nursery: trio.Nursery) -> FakeComfy:
+    fake = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
+    await nursery.start(fake.run)
+    return fake
+
+
+async def test_a_healthy_deployment_passes_every_check(
+    tmp_path: Path, fake_telegram: FakeTelegram, comfy: FakeComfy, autojump_clock: object
+) -> None:
+    settings = settings_for(tmp_path, llm_base_url=LLM_BASE_URL)
+    checks = await checks_for(settings, fake_telegram, comfy)
+    assert list(checks) == [
+        "personas", "telegram", "webhook", "comfyui", "comfyui websocket", "models",
+        "workflow", "llm", "database",
+    ]  # fmt: skip
+    assert all(check.ok for check in checks.values()), [c.line() for c in checks.values()]
+    assert checks["telegram"].line() == "✓ telegram: token valid, bot @persona_test_bot"
+    assert "present" in checks["models"].detail
+    assert (tmp_path / "data" / "bot.db").exists()
+
+
+async def test_each_broken_part_is_one_line_with_its_fix(
+    tmp_path: Path, fake_telegram: FakeTelegram, comfy: FakeComfy, autojump_clock: object
+) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"prompt": {"1": {"class_type": "KSampler", "inputs": {}}}}))
+    comfy.loras.remove("max_v1.safetensors")
+    fake_telegram.webhook_url = "https://example.invalid/hook"
+
+    async def llm_down(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, text="model loading")
+
+    settings = settings_for(tmp_path, llm_base_url=LLM_BASE_URL, workflow_file=broken)
+    checks = await checks_for(settings, fake_telegram, comfy, llm=llm_down)
+    assert checks["webhook"].ok  # set, but the bot deletes it at start
+    assert "deletes it at start" in checks["webhook"].detail
+    assert not checks["models"].ok
+    assert "'max_v1.safetensors' is missing" in checks["models"].detail
+    assert "models/loras/" in checks["models"].detail
+    assert not checks["workflow"].ok
+    assert "WORKFLOW_FILE" in checks["workflow"].detail
+    assert not checks["llm"].ok
+    assert "LLM_BASE_URL" in checks["llm"].detail
+    assert all("\n" not in check.line() for check in checks.values())
+
+
+async def test_a_wrong_token_and_an_absent_comfyui(
+    tmp_path: Path, comfy: FakeComfy, autojump_clock: object
+) -> None:
+    telegram = FakeTelegram(token="999999:ANOTHER-token-entirely")
+    comfy.unreachable = True
+    checks = await checks_for(settings_for(tmp_path), telegram, comfy)
+    assert checks["telegram"].line() == (
+        "✗ telegram: Telegram refused TELEGRAM_BOT_TOKEN; copy it again from @BotFather"
+    )
+    assert not checks["comfyui"].ok
+    assert "COMFYUI_BASE_URL" in checks["comfyui"].detail
+    assert "models" not in checks  # nothing to ask an unreachable server
+
+
+async def test_without_comfyui_and_llm_the_optional_parts_pass(
+    tmp_path: Path, fake_telegram: FakeTelegram, comfy: FakeComfy, autojump_clock: object
+) -> None:
+    settings = settings_for(tmp_path, comfyui_base_url="")
+    checks = await checks_for(settings, fake_telegram, comfy)
+    assert checks["comfyui"].ok
+    assert "pictures are off" in checks["comfyui"].detail
+    assert checks["llm"].ok
+    assert "offline lines" in checks["llm"].detail
+
+
+def test_doctor_main_reports_bad_settings_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    assert doctor_main([]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("✗ settings: TELEGRAM_BOT_TOKEN is required")
