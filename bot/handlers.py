@@ -31,6 +31,7 @@ from bot.texts import t
 from store import User
 
 __all__ = [
+    "answer_query",
     "ensure_user",
     "handle_chat_text",
     "handle_help",
@@ -46,6 +47,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TYPING_ACTION: Final = "typing"
+
+
+async def answer_query(
+    deps: Deps, query_id: str, text: str | None = None, *, show_alert: bool = False
+) -> None:
+    """Stop a button's spinner; a press is still handled if this fails.
+
+    Telegram refuses answers to queries older than a few seconds ("query is too old"),
+    which is normal for presses handled after a restart.
+    """
+    try:
+        await deps.api.answer_callback_query(query_id, text=text, show_alert=show_alert)
+    except TelegramError as exc:
+        log.info("callback query not answered query=%s: %s", query_id, exc.description)
 
 
 def ensure_user(deps: Deps, ctx: Context) -> User:
@@ -104,12 +119,12 @@ async def handle_persona(deps: Deps, cmd: PersonaCmd) -> None:
 async def handle_persona_choice(deps: Deps, cmd: PersonaChoice) -> None:
     persona = deps.personas.find(cmd.key)
     if persona is None:
-        await deps.api.answer_callback_query(cmd.query_id, text=t("toast_stale", cmd.ctx.lang))
+        await answer_query(deps, cmd.query_id, text=t("toast_stale", cmd.ctx.lang))
         return
     ensure_user(deps, cmd.ctx)
     deps.store.users.set_persona(cmd.ctx.user_id, persona.key, now=deps.now())
-    await deps.api.answer_callback_query(
-        cmd.query_id, text=t("persona_chosen", cmd.ctx.lang, persona=persona.name)
+    await answer_query(
+        deps, cmd.query_id, text=t("persona_chosen", cmd.ctx.lang, persona=persona.name)
     )
     await send_persona_text(deps, cmd.ctx, persona, persona.greeting)
 
@@ -170,6 +185,6 @@ async def handle_unknown_command(deps: Deps, cmd: UnknownCmd) -> None:
 async def handle_unknown_callback(deps: Deps, cmd: UnknownCallback) -> None:
     """A forged or stale button: stop the spinner, do nothing else."""
     log.info("ignored callback with unknown data user=%s", cmd.user_id)
-    await deps.api.answer_callback_query(
-        cmd.query_id, text=t("toast_stale", "en" if cmd.language_code == "en" else "ru")
+    await answer_query(
+        deps, cmd.query_id, text=t("toast_stale", "en" if cmd.language_code == "en" else "ru")
     )

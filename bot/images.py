@@ -19,7 +19,7 @@ import uuid
 from bot.analytics import EventName, Reason, log_event
 from bot.delivery import resend
 from bot.deps import Deps, ImageRuntime
-from bot.handlers import ensure_user
+from bot.handlers import answer_query, ensure_user
 from bot.jobs_end import finish_failed
 from bot.keyboards import cancel_keyboard
 from bot.pool import QueueFull, Ticket
@@ -55,14 +55,14 @@ async def request_image_on_demand(deps: Deps, press: ImagePress) -> None:
             ctx.chat_id,
             press.message_id,
         )
-        await deps.api.answer_callback_query(press.query_id, text=t("toast_stale", lang))
+        await answer_query(deps, press.query_id, text=t("toast_stale", lang))
         return
     if sent.photo_file_id is not None:
-        await deps.api.answer_callback_query(press.query_id, text=t("toast_resent", lang))
+        await answer_query(deps, press.query_id, text=t("toast_resent", lang))
         await resend(deps, sent)
         return
     if deps.store.jobs.active_for_message(chat_id=ctx.chat_id, message_id=press.message_id):
-        await deps.api.answer_callback_query(press.query_id, text=t("toast_in_flight", lang))
+        await answer_query(deps, press.query_id, text=t("toast_in_flight", lang))
         return
     ensure_user(deps, ctx)
     runtime = deps.images
@@ -91,7 +91,7 @@ async def _reserve_and_queue(
         daily_limit=deps.settings.subscription_daily_images,
     )
     if reserved is Refusal.IN_FLIGHT:
-        await deps.api.answer_callback_query(press.query_id, text=t("toast_in_flight", lang))
+        await answer_query(deps, press.query_id, text=t("toast_in_flight", lang))
         return
     if reserved is Refusal.NO_QUOTA:
         await _refuse(deps, press, sent, Reason.NO_QUOTA, "fail_no_quota", "no images left")
@@ -108,12 +108,10 @@ async def _reserve_and_queue(
     try:
         position = runtime.pool.submit_nowait(Ticket(job_id))
     except QueueFull as exc:
-        await deps.api.answer_callback_query(
-            press.query_id, text=t("fail_busy", lang), show_alert=True
-        )
         finish_failed(deps, reserved, Reason.BUSY, str(exc))
+        await answer_query(deps, press.query_id, text=t("fail_busy", lang), show_alert=True)
         return
-    await deps.api.answer_callback_query(press.query_id, text=t("toast_started", lang))
+    await answer_query(deps, press.query_id, text=t("toast_started", lang))
     await _post_status(
         deps, job_id, chat_id=ctx.chat_id, reply_to=press.message_id, lang=lang, position=position
     )
@@ -149,19 +147,19 @@ async def _refuse(
 ) -> None:
     """A genuine press refused on the spot: one alert sentence and the two events."""
     ctx = press.ctx
-    await deps.api.answer_callback_query(
-        press.query_id, text=t(text_key, ctx.lang), show_alert=True
-    )
-    common = {"user_id": ctx.user_id, "chat_id": ctx.chat_id, "persona": sent.persona_key}
-    log_event(deps.store, EventName.IMAGE_REQUESTED, now=deps.now, **common)  # type: ignore[arg-type]
-    log_event(
-        deps.store,
-        EventName.IMAGE_FAILED,
-        now=deps.now,
-        reason=reason,
-        detail=detail,
-        **common,  # type: ignore[arg-type]
-    )
+    for event in (EventName.IMAGE_REQUESTED, EventName.IMAGE_FAILED):
+        failed = event is EventName.IMAGE_FAILED
+        log_event(
+            deps.store,
+            event,
+            now=deps.now,
+            user_id=ctx.user_id,
+            chat_id=ctx.chat_id,
+            persona=sent.persona_key,
+            reason=reason if failed else None,
+            detail=detail if failed else None,
+        )
+    await answer_query(deps, press.query_id, text=t(text_key, ctx.lang), show_alert=True)
 
 
 async def handle_cancel(deps: Deps, press: CancelPress) -> None:
@@ -169,23 +167,19 @@ async def handle_cancel(deps: Deps, press: CancelPress) -> None:
     lang = press.ctx.lang
     job = deps.store.jobs.get(press.job_id)
     if job is None or job.user_id != press.ctx.user_id or not job.active:
-        await deps.api.answer_callback_query(
-            press.query_id, text=t("toast_nothing_to_cancel", lang)
-        )
+        await answer_query(deps, press.query_id, text=t("toast_nothing_to_cancel", lang))
         return
     runtime = deps.images
     if runtime is not None and runtime.pool.cancel(job.job_id):
         # The worker sees its scope cancelled, cleans up on ComfyUI and releases.
-        await deps.api.answer_callback_query(press.query_id, text=t("toast_cancelled", lang))
+        await answer_query(deps, press.query_id, text=t("toast_cancelled", lang))
         return
     if runtime is not None and runtime.pool.position(job.job_id) is None:
         # Not waiting and not cancellable: the picture is being delivered right now.
-        await deps.api.answer_callback_query(
-            press.query_id, text=t("toast_nothing_to_cancel", lang)
-        )
+        await answer_query(deps, press.query_id, text=t("toast_nothing_to_cancel", lang))
         return
     finish_failed(deps, job, Reason.CANCELLED, "cancelled while waiting in the queue")
-    await deps.api.answer_callback_query(press.query_id, text=t("toast_cancelled", lang))
+    await answer_query(deps, press.query_id, text=t("toast_cancelled", lang))
     if job.status_message_id is not None:
         try:
             await deps.api.delete_message(job.chat_id, job.status_message_id)

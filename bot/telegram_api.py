@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_ATTEMPTS",
     "LONG_POLL_MARGIN_S",
+    "MAX_RATE_LIMIT_WAITS",
     "UPLOAD_TIMEOUT",
     "TelegramApi",
     "UploadFiles",
@@ -51,6 +52,7 @@ UploadFiles = Mapping[str, tuple[str, bytes, str]]  # field -> (filename, conten
 
 DEFAULT_BASE_URL: Final = "https://api.telegram.org"
 DEFAULT_MAX_ATTEMPTS: Final = 5  # tries per call, the first one included
+MAX_RATE_LIMIT_WAITS: Final = 30  # 429 answers one call may wait out before giving up
 LONG_POLL_MARGIN_S: Final = 10  # getUpdates read timeout = long-poll timeout + this (B2)
 CONNECT_TIMEOUT_S: Final = 10.0
 UPLOAD_TIMEOUT: Final = httpx.Timeout(CONNECT_TIMEOUT_S, read=60.0, write=60.0)
@@ -102,14 +104,19 @@ class TelegramApi:
         base_url: str = DEFAULT_BASE_URL,
         rng: random.Random | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_rate_limit_waits: int = MAX_RATE_LIMIT_WAITS,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
+        if max_attempts < 1 or max_rate_limit_waits < 1:
+            raise ValueError(
+                f"max_attempts and max_rate_limit_waits must be at least 1,"
+                f" got {max_attempts!r} and {max_rate_limit_waits!r}"
+            )
         self._http = http
         self._token = token
         self._base_url = base_url.rstrip("/")
         self._rng = rng if rng is not None else random.Random()
         self._max_attempts = max_attempts
+        self._max_rate_limit_waits = max_rate_limit_waits
         _install_httpx_redaction()
 
     def __repr__(self) -> str:
@@ -150,28 +157,32 @@ class TelegramApi:
     ) -> object:
         delays = backoff_delays(rng=self._rng)
         error: TelegramError
-        attempt = 1
+        failures = rate_limits = 0
         while True:
             try:
                 return await self._request(method, params, files, http_timeout=http_timeout)
             except TelegramRetryAfter as exc:
-                if attempt >= self._max_attempts:
+                # Telegram says exactly when to come back: that is backpressure, not a
+                # fault, so it has its own, larger budget than network errors.
+                rate_limits += 1
+                if rate_limits >= self._max_rate_limit_waits:
                     raise
                 delay, error = exc.retry_after, exc
             except (TelegramServerError, TelegramNetworkError) as exc:
-                if attempt >= self._max_attempts:
+                failures += 1
+                if failures >= self._max_attempts:
                     raise
                 delay, error = next(delays), exc
             logger.warning(
-                "telegram_retry method=%s attempt=%d/%d delay_s=%.3f error=%s",
+                "telegram_retry method=%s failures=%d/%d rate_limited=%d delay_s=%.3f error=%s",
                 method,
-                attempt,
+                failures,
                 self._max_attempts,
+                rate_limits,
                 delay,
                 error,
             )
             await trio.sleep(delay)
-            attempt += 1
 
     async def _request(
         self,

@@ -87,6 +87,10 @@ def open_store(path: str | Path) -> Store:
     db = connect(path)
     try:
         migrate(db)
+        # Prove we can write now: a lock held by another process (a second bot, an
+        # open sqlite3 shell mid-transaction) is one clear line at start, not a crash later.
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")
     except sqlite3.OperationalError as exc:
         db.close()
         raise translate(exc, path) from exc

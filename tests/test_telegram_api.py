@@ -350,7 +350,9 @@ async def test_each_retry_is_one_warning_line(
         await telegram_api.send_message(CHAT, "ответ")
     lines = [r.getMessage() for r in caplog.records if r.name == "bot.telegram_api"]
     assert len(lines) == 1
-    assert lines[0].startswith("telegram_retry method=sendMessage attempt=1/5 delay_s=3.000 ")
+    assert lines[0].startswith(
+        "telegram_retry method=sendMessage failures=0/5 rate_limited=1 delay_s=3.000 "
+    )
     assert "\n" not in lines[0]
 
 
@@ -363,14 +365,18 @@ async def test_server_errors_give_up_after_max_attempts(
     assert fake_telegram.calls.count("getMe") == DEFAULT_MAX_ATTEMPTS
 
 
-async def test_429_gives_up_after_max_attempts(
+async def test_429_gives_up_after_its_own_budget_of_waits(
     fake_telegram: FakeTelegram, autojump_clock: trio.testing.MockClock
 ) -> None:
     fake_telegram.fail_next("getMe", 429, "Too Many Requests", retry_after=2, times=5)
     transport = httpx.MockTransport(fake_telegram.handler)
     async with httpx.AsyncClient(transport=transport) as http:
         api = TelegramApi(
-            http, SecretStr(fake_telegram.token), base_url=FAKE_BASE_URL, max_attempts=3
+            http,
+            SecretStr(fake_telegram.token),
+            base_url=FAKE_BASE_URL,
+            max_attempts=1,  # network errors get one try; 429s still get their waits
+            max_rate_limit_waits=3,
         )
         start = trio.current_time()
         with pytest.raises(TelegramRetryAfter) as caught:
@@ -457,7 +463,7 @@ async def failures_of_every_kind(fake: FakeTelegram, api: TelegramApi) -> list[T
     fake.network_error_next("sendMessage", times=DEFAULT_MAX_ATTEMPTS)
     fake.fail_next("getMe", 500, "Internal Server Error", times=DEFAULT_MAX_ATTEMPTS)
     fake.fail_next("sendChatAction", 502, "Bad Gateway", times=DEFAULT_MAX_ATTEMPTS)
-    fake.fail_next("getWebhookInfo", 429, "Too Many Requests", retry_after=1, times=9)
+    fake.fail_next("getWebhookInfo", 429, "Too Many Requests", retry_after=1, times=30)
     fake.fail_next("deleteMessage", 400, "Bad Request: message can't be deleted")
     fake.user_blocks_bot(CHAT)
     calls = [
