@@ -52,7 +52,7 @@ class TimedTelegram:
 
     def __init__(self) -> None:
         self.fake = FakeTelegram()
-        self.polled = trio.Event()  # the bot sent its first getUpdates
+        self.polled = trio.Event()  # the bot asked for updates (getUpdates) at least once
         self.sent_by_chat: dict[int, list[SentRecord]] = defaultdict(list)
         self._handouts: list[tuple[float, bytes]] = []
         self._indexed = 0
@@ -60,11 +60,13 @@ class TimedTelegram:
 
     async def handler(self, request: httpx.Request) -> httpx.Response:
         """The fake's handler; the answer's time is taken before anything else is done."""
+        polling = request.url.path.endswith("/getUpdates")
+        if polling:
+            self.polled.set()  # the long poll is open: updates now reach the bot at once
         response = await self.fake.handler(request)
-        if request.url.path.endswith("/getUpdates"):
+        if polling:
             # Parsed later (``update_times``), so recording never delays the answer.
             self._handouts.append((trio.current_time(), response.content))
-            self.polled.set()
         self._index_sent()
         return response
 
@@ -123,6 +125,8 @@ class GpuRun:
     start: float
     done: float = math.nan
     free: float = math.nan
+    filename: str = ""
+    fetched: float = math.nan  # the bot asked for the picture (GET /view arrived)
 
     @property
     def gpu_s(self) -> float:
@@ -133,13 +137,15 @@ class TimedComfy(FakeComfy):
     """``FakeComfy`` that records every run (``runs``, in execution order).
 
     It hooks the fake's two execution steps (``_execute`` around the whole prompt,
-    ``_perform`` around the GPU work), the only places that see a prompt start and end.
+    ``_perform`` around the GPU work), the only places that see a prompt start and end,
+    and its HTTP handler, to see when the bot downloads each picture.
     """
 
     def __init__(self, *, run_s: float, image_bytes: int = 0) -> None:
         super().__init__(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
         self.default_script = JobScript(run_s=run_s, steps=4)
         self.runs: list[GpuRun] = []
+        self._by_filename: dict[str, GpuRun] = {}
         self._padding = os.urandom(image_bytes) if image_bytes > 0 else b""
 
     async def _execute(self, item: FakePrompt) -> None:
@@ -151,10 +157,24 @@ class TimedComfy(FakeComfy):
             run.free = trio.current_time()
 
     async def _perform(self, item: FakePrompt) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        run = self.runs[-1]
         try:
-            return await super()._perform(item)
+            result = await super()._perform(item)
         finally:
-            self.runs[-1].done = trio.current_time()
+            run.done = trio.current_time()
+        for output in result[2].values():
+            for image in output.get("images", []):
+                run.filename = image["filename"]
+                self._by_filename[run.filename] = run
+        return result
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        """The fake's routes; the arrival of each GET /view is recorded first."""
+        if request.method == "GET" and request.url.path.endswith("/view"):
+            run = self._by_filename.get(request.url.params.get("filename", ""))
+            if run is not None and math.isnan(run.fetched):
+                run.fetched = trio.current_time()
+        return await super().handler(request)
 
     def image_for(self, filename: str) -> bytes | None:
         """The fake's small PNG, padded to ``image_bytes`` (built per request, not kept)."""

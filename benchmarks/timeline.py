@@ -9,7 +9,8 @@ For one job, with ``free`` the moment the GPU finished the job before it:
 
 * dispatch = GPU start − max(press reached the bot, previous job's ``free``):
   how long the GPU could have been drawing this picture and was not;
-* delivery = photo reached the Bot API − GPU finished the picture;
+* delivery = photo reached the Bot API − GPU finished the picture; its first part,
+  *notify*, ends when the bot asks for the picture (GET /view reaches the fake);
 * overhead = dispatch + delivery. GPU time and waiting behind other jobs are left out.
 """
 
@@ -39,6 +40,7 @@ class JobTimeline:
     photo_at: float
     dispatch_s: float
     delivery_s: float
+    notify_s: float  # part of delivery: picture saved → the bot asks for it (GET /view)
 
     @property
     def overhead_s(self) -> float:
@@ -86,6 +88,7 @@ def build_timelines(
                 photo_at,
                 dispatch_s=run.start - ready,
                 delivery_s=photo_at - run.done,
+                notify_s=run.fetched - run.done,
             )
         )
     return sorted(timelines, key=lambda t: t.gpu_start)
