@@ -7,7 +7,10 @@
   GPU was free after the previous one; every gap of the burst counts (work is queued
   until the last job has started);
 * burst duration: from the presses reaching the bot to the last photo at the Bot API,
-  against jobs × ``RUN_S`` (the least the GPU needs): the excess in percent.
+  against the GPU's busy time (the sum over runs of taken off the queue → free, as the
+  fake measured it: the least any client could take): the excess in percent. The excess
+  over the nominal jobs × ``RUN_S`` is printed too; the difference is the fake's own
+  per-prompt messaging (about 5 ms a prompt on a busy 2-core machine), not the bot.
 
 Baseline in the same run: the bot with the 1 s /history poller (``baseline_bot``).
 
@@ -33,13 +36,17 @@ TARGET_IDLE_P99_MS: Final = 5.0
 TARGET_EXCESS_PERCENT: Final = 2.0
 
 
-def _excess_percent(result: PressLoadResult) -> float:
-    ideal_s = len(result.runs) * RUN_S
-    return 100 * ((result.last_photo_at - result.first_press_at) / ideal_s - 1)
+def _busy_s(result: PressLoadResult) -> float:
+    """Seconds the fake GPU worked, each prompt from taken off the queue until free."""
+    return sum(run.free - run.start for run in result.runs)
+
+
+def _duration_s(result: PressLoadResult) -> float:
+    return result.last_photo_at - result.first_press_at
 
 
 async def measure() -> Report:
-    """Idle-gap p50/p99/max and the burst's excess over jobs × GPU time, ours and 1 s poller."""
+    """Idle-gap p50/p99/max and the burst's excess over GPU busy time, ours and 1 s poller."""
     report = Report(f"GPU busy: burst of {SHAPE.presses} jobs, concurrency 2, GPU {RUN_S:g} s")
     ours = await run_press_load(SHAPE, command=BOT_COMMAND)
     poller = await run_press_load(SHAPE, command=(*BASELINE_COMMAND, "--poll", "1.0"))
@@ -49,13 +56,20 @@ async def measure() -> Report:
         report.add(f"p50 idle gap, {name}", percentile(gaps_ms, 50), "ms")
         figures[f"p99 {name}"] = report.add(f"p99 idle gap, {name}", percentile(gaps_ms, 99), "ms")
         report.add(f"max idle gap, {name}", max(gaps_ms), "ms")
-        report.add(f"burst duration, {name}", result.last_photo_at - result.first_press_at, "s")
+        duration_s = report.add(f"burst duration, {name}", _duration_s(result), "s").value
+        busy_s = report.add(f"GPU busy time, {name}", _busy_s(result), "s").value
         figures[f"excess {name}"] = report.add(
-            f"burst over {len(result.runs)} × {RUN_S:g} s, {name}", _excess_percent(result), "%"
+            f"burst over GPU busy time, {name}", 100 * (duration_s / busy_s - 1), "%"
+        )
+        nominal_s = len(result.runs) * RUN_S
+        report.add(
+            f"burst over {len(result.runs)} × {RUN_S:g} s, {name}",
+            100 * (duration_s / nominal_s - 1),
+            "%",
         )
     report.add(
         "burst duration ratio poll 1 s / ours",
-        (100 + figures["excess poll 1 s"].value) / (100 + figures["excess ours"].value),
+        _duration_s(poller) / _duration_s(ours),
         "×",
     )
     idle, excess = figures["p99 ours"], figures["excess ours"]

@@ -11,9 +11,19 @@ from pathlib import Path
 
 import trio
 
-from tests.fakes.telegram import TEST_TOKEN
+from tests.fakes.comfy import FakeComfy
+from tests.fakes.comfy_loopback import serve_fake_comfy
+from tests.fakes.loopback_http import serve_handler
+from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
 
-__all__ = ["ROOT", "START_TIMEOUT_S", "STOP_TIMEOUT_S", "bot_environment", "running_bot"]
+__all__ = [
+    "ROOT",
+    "START_TIMEOUT_S",
+    "STOP_TIMEOUT_S",
+    "bot_environment",
+    "running_bot",
+    "serve_fakes",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60
@@ -64,3 +74,16 @@ async def running_bot(env: dict[str, str]) -> AsyncIterator[tuple[trio.Process, 
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def serve_fakes(
+    nursery: trio.Nursery, telegram: FakeTelegram, comfy: FakeComfy
+) -> dict[str, str]:
+    """Both fakes on 127.0.0.1 in *nursery*; the environment that points the bot at them."""
+    telegram_port = await nursery.start(serve_handler, telegram.handler)
+    await nursery.start(comfy.run)
+    comfy_port = await nursery.start(serve_fake_comfy, comfy)
+    return {
+        "TELEGRAM_API_BASE": f"http://127.0.0.1:{telegram_port}",
+        "COMFYUI_BASE_URL": f"http://127.0.0.1:{comfy_port}",
+    }

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trio
 
 from bot.doctor import Check, doctor_main, run_checks
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS, Settings, load_settings
+from bot.settings import Settings, load_settings
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
 from tests.harness import LLM_BASE_URL, host_router
@@ -46,13 +44,6 @@ async def checks_for(
         open_ws=comfy.open_ws,
     )
     return {check.name: check for check in checks}
-
-
-@pytest.fixture
-async def comfy(nursery: trio.Nursery) -> FakeComfy:
-    fake = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
-    await nursery.start(fake.run)
-    return fake
 
 
 async def test_a_healthy_deployment_passes_every_check(

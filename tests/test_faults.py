@@ -10,8 +10,6 @@ import httpx
 import pytest
 import trio
 
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
 from bot.texts import t
 from tests.fakes.comfy import FakeComfy, JobScript
 from tests.fakes.telegram import FakeTelegram
@@ -21,11 +19,9 @@ STORM_SHARE = 0.3
 
 
 @pytest.fixture
-async def comfy(nursery: trio.Nursery) -> FakeComfy:
-    fake = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
-    fake.default_script = JobScript(run_s=2, steps=2)
-    await nursery.start(fake.run)
-    return fake
+def comfy(comfy: FakeComfy) -> FakeComfy:
+    comfy.default_script = JobScript(run_s=2, steps=2)
+    return comfy
 
 
 async def echo(request: httpx.Request) -> httpx.Response:

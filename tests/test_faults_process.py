@@ -14,10 +14,15 @@ from bot.personas import load_personas
 from bot.settings import SHIPPED_PERSONAS
 from store import open_store
 from tests.fakes.comfy import FakeComfy, JobScript
-from tests.fakes.comfy_loopback import serve_fake_comfy
 from tests.fakes.loopback_http import serve_handler
 from tests.fakes.telegram import FakeTelegram
-from tests.processes import START_TIMEOUT_S, STOP_TIMEOUT_S, bot_environment, running_bot
+from tests.processes import (
+    START_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    bot_environment,
+    running_bot,
+    serve_fakes,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +32,8 @@ async def test_sigkill_mid_job_then_restart_gives_one_photo_charged_once(tmp_pat
     comfy = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
     comfy.default_script = JobScript(run_s=2.0, steps=4)
     async with trio.open_nursery() as nursery:
-        telegram_port = await nursery.start(serve_handler, telegram.handler)
-        await nursery.start(comfy.run)
-        comfy_port = await nursery.start(serve_fake_comfy, comfy)
-        env = bot_environment(
-            tmp_path,
-            TELEGRAM_API_BASE=f"http://127.0.0.1:{telegram_port}",
-            COMFYUI_BASE_URL=f"http://127.0.0.1:{comfy_port}",
-            FREE_IMAGES="2",
-        )
+        fakes = await serve_fakes(nursery, telegram, comfy)
+        env = bot_environment(tmp_path, **fakes, FREE_IMAGES="2")
         async with running_bot(env) as (first, _):
             with trio.fail_after(START_TIMEOUT_S):
                 telegram.user_says("привет")

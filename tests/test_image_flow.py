@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 import trio
 
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
 from bot.texts import LOOK_BUTTON, t
 from store import Store
 from tests.fakes.comfy import FakeComfy, JobScript, Outcome
@@ -17,14 +15,6 @@ from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
 from tests.harness import Bot, start_bot
 
 USER = DEFAULT_USER_ID
-
-
-@pytest.fixture
-async def comfy(nursery: trio.Nursery) -> FakeComfy:
-    """A fake ComfyUI holding the shipped personas' models; 3 s per picture."""
-    fake = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
-    await nursery.start(fake.run)
-    return fake
 
 
 def photos(tg: FakeTelegram, chat_id: int = USER) -> list[SentRecord]:

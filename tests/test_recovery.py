@@ -15,8 +15,6 @@ import httpx
 import pytest
 import trio
 
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
 from bot.texts import t
 from tests.fakes.comfy import FakeComfy, JobScript
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
@@ -26,11 +24,10 @@ USER = DEFAULT_USER_ID
 
 
 @pytest.fixture
-async def comfy(nursery: trio.Nursery) -> FakeComfy:
-    fake = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
-    fake.default_script = JobScript(run_s=10, steps=5)
-    await nursery.start(fake.run)
-    return fake
+def comfy(comfy: FakeComfy) -> FakeComfy:
+    """Pictures that take 10 s, so a crash can land while one is being drawn."""
+    comfy.default_script = JobScript(run_s=10, steps=5)
+    return comfy
 
 
 def uploads(tg: FakeTelegram) -> list[SentRecord]:
