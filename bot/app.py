@@ -22,6 +22,7 @@ import httpx
 import trio
 
 from bot.chat import ChatCompletions
+from bot.chat_action import run_chat_actions
 from bot.deps import Deps, ImageRuntime
 from bot.dispatcher import run_dispatcher
 from bot.personas import load_personas
@@ -31,6 +32,7 @@ from bot.preflight import run_preflight
 from bot.recovery import resume_unfinished
 from bot.settings import Settings
 from bot.signals import run_signal_watcher
+from bot.status import run_queue_positions
 from bot.telegram_api import TelegramApi
 from bot.telegram_errors import TelegramError
 from bot.telegram_types import BotCommand, Update
@@ -174,6 +176,8 @@ async def _run_tasks(
             await root.start(
                 partial(run_workers, count=deps.settings.comfyui_concurrency), deps, deps.images
             )
+            await root.start(run_chat_actions, deps, deps.images)
+            await root.start(run_queue_positions, deps, deps.images)
             root.start_soon(run_preflight, deps)
         await root.start(resume_unfinished, deps)
         await _run_chat(deps, stopper, task_status=task_status)

@@ -41,10 +41,15 @@ logger = logging.getLogger(__name__)
 
 
 def lane_key(update: Update) -> LaneKey:
-    """The lane an update is handled in: its chat, else its user, else its own."""
+    """The lane an update is handled in: its chat, else its user, else its own.
+
+    Button presses get a lane of their own beside their chat's messages: a press must be
+    answered at once (Telegram shows a spinner until then), and it refers to a message
+    already sent, so it need not wait for the chat's earlier messages to be answered.
+    """
     chat = update.chat
     if chat is not None:
-        return ("chat", chat.id)
+        return ("press" if update.callback_query is not None else "chat", chat.id)
     user = update.user
     if user is not None:
         return ("user", user.id)

@@ -33,7 +33,18 @@ class GenerationPool:
     def __init__(self, *, queue_size: int) -> None:
         self._send, self._receive = trio.open_memory_channel[Ticket](queue_size)
         self._waiting: list[str] = []
+        self._first_position: dict[str, int] = {}
         self._running: dict[str, trio.CancelScope] = {}
+        self._changed = trio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self, *, timeout_s: float) -> None:
+        """Until a job enters or leaves the queue, or *timeout_s* passes."""
+        with trio.move_on_after(timeout_s):
+            await self._changed.wait()
 
     def submit_nowait(self, ticket: Ticket) -> int:
         """Queue *ticket*; its 1-based place among the waiting ones.
@@ -46,12 +57,16 @@ class GenerationPool:
         except trio.WouldBlock:
             raise QueueFull(f"generation queue is full ({len(self._waiting)} waiting)") from None
         self._waiting.append(ticket.job_id)
+        self._first_position[ticket.job_id] = len(self._waiting)
+        self._notify()
         return len(self._waiting)
 
     async def submit(self, ticket: Ticket) -> None:
         """Queue *ticket*, waiting for room (used when resuming jobs at start)."""
         await self._send.send(ticket)
         self._waiting.append(ticket.job_id)
+        self._first_position[ticket.job_id] = len(self._waiting)
+        self._notify()
 
     def position(self, job_id: str) -> int | None:
         try:
@@ -63,11 +78,20 @@ class GenerationPool:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def positions(self) -> list[tuple[str, int, int]]:
+        """``(job_id, place now, place when queued)`` of every waiting job, in order."""
+        return [
+            (job_id, index + 1, self._first_position.get(job_id, index + 1))
+            for index, job_id in enumerate(self._waiting)
+        ]
+
     async def tickets(self) -> AsyncIterator[Ticket]:
         """Tickets in queue order, for one worker; ends when the pool is closed."""
         async for ticket in self._receive:
             if ticket.job_id in self._waiting:
                 self._waiting.remove(ticket.job_id)
+            self._first_position.pop(ticket.job_id, None)
+            self._notify()
             yield ticket
 
     @contextmanager

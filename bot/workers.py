@@ -25,7 +25,6 @@ from typing import Any, Final
 import trio
 
 from bot.analytics import Reason
-from bot.chat_action import keep_uploading_photo
 from bot.delivery import DeliveryFailed, send_picture
 from bot.deps import Deps, ImageRuntime
 from bot.jobs_end import finish_delivered, finish_failed
@@ -87,7 +86,6 @@ async def run_job(deps: Deps, runtime: ImageRuntime, ticket: Ticket) -> None:
     failure: JobFailed | None = None
     with runtime.pool.running(job.job_id) as own_scope:
         async with trio.open_nursery() as side:
-            await side.start(keep_uploading_photo, deps.api, job.chat_id)
             await side.start(reporter.run)
             try:
                 await _produce_and_deliver(deps, runtime, job, ticket, reporter)
@@ -130,7 +128,7 @@ async def _produce_and_deliver(
     else:
         data, spool = await _generate(deps, runtime, job, ticket, reporter)
     runtime.pool.stop_cancelling(job.job_id)
-    reporter.show(t("status_sending", job.language))
+    reporter.show(t("status_sending", job.language), cancellable=False)
     try:
         file_id = await send_picture(
             deps, chat_id=job.chat_id, reply_to=job.message_id, data=data, filename=spool.name

@@ -108,6 +108,11 @@ class Jobs:
         rows = self._db.query(f"SELECT * FROM jobs WHERE state IN {_ACTIVE_SQL} ORDER BY rowid")
         return [row_to_job(row) for row in rows]
 
+    def active_chats(self) -> list[int]:
+        """Chats with a picture waiting, being drawn or being delivered."""
+        rows = self._db.query(f"SELECT DISTINCT chat_id FROM jobs WHERE state IN {_ACTIVE_SQL}")
+        return [int(row["chat_id"]) for row in rows]
+
     def advance(
         self,
         job_id: str,

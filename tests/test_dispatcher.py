@@ -179,12 +179,24 @@ async def test_a_flooding_chat_drops_beyond_its_lane(
     ]
 
 
-def test_lane_key_is_the_chat_then_the_user_then_the_update() -> None:
+def test_lane_key_is_the_chat_or_its_presses_then_the_user_then_the_update() -> None:
     assert lane_key(message(1, CHAT_A, "hi")) == ("chat", CHAT_A)
     inline_press = Update.model_validate(
         {"update_id": 2, "callback_query": {"id": "q", "from": USER, "chat_instance": "c"}}
     )
     assert lane_key(inline_press) == ("user", 77)
+    press_in_chat = Update.model_validate(
+        {
+            "update_id": 5,
+            "callback_query": {
+                "id": "q",
+                "from": USER,
+                "chat_instance": "c",
+                "message": {"message_id": 1, "date": 1, "chat": {"id": CHAT_A, "type": "private"}},
+            },
+        }
+    )
+    assert lane_key(press_in_chat) == ("press", CHAT_A)  # beside the chat's messages
     blocked = Update.model_validate(
         {
             "update_id": 3,

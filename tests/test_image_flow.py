@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
+from bot.status import MIN_EDIT_INTERVAL_S
 from bot.texts import LOOK_BUTTON, t
 from store import Store
 from tests.fakes.comfy import FakeComfy, JobScript, Outcome
-from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
+from tests.fakes.telegram import DEFAULT_USER_ID, EditRecord, FakeTelegram, SentRecord
 from tests.harness import Bot, start_bot
 
 USER = DEFAULT_USER_ID
@@ -566,4 +568,67 @@ async def test_requested_equals_generated_plus_failed_after_a_mixed_burst(
     assert len(uploads) == len(delivered)  # every upload delivered is one charge
     charged = {row["chat_id"] for row in delivered}
     assert balances == {u: 0 if u in charged else 1 for u in users}
+    await bot.stop()
+
+
+async def test_a_press_is_answered_at_once_while_the_chat_waits_for_a_slow_llm(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    comfy: FakeComfy,
+    autojump_clock: object,
+) -> None:
+    async def slow_llm(request: httpx.Request) -> httpx.Response:
+        await trio.sleep(25)
+        return httpx.Response(200, json={"choices": [{"message": {"content": "ну вот"}}]})
+
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, llm=slow_llm)
+    reply = await say_and_get_reply(fake_telegram)
+    fake_telegram.user_says("а что дальше?")  # its answer takes 25 s
+    await trio.sleep(1)
+    start = trio.current_time()
+    query = fake_telegram.user_presses(reply.message_id, "look")
+    await fake_telegram.wait_for(lambda: query in fake_telegram.callback_answers)
+    assert fake_telegram.callback_answers[query].at == start
+    await bot.stop()
+
+
+async def test_waiting_jobs_show_uploading_and_their_place_moving_up(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    comfy: FakeComfy,
+    autojump_clock: object,
+) -> None:
+    comfy.default_script = JobScript(run_s=30, steps=3)
+    bot = await start_bot(
+        nursery, tmp_path, fake_telegram, comfy=comfy, comfyui_concurrency=1,
+        image_queue_size=5, comfyui_timeout_seconds=300,
+    )  # fmt: skip
+    first, second, third = 7001, 7002, 7003
+    for user in (first, second, third):
+        reply = await say_and_get_reply(fake_telegram, user_id=user)
+        await press_look(fake_telegram, reply, user_id=user)
+    pressed_at = trio.current_time()
+    [status] = [s for s in fake_telegram.sent if s.chat_id == third and s.text and "🎨" in s.text]
+    assert status.text == t("status_queued", "ru", position=2)
+    await trio.sleep(18)  # the first picture is still being drawn
+    waiting_actions = [
+        a.at
+        for a in fake_telegram.chat_actions
+        if a.chat_id == third and a.action == "upload_photo"
+    ]
+    assert waiting_actions == [pressed_at + 4 * n for n in range(5)]  # every 4 s from the press
+
+    def status_edits() -> list[EditRecord]:
+        return [
+            e
+            for e in fake_telegram.edits
+            if (e.chat_id, e.message_id) == (third, status.message_id)
+        ]
+
+    await fake_telegram.wait_for(lambda: status_edits() != [], timeout_s=60)
+    [edit] = status_edits()
+    assert edit.text == t("status_queued", "ru", position=1)
+    assert edit.at == pressed_at + 30 + MIN_EDIT_INTERVAL_S  # the first picture took 30 s
     await bot.stop()
