@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 
 TOKEN = "123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
@@ -100,3 +100,14 @@ def test_the_token_is_hidden_in_repr_and_dumps() -> None:
 def test_bad_admin_ids() -> None:
     with pytest.raises(SettingsError, match="ADMIN_USER_IDS"):
         load_settings(env_file=None, telegram_bot_token=TOKEN, admin_user_ids="1,abc")
+
+
+def test_env_example_lists_every_setting_and_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    lines = example.read_text(encoding="utf-8").splitlines()
+    names = {line.split("=", 1)[0] for line in lines if "=" in line and not line.startswith("#")}
+    assert names == {field.upper() for field in Settings.model_fields}
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)  # the one value the example leaves empty
+    settings = load_settings(env_file=example)
+    assert settings.comfyui_base_url is None
+    assert not settings.images_available
