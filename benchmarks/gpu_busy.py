@@ -52,6 +52,8 @@ async def measure() -> Report:
     poller = await run_press_load(SHAPE, command=(*BASELINE_COMMAND, "--poll", "1.0"))
     figures: dict[str, Figure] = {}
     for name, result in (("ours", ours), ("poll 1 s", poller)):
+        if result.log_problems:
+            report.notes.append(f"{name}: {result.log_problems} WARNING/ERROR lines in the log")
         gaps_ms = [gap * 1000 for gap in idle_gaps(result.runs)]
         report.add(f"p50 idle gap, {name}", percentile(gaps_ms, 50), "ms")
         figures[f"p99 {name}"] = report.add(f"p99 idle gap, {name}", percentile(gaps_ms, 99), "ms")

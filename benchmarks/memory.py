@@ -36,8 +36,11 @@ async def measure() -> Report:
     idle_mb = result.idle_hwm_kb / KB_PER_MB
     idle = report.add("peak RSS idle (same process, before the presses)", idle_mb, "MB")
     peak = report.add("peak RSS under load", result.peak_hwm_kb / KB_PER_MB, "MB")
+    report.add("smallest photo received", result.smallest_photo_bytes / 2**20, "MB")
     report.add("growth under load", peak.value - idle.value, "MB")
     report.add("ratio load / idle", peak.value / idle.value, "×")
+    if result.log_problems:
+        report.notes.append(f"{result.log_problems} WARNING/ERROR lines in the log")
     report.check(peak, f"≤ {TARGET_PEAK_MB:g} MB", passed=peak.value <= TARGET_PEAK_MB)
     return report
 

@@ -53,6 +53,9 @@ async def measure() -> Report:
         }
         for part, values in parts.items():
             report.add(f"  p50 {part}, {name}", percentile(values, 50) * 1000, "ms")
+        report.add(f"  max dispatch, {name}", max(parts["dispatch"]) * 1000, "ms")
+        if result.log_problems:
+            report.notes.append(f"{name}: {result.log_problems} WARNING/ERROR lines in the log")
         length_s = result.last_photo_at - result.first_press_at
         report.add(f"  first press → last photo, {name}", length_s, "s")
     ours = p50[VARIANTS[0][0]]

@@ -19,8 +19,13 @@ import trio
 
 from benchmarks.fakes import GpuRun, PressKey, TimedTelegram, open_stack
 from benchmarks.load import interleave, prepare_replies, press_all, press_spread, user_ids
-from benchmarks.process import BOT_COMMAND, BotProcess, read_status_kb, running_bot
-from benchmarks.process import bot_environment as environment
+from benchmarks.process import (
+    BOT_COMMAND,
+    BotProcess,
+    bot_environment,
+    read_status_kb,
+    running_bot,
+)
 from benchmarks.timeline import JobTimeline, build_timelines, read_prompt_ids
 
 __all__ = ["LoadShape", "PressLoadResult", "run_press_load"]
@@ -54,6 +59,8 @@ class PressLoadResult:
     last_photo_at: float
     idle_hwm_kb: int
     peak_hwm_kb: int
+    smallest_photo_bytes: int  # as uploaded to the fake Bot API
+    log_problems: int  # the bot's WARNING/ERROR log lines, +1 for a non-zero exit
 
 
 async def run_press_load(
@@ -67,7 +74,7 @@ async def run_press_load(
     """
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         async with open_stack(run_s=shape.run_s, image_bytes=shape.image_bytes) as stack:
-            env = environment(
+            env = bot_environment(
                 stack,
                 Path(tmp),
                 COMFYUI_CONCURRENCY=str(shape.concurrency),
@@ -96,6 +103,10 @@ async def run_press_load(
         last_photo_at=max(photos.values()),
         idle_hwm_kb=idle_hwm_kb,
         peak_hwm_kb=peak_hwm_kb,
+        smallest_photo_bytes=min(
+            len(r.content or b"") for r in stack.telegram.fake.sent if r.kind == "photo"
+        ),
+        log_problems=bot.problems(),
     )
 
 

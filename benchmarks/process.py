@@ -55,6 +55,12 @@ class BotProcess:
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.output.decode(errors="replace").splitlines()[-lines:])
 
+    def problems(self) -> int:
+        """Log lines at WARNING or ERROR (plain log format), plus 1 for a non-zero exit."""
+        text = self.output.decode(errors="replace")
+        lines = sum(" WARNING " in line or " ERROR " in line for line in text.splitlines())
+        return lines + (1 if self.process.returncode not in (0, None) else 0)
+
 
 def bot_environment(
     stack: Stack, data_dir: Path, *, llm: bool = False, **values: str

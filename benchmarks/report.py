@@ -77,6 +77,8 @@ class Report:
 def _number(value: float) -> str:
     if math.isnan(value):
         return "n/a"
+    if float(value).is_integer():  # counts (an int has no is_integer before 3.12)
+        return f"{value:.0f}"
     if abs(value) >= 100:
         return f"{value:.0f}"
     if abs(value) >= 10:

@@ -30,11 +30,18 @@ TOTAL_TIMEOUT_S: Final = 900.0  # every wait inside has its own, far shorter, gu
 
 
 async def run_all() -> list[Report]:
-    """Each benchmark in turn, its report printed as soon as it is done."""
+    """Each benchmark in turn, its report printed as soon as it is done.
+
+    A benchmark that fails (a bot that does not start, a picture that never arrives)
+    is reported as an error and the others still run.
+    """
     reports: list[Report] = []
     with trio.fail_after(TOTAL_TIMEOUT_S):
         for measure in BENCHMARKS:
-            report = await measure()
+            try:
+                report = await measure()
+            except Exception as exc:
+                report = Report(f"{measure.__module__}: ERROR", notes=[f"{exc!r}"])
             print_report(report)
             reports.append(report)
     return reports
@@ -42,7 +49,7 @@ async def run_all() -> list[Report]:
 
 def _summary(checks: list[Check]) -> None:
     print("\n== summary")
-    width = max(len(check.figure.name) for check in checks)
+    width = max((len(check.figure.name) for check in checks), default=0)
     for check in checks:
         figure = check.figure
         print(f"  {check.verdict}  {figure.name:<{width}}  {figure.text():>10}  {check.target}")
@@ -53,6 +60,9 @@ def main() -> None:
     started = time.monotonic()
     reports = trio.run(run_all)
     _summary([check for report in reports for check in report.checks])
+    for report in reports:
+        if report.title.endswith("ERROR"):
+            print(f"  ERROR {report.title}")
     print(f"\nall benchmarks took {time.monotonic() - started:.0f} s")
 
 

@@ -46,6 +46,7 @@ __all__ = ["STOP_GRACE_S", "Stopper", "run"]
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S: Final = 5.0
+WORKERS_PER_SLOT: Final = 2
 UPDATE_BUFFER: Final = 100
 HTTP_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 COMMANDS: Final = {
@@ -173,9 +174,11 @@ async def _run_tasks(
             await root.start(run_signal_watcher, stopper.stop, stopper.force)
         if follower is not None and deps.images is not None:
             await root.start(follower.run)
-            await root.start(
-                partial(run_workers, count=deps.settings.comfyui_concurrency), deps, deps.images
-            )
+            # Twice as many workers as ComfyUI slots (Comfy.generate holds at most
+            # COMFYUI_CONCURRENCY on the server): one job's prompt is built and another's
+            # photo uploaded while the GPU already draws the next.
+            workers = WORKERS_PER_SLOT * deps.settings.comfyui_concurrency
+            await root.start(partial(run_workers, count=workers), deps, deps.images)
             await root.start(run_chat_actions, deps, deps.images)
             await root.start(run_queue_positions, deps, deps.images)
             root.start_soon(run_preflight, deps)

@@ -83,6 +83,7 @@ async def run_job(deps: Deps, runtime: ImageRuntime, ticket: Ticket) -> None:
     reporter = StatusReporter(
         deps.api, deps.store, job_id=job.job_id, chat_id=job.chat_id, lang=job.language
     )
+    reporter.show(t("status_waiting_gpu", job.language))  # out of our queue, not yet drawn
     failure: JobFailed | None = None
     with runtime.pool.running(job.job_id) as own_scope:
         async with trio.open_nursery() as side:

@@ -137,7 +137,8 @@ class Comfy:
                     self._follower.forget(job.watch)
                 if job.on_server and not job.ended:
                     await self._cancel_on_server(prompt_id)
-            await self._forget_history(prompt_id)
+        # Outside the limiter: tidying ComfyUI's history must not delay the next prompt.
+        await self._forget_history(prompt_id)
         return image
 
     async def _run(self, job: _Job, *, recover: bool, deadline: float) -> GeneratedImage:

@@ -411,8 +411,9 @@ async def test_cancel_while_waiting_in_our_queue_and_someone_elses_cancel(
         comfyui_concurrency=1,
         comfyui_timeout_seconds=300,
     )
-    blocker = await say_and_get_reply(fake_telegram, user_id=1001)
-    await press_look(fake_telegram, blocker, user_id=1001)
+    for blocker_id in (1001, 1002):  # one drawing, one taken by the second worker
+        blocker = await say_and_get_reply(fake_telegram, user_id=blocker_id)
+        await press_look(fake_telegram, blocker, user_id=blocker_id)
     reply = await say_and_get_reply(fake_telegram)
     await press_look(fake_telegram, reply)
     await trio.sleep(5)
@@ -432,6 +433,7 @@ async def test_cancel_while_waiting_in_our_queue_and_someone_elses_cancel(
     assert len(comfy.submitted) == 1  # ours never reached ComfyUI
     with bot.store() as store:
         assert events(store)[-1] == ("image_failed", "cancelled")
+        assert store.users.get(USER).image_balance == 3  # type: ignore[union-attr]
     await bot.stop()
 
 
@@ -452,7 +454,7 @@ async def test_a_full_queue_is_busy_and_text_replies_stay_on_time(
         image_queue_size=1,
         comfyui_timeout_seconds=300,
     )
-    users = [2001, 2002, 2003]
+    users = [2001, 2002, 2003, 2004]  # drawing, second worker, queued, busy
     replies = [await say_and_get_reply(fake_telegram, user_id=u) for u in users]
     for user, reply in zip(users, replies, strict=True):
         await press_look(fake_telegram, reply, user_id=user)
@@ -465,7 +467,7 @@ async def test_a_full_queue_is_busy_and_text_replies_stay_on_time(
     assert chat.at - start < 0.5  # the chat does not wait for pictures
     with bot.store() as store:
         assert ("image_failed", "busy") in events(store)
-        assert store.users.get(2003).image_balance == 3  # type: ignore[union-attr]
+        assert store.users.get(2004).image_balance == 3  # type: ignore[union-attr]
     await bot.stop()
 
 
@@ -605,18 +607,20 @@ async def test_waiting_jobs_show_uploading_and_their_place_moving_up(
         nursery, tmp_path, fake_telegram, comfy=comfy, comfyui_concurrency=1,
         image_queue_size=5, comfyui_timeout_seconds=300,
     )  # fmt: skip
-    first, second, third = 7001, 7002, 7003
-    for user in (first, second, third):
+    # first: drawing; second: taken by the second worker, waiting for the GPU slot;
+    # third and fourth: in our queue
+    first, second, third, fourth = 7001, 7002, 7003, 7004
+    for user in (first, second, third, fourth):
         reply = await say_and_get_reply(fake_telegram, user_id=user)
         await press_look(fake_telegram, reply, user_id=user)
     pressed_at = trio.current_time()
-    [status] = [s for s in fake_telegram.sent if s.chat_id == third and s.text and "🎨" in s.text]
+    [status] = [s for s in fake_telegram.sent if s.chat_id == fourth and s.text and "🎨" in s.text]
     assert status.text == t("status_queued", "ru", position=2)
     await trio.sleep(18)  # the first picture is still being drawn
     waiting_actions = [
         a.at
         for a in fake_telegram.chat_actions
-        if a.chat_id == third and a.action == "upload_photo"
+        if a.chat_id == fourth and a.action == "upload_photo"
     ]
     assert waiting_actions == [pressed_at + 4 * n for n in range(5)]  # every 4 s from the press
 
@@ -624,7 +628,7 @@ async def test_waiting_jobs_show_uploading_and_their_place_moving_up(
         return [
             e
             for e in fake_telegram.edits
-            if (e.chat_id, e.message_id) == (third, status.message_id)
+            if (e.chat_id, e.message_id) == (fourth, status.message_id)
         ]
 
     await fake_telegram.wait_for(lambda: status_edits() != [], timeout_s=60)
