@@ -1,11 +1,12 @@
 """The process: one root nursery that owns every task (SPEC §2, STYLE habit 1).
 
-``run()`` opens the store and the HTTP clients, then starts side by side: the signal
-watcher, the ComfyUI websocket follower, the generation workers, the resumption of jobs
-left by a previous run, the model preflight, and the chat (long polling feeding the
-per-chat dispatcher). A stop request ends polling first, lets the updates in hand
-finish for ``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in
-SQLite and are resumed at the next start.
+``run()`` opens the store and the HTTP clients, then starts side by side in one
+nursery: the signal watcher, the ComfyUI websocket follower, the generation workers,
+the "sending a photo" and queue-place tickers, the resumption of jobs left by a previous
+run, the model preflight, and the chat (long polling feeding the per-chat dispatcher).
+A stop request ends polling first, lets the updates in hand finish for
+``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in SQLite and
+are resumed at the next start.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 from functools import partial
 from typing import Final
@@ -32,10 +33,10 @@ from bot.preflight import run_preflight
 from bot.recovery import resume_unfinished
 from bot.settings import Settings
 from bot.signals import run_signal_watcher
+from bot.startup import set_commands, wait_for_telegram
 from bot.status import run_queue_positions
 from bot.telegram_api import TelegramApi
-from bot.telegram_errors import TelegramError
-from bot.telegram_types import BotCommand, Update
+from bot.telegram_types import Update
 from bot.update_handler import make_handler
 from bot.workers import run_workers
 from comfy import Comfy, ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
@@ -49,12 +50,6 @@ STOP_GRACE_S: Final = 5.0
 WORKERS_PER_SLOT: Final = 2
 UPDATE_BUFFER: Final = 100
 HTTP_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
-COMMANDS: Final = {
-    "ru": [("start", "начать и выбрать персонажа"), ("persona", "сменить персонажа"),
-           ("balance", "сколько картинок осталось"), ("help", "что я умею")],
-    "en": [("start", "start and choose a persona"), ("persona", "switch persona"),
-           ("balance", "images left"), ("help", "what I can do")],
-}  # fmt: skip
 
 
 class Stopper:
@@ -101,90 +96,100 @@ async def run(
     handle_signals: bool = True,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the bot until stopped. Every external edge can be injected (tests)."""
+    """Run the bot until stopped. Every external edge can be injected (tests).
+
+    Raises:
+        PersonasError, WorkflowError, StoreError, TelegramUnauthorized: start-up
+        problems an operator must fix, each with a one-line message.
+    """
     rng = rng if rng is not None else random.Random()
     stopper = stopper if stopper is not None else Stopper()
     personas = load_personas(settings.personas_file)
     template = (
         WorkflowTemplate.from_file(settings.workflow_file) if settings.comfyui_base_url else None
     )
-    store = open_store(settings.database_path)
-    try:
-        async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(transport=telegram_transport, timeout=HTTP_TIMEOUT)
-            )
+    with open_store(settings.database_path) as store:
+        async with (
+            httpx.AsyncClient(transport=telegram_transport, timeout=HTTP_TIMEOUT) as http,
+            _comfy_http(settings, comfy_transport) as comfy_http,
+            trio.open_nursery() as root,
+        ):
+            stopper.attach(root=root.cancel_scope)
+            if handle_signals:
+                await root.start(run_signal_watcher, stopper.stop, stopper.force)
             api = TelegramApi(
                 http, settings.telegram_bot_token, base_url=str(settings.telegram_api_base), rng=rng
             )
-            llm = _llm(settings, http)
-            images: ImageRuntime | None = None
-            follower: Follower | None = None
-            if settings.comfyui_base_url is not None and template is not None:
-                comfy_http = await stack.enter_async_context(
-                    httpx.AsyncClient(
-                        base_url=str(settings.comfyui_base_url),
-                        transport=comfy_transport,
-                        timeout=HTTP_TIMEOUT,
-                    )
-                )
-                client = ComfyClient(comfy_http)
-                follower = Follower(
-                    client, open_ws or websocket_opener(str(settings.comfyui_base_url)), rng=rng
-                )
-                spool_dir = settings.database_path.parent / "spool"
-                spool_dir.mkdir(parents=True, exist_ok=True)
-                images = ImageRuntime(
-                    pool=GenerationPool(queue_size=settings.image_queue_size),
-                    comfy=Comfy(client, follower, concurrency=settings.comfyui_concurrency),
-                    client=client,
-                    template=template,
-                    spool_dir=spool_dir,
-                )
-            me = await api.get_me()
+            me = await wait_for_telegram(api, rng=rng)
+            deps = Deps(
+                api=api, store=store, personas=personas, settings=settings,
+                llm=_llm(settings, http), rng=rng, now=now, bot_username=me.username,
+                images=_image_runtime(settings, template, comfy_http, open_ws, rng),
+            )  # fmt: skip
             log.info(
                 "bot @%s starting: replies=%s images=%s",
                 me.username,
-                "llm" if llm else "offline lines",
+                "llm" if deps.llm else "offline lines",
                 "on" if settings.images_available else "off",
             )
-            deps = Deps(api=api, store=store, personas=personas, settings=settings, llm=llm,
-                        rng=rng, now=now, images=images, bot_username=me.username)  # fmt: skip
             await prepare_polling(api)
-            await _set_commands(api)
-            await _run_tasks(
-                deps, follower, stopper, handle_signals=handle_signals, task_status=task_status
-            )
-    finally:
-        store.close()
+            await set_commands(api)
+            await _start_pictures(root, deps)
+            await _run_chat(deps, stopper, task_status=task_status)
+            root.cancel_scope.cancel()
     log.info("bot stopped")
 
 
-async def _run_tasks(
-    deps: Deps,
-    follower: Follower | None,
-    stopper: Stopper,
-    *,
-    handle_signals: bool,
-    task_status: trio.TaskStatus[None],
-) -> None:
-    async with trio.open_nursery() as root:
-        stopper.attach(root=root.cancel_scope)
-        if handle_signals:
-            await root.start(run_signal_watcher, stopper.stop, stopper.force)
-        if follower is not None and deps.images is not None:
-            await root.start(follower.run)
-            # Twice as many workers as ComfyUI slots (Comfy.generate holds at most
-            # COMFYUI_CONCURRENCY on the server): one job's prompt is built and another's
-            # photo uploaded while the GPU already draws the next.
-            workers = WORKERS_PER_SLOT * deps.settings.comfyui_concurrency
-            await root.start(partial(run_workers, count=workers), deps, deps.images)
-            await root.start(run_chat_actions, deps, deps.images)
-            await root.start(run_queue_positions, deps, deps.images)
-            root.start_soon(run_preflight, deps)
-        await root.start(resume_unfinished, deps)
-        await _run_chat(deps, stopper, task_status=task_status)
-        root.cancel_scope.cancel()
+def _comfy_http(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None
+) -> AbstractAsyncContextManager[httpx.AsyncClient | None]:
+    if settings.comfyui_base_url is None:
+        return nullcontext(None)
+    return httpx.AsyncClient(
+        base_url=str(settings.comfyui_base_url), transport=transport, timeout=HTTP_TIMEOUT
+    )
+
+
+def _image_runtime(
+    settings: Settings,
+    template: WorkflowTemplate | None,
+    comfy_http: httpx.AsyncClient | None,
+    open_ws: OpenWebsocket | None,
+    rng: random.Random,
+) -> ImageRuntime | None:
+    """The picture machinery, or None without ``COMFYUI_BASE_URL``."""
+    if settings.comfyui_base_url is None or comfy_http is None or template is None:
+        return None
+    client = ComfyClient(comfy_http)
+    follower = Follower(
+        client, open_ws or websocket_opener(str(settings.comfyui_base_url)), rng=rng
+    )
+    spool_dir = settings.database_path.parent / "spool"
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    return ImageRuntime(
+        pool=GenerationPool(queue_size=settings.image_queue_size),
+        comfy=Comfy(client, follower, concurrency=settings.comfyui_concurrency),
+        client=client,
+        follower=follower,
+        template=template,
+        spool_dir=spool_dir,
+    )
+
+
+async def _start_pictures(root: trio.Nursery, deps: Deps) -> None:
+    """The follower, the workers, the tickers, the preflight; then resume old jobs."""
+    images = deps.images
+    if images is not None:
+        await root.start(images.follower.run)
+        # Twice as many workers as ComfyUI slots (Comfy.generate holds at most
+        # COMFYUI_CONCURRENCY on the server): one job's prompt is built and another's
+        # photo uploaded while the GPU already draws the next.
+        workers = WORKERS_PER_SLOT * deps.settings.comfyui_concurrency
+        await root.start(partial(run_workers, count=workers), deps, images)
+        await root.start(run_chat_actions, deps, images)
+        await root.start(run_queue_positions, deps, images)
+        root.start_soon(run_preflight, deps)
+    await root.start(resume_unfinished, deps)
 
 
 async def _run_chat(deps: Deps, stopper: Stopper, *, task_status: trio.TaskStatus[None]) -> None:
@@ -208,15 +213,3 @@ def _llm(settings: Settings, http: httpx.AsyncClient) -> ChatCompletions | None:
         api_key=settings.llm_api_key,
         timeout_s=settings.llm_timeout_seconds,
     )
-
-
-async def _set_commands(api: TelegramApi) -> None:
-    """The command menu in both languages; cosmetic, so failures are only logged."""
-    for lang, commands in COMMANDS.items():
-        try:
-            await api.set_my_commands(
-                [BotCommand(command=c, description=d) for c, d in commands],
-                language_code=None if lang == "ru" else lang,
-            )
-        except TelegramError as exc:
-            log.warning("setMyCommands failed (%s): %s", lang, exc)

@@ -13,7 +13,7 @@ from bot.personas import PersonaBook
 from bot.pool import GenerationPool
 from bot.settings import Settings
 from bot.telegram_api import TelegramApi
-from comfy import Comfy, ComfyClient, WorkflowTemplate
+from comfy import Comfy, ComfyClient, Follower, WorkflowTemplate
 from store import Store
 
 __all__ = ["Deps", "ImageRuntime"]
@@ -26,6 +26,7 @@ class ImageRuntime:
     pool: GenerationPool
     comfy: Comfy
     client: ComfyClient
+    follower: Follower
     template: WorkflowTemplate
     spool_dir: Path
 

@@ -305,3 +305,14 @@ async def test_the_token_never_appears_in_anything_logged(
     assert "sendMessage" in captured_logs.getvalue()  # the failures were logged...
     assert TEST_TOKEN not in captured_logs.getvalue()  # ...without the token
     assert TEST_TOKEN not in raw_records
+
+
+async def test_telegram_unreachable_at_start_is_waited_out(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    fake_telegram.network_error_next("getMe", times=12)  # more than one call's own retries
+    bot = await start_bot(nursery, tmp_path, fake_telegram)
+    assert fake_telegram.calls.count("getMe") == 13
+    fake_telegram.user_says("ты проснулся?")
+    await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
+    await bot.stop()

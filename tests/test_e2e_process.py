@@ -17,6 +17,7 @@ from bot.personas import load_personas
 from bot.settings import SHIPPED_PERSONAS
 from bot.texts import LOOK_BUTTON
 from tests.fakes.comfy import FakeComfy, JobScript
+from tests.fakes.loopback_http import serve_handler
 from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
 from tests.processes import (
     START_TIMEOUT_S,
@@ -70,3 +71,21 @@ async def test_a_bad_setting_stops_the_start_with_one_line_and_exit_2(tmp_path: 
     assert process.returncode == 2
     assert len(lines) == 1
     assert lines[0].startswith("configuration error: COMFYUI_CONCURRENCY")
+
+
+async def test_a_token_telegram_refuses_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    telegram = FakeTelegram(token="654321:a-different-token-altogether")
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_handler, telegram.handler)
+        env = bot_environment(tmp_path, TELEGRAM_API_BASE=f"http://127.0.0.1:{port}")
+        async with running_bot(env) as (process, output):
+            with trio.fail_after(START_TIMEOUT_S):
+                await process.wait()
+        nursery.cancel_scope.cancel()
+    lines = output.decode().strip().splitlines()
+    assert process.returncode == 2
+    assert lines[-1] == (
+        "cannot start: Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized); "
+        "copy it again from @BotFather"
+    )
+    assert TEST_TOKEN not in output.decode()
