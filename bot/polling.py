@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Protocol
 
@@ -42,6 +43,8 @@ CONFLICT_BACKOFF_INITIAL_S: Final = 10.0  # seconds; equal jitter: the first wai
 CONFLICT_BACKOFF_MAXIMUM_S: Final = 60.0  # seconds; waits grow to 30-60 s
 ERROR_BACKOFF_INITIAL_S: Final = 1.0  # seconds, after the client's own retries gave up
 ERROR_BACKOFF_MAXIMUM_S: Final = 30.0
+STORE_BACKOFF_INITIAL_S: Final = 0.5  # seconds, while the database is locked elsewhere
+STORE_BACKOFF_MAXIMUM_S: Final = 10.0
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +104,28 @@ async def run_polling(
                 await updates_out.send(update)
         while True:
             batch = await _poll_until_answered(api, inbox, poll_timeout_s, allowed_updates, rng)
-            for update in _save_batch(inbox, batch):
+            for update in await _save_batch_patiently(inbox, batch, rng):
                 await updates_out.send(update)
+
+
+async def _save_batch_patiently(
+    inbox: UpdateInbox, batch: list[dict[str, Any]], rng: random.Random
+) -> list[Update]:
+    """Store a batch, waiting out a database another process holds locked.
+
+    Until it is stored, the batch is not confirmed to Telegram (the next ``getUpdates``
+    waits too), so waiting loses nothing.
+    """
+    delays = backoff_delays(
+        initial_s=STORE_BACKOFF_INITIAL_S, maximum_s=STORE_BACKOFF_MAXIMUM_S, rng=rng
+    )
+    while True:
+        try:
+            return _save_batch(inbox, batch)
+        except sqlite3.OperationalError as exc:
+            delay = next(delays)
+            logger.warning("telegram_updates_not_stored delay_s=%.3f error=%s", delay, exc)
+            await trio.sleep(delay)
 
 
 async def _poll_until_answered(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -337,3 +338,37 @@ async def test_poller_and_dispatcher_answer_a_user(
     assert fake_telegram.texts_to(DEFAULT_USER_ID) == ["ПРИВЕТ"]
     assert fake_telegram.sent[0].reply_to_message_id == 1
     assert inbox.pending() == []
+
+
+class LockedInbox(MemoryInbox):
+    """An inbox whose database another process holds locked for the first *times* writes."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.refusals = times
+
+    def save_batch(self, updates: Sequence[tuple[int, str]], *, next_offset: int) -> None:
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise sqlite3.OperationalError("database is locked")
+        super().save_batch(updates, next_offset=next_offset)
+
+
+async def test_a_locked_database_delays_a_batch_without_confirming_or_losing_it(
+    telegram_api: TelegramApi, fake_telegram: FakeTelegram, autojump_clock: trio.testing.MockClock
+) -> None:
+    update_id = fake_telegram.user_says("привет")
+    inbox = LockedInbox(times=3)
+    async with trio.open_nursery() as nursery:
+        receive = await start_polling(nursery, telegram_api, inbox)
+        update = await receive.receive()
+        stored_at = trio.current_time()
+        await fake_telegram.wait_for(lambda: len(poll_times(fake_telegram)) == 2)
+        nursery.cancel_scope.cancel()
+    assert update.update_id == update_id
+    assert inbox.refusals == 0
+    assert stored_at > 0  # it waited for the lock
+    first, second = (r for r in fake_telegram.requests if r.method == "getUpdates")
+    assert first.params.get("offset") is None
+    assert second.at == stored_at  # nothing confirmed it to Telegram while locked
+    assert second.params["offset"] == update_id + 1
