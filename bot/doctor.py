@@ -96,7 +96,8 @@ async def _bounded(
 ) -> list[Check]:
     with trio.move_on_after(CHECK_TIMEOUT_S):
         return await step(ctx)
-    return [Check(step.__name__.strip("_").replace("_", " "), False, "no answer within 15 s")]
+    name = step.__name__.strip("_").replace("_", " ")
+    return [Check(name, False, f"no answer within {CHECK_TIMEOUT_S:g} s")]
 
 
 def _check_personas(settings: Settings) -> tuple[Check, PersonaBook | None]:
@@ -246,12 +247,7 @@ async def _llm(ctx: _Context) -> list[Check]:
 async def _database(ctx: _Context) -> list[Check]:
     path = ctx.settings.database_path
     try:
-        store = open_store(path)
-        try:
-            store.db.execute("BEGIN IMMEDIATE")  # the write lock, released at once
-            store.db.execute("ROLLBACK")
-        finally:
-            store.close()
+        open_store(path).close()  # migrates, and proves it can take the write lock
     except (StoreError, OSError) as exc:
         return [Check("database", False, f"{exc}; check DATABASE_PATH")]
     except Exception as exc:  # sqlite3 errors: a read-only file, a full disk

@@ -179,6 +179,8 @@ async def handle_cancel(deps: Deps, press: CancelPress) -> None:
         await answer_query(deps, press.query_id, text=t("toast_nothing_to_cancel", lang))
         return
     finish_failed(deps, job, Reason.CANCELLED, "cancelled while waiting in the queue")
+    if runtime is not None:
+        runtime.pool.discard(job.job_id)
     await answer_query(deps, press.query_id, text=t("toast_cancelled", lang))
     if job.status_message_id is not None:
         try:

@@ -56,27 +56,29 @@ class GenerationPool:
             self._send.send_nowait(ticket)
         except trio.WouldBlock:
             raise QueueFull(f"generation queue is full ({len(self._waiting)} waiting)") from None
-        self._waiting.append(ticket.job_id)
-        self._first_position[ticket.job_id] = len(self._waiting)
-        self._notify()
-        return len(self._waiting)
+        return self._enqueued(ticket.job_id)
 
     async def submit(self, ticket: Ticket) -> None:
         """Queue *ticket*, waiting for room (used when resuming jobs at start)."""
         await self._send.send(ticket)
-        self._waiting.append(ticket.job_id)
-        self._first_position[ticket.job_id] = len(self._waiting)
+        self._enqueued(ticket.job_id)
+
+    def _enqueued(self, job_id: str) -> int:
+        self._waiting.append(job_id)
+        self._first_position[job_id] = len(self._waiting)
         self._notify()
+        return len(self._waiting)
+
+    def discard(self, job_id: str) -> None:
+        """A waiting job was cancelled: the jobs behind it move up now; its ticket is
+        skipped by the worker that takes it."""
+        self._left(job_id)
 
     def position(self, job_id: str) -> int | None:
         try:
             return self._waiting.index(job_id) + 1
         except ValueError:
             return None
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
 
     def positions(self) -> list[tuple[str, int, int]]:
         """``(job_id, place now, place when queued)`` of every waiting job, in order."""
@@ -88,11 +90,14 @@ class GenerationPool:
     async def tickets(self) -> AsyncIterator[Ticket]:
         """Tickets in queue order, for one worker; ends when the pool is closed."""
         async for ticket in self._receive:
-            if ticket.job_id in self._waiting:
-                self._waiting.remove(ticket.job_id)
-            self._first_position.pop(ticket.job_id, None)
-            self._notify()
+            self._left(ticket.job_id)
             yield ticket
+
+    def _left(self, job_id: str) -> None:
+        if job_id in self._waiting:
+            self._waiting.remove(job_id)
+        self._first_position.pop(job_id, None)
+        self._notify()
 
     @contextmanager
     def running(self, job_id: str) -> Iterator[trio.CancelScope]:

@@ -416,11 +416,17 @@ async def test_cancel_while_waiting_in_our_queue_and_someone_elses_cancel(
         await press_look(fake_telegram, blocker, user_id=blocker_id)
     reply = await say_and_get_reply(fake_telegram)
     await press_look(fake_telegram, reply)
+    behind = await say_and_get_reply(fake_telegram, user_id=1003)  # waits behind ours
+    await press_look(fake_telegram, behind, user_id=1003)
     await trio.sleep(5)
     status = [
         s for s in fake_telegram.sent if s.chat_id == USER and s.text and s.text.startswith("🎨")
     ]
     assert status[0].text == t("status_queued", "ru", position=1)
+    [behind_status] = [
+        s for s in fake_telegram.sent if s.chat_id == 1003 and "🎨" in (s.text or "")
+    ]
+    assert behind_status.text == t("status_queued", "ru", position=2)
     [(_, cancel_data)] = status[0].buttons()
     assert cancel_data is not None
     stranger = fake_telegram.user_presses(
@@ -434,6 +440,12 @@ async def test_cancel_while_waiting_in_our_queue_and_someone_elses_cancel(
     with bot.store() as store:
         assert events(store)[-1] == ("image_failed", "cancelled")
         assert store.users.get(USER).image_balance == 3  # type: ignore[union-attr]
+    # the job behind ours moves up at once, not when a worker takes the next ticket
+    await fake_telegram.wait_for(
+        lambda: any(e.chat_id == 1003 for e in fake_telegram.edits), timeout_s=60
+    )
+    [edit] = [e for e in fake_telegram.edits if e.chat_id == 1003]
+    assert edit.text == t("status_queued", "ru", position=1)
     await bot.stop()
 
 
