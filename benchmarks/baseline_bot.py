@@ -1,10 +1,11 @@
 """The baseline: the same bot, but pictures followed the seed's way, by polling /history.
 
 ``python -m benchmarks.baseline_bot --poll 1.0`` runs ``python -m bot`` unchanged except
-that ``bot.app.Comfy`` is replaced (a monkeypatch: product code has no hook for it) by
-:class:`PollingComfy`: POST /prompt, then GET /history/{id} every ``--poll`` seconds
-until the outputs appear, then GET /view. Same ``generate`` signature, same concurrency
-limit, same timeout; no websocket is used for the job (the bot's follower still runs).
+that pictures are drawn by :class:`PollingComfy`, passed through the bot's own seam
+(``main(make_generator=...)``): POST /prompt, then GET /history/{id} every ``--poll``
+seconds until the outputs appear, then GET /view. Same ``generate`` signature, same
+concurrency limit, same timeout; no websocket is used for the job (the bot's follower
+still runs).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 import trio
 
-import bot.app
 from bot.__main__ import main as bot_main
 from comfy import (
     ComfyClient,
@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.poll <= 0:
         parser.error(f"--poll must be positive, not {args.poll!r}")
-    # The monkeypatch: run() builds ``Comfy(client, follower, concurrency=...)`` by name.
-    setattr(bot.app, "Comfy", polling_comfy_class(args.poll))  # noqa: B010
-    return bot_main([])
+    return bot_main([], make_generator=polling_comfy_class(args.poll))
 
 
 if __name__ == "__main__":

@@ -1,51 +1,94 @@
-"""``python -m bot``: load the settings, set up logging, run the bot.
+"""``python -m bot`` (or ``persona-bot``): run the bot, or one of its operator commands.
 
-``python -m bot doctor`` checks a deployment; ``python -m bot stats`` reports from the
-database.
+    python -m bot                      run the bot (reads .env)
+    python -m bot doctor               check a deployment, one line per check
+    python -m bot stats [--since 7d]   the picture report from the database
 
 Start-up problems an operator must fix (a bad setting, an unreadable personas file, a
 broken workflow template, a locked database, a token Telegram refuses) end the process
-with one line on stderr and exit code 2; nothing else is printed for them.
+with one line on stderr and exit code 2; nothing else is printed for them. A wrong
+command line prints the usage and exits with 2 as well.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from functools import partial
 from typing import Final
 
 import trio
 
-from bot import app
+from bot import __version__, app
 from bot.logging_setup import setup_logging
 from bot.personas import PersonasError
+from bot.pictures.runtime import GeneratorFactory
 from bot.settings import Settings, SettingsError, load_settings
-from bot.telegram_errors import TelegramUnauthorized
+from bot.telegram.errors import TelegramUnauthorized
 from comfy import WorkflowError
 from store import StoreError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
-USAGE: Final = "use: python -m bot [doctor | stats [--since 7d] [--json]]"
 EXIT_CONFIG: Final = 2
 EXIT_CRASH: Final = 1
 _FATAL: Final = (PersonasError, WorkflowError, StoreError, TelegramUnauthorized)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the bot, or the ``doctor`` or ``stats`` command named in *argv*."""
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "stats":
-        from bot.stats import stats_main
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: no command runs the bot; ``doctor`` and ``stats`` report."""
+    from bot.ops.stats import add_stats_arguments
 
-        return stats_main(args[1:])
-    if args and args[0] == "doctor":
-        from bot.doctor import doctor_main
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description=(
+            "Telegram persona chat bot that draws pictures with a self-hosted ComfyUI. "
+            "Without a command it runs the bot with the settings in .env and the environment."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser(
+        "doctor",
+        help="check settings, Telegram, ComfyUI, models, workflow, LLM and database",
+        description=(
+            "One ✓/✗ line per check, with what to change when it fails. "
+            "Exit code 0 only when every check passed."
+        ),
+    )
+    stats = commands.add_parser(
+        "stats",
+        help="presses, pictures, failures by reason and timings from the database",
+        description="Picture presses, results and timings, read from the database (read-only).",
+    )
+    add_stats_arguments(stats)
+    return parser
 
-        return doctor_main(args[1:])
-    if args:
-        print(f"unknown command {args[0]!r}; {USAGE}", file=sys.stderr)
-        return EXIT_CONFIG
+
+def main(argv: list[str] | None = None, *, make_generator: GeneratorFactory | None = None) -> int:
+    """Run the command in *argv*; the process exit code.
+
+    Args:
+        make_generator: how the bot draws pictures (``comfy.Comfy`` when None); the
+            benchmarks' baseline passes another one.
+    """
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
+    if args.command == "stats":
+        from bot.ops.stats import stats_main
+
+        return stats_main(args)
+    if args.command == "doctor":
+        from bot.ops.doctor import doctor_main
+
+        return doctor_main()
+    return _run_bot(make_generator)
+
+
+def _run_bot(make_generator: GeneratorFactory | None) -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -54,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(settings)
     fatal: BaseException | None = None
     crashed = False
+    run = app.run if make_generator is None else partial(app.run, make_generator=make_generator)
     try:
-        trio.run(app.run, settings)
+        trio.run(run, settings)
     except* _FATAL as group:
         fatal = group.exceptions[0]
     except* Exception:
@@ -71,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _setup_logging(settings: Settings) -> None:
-    secrets = [settings.telegram_bot_token.get_secret_value()]
+    secrets = [settings.token.get_secret_value()]
     if settings.llm_api_key is not None:
         secrets.append(settings.llm_api_key.get_secret_value())
     setup_logging(

@@ -1,9 +1,10 @@
-"""The process: one root nursery that owns every task (SPEC §2, STYLE habit 1).
+"""The process: one root nursery that owns every task.
 
 ``run()`` opens the store and the HTTP clients, then starts side by side in one
 nursery: the signal watcher, the ComfyUI websocket follower, the generation workers,
-the "sending a photo" and queue-place tickers, the resumption of jobs left by a previous
-run, the model preflight, and the chat (long polling feeding the per-chat dispatcher).
+the status board and the "sending a photo" ticker, the resumption of jobs left by a
+previous run, the model preflight, and the chat (long polling feeding the per-chat
+dispatcher).
 A stop request ends polling first, lets the updates in hand finish for
 ``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in SQLite and
 are resumed at the next start.
@@ -22,25 +23,26 @@ from typing import Final
 import httpx
 import trio
 
-from bot.chat import ChatCompletions
-from bot.chat_action import run_chat_actions
-from bot.deps import Deps, ImageRuntime
-from bot.dispatcher import run_dispatcher
+from bot.deps import Deps
+from bot.llm import ChatCompletions
 from bot.personas import load_personas
-from bot.polling import prepare_polling, run_polling
-from bot.pool import GenerationPool
-from bot.preflight import run_preflight
-from bot.recovery import resume_unfinished
+from bot.pictures.preflight import run_preflight
+from bot.pictures.queue import JobQueue
+from bot.pictures.recovery import resume_unfinished
+from bot.pictures.runtime import GeneratorFactory, PicturesRuntime
+from bot.pictures.status import StatusBoard
+from bot.pictures.uploading import run_chat_actions
+from bot.pictures.workers import run_workers
 from bot.settings import Settings
 from bot.signals import run_signal_watcher
 from bot.startup import set_commands, wait_for_telegram
-from bot.status import run_queue_positions
-from bot.telegram_api import TelegramApi
-from bot.telegram_types import Update
+from bot.telegram.client import TelegramApi
+from bot.telegram.dispatcher import run_dispatcher
+from bot.telegram.polling import prepare_polling, run_polling
+from bot.telegram.types import Update
 from bot.update_handler import make_handler
-from bot.workers import run_workers
 from comfy import Comfy, ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
-from store import open_store, utc_now
+from store import Store, open_store, utc_now
 
 __all__ = ["STOP_GRACE_S", "Stopper", "run"]
 
@@ -94,9 +96,13 @@ async def run(
     rng: random.Random | None = None,
     stopper: Stopper | None = None,
     handle_signals: bool = True,
+    make_generator: GeneratorFactory = Comfy,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the bot until stopped. Every external edge can be injected (tests).
+
+    *make_generator* builds what draws the pictures from the ComfyUI client and follower
+    (``comfy.Comfy``; the benchmarks' baseline passes a ``/history`` poller).
 
     Raises:
         PersonasError, WorkflowError, StoreError, TelegramUnauthorized: start-up
@@ -118,13 +124,16 @@ async def run(
             if handle_signals:
                 await root.start(run_signal_watcher, stopper.stop, stopper.force)
             api = TelegramApi(
-                http, settings.telegram_bot_token, base_url=str(settings.telegram_api_base), rng=rng
+                http, settings.token, base_url=str(settings.telegram_api_base), rng=rng
             )
             me = await wait_for_telegram(api, rng=rng)
+            pictures = _pictures(
+                settings, api, store, template, comfy_http, open_ws, rng, make_generator
+            )
             deps = Deps(
                 api=api, store=store, personas=personas, settings=settings,
                 llm=_llm(settings, http), rng=rng, now=now, bot_username=me.username,
-                images=_image_runtime(settings, template, comfy_http, open_ws, rng),
+                pictures=pictures,
             )  # fmt: skip
             log.info(
                 "bot @%s starting: replies=%s images=%s",
@@ -150,13 +159,16 @@ def _comfy_http(
     )
 
 
-def _image_runtime(
+def _pictures(
     settings: Settings,
+    api: TelegramApi,
+    store: Store,
     template: WorkflowTemplate | None,
     comfy_http: httpx.AsyncClient | None,
     open_ws: OpenWebsocket | None,
     rng: random.Random,
-) -> ImageRuntime | None:
+    make_generator: GeneratorFactory,
+) -> PicturesRuntime | None:
     """The picture machinery, or None without ``COMFYUI_BASE_URL``."""
     if settings.comfyui_base_url is None or comfy_http is None or template is None:
         return None
@@ -166,9 +178,11 @@ def _image_runtime(
     )
     spool_dir = settings.database_path.parent / "spool"
     spool_dir.mkdir(parents=True, exist_ok=True)
-    return ImageRuntime(
-        pool=GenerationPool(queue_size=settings.image_queue_size),
-        comfy=Comfy(client, follower, concurrency=settings.comfyui_concurrency),
+    board = StatusBoard(api, store.jobs)
+    return PicturesRuntime(
+        queue=JobQueue(size=settings.image_queue_size, on_change=board.show_places),
+        board=board,
+        generator=make_generator(client, follower, concurrency=settings.comfyui_concurrency),
         client=client,
         follower=follower,
         template=template,
@@ -177,17 +191,18 @@ def _image_runtime(
 
 
 async def _start_pictures(root: trio.Nursery, deps: Deps) -> None:
-    """The follower, the workers, the tickers, the preflight; then resume old jobs."""
-    images = deps.images
-    if images is not None:
-        await root.start(images.follower.run)
-        # Twice as many workers as ComfyUI slots (Comfy.generate holds at most
+    """The follower, the status board, the workers, the ticker, the preflight; then
+    resume old jobs."""
+    pictures = deps.pictures
+    if pictures is not None:
+        await root.start(pictures.follower.run)
+        await root.start(pictures.board.run)
+        # Twice as many workers as ComfyUI slots (the generator holds at most
         # COMFYUI_CONCURRENCY on the server): one job's prompt is built and another's
         # photo uploaded while the GPU already draws the next.
         workers = WORKERS_PER_SLOT * deps.settings.comfyui_concurrency
-        await root.start(partial(run_workers, count=workers), deps, images)
-        await root.start(run_chat_actions, deps, images)
-        await root.start(run_queue_positions, deps, images)
+        await root.start(partial(run_workers, count=workers), deps, pictures)
+        await root.start(run_chat_actions, deps, pictures)
         root.start_soon(run_preflight, deps)
     await root.start(resume_unfinished, deps)
 

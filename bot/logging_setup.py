@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final, TextIO
 
+from bot.telegram.redact import REDACTED, redact_token
+
 __all__ = ["EVENT_FIELDS_KEY", "RedactingFormatter", "setup_logging"]
 
 EVENT_FIELDS_KEY: Final = "event_fields"
-_TOKEN_PATTERN: Final = re.compile(r"\d{3,}:[A-Za-z0-9_-]{20,}")
-_REDACTED: Final = "<redacted>"
 _QUIET_LOGGERS: Final = ("httpx", "httpcore", "hpack", "trio-websocket")
 
 
@@ -39,8 +38,8 @@ class RedactingFormatter(logging.Formatter):
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
-        return _TOKEN_PATTERN.sub(_REDACTED, text)
+            text = text.replace(secret, REDACTED)
+        return redact_token(text)
 
     def _format_plain(self, record: logging.LogRecord) -> str:
         fields = getattr(record, EVENT_FIELDS_KEY, None)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from bot.callback_data import CancelJob, ChoosePersona, LookPress, decode
-from bot.telegram_types import CallbackQuery, Message, Update, User
+from bot.telegram.types import CallbackQuery, Message, Update, User
 from bot.texts import Lang, lang_of
 
 __all__ = [
@@ -132,7 +132,7 @@ class UnknownCallback:
 
     query_id: str
     user_id: int
-    language_code: str | None
+    lang: Lang
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,11 +228,10 @@ def _route_command(ctx: Context, text: str, *, bot_username: str | None) -> Comm
 
 def _route_callback(query: CallbackQuery) -> Command:
     user = query.from_
-    unknown = UnknownCallback(query.id, user.id, user.language_code)
+    unknown = UnknownCallback(query.id, user.id, lang_of(user.language_code))
     payload = decode(query.data)
     message = query.message
-    if payload is None or message is None or message.date == 0:
-        # date == 0 marks an "inaccessible message" (too old for the bot to see).
+    if payload is None or message is None or not message.is_accessible:
         return unknown
     ctx = _context(message, user)
     match payload:

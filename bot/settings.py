@@ -1,4 +1,4 @@
-"""Settings from ``.env`` and the environment (SPEC §4), checked once at start-up.
+"""Settings from ``.env`` and the environment, checked once at start-up.
 
 Examples::
 
@@ -12,19 +12,20 @@ A bad or missing value stops the start with one line that names the variable
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.telegram.redact import TOKEN_PATTERN
+
 __all__ = ["SECRET_FIELDS", "Settings", "SettingsError", "load_settings"]
 
 DEFAULT_TELEGRAM_API_BASE: Final = "https://api.telegram.org"
 SHIPPED_PERSONAS: Final = Path(__file__).with_name("personas.json")
 SECRET_FIELDS: Final = frozenset({"telegram_bot_token", "llm_api_key"})
-_TOKEN_SHAPE: Final = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{10,}$")
+_REQUIRED: Final = "{name} is required; set it in .env (see .env.example)"
 
 
 class SettingsError(Exception):
@@ -38,7 +39,8 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
 
-    telegram_bot_token: SecretStr
+    # Required to run the bot (``load_settings`` checks it); reports read the database only.
+    telegram_bot_token: SecretStr | None = None
     telegram_api_base: HttpUrl = HttpUrl(DEFAULT_TELEGRAM_API_BASE)
     database_path: Path = Path("data/bot.db")
     personas_file: Path = SHIPPED_PERSONAS
@@ -65,12 +67,14 @@ class Settings(BaseSettings):
 
     @field_validator("telegram_bot_token")
     @classmethod
-    def _token_shape(cls, value: SecretStr) -> SecretStr:
-        if not _TOKEN_SHAPE.match(value.get_secret_value()):
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not TOKEN_PATTERN.fullmatch(value.get_secret_value()):
             raise ValueError("does not look like a bot token from @BotFather (digits:secret)")
         return value
 
-    @field_validator("comfyui_base_url", "llm_base_url", "llm_api_key", mode="before")
+    @field_validator(
+        "telegram_bot_token", "comfyui_base_url", "llm_base_url", "llm_api_key", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -100,26 +104,38 @@ class Settings(BaseSettings):
 
     @property
     def images_available(self) -> bool:
-        """The «👁️ Посмотреть» button is shown (SPEC §3.1)."""
+        """The «👁️ Посмотреть» button is shown (in private chats)."""
         return self.image_enabled and self.comfyui_base_url is not None
 
     @property
-    def llm_configured(self) -> bool:
-        return self.llm_base_url is not None
+    def token(self) -> SecretStr:
+        """The bot token; ``load_settings`` made sure it is set."""
+        if self.telegram_bot_token is None:
+            raise SettingsError(_REQUIRED.format(name="TELEGRAM_BOT_TOKEN"))
+        return self.telegram_bot_token
+
+    def is_admin(self, user_id: int) -> bool:
+        """May *user_id* run ``/grant``, ``/subscribe`` and ``/stats``?"""
+        return user_id in self.admin_user_ids
 
 
-def load_settings(*, env_file: str | Path | None = ".env", **overrides: object) -> Settings:
+def load_settings(
+    *, env_file: str | Path | None = ".env", require_token: bool = True, **overrides: object
+) -> Settings:
     """Read the settings, or raise :class:`SettingsError` with one line per problem.
 
     *overrides* replace values (tests); the environment and *env_file* fill the rest.
+    *require_token* is False only for commands that read the database and nothing else.
     """
     try:
         # ``_env_file`` is pydantic-settings' init-time override of model_config's file.
         factory: Any = Settings
         settings: Settings = factory(_env_file=env_file, **overrides)
-        return settings
     except ValidationError as exc:
         raise SettingsError("; ".join(_describe(error) for error in exc.errors())) from None
+    if require_token and settings.telegram_bot_token is None:
+        raise SettingsError(_REQUIRED.format(name="TELEGRAM_BOT_TOKEN"))
+    return settings
 
 
 def _describe(error: object) -> str:
@@ -127,7 +143,7 @@ def _describe(error: object) -> str:
     field = str(error["loc"][0]) if error.get("loc") else "?"
     name = field.upper()
     if error.get("type") == "missing":
-        return f"{name} is required; set it in .env (see .env.example)"
+        return _REQUIRED.format(name=name)
     message = str(error.get("msg", "invalid value"))
     if field in SECRET_FIELDS:
         return f"{name}: {message}"

@@ -12,22 +12,18 @@ from typing import Final
 
 import trio
 
-from bot.backoff import backoff_delays
-from bot.telegram_api import TelegramApi
-from bot.telegram_errors import TelegramError, TelegramUnauthorized
-from bot.telegram_types import BotCommand, User
+from bot.telegram.client import TelegramApi
+from bot.telegram.errors import TelegramError, TelegramUnauthorized
+from bot.telegram.types import BotCommand, User
+from bot.texts import COMMAND_MENU
+from comfy.backoff import backoff_delays
 
-__all__ = ["COMMANDS", "set_commands", "wait_for_telegram"]
+__all__ = ["set_commands", "wait_for_telegram"]
 
 log = logging.getLogger(__name__)
 
+STARTUP_BACKOFF_INITIAL_S: Final = 2.0
 STARTUP_BACKOFF_MAX_S: Final = 60.0
-COMMANDS: Final = {
-    "ru": [("start", "начать и выбрать персонажа"), ("persona", "сменить персонажа"),
-           ("balance", "сколько картинок осталось"), ("help", "что я умею")],
-    "en": [("start", "start and choose a persona"), ("persona", "switch persona"),
-           ("balance", "images left"), ("help", "what I can do")],
-}  # fmt: skip
 
 
 async def wait_for_telegram(api: TelegramApi, *, rng: random.Random) -> User:
@@ -36,7 +32,9 @@ async def wait_for_telegram(api: TelegramApi, *, rng: random.Random) -> User:
     Raises:
         TelegramUnauthorized: the token is wrong.
     """
-    delays = backoff_delays(initial_s=2.0, maximum_s=STARTUP_BACKOFF_MAX_S, rng=rng)
+    delays = backoff_delays(
+        initial_s=STARTUP_BACKOFF_INITIAL_S, maximum_s=STARTUP_BACKOFF_MAX_S, rng=rng
+    )
     while True:
         try:
             return await api.get_me()
@@ -50,7 +48,7 @@ async def wait_for_telegram(api: TelegramApi, *, rng: random.Random) -> User:
 
 async def set_commands(api: TelegramApi) -> None:
     """The command menu in both languages; cosmetic, so failures are only logged."""
-    for lang, commands in COMMANDS.items():
+    for lang, commands in COMMAND_MENU.items():
         try:
             await api.set_my_commands(
                 [BotCommand(command=c, description=d) for c, d in commands],

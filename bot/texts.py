@@ -1,20 +1,38 @@
-"""Every user-facing string, in Russian (the default) and English (SPEC §3.7).
+"""Every user-facing string, in Russian (the default) and English.
 
-``t(key, lang, **params)`` picks the language from the user's Telegram
-``language_code``: English for ``en*``, Russian for everything else.
+``t(key, lang, **params)`` takes a Telegram ``language_code`` (``en-US``, ``ru``, ``None``)
+or an already chosen :data:`Lang`; :func:`lang_of` is the one rule that picks the
+language: English for ``en*``, Russian for everything else.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal
 
-__all__ = ["LOOK_BUTTON", "Lang", "lang_of", "t"]
+__all__ = ["COMMAND_MENU", "LOOK_BUTTON", "Lang", "lang_of", "t"]
 
 Lang = Literal["ru", "en"]
 
 LOOK_BUTTON: Final = "👁️ Посмотреть"
 
+# The command menu Telegram shows beside the input field (setMyCommands), per language.
+COMMAND_MENU: Final[dict[Lang, tuple[tuple[str, str], ...]]] = {
+    "ru": (
+        ("start", "начать и выбрать персонажа"),
+        ("persona", "сменить персонажа"),
+        ("balance", "сколько картинок осталось"),
+        ("help", "что я умею"),
+    ),
+    "en": (
+        ("start", "start and choose a persona"),
+        ("persona", "switch persona"),
+        ("balance", "images left"),
+        ("help", "what I can do"),
+    ),
+}
+
 _TEXTS: Final[dict[str, dict[Lang, str]]] = {
+    "friend": {"ru": "друг", "en": "friend"},  # the greeting's name when Telegram gives none
     "greeting": {
         "ru": "Привет, {name}! Я бот-собеседник. Выбери, с кем хочешь поговорить:",
         "en": "Hi, {name}! I am a chat companion bot. Choose who you want to talk to:",
@@ -48,10 +66,6 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "ru": "Подписка до {until} (UTC): ещё {left} из {daily} картинок сегодня.",
         "en": "Subscription until {until} (UTC): {left} of {daily} images left today.",
     },
-    "no_button_in_groups": {
-        "ru": "Картинки доступны только в личном чате с ботом.",
-        "en": "Pictures are available only in a private chat with the bot.",
-    },
     "llm_fallback": {
         "ru": "Прости, я сейчас задумался и потерял мысль. Напиши ещё раз чуть позже?",
         "en": "Sorry, I lost my train of thought. Could you write again a bit later?",
@@ -71,7 +85,6 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "The picture for this message is already being drawn.",
     },
     "toast_resent": {"ru": "Вот она ещё раз.", "en": "Here it is again."},
-    "toast_disabled": {"ru": "Картинки сейчас выключены.", "en": "Pictures are turned off."},
     "toast_stale": {
         "ru": "Эта кнопка больше не работает.",
         "en": "This button no longer works.",
@@ -138,16 +151,33 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "ru": "Подписка пользователя {user_id} действует до {until} (UTC).",
         "en": "User {user_id} is subscribed until {until} (UTC).",
     },
+    # The picture report: /stats for admins, python -m bot stats for operators (English).
+    "stats_usage": {
+        "ru": "Использование: /stats [30m | 12h | 7d | 2w | 2026-11-01]",
+        "en": "Usage: /stats [30m | 12h | 7d | 2w | 2026-11-01]",
+    },
+    "stats_title": {
+        "ru": "Картинки, {since} → {until} UTC",
+        "en": "Pictures, {since} → {until} UTC",
+    },
+    "stats_empty": {"ru": "За это время нажатий не было.", "en": "No presses in this window."},
+    "stats_presses": {"ru": "нажатий", "en": "presses"},
+    "stats_generated": {"ru": "нарисовано", "en": "generated"},
+    "stats_failed": {"ru": "не вышло", "en": "failed"},
+    "stats_other": {"ru": "другое", "en": "other"},
+    "stats_rate": {"ru": "успех", "en": "success rate"},
+    "stats_p50": {"ru": "время p50", "en": "time p50"},
+    "stats_p95": {"ru": "время p95", "en": "time p95"},
+    "stats_persona": {"ru": "персонаж", "en": "persona"},
 }
 
 
 def lang_of(language_code: str | None) -> Lang:
-    """English for English-speaking Telegram users, Russian for everyone else."""
+    """English for English-speaking Telegram users (``en``, ``en-US``), Russian otherwise."""
     return "en" if language_code and language_code.lower().startswith("en") else "ru"
 
 
-def t(key: str, lang: str = "ru", /, **params: object) -> str:
-    """The text *key* in *lang* with *params* filled in."""
-    variants = _TEXTS[key]
-    template = variants["en"] if lang == "en" else variants["ru"]
+def t(key: str, lang: str | None = "ru", /, **params: object) -> str:
+    """The text *key* in the language :func:`lang_of` picks for *lang*, *params* filled in."""
+    template = _TEXTS[key][lang_of(lang)]
     return template.format(**params) if params else template

@@ -1,13 +1,17 @@
-"""One update in: route it, call its handler, and deal with the errors every handler shares."""
+"""One update in: route it, call its feature's handler, deal with what every handler shares.
+
+This is the one place that knows every feature: each command goes to exactly one handler.
+The admin check is here too, once, before any admin command runs.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Final
 
-from bot.accounts import handle_admin, handle_balance
-from bot.deps import Deps
-from bot.handlers import (
+from bot.accounts.commands import handle_balance, handle_grant, handle_subscribe
+from bot.chat.handlers import (
     handle_chat_text,
     handle_help,
     handle_non_text,
@@ -17,7 +21,9 @@ from bot.handlers import (
     handle_unknown_callback,
     handle_unknown_command,
 )
-from bot.images import handle_cancel, request_image_on_demand
+from bot.deps import Deps
+from bot.ops.stats import handle_stats
+from bot.pictures.press import handle_cancel, request_image_on_demand
 from bot.routing import (
     AdminCmd,
     BalanceCmd,
@@ -36,9 +42,9 @@ from bot.routing import (
     UnknownCmd,
     route,
 )
-from bot.stats import handle_stats
-from bot.telegram_errors import TelegramForbidden
-from bot.telegram_types import Update
+from bot.telegram.errors import TelegramForbidden
+from bot.telegram.types import Update
+from bot.texts import t
 
 __all__ = ["dispatch_command", "make_handler"]
 
@@ -72,10 +78,8 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_persona(deps, command)
         case BalanceCmd():
             await handle_balance(deps, command)
-        case AdminCmd(name="stats"):
-            await handle_stats(deps, command)
         case AdminCmd():
-            await handle_admin(deps, command)
+            await _admin(deps, command)
         case UnknownCmd():
             await handle_unknown_command(deps, command)
         case ChatText():
@@ -99,3 +103,19 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             deps.store.users.set_blocked(command.user_id, blocked=command.blocked, now=deps.now())
         case Ignored():
             log.debug("update ignored: %s", command.why)
+
+
+_ADMIN_HANDLERS: Final = {
+    "grant": handle_grant,
+    "subscribe": handle_subscribe,
+    "stats": handle_stats,
+}
+
+
+async def _admin(deps: Deps, command: AdminCmd) -> None:
+    """``ADMIN_USER_IDS`` may run admin commands; everyone else is told so."""
+    if not deps.settings.is_admin(command.ctx.user_id):
+        log.warning("admin command refused user=%s command=%s", command.ctx.user_id, command.name)
+        await deps.api.send_message(command.ctx.chat_id, t("admin_only", command.ctx.lang))
+        return
+    await _ADMIN_HANDLERS[command.name](deps, command)

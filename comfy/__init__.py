@@ -22,11 +22,12 @@ from comfy.errors import (
     PromptRejected,
 )
 from comfy.follower import Follower, OpenWebsocket, websocket_opener
-from comfy.jobs import Comfy, GeneratedImage, JobProgress, ProgressStage
+from comfy.generate import Comfy, GeneratedImage, JobProgress, ProgressStage
 from comfy.preflight import MissingModel, check_models
-from comfy.workflow import PromptParams, WorkflowError, WorkflowTemplate
+from comfy.workflow import MAX_SEED, PromptParams, WorkflowError, WorkflowTemplate
 
 __all__ = [
+    "MAX_SEED",
     "Comfy",
     "ComfyClient",
     "ComfyError",

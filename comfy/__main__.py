@@ -26,7 +26,7 @@ import trio
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from comfy.follower import Follower, OpenWebsocket, websocket_opener
-from comfy.jobs import Comfy, GeneratedImage, JobProgress, ProgressStage
+from comfy.generate import Comfy, GeneratedImage, JobProgress, ProgressStage
 from comfy.preflight import check_models
 from comfy.workflow import MAX_SEED, PromptParams, WorkflowError, WorkflowTemplate
 

@@ -36,7 +36,7 @@ Rules:
 
 Cancellation: this module never awaits, so it cannot be interrupted halfway. The awaits
 are in ``comfy.follower`` (reading the socket: a cancel there loses nothing, the next
-reconnect reconciles) and ``comfy.jobs`` (submit, wait, download: a cancel there runs the
+reconnect reconciles) and ``comfy.generate`` (submit, wait, download: a cancel there runs the
 shielded cleanup that deletes or interrupts the prompt on ComfyUI).
 """
 

@@ -108,6 +108,14 @@ class Jobs:
         rows = self._db.query(f"SELECT * FROM jobs WHERE state IN {_ACTIVE_SQL} ORDER BY rowid")
         return [row_to_job(row) for row in rows]
 
+    def finished_with_status_message(self) -> list[Job]:
+        """Final jobs whose status message was not deleted (the process stopped first)."""
+        rows = self._db.query(
+            f"SELECT * FROM jobs WHERE state NOT IN {_ACTIVE_SQL}"
+            " AND status_message_id IS NOT NULL ORDER BY rowid"
+        )
+        return [row_to_job(row) for row in rows]
+
     def active_chats(self) -> list[int]:
         """Chats with a picture waiting, being drawn or being delivered."""
         rows = self._db.query(f"SELECT DISTINCT chat_id FROM jobs WHERE state IN {_ACTIVE_SQL}")

@@ -1,4 +1,4 @@
-"""Retry policy: the delay series and the transient/permanent split (no event loop)."""
+"""Retry delays: the series of waits between attempts (no event loop)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.backoff import backoff_delays, is_transient
-from bot.telegram_errors import (
-    TelegramBadRequest,
-    TelegramConflict,
-    TelegramError,
-    TelegramForbidden,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-    TelegramUnauthorized,
-)
+from comfy.backoff import backoff_delays
 
 
 def take(n: int, delays: Iterator[float]) -> list[float]:
@@ -78,22 +68,3 @@ def test_delays_stay_within_zero_and_maximum(
 def test_bad_options_are_refused_with_the_value(options: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         backoff_delays(rng=random.Random(0), **options)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("exc", "transient"),
-    [
-        (TelegramRetryAfter("sendMessage", "Too Many Requests", retry_after=3), True),
-        (TelegramServerError("sendMessage", "Internal Server Error", error_code=500), True),
-        (TelegramServerError("sendMessage", "reply is not a Bot API envelope"), True),
-        (TelegramNetworkError("sendMessage", "ConnectError: refused"), True),
-        (TelegramBadRequest("sendMessage", "Bad Request: chat not found"), False),
-        (TelegramUnauthorized("getMe", "Unauthorized"), False),
-        (TelegramForbidden("sendMessage", "Forbidden: bot was blocked by the user"), False),
-        (TelegramConflict("getUpdates", "Conflict: terminated by other getUpdates"), False),
-        (TelegramError("sendMessage", "Not Found", error_code=404), False),
-        (ValueError("not a Telegram error"), False),
-    ],
-)
-def test_transient_errors_are_429_5xx_and_network(exc: BaseException, transient: bool) -> None:
-    assert is_transient(exc) is transient

@@ -115,6 +115,17 @@ async def test_forged_callback_is_answered_and_ignored(
     await bot.stop()
 
 
+async def test_a_stale_persona_button_answers_an_en_us_user_in_english(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    bot = await start_bot(nursery, tmp_path, fake_telegram)
+    # A persona keyboard Telegram no longer shows: the press arrives without its message.
+    query = fake_telegram.user_presses(999, "persona:max", language_code="en-US")
+    await fake_telegram.wait_for(lambda: query in fake_telegram.callback_answers)
+    assert fake_telegram.callback_answers[query].text == t("toast_stale", "en")
+    await bot.stop()
+
+
 async def test_llm_reply_with_persona_prompt_and_history(
     nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
 ) -> None:

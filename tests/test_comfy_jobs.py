@@ -25,7 +25,7 @@ from comfy import (
     PromptRejected,
     WorkflowTemplate,
 )
-from comfy.jobs import WAIT_CONNECTED_S
+from comfy.generate import WAIT_CONNECTED_S
 from tests.fakes.comfy import PNG_MAGIC, JobScript, Outcome, open_fake_comfy
 from tests.fakes.comfy_fixtures import ComfyStack, open_comfy_stack
 

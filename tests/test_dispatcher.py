@@ -11,8 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from bot.dispatcher import lane_key, run_dispatcher
-from bot.telegram_types import Update
+from bot.telegram.dispatcher import lane_key, run_dispatcher
+from bot.telegram.types import Update
 from tests.fakes.telegram import MemoryInbox
 
 CHAT_A = 5_000_000_001
@@ -113,7 +113,7 @@ async def test_a_failing_handler_is_logged_and_the_update_marked_done(
     await dispatch_all(updates, handle, inbox)
     assert handled == ["after"]
     assert inbox.done == [1, 2]
-    failures = [r for r in caplog.records if r.name == "bot.dispatcher"]
+    failures = [r for r in caplog.records if r.name == "bot.telegram.dispatcher"]
     assert [(r.levelno, r.getMessage()) for r in failures] == [
         (logging.ERROR, "telegram_handler_failed update_id=1 type=message")
     ]
@@ -173,7 +173,7 @@ async def test_a_flooding_chat_drops_beyond_its_lane(
             await send.send(message(3, CHAT_A, "dropped"))
     assert handled == ["first", "queued"]
     assert inbox.done == [3, 1, 2]
-    dropped = [r.getMessage() for r in caplog.records if r.name == "bot.dispatcher"]
+    dropped = [r.getMessage() for r in caplog.records if r.name == "bot.telegram.dispatcher"]
     assert dropped == [
         f"telegram_update_dropped update_id=3 lane=chat:{CHAT_A} reason=lane full (1 queued)"
     ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.doctor import Check, doctor_main, run_checks
+from bot.ops.doctor import Check, doctor_main, run_checks
 from bot.settings import Settings, load_settings
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
@@ -116,6 +116,6 @@ def test_doctor_main_reports_bad_settings_and_exits_1(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
-    assert doctor_main([]) == 1
+    assert doctor_main() == 1
     out = capsys.readouterr().out
     assert out.startswith("✗ settings: TELEGRAM_BOT_TOKEN is required")

@@ -11,9 +11,9 @@ import pytest
 import trio
 from pydantic import SecretStr
 
-from bot.telegram_api import TelegramApi
-from bot.telegram_errors import TelegramNetworkError
-from bot.telegram_types import CallbackQuery, Update
+from bot.telegram.client import TelegramApi
+from bot.telegram.errors import TelegramNetworkError
+from bot.telegram.types import CallbackQuery, Update
 from tests.fakes.loopback_http import serve_handler
 from tests.fakes.telegram import (
     CONFLICT_OTHER_POLL,

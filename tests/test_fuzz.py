@@ -17,8 +17,8 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.polling import parse_update
 from bot.routing import route
+from bot.telegram.polling import parse_update
 from comfy.events import parse_ws_message
 from comfy.protocol import JobTracker
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trio
 
-from bot.status import MIN_EDIT_INTERVAL_S
+from bot.pictures.status import MIN_EDIT_INTERVAL_S
 from bot.texts import LOOK_BUTTON, t
 from store import Store
 from tests.fakes.comfy import FakeComfy, JobScript, Outcome
@@ -21,6 +21,11 @@ USER = DEFAULT_USER_ID
 
 def photos(tg: FakeTelegram, chat_id: int = USER) -> list[SentRecord]:
     return [s for s in tg.sent if s.kind in ("photo", "document") and s.chat_id == chat_id]
+
+
+def not_status(tg: FakeTelegram) -> list[SentRecord]:
+    """What the bot sent, without the jobs' status messages (they come and go on their own)."""
+    return [s for s in tg.sent if not (s.text or "").startswith("🎨")]
 
 
 def events(store: Store) -> list[tuple[str, str | None]]:
@@ -284,7 +289,7 @@ async def test_generation_errors_release_the_image_and_tell_the_user(
     setup(comfy)
     await press_look(fake_telegram, reply)
     await wait_job_settled(bot)
-    notice = fake_telegram.sent[-1]
+    notice = not_status(fake_telegram)[-1]
     assert notice.text == t("fail_generation", "ru")
     assert notice.reply_to_message_id == reply.message_id
     assert photos(fake_telegram) == []
@@ -361,7 +366,7 @@ async def test_telegram_refusing_photo_and_document_is_a_send_error(
     reply = await say_and_get_reply(fake_telegram)
     await press_look(fake_telegram, reply)
     await wait_job_settled(bot)
-    assert fake_telegram.sent[-1].text == t("fail_send", "ru")
+    assert not_status(fake_telegram)[-1].text == t("fail_send", "ru")
     assert balance(bot) == 1
     with bot.store() as store:
         assert events(store)[-1] == ("image_failed", "send_error")
@@ -626,7 +631,13 @@ async def test_waiting_jobs_show_uploading_and_their_place_moving_up(
         reply = await say_and_get_reply(fake_telegram, user_id=user)
         await press_look(fake_telegram, reply, user_id=user)
     pressed_at = trio.current_time()
-    [status] = [s for s in fake_telegram.sent if s.chat_id == fourth and s.text and "🎨" in s.text]
+
+    def status_messages() -> list[SentRecord]:
+        return [s for s in fake_telegram.sent if s.chat_id == fourth and "🎨" in (s.text or "")]
+
+    await fake_telegram.wait_for(lambda: status_messages() != [])
+    [status] = status_messages()
+    assert status.at == pressed_at  # posted with the press's answer
     assert status.text == t("status_queued", "ru", position=2)
     await trio.sleep(18)  # the first picture is still being drawn
     waiting_actions = [

@@ -14,21 +14,21 @@ import pytest
 import trio
 from pydantic import SecretStr
 
-from bot.backoff import backoff_delays
-from bot.dispatcher import run_dispatcher
-from bot.polling import (
+from bot.telegram.client import DEFAULT_MAX_ATTEMPTS, LONG_POLL_MARGIN_S, TelegramApi
+from bot.telegram.dispatcher import run_dispatcher
+from bot.telegram.errors import TelegramUnauthorized
+from bot.telegram.inbox import Inbox
+from bot.telegram.polling import (
     ALLOWED_UPDATES,
     CONFLICT_BACKOFF_INITIAL_S,
     CONFLICT_BACKOFF_MAXIMUM_S,
     ERROR_BACKOFF_INITIAL_S,
     ERROR_BACKOFF_MAXIMUM_S,
-    UpdateInbox,
     prepare_polling,
     run_polling,
 )
-from bot.telegram_api import DEFAULT_MAX_ATTEMPTS, LONG_POLL_MARGIN_S, TelegramApi
-from bot.telegram_errors import TelegramUnauthorized
-from bot.telegram_types import Update
+from bot.telegram.types import Update
+from comfy.backoff import backoff_delays
 from store import Store, open_store
 from tests.fakes.telegram import (
     CONFLICT_OTHER_POLL,
@@ -55,7 +55,7 @@ def conflict_delays() -> list[float]:
 
 
 async def start_polling(
-    nursery: trio.Nursery, api: TelegramApi, inbox: UpdateInbox
+    nursery: trio.Nursery, api: TelegramApi, inbox: Inbox
 ) -> trio.MemoryReceiveChannel[Update]:
     send, receive = trio.open_memory_channel[Update](100)
     poll = partial(run_polling, api, inbox, send, rng=random.Random(POLL_SEED))
@@ -121,7 +121,7 @@ async def test_closes_its_output_when_cancelled(
 
 
 async def restart_neither_loses_nor_repeats(
-    api: TelegramApi, fake: FakeTelegram, open_inbox: Callable[[], UpdateInbox]
+    api: TelegramApi, fake: FakeTelegram, open_inbox: Callable[[], Inbox]
 ) -> None:
     ids = [fake.user_says(text) for text in ("раз", "два", "три")]
     inbox = open_inbox()
@@ -156,7 +156,7 @@ async def test_restart_with_the_sqlite_store_neither_loses_nor_repeats(
 ) -> None:
     opened: list[Store] = []
 
-    def open_inbox() -> UpdateInbox:
+    def open_inbox() -> Inbox:
         for store in opened:
             store.close()
         opened.append(open_store(tmp_path / "bot.db"))
@@ -204,7 +204,7 @@ async def test_prepare_polling_deletes_a_webhook_with_one_log_line(
     await prepare_polling(telegram_api)
     assert fake_telegram.webhook_url == ""
     assert fake_telegram.calls == ["getWebhookInfo", "deleteWebhook"]
-    lines = [r.getMessage() for r in caplog.records if r.name == "bot.polling"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.telegram.polling"]
     assert len(lines) == 1
     assert lines[0].startswith("telegram_webhook_deleted: a webhook was set")
     await prepare_polling(telegram_api)
@@ -276,7 +276,7 @@ async def test_a_wrong_token_stops_polling_with_one_line(
         send, _receive = trio.open_memory_channel[Update](1)
         with pytest.raises(TelegramUnauthorized):
             await run_polling(api, MemoryInbox(), send)
-    stopped = [r for r in caplog.records if r.name == "bot.polling"]
+    stopped = [r for r in caplog.records if r.name == "bot.telegram.polling"]
     assert [(r.levelno, r.getMessage()) for r in stopped] == [
         (
             logging.ERROR,

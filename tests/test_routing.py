@@ -22,7 +22,7 @@ from bot.routing import (
     UnknownCmd,
     route,
 )
-from bot.telegram_types import Update
+from bot.telegram.types import Update
 
 USER = {"id": 42, "is_bot": False, "first_name": "Аня", "language_code": "en"}
 PRIVATE = {"id": 42, "type": "private"}

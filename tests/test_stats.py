@@ -11,24 +11,26 @@ from pathlib import Path
 
 import pytest
 
+from bot.__main__ import build_parser
+from bot.__main__ import main as bot_main
 from bot.analytics import Reason
 from bot.deps import Deps
-from bot.personas import load_personas
-from bot.routing import AdminCmd, Context
-from bot.settings import SHIPPED_PERSONAS, load_settings
-from bot.stats import (
+from bot.ops.report import (
     MAX_MESSAGE_CHARS,
     NO_PERSONA,
     format_json,
     format_text,
-    handle_stats,
     nearest_rank,
     parse_since,
-    stats_main,
     summarize,
 )
-from bot.telegram_api import TelegramApi
+from bot.ops.stats import handle_stats, stats_main
+from bot.personas import load_personas
+from bot.routing import AdminCmd, Context
+from bot.settings import SHIPPED_PERSONAS, load_settings
+from bot.telegram.client import TelegramApi
 from bot.texts import t
+from bot.update_handler import dispatch_command
 from store import EventRecord, Store, open_store
 from store.stats import ImageEventRow
 from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
@@ -310,7 +312,8 @@ def database(tmp_path: Path) -> Path:
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = stats_main(argv, now=fixed_now)
+    """``python -m bot stats *argv*`` at :data:`NOW`."""
+    code = stats_main(build_parser().parse_args(["stats", *argv]), now=fixed_now)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -407,7 +410,8 @@ def test_stats_main_bad_since_is_one_line(
 def test_stats_main_unknown_option_is_argparse_usage_error(
     database: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(["--database", str(database), "--days", "7"], capsys)
+    code = bot_main(["stats", "--database", str(database), "--days", "7"])
+    out, err = capsys.readouterr()
     assert (code, out) == (2, "")
     assert "unrecognized arguments: --days 7" in err
 
@@ -502,5 +506,5 @@ async def test_admin_bad_window_gets_the_usage_line(
 async def test_non_admin_is_refused(deps: Deps, store: Store, fake_telegram: FakeTelegram) -> None:
     add_events(store)
     fake_telegram.user_says("x", user_id=STRANGER)
-    await handle_stats(deps, stats_cmd(STRANGER, language_code="ru"))
+    await dispatch_command(deps, stats_cmd(STRANGER, language_code="ru"))
     assert fake_telegram.texts_to(STRANGER) == [t("admin_only", "ru")]

@@ -12,9 +12,8 @@ import pytest
 import trio
 from pydantic import SecretStr
 
-from bot.backoff import backoff_delays
-from bot.telegram_api import DEFAULT_MAX_ATTEMPTS, TelegramApi
-from bot.telegram_errors import (
+from bot.telegram.client import DEFAULT_MAX_ATTEMPTS, TelegramApi
+from bot.telegram.errors import (
     TelegramBadRequest,
     TelegramConflict,
     TelegramError,
@@ -25,7 +24,8 @@ from bot.telegram_errors import (
     TelegramUnauthorized,
     parse_response,
 )
-from bot.telegram_types import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
+from bot.telegram.types import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
+from comfy.backoff import backoff_delays
 from tests.fakes.telegram import (
     BOT_USER_ID,
     DEFAULT_USER_ID,
@@ -346,9 +346,9 @@ async def test_each_retry_is_one_warning_line(
 ) -> None:
     fake_telegram.user_says("привет")
     fake_telegram.fail_next("sendMessage", 429, "Too Many Requests: retry after 3", retry_after=3)
-    with caplog.at_level(logging.WARNING, logger="bot.telegram_api"):
+    with caplog.at_level(logging.WARNING, logger="bot.telegram.client"):
         await telegram_api.send_message(CHAT, "ответ")
-    lines = [r.getMessage() for r in caplog.records if r.name == "bot.telegram_api"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.telegram.client"]
     assert len(lines) == 1
     assert lines[0].startswith(
         "telegram_retry method=sendMessage failures=0/5 rate_limited=1 delay_s=3.000 "

@@ -25,7 +25,7 @@ import trio
 
 from comfy.client import ComfyClient
 from comfy.follower import Follower
-from comfy.jobs import Comfy
+from comfy.generate import Comfy
 from tests.fakes.comfy import FakeComfy
 
 __all__ = [

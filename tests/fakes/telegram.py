@@ -149,7 +149,7 @@ class _ApiError(Exception):
 
 @dataclass
 class MemoryInbox:
-    """An in-memory ``bot.polling.UpdateInbox`` with the store's semantics."""
+    """An in-memory ``bot.telegram.inbox.Inbox`` with the store's semantics."""
 
     offset: int | None = None
     inbox: dict[int, str] = field(default_factory=dict)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.telegram_api import TelegramApi
+from bot.telegram.client import TelegramApi
 from tests.fakes.telegram import FAKE_BASE_URL, FakeTelegram
 
 __all__ = ["API_SEED", "fake_telegram", "telegram_api"]

@@ -1,7 +1,7 @@
-"""Getting a finished picture to the user: as a photo, else as a document (SPEC §10).
+"""Getting a finished picture to the user: as a photo, else as a document.
 
-Telegram refuses some photos (over 10 MB, odd dimensions: ENGINEERING E8) with a 400;
-the same bytes then go as a document, which has no such limits.
+Telegram refuses some photos (over 10 MB, sides over 10000 px in total, a side ratio over
+20) with a 400; the same bytes then go as a document, which has no such limits.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import logging
 
 from bot.analytics import EventName, log_event
 from bot.deps import Deps
-from bot.telegram_errors import TelegramBadRequest, TelegramError, TelegramForbidden
-from bot.telegram_types import Message
+from bot.telegram.errors import TelegramBadRequest, TelegramError, TelegramForbidden
+from bot.telegram.types import Message
 from store import SentMessage
 
 __all__ = ["DeliveryFailed", "file_id_of", "resend", "send_picture"]
@@ -62,19 +62,14 @@ async def send_picture(
     return file_id_of(message)
 
 
-async def resend(deps: Deps, sent: SentMessage) -> None:
-    """A press after delivery: the same picture again by ``file_id``, free."""
-    assert sent.photo_file_id is not None
+async def resend(deps: Deps, sent: SentMessage, file_id: str) -> None:
+    """A press after delivery: the same picture again by its ``file_id``, free."""
     try:
         try:
-            await deps.api.send_photo(
-                sent.chat_id, sent.photo_file_id, reply_to_message_id=sent.message_id
-            )
+            await deps.api.send_photo(sent.chat_id, file_id, reply_to_message_id=sent.message_id)
         except TelegramBadRequest:
             # Delivered as a document: its file_id is not a photo's.
-            await deps.api.send_document(
-                sent.chat_id, sent.photo_file_id, reply_to_message_id=sent.message_id
-            )
+            await deps.api.send_document(sent.chat_id, file_id, reply_to_message_id=sent.message_id)
     except TelegramError as exc:
         log.warning("resend failed chat=%s message=%s: %s", sent.chat_id, sent.message_id, exc)
         return

@@ -20,8 +20,8 @@ from typing import Final
 
 import trio
 
-from bot.polling import UpdateInbox
-from bot.telegram_types import Update
+from bot.telegram.inbox import Inbox
+from bot.telegram.types import Update
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT",
@@ -37,7 +37,7 @@ LANE_CAPACITY: Final = 64  # queued updates per chat; more are dropped (a flood)
 LaneKey = tuple[str, int]
 Handler = Callable[[Update], Awaitable[None]]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 def lane_key(update: Update) -> LaneKey:
@@ -59,7 +59,7 @@ def lane_key(update: Update) -> LaneKey:
 async def run_dispatcher(
     updates_in: trio.MemoryReceiveChannel[Update],
     handle: Handler,
-    inbox: UpdateInbox,
+    inbox: Inbox,
     *,
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     lane_capacity: int = LANE_CAPACITY,
@@ -89,7 +89,7 @@ async def run_dispatcher(
             try:
                 lane.send_nowait(update)
             except trio.WouldBlock:
-                logger.warning(
+                log.warning(
                     "telegram_update_dropped update_id=%d lane=%s:%d reason=lane full (%d queued)",
                     update.update_id,
                     key[0],
@@ -104,7 +104,7 @@ async def _run_lane(
     lane_in: trio.MemoryReceiveChannel[Update],
     lanes: dict[LaneKey, trio.MemorySendChannel[Update]],
     handle: Handler,
-    inbox: UpdateInbox,
+    inbox: Inbox,
     limiter: trio.CapacityLimiter,
 ) -> None:
     # The lane ends the moment its queue is empty. Between receive_nowait() failing and
@@ -121,13 +121,13 @@ async def _run_lane(
 
 
 async def _handle_one(
-    update: Update, handle: Handler, inbox: UpdateInbox, limiter: trio.CapacityLimiter
+    update: Update, handle: Handler, inbox: Inbox, limiter: trio.CapacityLimiter
 ) -> None:
     async with limiter:
         try:
             await handle(update)
         except Exception:
-            logger.exception(
+            log.exception(
                 "telegram_handler_failed update_id=%d type=%s", update.update_id, update.kind
             )
     inbox.mark_done(update.update_id)

@@ -19,12 +19,12 @@ log = logging.getLogger(__name__)
 
 async def run_preflight(deps: Deps) -> None:
     """Log what ComfyUI lacks; runs once, in the background."""
-    if deps.images is None:
+    if deps.pictures is None:
         return
     checkpoints = deps.personas.checkpoints(deps.settings.comfyui_default_checkpoint)
     try:
         missing = await check_models(
-            deps.images.client,
+            deps.pictures.client,
             checkpoint=checkpoints[0],
             loras=deps.personas.lora_files(),
         )

@@ -3,11 +3,11 @@
 The bot token sits in the path of every request URL (``/bot<token>/<method>``), and httpx
 puts that URL into its exceptions and its request log lines (ENGINEERING B6). So this
 client never calls ``raise_for_status``: it reads the JSON envelope itself
-(:func:`bot.telegram_errors.parse_response`), translates transport errors into
+(:func:`bot.telegram.errors.parse_response`), translates transport errors into
 :class:`TelegramNetworkError` with no link to the httpx exception, and installs a
 redacting filter on the ``httpx`` logger.
 
-Retries follow :mod:`bot.backoff`: a 429 waits ``retry_after``; a 5xx, a non-JSON reply or
+Retries follow :mod:`comfy.backoff`: a 429 waits ``retry_after``; a 5xx, a non-JSON reply or
 a network error waits a jittered backoff delay; other errors raise at once.
 """
 
@@ -25,17 +25,18 @@ import trio
 from pydantic import SecretStr, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
-from bot.backoff import backoff_delays
-from bot.telegram_errors import (
+from bot.telegram.errors import (
+    RETRIED_ERRORS,
     TelegramBadRequest,
     TelegramError,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
     parse_response,
-    redact_token,
 )
-from bot.telegram_types import BotCommand, InlineKeyboardMarkup, Message, User, WebhookInfo
+from bot.telegram.redact import redact_token
+from bot.telegram.types import BotCommand, InlineKeyboardMarkup, Message, User, WebhookInfo
+from comfy.backoff import backoff_delays
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -58,7 +59,7 @@ CONNECT_TIMEOUT_S: Final = 10.0
 UPLOAD_TIMEOUT: Final = httpx.Timeout(CONNECT_TIMEOUT_S, read=60.0, write=60.0)
 _NOT_MODIFIED: Final = "message is not modified"
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class _RedactTokens(logging.Filter):
@@ -137,7 +138,7 @@ class TelegramApi:
         with ``files`` it is multipart and nested values become JSON strings (B5).
 
         Raises:
-            TelegramError: a subclass from :mod:`bot.telegram_errors`, after retries.
+            TelegramError: a subclass from :mod:`bot.telegram.errors`, after retries.
         """
         adapter = _adapter_for(result)
         raw = await self._call_with_retries(method, params or {}, files, http_timeout=timeout)
@@ -168,12 +169,12 @@ class TelegramApi:
                 if rate_limits >= self._max_rate_limit_waits:
                     raise
                 delay, error = exc.retry_after, exc
-            except (TelegramServerError, TelegramNetworkError) as exc:
+            except RETRIED_ERRORS as exc:
                 failures += 1
                 if failures >= self._max_attempts:
                     raise
                 delay, error = next(delays), exc
-            logger.warning(
+            log.warning(
                 "telegram_retry method=%s failures=%d/%d rate_limited=%d delay_s=%.3f error=%s",
                 method,
                 failures,

@@ -18,13 +18,13 @@ from typing import Final
 import httpx
 import trio
 
-from bot.chat import ChatCompletions, LlmError
+from bot.llm import ChatCompletions, LlmError
 from bot.logging_setup import setup_logging
 from bot.personas import PersonaBook, PersonasError, load_personas
-from bot.prompts import prompt_params
+from bot.pictures.prompts import prompt_params
 from bot.settings import Settings, SettingsError, load_settings
-from bot.telegram_api import TelegramApi
-from bot.telegram_errors import TelegramError, TelegramUnauthorized
+from bot.telegram.client import TelegramApi
+from bot.telegram.errors import TelegramError, TelegramUnauthorized
 from comfy import (
     ComfyClient,
     ComfyError,
@@ -114,7 +114,7 @@ def _check_personas(settings: Settings) -> tuple[Check, PersonaBook | None]:
 async def _telegram(ctx: _Context) -> list[Check]:
     api = TelegramApi(
         ctx.http,
-        ctx.settings.telegram_bot_token,
+        ctx.settings.token,
         base_url=str(ctx.settings.telegram_api_base),
         max_attempts=2,
     )
@@ -264,20 +264,15 @@ _WHERE: Final = {
 _STEPS: Final = (_telegram, _comfyui, _workflow, _llm, _database)
 
 
-def doctor_main(argv: list[str]) -> int:
+def doctor_main() -> int:
     """Print every check; exit 0 only if all passed."""
-    if argv:
-        print(f"doctor takes no arguments (got {' '.join(argv)!r})", file=sys.stderr)
-        return 2
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(Check("settings", False, str(exc)).line())
         return 1
     # Retries are worth a line in the bot's log, not in this report.
-    setup_logging(
-        level="ERROR", secrets=[settings.telegram_bot_token.get_secret_value()], stream=sys.stderr
-    )
+    setup_logging(level="ERROR", secrets=[settings.token.get_secret_value()], stream=sys.stderr)
     print(Check("settings", True, f"images {'on' if settings.images_available else 'off'}").line())
     checks = trio.run(run_checks, settings)
     for check in checks:

@@ -1,4 +1,4 @@
-"""The picture's prompt: persona core + style + the scene of the reply (SPEC §7).
+"""The picture's prompt: persona core + style + the scene of the reply.
 
 Replies are Russian and CLIP reads English, so with an LLM configured the reply is
 turned into a short English scene; if that fails, or without an LLM, the persona's core
@@ -11,15 +11,15 @@ import logging
 import random
 from typing import Final
 
-from bot.chat import SCENE_MAX_TOKENS, ChatCompletions, LlmError, clean_scene, scene_messages
+from bot.llm import SCENE_MAX_TOKENS, ChatCompletions, LlmError, clean_scene, scene_messages
 from bot.personas import ImageConfig
-from comfy import PromptParams
+from comfy import MAX_SEED, PromptParams
 
-__all__ = ["MAX_SEED", "describe_scene", "positive_prompt", "prompt_params"]
+__all__ = ["describe_scene", "positive_prompt", "prompt_params"]
 
 log = logging.getLogger(__name__)
 
-MAX_SEED: Final = 2**63 - 1
+SCENE_TEMPERATURE: Final = 0.3  # a short factual description, not a creative one
 
 
 def positive_prompt(config: ImageConfig, scene: str | None) -> str:
@@ -53,7 +53,7 @@ async def describe_scene(llm: ChatCompletions | None, reply_text: str) -> str | 
         return None
     try:
         text = await llm.complete(
-            scene_messages(reply_text), max_tokens=SCENE_MAX_TOKENS, temperature=0.3
+            scene_messages(reply_text), max_tokens=SCENE_MAX_TOKENS, temperature=SCENE_TEMPERATURE
         )
     except LlmError as exc:
         log.warning("scene description failed, using the persona's core and style: %s", exc)

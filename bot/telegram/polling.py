@@ -18,20 +18,20 @@ import logging
 import random
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import trio
 from pydantic import ValidationError
 
-from bot.backoff import backoff_delays
-from bot.telegram_api import TelegramApi
-from bot.telegram_errors import TelegramConflict, TelegramError, TelegramUnauthorized
-from bot.telegram_types import Update
+from bot.telegram.client import TelegramApi
+from bot.telegram.errors import TelegramConflict, TelegramError, TelegramUnauthorized
+from bot.telegram.inbox import Inbox
+from bot.telegram.types import Update
+from comfy.backoff import backoff_delays
 
 __all__ = [
     "ALLOWED_UPDATES",
     "LONG_POLL_TIMEOUT_S",
-    "UpdateInbox",
     "parse_update",
     "prepare_polling",
     "run_polling",
@@ -46,30 +46,14 @@ ERROR_BACKOFF_MAXIMUM_S: Final = 30.0
 STORE_BACKOFF_INITIAL_S: Final = 0.5  # seconds, while the database is locked elsewhere
 STORE_BACKOFF_MAXIMUM_S: Final = 10.0
 
-logger = logging.getLogger(__name__)
-
-
-class UpdateInbox(Protocol):
-    """The durable inbox of received updates (``store.open_store(path).updates``)."""
-
-    def next_offset(self) -> int | None:
-        """The offset for the next getUpdates; None before the first batch."""
-
-    def save_batch(self, updates: Sequence[tuple[int, str]], *, next_offset: int) -> None:
-        """Store ``(update_id, raw_json)`` pairs and the offset in one transaction."""
-
-    def pending(self) -> list[tuple[int, str]]:
-        """Updates received but not yet done, by ``update_id``."""
-
-    def mark_done(self, update_id: int) -> None:
-        """Record that the update was handled (or given up on)."""
+log = logging.getLogger(__name__)
 
 
 async def prepare_polling(api: TelegramApi) -> None:
     """Delete a webhook if one is set: Telegram refuses getUpdates while it exists (E4)."""
     info = await api.get_webhook_info()
     if info.url:
-        logger.warning(
+        log.warning(
             "telegram_webhook_deleted: a webhook was set (%d updates pending); "
             "deleting it so that long polling can run",
             info.pending_update_count,
@@ -79,7 +63,7 @@ async def prepare_polling(api: TelegramApi) -> None:
 
 async def run_polling(
     api: TelegramApi,
-    inbox: UpdateInbox,
+    inbox: Inbox,
     updates_out: trio.MemorySendChannel[Update],
     *,
     poll_timeout_s: int = LONG_POLL_TIMEOUT_S,
@@ -109,7 +93,7 @@ async def run_polling(
 
 
 async def _save_batch_patiently(
-    inbox: UpdateInbox, batch: list[dict[str, Any]], rng: random.Random
+    inbox: Inbox, batch: list[dict[str, Any]], rng: random.Random
 ) -> list[Update]:
     """Store a batch, waiting out a database another process holds locked.
 
@@ -124,13 +108,13 @@ async def _save_batch_patiently(
             return _save_batch(inbox, batch)
         except sqlite3.OperationalError as exc:
             delay = next(delays)
-            logger.warning("telegram_updates_not_stored delay_s=%.3f error=%s", delay, exc)
+            log.warning("telegram_updates_not_stored delay_s=%.3f error=%s", delay, exc)
             await trio.sleep(delay)
 
 
 async def _poll_until_answered(
     api: TelegramApi,
-    inbox: UpdateInbox,
+    inbox: Inbox,
     poll_timeout_s: int,
     allowed_updates: Sequence[str],
     rng: random.Random,
@@ -145,7 +129,7 @@ async def _poll_until_answered(
                 allowed_updates=allowed_updates,
             )
         except TelegramUnauthorized as exc:
-            logger.error("telegram_polling_stopped: %s", exc)
+            log.error("telegram_polling_stopped: %s", exc)
             raise
         except TelegramConflict as exc:
             if conflict_delays is None:
@@ -155,7 +139,7 @@ async def _poll_until_answered(
                     jitter="equal",
                     rng=rng,
                 )
-                logger.warning(
+                log.warning(
                     "telegram_poll_conflict: another instance is polling with this token, "
                     "or a webhook is set; stop the other instance or delete the webhook; "
                     "polling again with backoff; telegram said: %s",
@@ -168,18 +152,18 @@ async def _poll_until_answered(
                     initial_s=ERROR_BACKOFF_INITIAL_S, maximum_s=ERROR_BACKOFF_MAXIMUM_S, rng=rng
                 )
             delay = next(error_delays)
-            logger.warning("telegram_poll_failed delay_s=%.3f error=%s", delay, exc)
+            log.warning("telegram_poll_failed delay_s=%.3f error=%s", delay, exc)
             await trio.sleep(delay)
 
 
-def _save_batch(inbox: UpdateInbox, batch: list[dict[str, Any]]) -> list[Update]:
+def _save_batch(inbox: Inbox, batch: list[dict[str, Any]]) -> list[Update]:
     """Store a getUpdates batch with its next offset; return the updates that parse."""
     offset = inbox.next_offset()
     entries: list[tuple[int, dict[str, Any]]] = []
     for raw in batch:
         update_id = raw.get("update_id")
         if type(update_id) is not int:
-            logger.warning(
+            log.warning(
                 "telegram_update_skipped update_id=%r reason=no integer update_id", update_id
             )
         elif offset is None or update_id >= offset:  # an already confirmed id is never resent
@@ -198,7 +182,7 @@ def _save_batch(inbox: UpdateInbox, batch: list[dict[str, Any]]) -> list[Update]
     return updates
 
 
-def _parse_stored(inbox: UpdateInbox, update_id: int, raw_json: str) -> Update | None:
+def _parse_stored(inbox: Inbox, update_id: int, raw_json: str) -> Update | None:
     try:
         raw = json.loads(raw_json)
     except json.JSONDecodeError:
@@ -216,7 +200,7 @@ def parse_update(update_id: int, raw: object) -> Update | None:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "update"
-        logger.warning(
+        log.warning(
             "telegram_update_skipped update_id=%d reason=%d validation errors, first: %s: %s",
             update_id,
             exc.error_count(),

@@ -1,7 +1,7 @@
-"""One explicit async function per chat command (SPEC §3): greet, switch persona, reply.
+"""One explicit async function per chat command: greet, switch persona, reply.
 
-Picture requests live in :mod:`bot.images`; admin and balance commands in
-:mod:`bot.accounts`. Every handler gets the :class:`~bot.deps.Deps` and its command.
+Picture presses are handled in :mod:`bot.pictures.press`, balance and admin commands in
+:mod:`bot.accounts.commands`. Every handler gets the :class:`~bot.deps.Deps` and its command.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Final
 
 import trio
 
-from bot.chat import MAX_REPLY_CHARS, LlmError, offline_reply, persona_messages
+from bot.chat.keyboards import look_keyboard, persona_keyboard
 from bot.deps import Deps
-from bot.keyboards import look_keyboard, persona_keyboard
+from bot.llm import MAX_REPLY_CHARS, REPLY_MAX_TOKENS, LlmError, offline_reply, persona_messages
 from bot.personas import Persona
 from bot.routing import (
     ChatText,
@@ -26,13 +26,10 @@ from bot.routing import (
     UnknownCallback,
     UnknownCmd,
 )
-from bot.telegram_errors import TelegramError
+from bot.telegram.errors import TelegramError
 from bot.texts import t
-from store import User
 
 __all__ = [
-    "answer_query",
-    "ensure_user",
     "handle_chat_text",
     "handle_help",
     "handle_non_text",
@@ -47,34 +44,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TYPING_ACTION: Final = "typing"
-
-
-async def answer_query(
-    deps: Deps, query_id: str, text: str | None = None, *, show_alert: bool = False
-) -> None:
-    """Stop a button's spinner; a press is still handled if this fails.
-
-    Telegram refuses answers to queries older than a few seconds ("query is too old"),
-    which is normal for presses handled after a restart.
-    """
-    try:
-        await deps.api.answer_callback_query(query_id, text=text, show_alert=show_alert)
-    except TelegramError as exc:
-        log.info("callback query not answered query=%s: %s", query_id, exc.description)
-
-
-def ensure_user(deps: Deps, ctx: Context) -> User:
-    return deps.store.users.ensure(
-        ctx.user_id,
-        now=deps.now(),
-        free_images=deps.settings.free_images,
-        first_name=ctx.first_name,
-        language=ctx.language_code,
-    )
+TYPING_DEADLINE_S: Final = 5.0  # a cosmetic chat action never holds up the reply longer
 
 
 async def send_persona_text(deps: Deps, ctx: Context, persona: Persona, text: str) -> int:
-    """Send the persona's words, with «👁️ Посмотреть» exactly when SPEC §3.1 says; store them.
+    """Send the persona's words, with «👁️ Посмотреть» in a private chat when pictures are on.
 
     The stored row is what makes a later press on the button genuine.
     """
@@ -93,8 +67,8 @@ async def send_persona_text(deps: Deps, ctx: Context, persona: Persona, text: st
 
 
 async def handle_start(deps: Deps, cmd: StartCmd) -> None:
-    user = ensure_user(deps, cmd.ctx)
-    name = cmd.ctx.first_name or "друг"
+    user = deps.ensure_user(cmd.ctx)
+    name = cmd.ctx.first_name or t("friend", cmd.ctx.lang)
     await deps.api.send_message(
         cmd.ctx.chat_id,
         t("greeting", cmd.ctx.lang, name=name),
@@ -107,7 +81,7 @@ async def handle_help(deps: Deps, cmd: HelpCmd) -> None:
 
 
 async def handle_persona(deps: Deps, cmd: PersonaCmd) -> None:
-    user = ensure_user(deps, cmd.ctx)
+    user = deps.ensure_user(cmd.ctx)
     current = deps.personas.get(user.persona_key).key
     await deps.api.send_message(
         cmd.ctx.chat_id,
@@ -119,19 +93,19 @@ async def handle_persona(deps: Deps, cmd: PersonaCmd) -> None:
 async def handle_persona_choice(deps: Deps, cmd: PersonaChoice) -> None:
     persona = deps.personas.find(cmd.key)
     if persona is None:
-        await answer_query(deps, cmd.query_id, text=t("toast_stale", cmd.ctx.lang))
+        await deps.answer_query(cmd.query_id, text=t("toast_stale", cmd.ctx.lang))
         return
-    ensure_user(deps, cmd.ctx)
+    deps.ensure_user(cmd.ctx)
     deps.store.users.set_persona(cmd.ctx.user_id, persona.key, now=deps.now())
-    await answer_query(
-        deps, cmd.query_id, text=t("persona_chosen", cmd.ctx.lang, persona=persona.name)
+    await deps.answer_query(
+        cmd.query_id, text=t("persona_chosen", cmd.ctx.lang, persona=persona.name)
     )
     await send_persona_text(deps, cmd.ctx, persona, persona.greeting)
 
 
 async def handle_chat_text(deps: Deps, cmd: ChatText) -> None:
     """Answer in the persona's voice: the LLM when configured, else an offline line."""
-    user = ensure_user(deps, cmd.ctx)
+    user = deps.ensure_user(cmd.ctx)
     persona = deps.personas.get(user.persona_key)
     if deps.llm is None:
         reply = offline_reply(persona, rng=deps.rng)
@@ -149,7 +123,7 @@ async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
     await _show_typing(deps, cmd.ctx.chat_id)
     try:
         reply = await deps.llm.complete(
-            persona_messages(persona, history, cmd.text), max_tokens=400
+            persona_messages(persona, history, cmd.text), max_tokens=REPLY_MAX_TOKENS
         )
     except LlmError as exc:
         log.warning("llm reply failed user=%s persona=%s: %s", cmd.ctx.user_id, persona.key, exc)
@@ -167,7 +141,7 @@ async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
 async def _show_typing(deps: Deps, chat_id: int) -> None:
     """ "typing…" while the LLM thinks; cosmetic, so a failure is only logged."""
     try:
-        with trio.move_on_after(5):
+        with trio.move_on_after(TYPING_DEADLINE_S):
             await deps.api.send_chat_action(chat_id, TYPING_ACTION)
     except TelegramError as exc:
         log.debug("typing action failed chat=%s: %s", chat_id, exc)
@@ -185,6 +159,4 @@ async def handle_unknown_command(deps: Deps, cmd: UnknownCmd) -> None:
 async def handle_unknown_callback(deps: Deps, cmd: UnknownCallback) -> None:
     """A forged or stale button: stop the spinner, do nothing else."""
     log.info("ignored callback with unknown data user=%s", cmd.user_id)
-    await answer_query(
-        deps, cmd.query_id, text=t("toast_stale", "en" if cmd.language_code == "en" else "ru")
-    )
+    await deps.answer_query(cmd.query_id, text=t("toast_stale", cmd.lang))

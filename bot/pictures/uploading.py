@@ -14,8 +14,9 @@ from typing import Final
 
 import trio
 
-from bot.deps import Deps, ImageRuntime
-from bot.telegram_errors import TelegramError
+from bot.deps import Deps
+from bot.pictures.runtime import PicturesRuntime
+from bot.telegram.errors import TelegramError
 
 __all__ = ["CHAT_ACTION_INTERVAL_S", "run_chat_actions"]
 
@@ -27,7 +28,7 @@ CHAT_ACTION_DEADLINE_S: Final = 3.0
 
 async def run_chat_actions(
     deps: Deps,
-    runtime: ImageRuntime,
+    runtime: PicturesRuntime,
     *,
     interval_s: float = CHAT_ACTION_INTERVAL_S,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -45,7 +46,7 @@ async def run_chat_actions(
             for chat in due:
                 last_sent[chat] = now
                 nursery.start_soon(_show_uploading, deps, chat)
-        await runtime.pool.wait_changed(timeout_s=interval_s)
+        await runtime.queue.wait_changed(timeout_s=interval_s)
 
 
 async def _show_uploading(deps: Deps, chat_id: int) -> None:

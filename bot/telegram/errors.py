@@ -20,16 +20,16 @@ method and Telegram's description, never the token or the request URL.
 from __future__ import annotations
 
 import json
-import re
 from typing import ClassVar, Final
 
 from pydantic import ValidationError
 
-from bot.telegram_types import ResponseParameters
+from bot.telegram.redact import redact_token
+from bot.telegram.types import ResponseParameters
 
 __all__ = [
     "DEFAULT_RETRY_AFTER_S",
-    "REDACTED",
+    "RETRIED_ERRORS",
     "TelegramBadRequest",
     "TelegramConflict",
     "TelegramError",
@@ -39,25 +39,10 @@ __all__ = [
     "TelegramServerError",
     "TelegramUnauthorized",
     "parse_response",
-    "redact_token",
 ]
 
 DEFAULT_RETRY_AFTER_S: Final = 1.0  # a 429 without parameters.retry_after (never seen, but legal)
 _MAX_BODY_IN_MESSAGE: Final = 80  # characters of a non-JSON body quoted in the error
-# A bot token is "<bot id>:<secret>"; anything shaped like one is hidden from messages.
-_TOKEN_PATTERN: Final = re.compile(r"\d{3,}:[A-Za-z0-9_-]{10,}")
-REDACTED: Final = "<redacted>"
-
-
-def redact_token(text: str, token: str | None = None) -> str:
-    """Hide ``token`` and anything shaped like a bot token in ``text``.
-
-    A proxy's error page or a transport error can echo the request URL, which carries the
-    token (ENGINEERING B6); every text that leaves this package passes through here.
-    """
-    if token:
-        text = text.replace(token, REDACTED)
-    return _TOKEN_PATTERN.sub(REDACTED, text)
 
 
 class TelegramError(Exception):
@@ -120,6 +105,12 @@ class TelegramServerError(TelegramError):
 
 class TelegramNetworkError(TelegramError):
     """No reply: connection refused or reset, a timeout, a broken HTTP exchange."""
+
+
+# Failures where the same call may succeed later, after a backoff delay. A 429
+# (TelegramRetryAfter) is transient too, but Telegram names its own wait; everything else
+# is the caller's mistake or the user's choice and is never repeated.
+RETRIED_ERRORS: Final = (TelegramServerError, TelegramNetworkError)
 
 
 def parse_response(method: str, status_code: int, content: bytes) -> object:

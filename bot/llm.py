@@ -139,12 +139,9 @@ def scene_messages(reply_text: str) -> list[dict[str, str]]:
     ]
 
 
-def offline_reply(persona: Persona, *, rng: random.Random, previous: str | None = None) -> str:
-    """One of the persona's offline lines, not the same as the previous one if possible."""
-    lines = [line for line in persona.offline_lines if line != previous] or list(
-        persona.offline_lines
-    )
-    return rng.choice(lines)
+def offline_reply(persona: Persona, *, rng: random.Random) -> str:
+    """One of the persona's offline lines, at random."""
+    return rng.choice(persona.offline_lines)
 
 
 def clean_scene(text: str) -> str:

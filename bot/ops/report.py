@@ -1,82 +1,50 @@
-"""How the picture feature is doing: ``python -m bot stats`` and the admins' ``/stats``.
+"""The picture report, pure: events in, numbers and text out (no I/O).
 
 Operators need a quick answer to "how many presses, how many pictures, why did the
-others fail, how long does ComfyUI take" without writing SQL against ``events_analytics``
-(SPEC §8). The core is pure: :func:`parse_since` reads a window, :func:`summarize` turns
-event rows into a :class:`StatsSummary`, :func:`format_text` / :func:`format_json` render
-it. Two thin entry points wrap it: :func:`stats_main` (the command line) and
-:func:`handle_stats` (the bot command).
+others fail, how long does ComfyUI take" without writing SQL against
+``events_analytics``. :func:`parse_since` reads a window, :func:`summarize` turns event
+rows into a :class:`StatsSummary`, :func:`format_text` / :func:`format_json` render it.
+The command line and the admins' ``/stats`` (:mod:`bot.ops.stats`) wrap it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import re
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Final
-
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Final
 
 from bot.analytics import EventName, Reason
-from bot.settings import Settings
 from bot.texts import t
-from store.clock import to_iso, utc_now
-from store.errors import StoreError
-from store.stats import ImageEventRow, image_events, open_readonly
-
-if TYPE_CHECKING:
-    from bot.deps import Deps
-    from bot.routing import AdminCmd
+from store.clock import to_iso
+from store.stats import ImageEventRow
 
 __all__ = [
     "DEFAULT_SINCE",
     "MAX_MESSAGE_CHARS",
     "NO_PERSONA",
+    "WINDOW_FORMS",
     "ImageCounts",
     "StatsSummary",
     "format_json",
     "format_text",
-    "handle_stats",
     "nearest_rank",
     "parse_since",
-    "stats_main",
     "summarize",
 ]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SINCE: Final = "7d"
 MAX_MESSAGE_CHARS: Final = 4096  # Telegram's limit for one text message
 NO_PERSONA: Final = "-"  # the persona key shown for events recorded without one
-EXIT_BAD_INPUT: Final = 2  # as ``python -m bot`` for an operator's mistake
+WINDOW_FORMS: Final = "use 30m, 12h, 7d, 2w or a UTC date like 2026-11-01"
 
-_DEFAULT_DATABASE: Final[Path] = Settings.model_fields["database_path"].default
 _WINDOW: Final = re.compile(r"(\d{1,6})([mhdw])")
 _UNITS: Final = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_FORMS: Final = "use 30m, 12h, 7d, 2w or a UTC date like 2026-11-01"
-
-_TEXTS: Final[dict[str, dict[str, str]]] = {
-    "usage": {
-        "ru": "Использование: /stats [30m | 12h | 7d | 2w | 2026-11-01]",
-        "en": "Usage: /stats [30m | 12h | 7d | 2w | 2026-11-01]",
-    },
-    "title": {"ru": "Картинки, {since} → {until} UTC", "en": "Pictures, {since} → {until} UTC"},
-    "empty": {"ru": "За это время нажатий не было.", "en": "No presses in this window."},
-    "presses": {"ru": "нажатий", "en": "presses"},
-    "generated": {"ru": "нарисовано", "en": "generated"},
-    "failed": {"ru": "не вышло", "en": "failed"},
-    "other": {"ru": "другое", "en": "other"},
-    "rate": {"ru": "успех", "en": "success rate"},
-    "p50": {"ru": "время p50", "en": "time p50"},
-    "p95": {"ru": "время p95", "en": "time p95"},
-    "persona": {"ru": "персонаж", "en": "persona"},
-}
+_TEXT_KEYS: Final = (
+    "title", "empty", "presses", "generated", "failed", "other", "rate", "p50", "p95", "persona",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +96,9 @@ def parse_since(text: str, *, now: datetime) -> datetime:
         else:
             moment = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
     except (ValueError, OverflowError):
-        raise ValueError(f"bad window {text!r}; {_FORMS}") from None
+        raise ValueError(f"bad window {text!r}; {WINDOW_FORMS}") from None
     if moment > now:
-        raise ValueError(f"window {text!r} starts in the future; {_FORMS}")
+        raise ValueError(f"window {text!r} starts in the future; {WINDOW_FORMS}")
     return moment
 
 
@@ -227,7 +195,7 @@ def format_text(summary: StatsSummary, lang: str = "en") -> str:
 
     Per-persona lines past :data:`MAX_MESSAGE_CHARS` are dropped and replaced by "…".
     """
-    text = {key: variants["ru" if lang == "ru" else "en"] for key, variants in _TEXTS.items()}
+    text = {key: t(f"stats_{key}", lang) for key in _TEXT_KEYS}
     span = {"since": f"{summary.since:%Y-%m-%d %H:%M}", "until": f"{summary.until:%Y-%m-%d %H:%M}"}
     lines = [text["title"].format(**span)]
     if not summary.presses and not summary.generated and not summary.failed:
@@ -265,67 +233,3 @@ def format_json(summary: StatsSummary) -> str:
         "personas": {key: _counts_json(counts) for key, counts in summary.personas.items()},
     }
     return json.dumps(document, ensure_ascii=False, indent=2)
-
-
-class _DatabaseSettings(BaseSettings):
-    """``DATABASE_PATH`` alone, so the report runs without ``TELEGRAM_BOT_TOKEN``."""
-
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
-
-    database_path: Path = _DEFAULT_DATABASE
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bot stats", description="Picture presses, results and timings."
-    )
-    parser.add_argument("--since", default=DEFAULT_SINCE, help=f"window start; {_FORMS}")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--database", type=Path, help="database file (default: DATABASE_PATH)")
-    return parser
-
-
-def stats_main(argv: list[str], *, now: Callable[[], datetime] = utc_now) -> int:
-    """``python -m bot stats [--since 7d] [--json] [--database PATH]``; returns the exit code.
-
-    Reads the database without creating or changing it. An operator's mistake (a bad
-    window, no database file, a file that is not the bot's database) is one line on
-    stderr and exit code 2.
-    """
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help (0) or argparse's own usage error (2)
-        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
-    until = now()
-    try:
-        since = parse_since(args.since, now=until)
-        db = open_readonly(args.database or _DatabaseSettings().database_path)
-        try:
-            rows = image_events(db, since=since, until=until)
-        finally:
-            db.close()
-    except (ValueError, StoreError) as exc:
-        print(f"stats: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    summary = summarize(rows, since=since, until=until)
-    print(format_json(summary) if args.json else format_text(summary))
-    return 0
-
-
-async def handle_stats(deps: Deps, cmd: AdminCmd) -> None:
-    """``/stats [window]`` for admins: the report for the last 7 days, or for *window*."""
-    lang = cmd.ctx.lang
-    if cmd.ctx.user_id not in deps.settings.admin_user_ids:
-        log.warning("admin command refused user=%s command=%s", cmd.ctx.user_id, cmd.name)
-        await deps.api.send_message(cmd.ctx.chat_id, t("admin_only", lang))
-        return
-    until = deps.now()
-    try:
-        (window,) = cmd.args or (DEFAULT_SINCE,)  # more than one argument: ValueError too
-        since = parse_since(window, now=until)
-    except ValueError:
-        await deps.api.send_message(cmd.ctx.chat_id, _TEXTS["usage"][lang])
-        return
-    rows = image_events(deps.store.db, since=since, until=until)
-    summary = summarize(rows, since=since, until=until)
-    await deps.api.send_message(cmd.ctx.chat_id, format_text(summary, lang))

@@ -1,24 +1,25 @@
-"""Inline keyboards: the «👁️ Посмотреть» button, the persona picker, «✖ Отмена»."""
+"""The chat's inline keyboards: «👁️ Посмотреть» under a reply, and the persona picker."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.callback_data import CancelJob, ChoosePersona, LookPress, encode
+from bot.callback_data import ChoosePersona, LookPress, encode
 from bot.personas import Persona
-from bot.telegram_types import InlineKeyboardButton, InlineKeyboardMarkup
-from bot.texts import LOOK_BUTTON, t
+from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from bot.texts import LOOK_BUTTON
 
-__all__ = ["cancel_keyboard", "look_keyboard", "persona_keyboard"]
+__all__ = ["look_keyboard", "persona_keyboard"]
 
 
 def look_keyboard() -> InlineKeyboardMarkup:
-    """The button under a reply (SPEC §3.1)."""
+    """The button under a reply in a private chat."""
     button = InlineKeyboardButton(text=LOOK_BUTTON, callback_data=encode(LookPress()))
     return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
 
 def persona_keyboard(personas: Sequence[Persona], *, current: str | None) -> InlineKeyboardMarkup:
+    """One button per persona, the current one ticked."""
     rows = [
         [
             InlineKeyboardButton(
@@ -29,10 +30,3 @@ def persona_keyboard(personas: Sequence[Persona], *, current: str | None) -> Inl
         for persona in personas
     ]
     return InlineKeyboardMarkup(inline_keyboard=rows)
-
-
-def cancel_keyboard(job_id: str, lang: str) -> InlineKeyboardMarkup:
-    button = InlineKeyboardButton(
-        text=t("cancel_button", lang), callback_data=encode(CancelJob(job_id))
-    )
-    return InlineKeyboardMarkup(inline_keyboard=[[button]])

@@ -1,9 +1,9 @@
-"""Retry policy as data: how long to wait between attempts, and which errors are worth it.
+"""Retry delays: how long to wait before the next attempt, as a pure iterator.
 
-A transient failure (Telegram's flood control, a 5xx, a network error) is retried after a
-delay; anything else is the caller's bug or the user's choice and is not (STYLE habit 12,
-ENGINEERING G5). Delays grow exponentially with jitter drawn from a passed
-``random.Random``, so tests replay exact delays from a seed::
+The project's one backoff policy. It lives in ``comfy`` because that is the lowest package
+that needs it (``comfy`` may import nothing of ``bot``); the Telegram client, polling and the
+ComfyUI follower all draw their waits from it. Delays grow exponentially with jitter drawn
+from a passed ``random.Random``, so tests replay exact delays from a seed::
 
     >>> import random
     >>> delays = backoff_delays(rng=random.Random(1))
@@ -17,20 +17,12 @@ import random
 from collections.abc import Iterator
 from typing import Final, Literal
 
-from bot.telegram_errors import (
-    TelegramError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
-
 __all__ = [
     "DEFAULT_FACTOR",
     "DEFAULT_INITIAL_S",
     "DEFAULT_MAXIMUM_S",
     "Jitter",
     "backoff_delays",
-    "is_transient",
 ]
 
 DEFAULT_INITIAL_S: Final = 0.5  # seconds: the ceiling of the first delay
@@ -73,10 +65,3 @@ def _delays(
         floor = ceiling / 2 if jitter == "equal" else 0.0
         yield rng.uniform(floor, ceiling)
         ceiling = min(maximum_s, ceiling * factor)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True when repeating the same call later may succeed: 429, 5xx, no reply at all."""
-    if not isinstance(exc, TelegramError):
-        return False
-    return isinstance(exc, TelegramRetryAfter | TelegramServerError | TelegramNetworkError)

@@ -1,0 +1,1 @@
+"""What a user may spend: ``/balance``, and the admins' ``/grant`` and ``/subscribe``."""

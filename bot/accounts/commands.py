@@ -1,0 +1,93 @@
+"""``/balance`` for everyone; ``/grant`` and ``/subscribe`` for admins.
+
+Who is an admin is decided once, before these handlers run (:mod:`bot.update_handler`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from bot.deps import Deps
+from bot.routing import AdminCmd, BalanceCmd
+from bot.texts import t
+
+__all__ = ["handle_balance", "handle_grant", "handle_subscribe"]
+
+log = logging.getLogger(__name__)
+
+MAX_GRANT: Final = 100_000  # pictures one /grant may add or take
+MAX_SUBSCRIPTION_DAYS: Final = 3660  # about ten years
+DATE_FORMAT: Final = "%Y-%m-%d %H:%M"  # UTC, as /balance and the admin answers show it
+
+
+async def handle_balance(deps: Deps, cmd: BalanceCmd) -> None:
+    deps.ensure_user(cmd.ctx)
+    now = deps.now()
+    daily = deps.settings.subscription_daily_images
+    view = deps.store.quota.view(cmd.ctx.user_id, now=now, daily_limit=daily)
+    lines = [t("balance", cmd.ctx.lang, balance=view.balance)]
+    if view.subscription_active(now) and view.subscription_until is not None:
+        lines.append(
+            t(
+                "balance_subscription",
+                cmd.ctx.lang,
+                until=view.subscription_until.strftime(DATE_FORMAT),
+                left=view.subscription_left_today(now),
+                daily=daily,
+            )
+        )
+    await deps.api.send_message(cmd.ctx.chat_id, "\n".join(lines))
+
+
+def _parse_args(args: tuple[str, ...], *, maximum: int) -> tuple[int, int] | None:
+    """``<user_id> <n>`` with sane bounds, or None."""
+    if len(args) != 2:
+        return None
+    try:
+        user_id, amount = int(args[0]), int(args[1])
+    except ValueError:
+        return None
+    if user_id <= 0 or not -maximum <= amount <= maximum:
+        return None
+    return user_id, amount
+
+
+async def handle_grant(deps: Deps, cmd: AdminCmd) -> None:
+    """``/grant <user_id> <n>``: add (or with a negative n, take) pictures."""
+    lang = cmd.ctx.lang
+    parsed = _parse_args(cmd.args, maximum=MAX_GRANT)
+    if parsed is None:
+        await deps.api.send_message(cmd.ctx.chat_id, t("grant_usage", lang))
+        return
+    user_id, images = parsed
+    now = deps.now()
+    balance = deps.store.quota.grant(
+        user_id, images, now=now, free_images=deps.settings.free_images
+    )
+    log.info(
+        "admin grant by=%s user=%s images=%s balance=%s", cmd.ctx.user_id, user_id, images, balance
+    )
+    deps.ensure_user(cmd.ctx)
+    text = t("grant_done", lang, user_id=user_id, images=images, balance=balance)
+    await deps.api.send_message(cmd.ctx.chat_id, text)
+
+
+async def handle_subscribe(deps: Deps, cmd: AdminCmd) -> None:
+    """``/subscribe <user_id> <days>``: extend a subscription."""
+    lang = cmd.ctx.lang
+    parsed = _parse_args(cmd.args, maximum=MAX_SUBSCRIPTION_DAYS)
+    if parsed is None or parsed[1] <= 0:
+        await deps.api.send_message(cmd.ctx.chat_id, t("subscribe_usage", lang))
+        return
+    user_id, days = parsed
+    now = deps.now()
+    until = deps.store.quota.subscribe(
+        user_id, days, now=now, free_images=deps.settings.free_images
+    )
+    log.info(
+        "admin subscribe by=%s user=%s days=%s until=%s", cmd.ctx.user_id, user_id, days, until
+    )
+    deps.ensure_user(cmd.ctx)
+    text = t("subscribe_done", lang, user_id=user_id, until=until.strftime(DATE_FORMAT))
+    await deps.api.send_message(cmd.ctx.chat_id, text)

@@ -1,0 +1,83 @@
+"""How the picture feature is doing: ``python -m bot stats`` and the admins' ``/stats``.
+
+Both read the picture events of a window and print :mod:`bot.ops.report`'s summary. The
+command line opens the database read-only beside a running bot and needs only
+``DATABASE_PATH``; ``/stats`` uses the bot's own connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from bot.ops.report import (
+    DEFAULT_SINCE,
+    WINDOW_FORMS,
+    format_json,
+    format_text,
+    parse_since,
+    summarize,
+)
+from bot.settings import SettingsError, load_settings
+from bot.texts import t
+from store.clock import utc_now
+from store.errors import StoreError
+from store.stats import image_events, open_readonly
+
+if TYPE_CHECKING:
+    from bot.deps import Deps
+    from bot.routing import AdminCmd
+
+__all__ = ["add_stats_arguments", "handle_stats", "stats_main"]
+
+EXIT_BAD_INPUT: Final = 2  # as ``python -m bot`` for an operator's mistake
+
+
+def add_stats_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m bot stats``."""
+    parser.add_argument("--since", default=DEFAULT_SINCE, help=f"window start; {WINDOW_FORMS}")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--database", type=Path, help="database file (default: DATABASE_PATH)")
+
+
+def stats_main(args: argparse.Namespace, *, now: Callable[[], datetime] = utc_now) -> int:
+    """Print the report for *args* (see :func:`add_stats_arguments`); the exit code.
+
+    Reads the database without creating or changing it. An operator's mistake (a bad
+    window, no database file, a file that is not the bot's database) is one line on
+    stderr and exit code 2.
+    """
+    until = now()
+    try:
+        since = parse_since(args.since, now=until)
+        path = args.database or load_settings(require_token=False).database_path
+        db = open_readonly(path)
+        try:
+            rows = image_events(db, since=since, until=until)
+        finally:
+            db.close()
+    except (ValueError, StoreError, SettingsError) as exc:
+        print(f"stats: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    summary = summarize(rows, since=since, until=until)
+    print(format_json(summary) if args.json else format_text(summary))
+    return 0
+
+
+async def handle_stats(deps: Deps, cmd: AdminCmd) -> None:
+    """``/stats [window]`` for admins: the report for the last 7 days, or for *window*."""
+    lang = cmd.ctx.lang
+    until = deps.now()
+    try:
+        (window,) = cmd.args or (DEFAULT_SINCE,)  # more than one argument: ValueError too
+        since = parse_since(window, now=until)
+    except ValueError:
+        await deps.api.send_message(cmd.ctx.chat_id, t("stats_usage", lang))
+        return
+    rows = image_events(deps.store.db, since=since, until=until)
+    summary = summarize(rows, since=since, until=until)
+    await deps.api.send_message(cmd.ctx.chat_id, format_text(summary, lang))

@@ -1,0 +1,21 @@
+"""«👁️ Посмотреть»: a press becomes a job, a job becomes a delivered picture or a release.
+
+The rules, pure and tested without an event loop:
+
+    decision    what a press may do (stale, resend, in flight, off, reserve)
+    lifecycle   the job's steps, where a resumed job starts, how each exit ends it
+    status      what the status message shows (``next_action``), and its one writer
+
+The I/O around them:
+
+    press       the press and «✖ Отмена» handlers
+    queue       the bounded queue between presses and workers
+    workers     a job's steps: prepare, generate (ComfyUI), deliver
+    settle      charge or release, and the final event, exactly once
+    delivery    photo, else document; resend by file_id
+    prompts     persona core + style + scene → the workflow's parameters
+    uploading   "sending a photo…" in chats with an active job
+    recovery    jobs left by an earlier process, at start
+    preflight   does ComfyUI have the checkpoint and every LoRA?
+    runtime     the machinery one process runs
+"""

@@ -1,0 +1,177 @@
+"""``request_image_on_demand``: a press on «👁️ Посмотреть», and «✖ Отмена».
+
+Both handlers are thin: they read the facts, ask the pure rules what to do
+(:func:`~bot.pictures.decision.decide_press`, :data:`~bot.pictures.lifecycle.CANCEL`) and
+do it. A press is answered at once; the prompt is built later by a worker, so an LLM call
+never holds up this user's chat.
+
+Every genuine press that is refused on the spot (``disabled``, ``no_quota``, ``busy``)
+logs ``image_requested`` and then ``image_failed`` with that reason, so the invariant
+``requested = generated + failed`` holds for every press.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from bot.analytics import EventName, Reason, log_event
+from bot.deps import Deps
+from bot.pictures.decision import (
+    REFUSALS,
+    AlreadyDrawing,
+    PressDecision,
+    PressFacts,
+    Queue,
+    Refuse,
+    Resend,
+    Reserve,
+    Stale,
+    after_reserve,
+    decide_press,
+)
+from bot.pictures.delivery import resend
+from bot.pictures.lifecycle import CANCEL, CancelLanding, Exit
+from bot.pictures.queue import QueueFull, Ticket
+from bot.pictures.runtime import PicturesRuntime
+from bot.pictures.settle import settle
+from bot.pictures.status import Queued
+from bot.routing import CancelPress, ImagePress
+from bot.texts import t
+from store import Job, NewJob
+
+__all__ = ["handle_cancel", "request_image_on_demand"]
+
+log = logging.getLogger(__name__)
+
+
+async def request_image_on_demand(deps: Deps, press: ImagePress) -> None:
+    """Handle one press on «👁️ Посмотреть»."""
+    ctx = press.ctx
+    facts = PressFacts(
+        private_chat=ctx.private,
+        chat_id=ctx.chat_id,
+        user_id=ctx.user_id,
+        sent=deps.store.sent.get(chat_id=ctx.chat_id, message_id=press.message_id),
+        job_active=deps.store.jobs.active_for_message(
+            chat_id=ctx.chat_id, message_id=press.message_id
+        )
+        is not None,
+        pictures_on=deps.settings.images_available and deps.pictures is not None,
+    )
+    decision: PressDecision = decide_press(facts)
+    if isinstance(decision, Reserve):
+        deps.ensure_user(ctx)
+        runtime = deps.pictures
+        assert runtime is not None  # pictures_on
+        decision = after_reserve(
+            deps.store.quota.reserve(
+                NewJob(
+                    job_id=uuid.uuid4().hex,
+                    prompt_id=str(uuid.uuid4()),
+                    user_id=ctx.user_id,
+                    chat_id=ctx.chat_id,
+                    message_id=press.message_id,
+                    persona_key=decision.sent.persona_key,
+                    language=ctx.lang,
+                ),
+                now=deps.now(),
+                daily_limit=deps.settings.subscription_daily_images,
+            )
+        )
+    elif isinstance(decision, Refuse):
+        deps.ensure_user(ctx)
+    await _perform(deps, press, decision)
+
+
+async def _perform(deps: Deps, press: ImagePress, decision: PressDecision) -> None:
+    lang = press.ctx.lang
+    match decision:
+        case Stale():
+            log.warning(
+                "ignored press on a message this bot did not send to this user"
+                " user=%s chat=%s message=%s",
+                press.ctx.user_id,
+                press.ctx.chat_id,
+                press.message_id,
+            )
+            await deps.answer_query(press.query_id, text=t("toast_stale", lang))
+        case Resend(sent, file_id):
+            await deps.answer_query(press.query_id, text=t("toast_resent", lang))
+            await resend(deps, sent, file_id)
+        case AlreadyDrawing():
+            await deps.answer_query(press.query_id, text=t("toast_in_flight", lang))
+        case Refuse(reason):
+            _log_refused(deps, press, reason)
+            refusal = REFUSALS[reason]
+            await deps.answer_query(press.query_id, text=t(refusal.text_key, lang), show_alert=True)
+        case Queue(job):
+            assert deps.pictures is not None
+            await _queue(deps, deps.pictures, press, job)
+        case Reserve():  # decided above, never performed as such
+            raise AssertionError("a press must be reserved before it is performed")
+
+
+async def _queue(deps: Deps, runtime: PicturesRuntime, press: ImagePress, job: Job) -> None:
+    lang = press.ctx.lang
+    log_event(
+        deps.store,
+        EventName.IMAGE_REQUESTED,
+        now=deps.now,
+        user_id=job.user_id,
+        chat_id=job.chat_id,
+        persona=job.persona_key,
+        job_id=job.job_id,
+    )
+    try:
+        place = runtime.queue.submit_nowait(Ticket(job.job_id))
+    except QueueFull as exc:
+        settle(deps, job, Exit.QUEUE_FULL, detail=str(exc))
+        alert = t(REFUSALS[Reason.BUSY].text_key, lang)
+        await deps.answer_query(press.query_id, text=alert, show_alert=True)
+        return
+    runtime.board.open(
+        job.job_id, chat_id=job.chat_id, reply_to=job.message_id, lang=lang, status=Queued(place)
+    )
+    await deps.answer_query(press.query_id, text=t("toast_started", lang))
+
+
+def _log_refused(deps: Deps, press: ImagePress, reason: Reason) -> None:
+    """A genuine press refused before any job existed: both events at once."""
+    ctx = press.ctx
+    sent = deps.store.sent.get(chat_id=ctx.chat_id, message_id=press.message_id)
+    persona = sent.persona_key if sent is not None else None
+    for event in (EventName.IMAGE_REQUESTED, EventName.IMAGE_FAILED):
+        failed = event is EventName.IMAGE_FAILED
+        log_event(
+            deps.store,
+            event,
+            now=deps.now,
+            user_id=ctx.user_id,
+            chat_id=ctx.chat_id,
+            persona=persona,
+            reason=reason if failed else None,
+            detail=REFUSALS[reason].detail if failed else None,
+        )
+
+
+async def handle_cancel(deps: Deps, press: CancelPress) -> None:
+    """«✖ Отмена»: cancel this user's own job, wherever :data:`CANCEL` says it lands."""
+    lang = press.ctx.lang
+    job = deps.store.jobs.get(press.job_id)
+    runtime = deps.pictures
+    if job is None or job.user_id != press.ctx.user_id or not job.active or runtime is None:
+        await deps.answer_query(press.query_id, text=t("toast_nothing_to_cancel", lang))
+        return
+    match CANCEL[runtime.queue.phase(job.job_id)]:
+        case CancelLanding.CANCEL_WORKER:
+            # The worker sees its scope cancelled, cleans up on ComfyUI and settles.
+            runtime.queue.cancel(job.job_id)
+        case CancelLanding.RELEASE_NOW:
+            settle(deps, job, Exit.CANCELLED, detail="cancelled while waiting in the queue")
+            runtime.queue.discard(job.job_id)
+            runtime.board.close(job.job_id)
+        case CancelLanding.TOO_LATE:
+            await deps.answer_query(press.query_id, text=t("toast_nothing_to_cancel", lang))
+            return
+    await deps.answer_query(press.query_id, text=t("toast_cancelled", lang))

@@ -1,0 +1,62 @@
+"""At start, every job a previous run left unfinished is resumed or closed.
+
+Each one goes back into the queue marked ``resumed``; its worker begins where
+:func:`~bot.pictures.lifecycle.start_of` says for the step its row recorded: a picture on
+disk is delivered, a job that may have reached ComfyUI is looked up there before anything
+is submitted, a job that never left our queue is run. Without ComfyUI configured any more,
+they end as :attr:`~bot.pictures.lifecycle.Exit.NO_COMFYUI`. A status message left behind
+by a job that ended just before the stop is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from bot.deps import Deps
+from bot.pictures.lifecycle import Exit
+from bot.pictures.queue import Ticket
+from bot.pictures.settle import settle, tell_user
+from bot.telegram.errors import TelegramError
+
+__all__ = ["resume_unfinished"]
+
+log = logging.getLogger(__name__)
+
+
+async def resume_unfinished(
+    deps: Deps, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Queue (or close) every unfinished job; waits for room in the queue as needed."""
+    jobs = deps.store.jobs.unfinished()
+    task_status.started()
+    await _delete_left_over_status_messages(deps)
+    if jobs:
+        log.info("resuming %d unfinished image job(s)", len(jobs))
+    runtime = deps.pictures
+    for job in jobs:
+        if runtime is None:
+            if settle(deps, job, Exit.NO_COMFYUI, detail="COMFYUI_BASE_URL is not set"):
+                await tell_user(deps, job, Exit.NO_COMFYUI)
+            continue
+        log.info("resuming job=%s state=%s prompt_id=%s", job.job_id, job.state, job.prompt_id)
+        if job.status_message_id is not None:
+            runtime.board.adopt(
+                job.job_id,
+                chat_id=job.chat_id,
+                reply_to=job.message_id,
+                lang=job.language,
+                message_id=job.status_message_id,
+            )
+        await runtime.queue.submit(Ticket(job.job_id, resumed=True))
+
+
+async def _delete_left_over_status_messages(deps: Deps) -> None:
+    for job in deps.store.jobs.finished_with_status_message():
+        assert job.status_message_id is not None
+        try:
+            await deps.api.delete_message(job.chat_id, job.status_message_id)
+        except TelegramError as exc:
+            log.debug("old status message not deleted job=%s: %s", job.job_id, exc)
+        deps.store.jobs.set_status_message(job.job_id, None)

@@ -1,0 +1,47 @@
+"""The picture machinery one process runs; absent when ``COMFYUI_BASE_URL`` is empty."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.pictures.queue import JobQueue
+from bot.pictures.status import StatusBoard
+from comfy import ComfyClient, Follower, GeneratedImage, JobProgress, WorkflowTemplate
+
+__all__ = ["GeneratorFactory", "PictureGenerator", "PicturesRuntime"]
+
+
+class PictureGenerator(Protocol):
+    """What the workers need from ComfyUI: one picture under one budget (``comfy.Comfy``)."""
+
+    async def generate(
+        self,
+        graph: dict[str, Any],
+        *,
+        prompt_id: str,
+        timeout_s: float,
+        on_progress: Callable[[JobProgress], None] | None = None,
+        recover: bool = False,
+    ) -> GeneratedImage: ...
+
+
+class GeneratorFactory(Protocol):
+    """Builds the generator at start-up; ``comfy.Comfy`` is the production one."""
+
+    def __call__(
+        self, client: ComfyClient, follower: Follower, *, concurrency: int
+    ) -> PictureGenerator: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PicturesRuntime:
+    queue: JobQueue
+    board: StatusBoard
+    generator: PictureGenerator
+    client: ComfyClient
+    follower: Follower
+    template: WorkflowTemplate
+    spool_dir: Path

@@ -1,0 +1,84 @@
+"""How a job ends: what :data:`~bot.pictures.lifecycle.ENDS` says for its exit, done once.
+
+:func:`settle` is synchronous on purpose: with no await inside, no cancel can land between
+the money moving and the final event being written, so every ``image_requested`` ends in
+exactly one ``image_generated`` or ``image_failed``. The quota operations are guarded
+state changes, so settling a job a second time changes nothing and returns False.
+:func:`tell_user` sends the exit's sentence, if it has one, after the settling.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import trio
+
+from bot.analytics import log_event
+from bot.deps import Deps
+from bot.pictures.lifecycle import ENDS, Exit, Settle
+from bot.telegram.errors import TelegramError
+from bot.texts import t
+from store import Job
+
+__all__ = ["MAX_DETAIL_CHARS", "NOTICE_DEADLINE_S", "settle", "tell_user"]
+
+log = logging.getLogger(__name__)
+
+MAX_DETAIL_CHARS: Final = 500  # of an event's detail, whitespace collapsed
+NOTICE_DEADLINE_S: Final = 10.0  # a failure notice is sent within this, even during a stop
+
+
+def _duration_ms(deps: Deps, job: Job) -> int:
+    return max(0, int((deps.now() - job.created_at).total_seconds() * 1000))
+
+
+def settle(deps: Deps, job: Job, exit_: Exit, *, detail: str = "", file_id: str = "") -> bool:
+    """Charge or release *job* as its exit says and log the final event; False if it was
+    settled already (or the exit keeps the job for the next start)."""
+    end = ENDS[exit_]
+    detail = " ".join(detail.split())[:MAX_DETAIL_CHARS]
+    now = deps.now()
+    if end.settle is Settle.KEEP:
+        return False
+    if end.settle is Settle.CHARGE:
+        if not deps.store.quota.consume(job.job_id, file_id=file_id, now=now):
+            log.warning("job already finished, not charged again job=%s", job.job_id)
+            return False
+    else:
+        assert end.reason is not None
+        if not deps.store.quota.release(
+            job.job_id, reason=end.reason.value, detail=detail, now=now
+        ):
+            return False
+    if end.event is not None:
+        log_event(
+            deps.store,
+            end.event,
+            now=deps.now,
+            user_id=job.user_id,
+            chat_id=job.chat_id,
+            persona=job.persona_key,
+            job_id=job.job_id,
+            reason=end.reason,
+            detail=detail if end.settle is Settle.RELEASE else None,
+            duration_ms=_duration_ms(deps, job),
+        )
+    return True
+
+
+async def tell_user(deps: Deps, job: Job, exit_: Exit) -> None:
+    """The exit's one sentence, as a reply to the text the picture was for.
+
+    Shielded and bounded: a job ended by a stop in progress still says why.
+    """
+    notice = ENDS[exit_].notice
+    if notice is None:
+        return
+    with trio.move_on_after(NOTICE_DEADLINE_S, shield=True):
+        try:
+            await deps.api.send_message(
+                job.chat_id, t(notice, job.language), reply_to_message_id=job.message_id
+            )
+        except TelegramError as exc:
+            log.info("failure notice not sent job=%s: %s", job.job_id, exc)

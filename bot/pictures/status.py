@@ -1,0 +1,327 @@
+"""The one owner of every job's status message: queue place, then progress, then gone.
+
+A job's small status message (a reply to the text it illustrates, with «✖ Отмена») is
+written by this module alone. Everyone else says what the message *should* show:
+
+* the press opens a line with the job's place in the queue (:meth:`StatusBoard.open`);
+* the queue reports new places as jobs move up (:meth:`StatusBoard.show_places`);
+* the worker reports waiting for the GPU, ComfyUI's progress, then "almost done"
+  (:meth:`StatusBoard.show`);
+* whoever ends the job closes the line (:meth:`StatusBoard.close`).
+
+One task (:meth:`StatusBoard.run`) turns the difference between what a line should show
+and what it shows into Bot API calls. The rules are a pure function,
+:func:`next_action`: post at once; edit only when the wanted text differs, at most once
+every ``MIN_EDIT_INTERVAL_S`` per message and never sooner than that after the change
+(quick successive changes collapse into one edit, Telegram's flood limits count edits);
+delete at once when the line is closed, after a post still in flight has landed.
+
+The message id lives here, in memory, with the line. SQLite keeps a copy only for
+recovery: a job resumed after a restart adopts its old message (:meth:`StatusBoard.adopt`),
+and a message left behind by a job that ended just before a stop is deleted at the next
+start. A failed call is logged and forgotten: a status line is never worth failing a
+picture for.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from bot.callback_data import CancelJob, encode
+from bot.pictures.queue import Place
+from bot.telegram.client import TelegramApi
+from bot.telegram.errors import TelegramError
+from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from bot.texts import t
+from comfy import JobProgress, ProgressStage
+from store import Jobs
+
+__all__ = [
+    "CLEANUP_DEADLINE_S",
+    "MIN_EDIT_INTERVAL_S",
+    "Action",
+    "Drawing",
+    "Queued",
+    "Sending",
+    "Status",
+    "StatusBoard",
+    "StatusLine",
+    "StatusView",
+    "Waiting",
+    "cancel_keyboard",
+    "next_action",
+    "render",
+    "status_of",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_EDIT_INTERVAL_S: Final = 3.0
+CLEANUP_DEADLINE_S: Final = 5.0  # a status message is deleted within this, or left
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    place: int  # 1-based place in our queue
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A worker has the job; ComfyUI has not started drawing it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drawing:
+    percent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sending:
+    """The picture is downloaded and being sent: it can no longer be cancelled."""
+
+
+Status = Queued | Waiting | Drawing | Sending
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    """What the message shows: its text, and whether «✖ Отмена» is under it."""
+
+    text: str
+    cancellable: bool
+
+
+def render(status: Status, lang: str) -> StatusView:
+    """The message for *status* in *lang* (pure)."""
+    match status:
+        case Queued(place):
+            return StatusView(t("status_queued", lang, position=place), cancellable=True)
+        case Waiting():
+            return StatusView(t("status_waiting_gpu", lang), cancellable=True)
+        case Drawing(percent):
+            return StatusView(t("status_running", lang, percent=percent), cancellable=True)
+        case Sending():
+            return StatusView(t("status_sending", lang), cancellable=False)
+
+
+def status_of(progress: JobProgress) -> Status:
+    """What ComfyUI's progress means for the status message (pure)."""
+    if progress.stage is ProgressStage.RUNNING:
+        if progress.maximum <= 0:
+            return Drawing(0)
+        return Drawing(min(100, int(100 * progress.value / progress.maximum)))
+    if progress.stage is ProgressStage.DOWNLOADING:
+        return Sending()
+    return Waiting()
+
+
+def cancel_keyboard(job_id: str, lang: str) -> InlineKeyboardMarkup:
+    button = InlineKeyboardButton(
+        text=t("cancel_button", lang), callback_data=encode(CancelJob(job_id))
+    )
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+
+@dataclass(slots=True)
+class StatusLine:
+    """One job's status message: what it should show, what it shows."""
+
+    job_id: str
+    chat_id: int
+    reply_to: int
+    lang: str
+    wanted: StatusView
+    closed: bool = False  # the job ended: the message should be gone
+    shown: StatusView | None = None
+    message_id: int | None = None
+    changed_at: float | None = None  # when ``wanted`` first differed from ``shown``
+    written_at: float = -math.inf
+    busy: bool = False  # a Bot API call for this line is in flight
+    given_up: bool = False  # the post failed: this job has no status message
+
+
+class Action(enum.Enum):
+    POST = "post"
+    EDIT = "edit"
+    DELETE = "delete"
+    FORGET = "forget"  # the line is closed and has no message: drop it
+
+
+def next_action(
+    line: StatusLine, now: float, *, min_interval_s: float = MIN_EDIT_INTERVAL_S
+) -> Action | float | None:
+    """The next call for *line*: an :class:`Action`, a time to look again, or None."""
+    if line.busy:
+        return None
+    if line.closed:
+        return Action.DELETE if line.message_id is not None else Action.FORGET
+    if line.given_up:
+        return None
+    if line.message_id is None:
+        return Action.POST
+    if line.wanted == line.shown:
+        return None
+    changed_at = line.changed_at if line.changed_at is not None else now
+    due = max(line.written_at, changed_at) + min_interval_s
+    return Action.EDIT if now >= due else due
+
+
+class StatusBoard:
+    """Every live job's status line, and the task that writes them to Telegram."""
+
+    def __init__(
+        self, api: TelegramApi, jobs: Jobs, *, min_interval_s: float = MIN_EDIT_INTERVAL_S
+    ) -> None:
+        self._api = api
+        self._jobs = jobs
+        self._min_interval_s = min_interval_s
+        self._lines: dict[str, StatusLine] = {}
+        self._changed = trio.Event()
+
+    # What the message should show (synchronous: called from any task).
+
+    def open(self, job_id: str, *, chat_id: int, reply_to: int, lang: str, status: Status) -> None:
+        """A new job's message, posted at once."""
+        self._lines[job_id] = StatusLine(
+            job_id, chat_id, reply_to, lang, wanted=render(status, lang)
+        )
+        self._wake()
+
+    def adopt(
+        self, job_id: str, *, chat_id: int, reply_to: int, lang: str, message_id: int
+    ) -> None:
+        """A message posted by an earlier process for a job resumed now."""
+        self._lines[job_id] = StatusLine(
+            job_id,
+            chat_id,
+            reply_to,
+            lang,
+            wanted=render(Waiting(), lang),
+            message_id=message_id,
+            changed_at=trio.current_time(),
+        )
+        self._wake()
+
+    def show(self, job_id: str, status: Status) -> None:
+        """Ask for *status*; a job without a line (its post failed, or it has none) is skipped."""
+        line = self._lines.get(job_id)
+        if line is None or line.closed:
+            return
+        view = render(status, line.lang)
+        if view != line.wanted:
+            line.wanted = view
+            if line.changed_at is None:
+                line.changed_at = trio.current_time()
+            self._wake()
+
+    def show_places(self, places: Sequence[Place]) -> None:
+        """The queue moved: every waiting job's new place."""
+        for place in places:
+            self.show(place.job_id, Queued(place.place))
+
+    def show_progress(self, job_id: str, progress: JobProgress) -> None:
+        self.show(job_id, status_of(progress))
+
+    def close(self, job_id: str) -> None:
+        """The job ended: delete its message."""
+        line = self._lines.get(job_id)
+        if line is not None:
+            line.closed = True
+            self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+
+    # The writer.
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Apply every line's wanted state, forever."""
+        async with trio.open_nursery() as calls:
+            task_status.started()
+            while True:
+                self._changed = trio.Event()
+                wake_at = math.inf
+                now = trio.current_time()
+                for line in list(self._lines.values()):
+                    action = next_action(line, now, min_interval_s=self._min_interval_s)
+                    if action is None:
+                        continue
+                    if isinstance(action, float):
+                        wake_at = min(wake_at, action)
+                    elif action is Action.FORGET:
+                        del self._lines[line.job_id]
+                    else:
+                        line.busy = True
+                        calls.start_soon(self._perform, line, action)
+                with trio.move_on_at(wake_at):
+                    await self._changed.wait()
+
+    async def _perform(self, line: StatusLine, action: Action) -> None:
+        try:
+            if action is Action.POST:
+                await self._post(line)
+            elif action is Action.EDIT:
+                await self._edit(line)
+            else:
+                await self._delete(line)
+        finally:
+            line.busy = False
+            self._wake()
+
+    async def _post(self, line: StatusLine) -> None:
+        view = line.wanted
+        try:
+            message = await self._api.send_message(
+                line.chat_id,
+                view.text,
+                reply_markup=self._markup(line, view),
+                reply_to_message_id=line.reply_to,
+                disable_notification=True,
+            )
+        except TelegramError as exc:
+            log.info("status message not sent job=%s: %s", line.job_id, exc)
+            line.given_up = True
+            return
+        line.message_id = message.message_id
+        line.written_at = trio.current_time()
+        line.shown = view
+        if line.wanted == view:
+            line.changed_at = None
+        self._jobs.set_status_message(line.job_id, message.message_id)
+
+    async def _edit(self, line: StatusLine) -> None:
+        view, message_id = line.wanted, line.message_id
+        assert message_id is not None
+        line.written_at = trio.current_time()
+        try:
+            await self._api.edit_message_text(
+                line.chat_id, message_id, view.text, reply_markup=self._markup(line, view)
+            )
+        except TelegramError as exc:
+            log.debug("status edit failed job=%s: %s", line.job_id, exc)
+        # Shown or not, this view is done with; the next change tries again.
+        line.shown = view
+        if line.wanted == view:
+            line.changed_at = None
+
+    async def _delete(self, line: StatusLine) -> None:
+        message_id = line.message_id
+        assert message_id is not None
+        with trio.move_on_after(CLEANUP_DEADLINE_S):
+            try:
+                await self._api.delete_message(line.chat_id, message_id)
+            except TelegramError as exc:
+                log.debug("status delete failed job=%s: %s", line.job_id, exc)
+        self._lines.pop(line.job_id, None)
+        self._jobs.set_status_message(line.job_id, None)
+
+    @staticmethod
+    def _markup(line: StatusLine, view: StatusView) -> InlineKeyboardMarkup | None:
+        return cancel_keyboard(line.job_id, line.lang) if view.cancellable else None
