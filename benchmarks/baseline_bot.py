@@ -25,8 +25,8 @@ from comfy import (
     GeneratedImage,
     GenerationFailed,
     GenerationTimedOut,
-    JobProgress,
     ProgressStage,
+    PromptProgress,
 )
 from comfy.protocol import Signal, probe_from_history
 
@@ -48,7 +48,7 @@ class PollingComfy:
         *,
         prompt_id: str,
         timeout_s: float,
-        on_progress: Callable[[JobProgress], None] | None = None,
+        on_progress: Callable[[PromptProgress], None] | None = None,
         recover: bool = False,
     ) -> GeneratedImage:
         """POST /prompt, poll GET /history/{id} until it has outputs, GET /view.
@@ -62,13 +62,13 @@ class PollingComfy:
             try:
                 with trio.fail_after(timeout_s):
                     await self._client.submit(graph, prompt_id=prompt_id, client_id=None)
-                    report(JobProgress(ProgressStage.QUEUED))
+                    report(PromptProgress(ProgressStage.QUEUED))
                     return await self._poll_and_download(prompt_id, report)
             except trio.TooSlowError:
                 raise GenerationTimedOut(f"no picture within {timeout_s:g} s") from None
 
     async def _poll_and_download(
-        self, prompt_id: str, report: Callable[[JobProgress], None]
+        self, prompt_id: str, report: Callable[[PromptProgress], None]
     ) -> GeneratedImage:
         while True:
             await trio.sleep(self.poll_s)
@@ -78,7 +78,7 @@ class PollingComfy:
             probe = probe_from_history(entry)
             if probe.signal is not Signal.FOUND_SUCCESS or not probe.images:
                 raise GenerationFailed("the workflow", f"history says {probe.signal.value}")
-            report(JobProgress(ProgressStage.DOWNLOADING))
+            report(PromptProgress(ProgressStage.DOWNLOADING))
             image = probe.images[0]
             downloaded = await self._client.download(image)
             return GeneratedImage(downloaded.data, image.filename, downloaded.content_type)

@@ -14,6 +14,7 @@ from bot.telegram.types import CallbackQuery, Message, Update, User
 from bot.texts import Lang, lang_of
 
 __all__ = [
+    "ADMIN_COMMANDS",
     "MAX_USER_TEXT_CHARS",
     "AdminCmd",
     "BalanceCmd",
@@ -170,7 +171,7 @@ _SIMPLE_COMMANDS: Final[dict[str, type[StartCmd | HelpCmd | PersonaCmd | Balance
     "balance": BalanceCmd,
     "quota": BalanceCmd,
 }
-_ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe", "stats"})
+ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe", "stats"})
 
 
 def route(update: Update, *, bot_username: str | None = None) -> Command:
@@ -221,7 +222,7 @@ def _route_command(ctx: Context, text: str, *, bot_username: str | None) -> Comm
     name = name.lower()
     if name in _SIMPLE_COMMANDS:
         return _SIMPLE_COMMANDS[name](ctx)
-    if name in _ADMIN_COMMANDS:
+    if name in ADMIN_COMMANDS:
         return AdminCmd(ctx, name=name, args=tuple(args))
     return UnknownCmd(ctx)
 

@@ -46,7 +46,7 @@ from bot.telegram.errors import TelegramForbidden
 from bot.telegram.types import Update
 from bot.texts import t
 
-__all__ = ["dispatch_command", "make_handler"]
+__all__ = ["ADMIN_HANDLERS", "dispatch_command", "make_handler"]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             log.debug("update ignored: %s", command.why)
 
 
-_ADMIN_HANDLERS: Final = {
+ADMIN_HANDLERS: Final = {
     "grant": handle_grant,
     "subscribe": handle_subscribe,
     "stats": handle_stats,
@@ -118,4 +118,4 @@ async def _admin(deps: Deps, command: AdminCmd) -> None:
         log.warning("admin command refused user=%s command=%s", command.ctx.user_id, command.name)
         await deps.api.send_message(command.ctx.chat_id, t("admin_only", command.ctx.lang))
         return
-    await _ADMIN_HANDLERS[command.name](deps, command)
+    await ADMIN_HANDLERS[command.name](deps, command)

@@ -22,7 +22,7 @@ from comfy.errors import (
     PromptRejected,
 )
 from comfy.follower import Follower, OpenWebsocket, websocket_opener
-from comfy.generate import Comfy, GeneratedImage, JobProgress, ProgressStage
+from comfy.generate import Comfy, GeneratedImage, ProgressStage, PromptProgress
 from comfy.preflight import MissingModel, check_models
 from comfy.workflow import MAX_SEED, PromptParams, WorkflowError, WorkflowTemplate
 
@@ -38,11 +38,11 @@ __all__ = [
     "GenerationFailed",
     "GenerationInterrupted",
     "GenerationTimedOut",
-    "JobProgress",
     "MissingModel",
     "OpenWebsocket",
     "ProgressStage",
     "PromptParams",
+    "PromptProgress",
     "PromptRejected",
     "WorkflowError",
     "WorkflowTemplate",

@@ -26,7 +26,7 @@ import trio
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from comfy.follower import Follower, OpenWebsocket, websocket_opener
-from comfy.generate import Comfy, GeneratedImage, JobProgress, ProgressStage
+from comfy.generate import Comfy, GeneratedImage, ProgressStage, PromptProgress
 from comfy.preflight import check_models
 from comfy.workflow import MAX_SEED, PromptParams, WorkflowError, WorkflowTemplate
 
@@ -62,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress_printer(say: Say) -> Callable[[JobProgress], None]:
-    last: list[JobProgress] = []
+def _progress_printer(say: Say) -> Callable[[PromptProgress], None]:
+    last: list[PromptProgress] = []
 
-    def on_progress(progress: JobProgress) -> None:
+    def on_progress(progress: PromptProgress) -> None:
         if last and last[0] == progress:
             return
         last[:] = [progress]

@@ -115,7 +115,7 @@ class ComfyClient:
 
     async def interrupt(self, prompt_id: str) -> None:
         """Interrupt *prompt_id* only if it is the one running. Never sent without an id:
-        a bare /interrupt stops whatever runs, someone else's job included (NOTES §4.10)."""
+        a bare /interrupt stops whatever runs, someone else's prompt included (NOTES §4.10)."""
         self._expect_ok(
             await self._request("POST", "/interrupt", json={"prompt_id": prompt_id}),
             "POST /interrupt",

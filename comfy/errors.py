@@ -66,11 +66,11 @@ class GenerationFailed(ComfyError):
 
 
 class GenerationInterrupted(ComfyError):
-    """The prompt was interrupted on ComfyUI by someone other than this job."""
+    """The prompt was interrupted on ComfyUI by someone other than this client."""
 
 
 class GenerationTimedOut(ComfyError):
-    """The job's time budget ran out; the prompt was removed from ComfyUI or interrupted."""
+    """The prompt's time budget ran out; the prompt was removed from ComfyUI or interrupted."""
 
 
 class ComfyProtocolError(ComfyError):

@@ -1,16 +1,16 @@
-"""Follow ComfyUI's ``/ws`` for every job of this process, and recover what it misses.
+"""Follow ComfyUI's ``/ws`` for every prompt of this process, and recover what it misses.
 
 One websocket per ComfyUI server, read by one task that parses each frame
-(``comfy.events``), advances the sans-IO ``JobTracker`` and hands updates to the waiting
-jobs through bounded per-job channels with ``send_nowait``: progress is dropped rather
+(``comfy.events``), advances the sans-IO ``PromptTracker`` and hands updates to the waiting
+prompts through bounded per-prompt channels with ``send_nowait``: progress is dropped rather
 than block the reader (a blocked reader also stops answering pings, ENGINEERING A3).
-Outcomes are never dropped: they are stored on the ``JobWatch`` with a ``trio.Event``.
+Outcomes are never dropped: they are stored on the ``PromptWatch`` with a ``trio.Event``.
 
 Each connection uses a fresh ``clientId`` (``pbot-<12 hex>-<n>``): reconnecting with the
 old one while ComfyUI still holds the half-open socket leaves the new socket deaf (NOTES
-§3 "Two sockets with one clientId"). So a job remembers the clientId it was submitted
-under, and after a reconnect, or for a job recovered from an earlier process, nothing more
-arrives for it on the socket. Such jobs are reconciled with GET /history/{id} and GET
+§3 "Two sockets with one clientId"). So a prompt remembers the clientId it was submitted
+under, and after a reconnect, or for a prompt recovered from an earlier process, nothing more
+arrives for it on the socket. Such prompts are reconciled with GET /history/{id} and GET
 /queue at once and then every ``RECONCILE_INTERVAL_S`` until they end; that is the only
 /history polling (SPEC §2).
 
@@ -26,18 +26,20 @@ import itertools
 import logging
 import random
 import uuid
+from collections.abc import Iterator
 from typing import Final
 
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
+from comfy.backoff import backoff_delays
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from comfy.events import Garbage, Status, Unknown, parse_ws_message
 from comfy.protocol import (
-    JobTracker,
-    JobUpdate,
     Probe,
+    PromptTracker,
+    PromptUpdate,
     Signal,
     probe_from_history,
     probe_from_queue,
@@ -51,17 +53,16 @@ from comfy.websocket import (
 )
 
 __all__ = [
-    "BACKOFF_INITIAL_S",
-    "BACKOFF_JITTER",
-    "BACKOFF_MAX_S",
     "HEARTBEAT_INTERVAL_S",
     "HEARTBEAT_TIMEOUT_S",
     "RECONCILE_INTERVAL_S",
+    "RECONNECT_BACKOFF_INITIAL_S",
+    "RECONNECT_BACKOFF_MAXIMUM_S",
     "WS_CLOSE_TIMEOUT_S",
     "WS_MAX_MESSAGE_BYTES",
     "Follower",
-    "JobWatch",
     "OpenWebsocket",
+    "PromptWatch",
     "probe_prompt",
     "websocket_opener",
     "websocket_url",
@@ -72,27 +73,28 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_S: Final = 10.0
 HEARTBEAT_TIMEOUT_S: Final = 10.0
 RECONCILE_INTERVAL_S: Final = 2.0
-BACKOFF_INITIAL_S: Final = 1.0
-BACKOFF_MAX_S: Final = 30.0
-BACKOFF_JITTER: Final = 0.5  # each delay grows by up to 50 %, so restarts do not stampede
-JOB_CHANNEL_SIZE: Final = 16
+# Reconnect waits, with equal jitter: 1-2 s, then 2-4 s, ... up to 15-30 s, so that many
+# bots do not stampede a ComfyUI that comes back.
+RECONNECT_BACKOFF_INITIAL_S: Final = 2.0
+RECONNECT_BACKOFF_MAXIMUM_S: Final = 30.0
+PROMPT_CHANNEL_SIZE: Final = 16
 
 _NETWORK_ERRORS: Final = (HandshakeError, OSError, trio.BrokenResourceError, trio.TooSlowError)
 
 
-class JobWatch:
-    """The follower's handle on one waiting job: progress in ``updates``, the end in
+class PromptWatch:
+    """The follower's handle on one waiting prompt: progress in ``updates``, the end in
     ``outcome`` + ``done`` (set once; ``updates`` then ends)."""
 
     def __init__(self, prompt_id: str, client_id: str | None, *, submitted: bool) -> None:
         self.prompt_id = prompt_id
         self.client_id = client_id
         self.submitted = submitted
-        self._send, self.updates = trio.open_memory_channel[JobUpdate](JOB_CHANNEL_SIZE)
-        self.outcome: JobUpdate | None = None
+        self._send, self.updates = trio.open_memory_channel[PromptUpdate](PROMPT_CHANNEL_SIZE)
+        self.outcome: PromptUpdate | None = None
         self.done = trio.Event()
 
-    def offer(self, update: JobUpdate) -> None:
+    def offer(self, update: PromptUpdate) -> None:
         """Called by the reader: never blocks."""
         if update.terminal:
             self.outcome = update
@@ -102,7 +104,7 @@ class JobWatch:
         try:
             self._send.send_nowait(update)
         except trio.WouldBlock:
-            log.debug("comfy progress dropped prompt_id=%s (job busy)", self.prompt_id)
+            log.debug("comfy progress dropped prompt_id=%s (its waiter is behind)", self.prompt_id)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
@@ -138,8 +140,8 @@ class Follower:
         self._client_id: str | None = None
         self._connected = trio.Event()
         self._healthy = False
-        self._tracker = JobTracker()
-        self._watches: dict[str, JobWatch] = {}
+        self._tracker = PromptTracker()
+        self._watches: dict[str, PromptWatch] = {}
         self._reconcile_now = trio.Event()
         self._reconcile_error = ""
         self.last_error = "not connected yet"
@@ -158,15 +160,22 @@ class Follower:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._run_reconciler)
             task_status.started()
-            delay_s = BACKOFF_INITIAL_S
+            delays = self._reconnect_delays()
             while True:
                 await self._connect_once(f"{self._id_prefix}-{next(self._ids)}")
                 if self._healthy:
-                    delay_s = BACKOFF_INITIAL_S
-                sleep_s = delay_s + self._rng.uniform(0, delay_s * BACKOFF_JITTER)
+                    delays = self._reconnect_delays()
+                sleep_s = next(delays)
                 log.warning("comfy ws lost: %s; reconnecting in %.1f s", self.last_error, sleep_s)
                 await trio.sleep(sleep_s)
-                delay_s = min(delay_s * 2, BACKOFF_MAX_S)
+
+    def _reconnect_delays(self) -> Iterator[float]:
+        return backoff_delays(
+            initial_s=RECONNECT_BACKOFF_INITIAL_S,
+            maximum_s=RECONNECT_BACKOFF_MAXIMUM_S,
+            jitter="equal",
+            rng=self._rng,
+        )
 
     async def wait_connected(self) -> str:
         """Wait until ComfyUI has greeted a socket; return that socket's clientId."""
@@ -174,24 +183,26 @@ class Follower:
             await self._connected.wait()
         return self._client_id
 
-    def watch(self, prompt_id: str, *, client_id: str | None, submitted: bool = False) -> JobWatch:
+    def watch(
+        self, prompt_id: str, *, client_id: str | None, submitted: bool = False
+    ) -> PromptWatch:
         """Start routing *prompt_id*'s messages; call before POST /prompt."""
         if prompt_id in self._watches:
             raise ValueError(f"prompt_id {prompt_id!r} is already being followed")
-        watch = JobWatch(prompt_id, client_id, submitted=submitted)
+        watch = PromptWatch(prompt_id, client_id, submitted=submitted)
         self._watches[prompt_id] = watch
         self._tracker.add(prompt_id)
         if submitted:
             self._reconcile_now.set()
         return watch
 
-    def mark_submitted(self, watch: JobWatch) -> None:
+    def mark_submitted(self, watch: PromptWatch) -> None:
         """ComfyUI accepted the prompt: from now on reconciliation may look for it."""
         watch.submitted = True
         if self._is_orphan(watch):
             self._reconcile_now.set()
 
-    def forget(self, watch: JobWatch) -> None:
+    def forget(self, watch: PromptWatch) -> None:
         if self._watches.get(watch.prompt_id) is watch:
             del self._watches[watch.prompt_id]
             self._tracker.discard(watch.prompt_id)
@@ -265,7 +276,7 @@ class Follower:
         self._client_id = client_id
         self._healthy = True
         self._connected.set()
-        self._reconcile_now.set()  # jobs of the previous socket may have ended meanwhile
+        self._reconcile_now.set()  # prompts of the previous socket may have ended meanwhile
         log.info("comfy ws connected client_id=%s", client_id)
 
     def _set_disconnected(self) -> None:
@@ -277,7 +288,7 @@ class Follower:
 
     # -- delivery and reconciliation ------------------------------------------------------
 
-    def _deliver(self, updates: list[JobUpdate]) -> None:
+    def _deliver(self, updates: list[PromptUpdate]) -> None:
         for update in updates:
             watch = self._watches.get(update.prompt_id)
             if watch is not None:
@@ -287,7 +298,7 @@ class Follower:
                     "comfy prompt ended prompt_id=%s state=%s", update.prompt_id, update.state.value
                 )
 
-    def _is_orphan(self, watch: JobWatch) -> bool:
+    def _is_orphan(self, watch: PromptWatch) -> bool:
         return self._client_id is None or watch.client_id != self._client_id
 
     async def _run_reconciler(self) -> None:
@@ -304,7 +315,7 @@ class Follower:
                 try:
                     probe = await probe_prompt(self._client, watch.prompt_id)
                 except ComfyError as exc:
-                    # once per distinct error: ComfyUI may stay down for the job's whole budget
+                    # once per distinct error: ComfyUI may stay down for the prompt's whole budget
                     level = (
                         logging.DEBUG if exc.detail == self._reconcile_error else logging.WARNING
                     )

@@ -1,11 +1,11 @@
 """``Comfy.generate``: one picture from a graph, under one time budget, cleaned up on exit.
 
 The budget (``COMFYUI_TIMEOUT_SECONDS``) is one cancel scope around submit → wait →
-download (SPEC §2, §7). Whatever ends the job early, the timeout or the caller's cancel
+download (SPEC §2, §7). Whatever ends the prompt early, the timeout or the caller's cancel
 (the user's "cancel" button, shutdown), a shielded cleanup with its own short deadline
 removes the prompt from ComfyUI's queue and interrupts it only if GET /queue shows it is
-the one running, so the GPU does not keep working for nobody and nobody else's job is
-stopped (NOTES §4.9, §4.10). At most ``concurrency`` jobs of this process are on ComfyUI
+the one running, so the GPU does not keep working for nobody and nobody else's prompt is
+stopped (NOTES §4.9, §4.10). At most ``concurrency`` prompts of this process are on ComfyUI
 at once; the limiter is taken before the budget starts, since waiting in our own pool is
 bounded by the pool's queue, not by this timeout (SPEC §7).
 """
@@ -29,9 +29,9 @@ from comfy.errors import (
     GenerationTimedOut,
     PromptRejected,
 )
-from comfy.follower import Follower, JobWatch, probe_prompt
+from comfy.follower import Follower, PromptWatch, probe_prompt
 from comfy.messages import ImageRef
-from comfy.protocol import JobState, JobTracker, JobUpdate, probe_from_history
+from comfy.protocol import PromptState, PromptTracker, PromptUpdate, probe_from_history
 
 __all__ = [
     "CLEANUP_TIMEOUT_S",
@@ -39,13 +39,13 @@ __all__ = [
     "WAIT_CONNECTED_S",
     "Comfy",
     "GeneratedImage",
-    "JobProgress",
     "ProgressStage",
+    "PromptProgress",
 ]
 
 log = logging.getLogger(__name__)
 
-WAIT_CONNECTED_S: Final = 10.0  # how long a job waits for the websocket before giving up
+WAIT_CONNECTED_S: Final = 10.0  # how long a prompt waits for the websocket before giving up
 CLEANUP_TIMEOUT_S: Final = 5.0  # shielded queue delete / interrupt, and history delete
 RESUBMIT_MIN_REMAINING_S: Final = 10.0  # a vanished prompt is resubmitted only with this left
 
@@ -58,7 +58,7 @@ class ProgressStage(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class JobProgress:
+class PromptProgress:
     """What a status line can show: ``RUNNING`` 12/25, ``QUEUED`` with 3 in ComfyUI's queue."""
 
     stage: ProgressStage
@@ -75,16 +75,16 @@ class GeneratedImage:
 
 
 @dataclass(slots=True)
-class _Job:
+class _Prompt:
     prompt_id: str
     graph: dict[str, Any]
-    report: Callable[[JobProgress], None]
-    watch: JobWatch | None = None
+    report: Callable[[PromptProgress], None]
+    watch: PromptWatch | None = None
     on_server: bool = False  # POST /prompt was sent (a failed POST may still have queued it)
     ended: bool = False  # ComfyUI finished with it: nothing left to cancel there
 
 
-def _ignore(_: JobProgress) -> None:
+def _ignore(_: PromptProgress) -> None:
     pass
 
 
@@ -104,7 +104,7 @@ class Comfy:
         *,
         prompt_id: str,
         timeout_s: float,
-        on_progress: Callable[[JobProgress], None] | None = None,
+        on_progress: Callable[[PromptProgress], None] | None = None,
         recover: bool = False,
     ) -> GeneratedImage:
         """Run *graph* on ComfyUI as *prompt_id* (chosen and stored by the caller).
@@ -121,79 +121,84 @@ class Comfy:
             ComfyProtocolError: see ``comfy.errors``.
             trio.Cancelled: the caller cancelled; the prompt was cancelled on ComfyUI first.
         """
-        job = _Job(prompt_id, graph, on_progress or _ignore)
+        prompt = _Prompt(prompt_id, graph, on_progress or _ignore)
         async with self._limiter:
             try:
                 with trio.fail_after(timeout_s) as budget:
-                    image = await self._run(job, recover=recover, deadline=budget.deadline)
+                    image = await self._run(prompt, recover=recover, deadline=budget.deadline)
             except trio.TooSlowError:
                 log.warning("comfy prompt timed out prompt_id=%s after %g s", prompt_id, timeout_s)
-                cancelled = "; cancelled on ComfyUI" if job.on_server and not job.ended else ""
+                cancelled = (
+                    "; cancelled on ComfyUI" if prompt.on_server and not prompt.ended else ""
+                )
                 raise GenerationTimedOut(
                     f"no picture within {timeout_s:g} s (prompt {prompt_id}){cancelled}"
                 ) from None
             finally:
-                if job.watch is not None:
-                    self._follower.forget(job.watch)
-                if job.on_server and not job.ended:
+                if prompt.watch is not None:
+                    self._follower.forget(prompt.watch)
+                if prompt.on_server and not prompt.ended:
                     await self._cancel_on_server(prompt_id)
         # Outside the limiter: tidying ComfyUI's history must not delay the next prompt.
         await self._forget_history(prompt_id)
         return image
 
-    async def _run(self, job: _Job, *, recover: bool, deadline: float) -> GeneratedImage:
-        outcome = await self._recover(job) if recover else None
+    async def _run(self, prompt: _Prompt, *, recover: bool, deadline: float) -> GeneratedImage:
+        outcome = await self._recover(prompt) if recover else None
         resubmits_left = 1
-        while outcome is None or outcome.state is JobState.VANISHED:
+        while outcome is None or outcome.state is PromptState.VANISHED:
             if outcome is not None:  # ComfyUI restarted or someone deleted the prompt
-                job.on_server = False
+                prompt.on_server = False
                 remaining_s = deadline - trio.current_time()
                 if resubmits_left == 0 or remaining_s < RESUBMIT_MIN_REMAINING_S:
                     why = "again" if resubmits_left == 0 else f"with {remaining_s:.0f} s left"
                     raise ComfyUnavailable(
-                        f"prompt {job.prompt_id} vanished from ComfyUI (restarted or deleted) {why}"
+                        f"prompt {prompt.prompt_id} vanished from ComfyUI"
+                        f" (restarted or deleted) {why}"
                     )
                 resubmits_left -= 1
-                log.warning("comfy prompt vanished prompt_id=%s; submitting again", job.prompt_id)
-            outcome = await self._submit_and_wait(job)
-        job.ended = True
-        if outcome.state is JobState.FAILED:
+                log.warning(
+                    "comfy prompt vanished prompt_id=%s; submitting again", prompt.prompt_id
+                )
+            outcome = await self._submit_and_wait(prompt)
+        prompt.ended = True
+        if outcome.state is PromptState.FAILED:
             failure = outcome.failure
             node = f"node {failure.node_id} ({failure.node_type})" if failure else "a node"
             raise GenerationFailed(node, failure.message if failure else "unknown error")
-        if outcome.state is JobState.INTERRUPTED:
-            raise GenerationInterrupted(f"prompt {job.prompt_id} was interrupted on ComfyUI")
-        return await self._fetch_image(job, outcome)
+        if outcome.state is PromptState.INTERRUPTED:
+            raise GenerationInterrupted(f"prompt {prompt.prompt_id} was interrupted on ComfyUI")
+        return await self._fetch_image(prompt, outcome)
 
-    async def _recover(self, job: _Job) -> JobUpdate | None:
+    async def _recover(self, prompt: _Prompt) -> PromptUpdate | None:
         """Finished → its outcome; queued/running → wait for it; nowhere → None (submit).
 
         An *interrupted* prompt is submitted again too: the likeliest interrupter is this
         bot's own shutdown cleanup, it made no picture, and ComfyUI no longer holds it, so
         a new submission cannot run it twice.
         """
-        probe = await probe_prompt(self._client, job.prompt_id)
-        tracker = JobTracker()
-        tracker.add(job.prompt_id)
-        updates = tracker.reconcile(job.prompt_id, probe)
-        state = tracker.state(job.prompt_id)
-        log.info("comfy recover prompt_id=%s: %s", job.prompt_id, probe.signal.value)
-        if state in (JobState.VANISHED, JobState.INTERRUPTED):
+        probe = await probe_prompt(self._client, prompt.prompt_id)
+        tracker = PromptTracker()
+        tracker.add(prompt.prompt_id)
+        updates = tracker.reconcile(prompt.prompt_id, probe)
+        state = tracker.state(prompt.prompt_id)
+        log.info("comfy recover prompt_id=%s: %s", prompt.prompt_id, probe.signal.value)
+        if state in (PromptState.VANISHED, PromptState.INTERRUPTED):
             return None
         if updates and updates[-1].terminal:
             return updates[-1]
         # Submitted by a process that is gone: its clientId's messages reach nobody, so
         # the follower reconciles it by polling (RECONCILE_INTERVAL_S).
-        job.on_server = True
-        job.watch = self._follower.watch(job.prompt_id, client_id=None, submitted=True)
-        outcome = await self._wait(job, job.watch)
-        if outcome.state is JobState.INTERRUPTED:  # the old process's cleanup landed late
-            job.on_server = False
+        prompt.on_server = True
+        prompt.watch = self._follower.watch(prompt.prompt_id, client_id=None, submitted=True)
+        outcome = await self._wait(prompt, prompt.watch)
+        if outcome.state is PromptState.INTERRUPTED:  # the old process's cleanup landed late
+            prompt.on_server = False
             return None
         return outcome
 
-    async def _submit_and_wait(self, job: _Job) -> JobUpdate:
-        job.report(JobProgress(ProgressStage.WAITING_FOR_SERVER))
+    async def _submit_and_wait(self, prompt: _Prompt) -> PromptUpdate:
+        prompt.report(PromptProgress(ProgressStage.WAITING_FOR_SERVER))
         with trio.move_on_after(WAIT_CONNECTED_S) as waiting:
             client_id = await self._follower.wait_connected()
         if waiting.cancelled_caught:
@@ -201,44 +206,44 @@ class Comfy:
                 f"ComfyUI websocket not connected within {WAIT_CONNECTED_S:g} s "
                 f"({self._follower.last_error})"
             )
-        if job.watch is not None:
-            self._follower.forget(job.watch)
-        job.watch = self._follower.watch(job.prompt_id, client_id=client_id)
-        job.on_server = True
+        if prompt.watch is not None:
+            self._follower.forget(prompt.watch)
+        prompt.watch = self._follower.watch(prompt.prompt_id, client_id=client_id)
+        prompt.on_server = True
         try:
-            await self._client.submit(job.graph, prompt_id=job.prompt_id, client_id=client_id)
+            await self._client.submit(prompt.graph, prompt_id=prompt.prompt_id, client_id=client_id)
         except PromptRejected:
-            job.on_server = False
+            prompt.on_server = False
             raise
-        self._follower.mark_submitted(job.watch)
-        log.info("comfy prompt submitted prompt_id=%s client_id=%s", job.prompt_id, client_id)
-        job.report(JobProgress(ProgressStage.QUEUED))
-        return await self._wait(job, job.watch)
+        self._follower.mark_submitted(prompt.watch)
+        log.info("comfy prompt submitted prompt_id=%s client_id=%s", prompt.prompt_id, client_id)
+        prompt.report(PromptProgress(ProgressStage.QUEUED))
+        return await self._wait(prompt, prompt.watch)
 
-    async def _wait(self, job: _Job, watch: JobWatch) -> JobUpdate:
+    async def _wait(self, prompt: _Prompt, watch: PromptWatch) -> PromptUpdate:
         async for update in watch.updates:
-            if update.state is JobState.QUEUED:
-                job.report(
-                    JobProgress(ProgressStage.QUEUED, queue_remaining=update.queue_remaining)
+            if update.state is PromptState.QUEUED:
+                prompt.report(
+                    PromptProgress(ProgressStage.QUEUED, queue_remaining=update.queue_remaining)
                 )
             else:
-                job.report(JobProgress(ProgressStage.RUNNING, update.value, update.maximum))
+                prompt.report(PromptProgress(ProgressStage.RUNNING, update.value, update.maximum))
         await watch.done.wait()
         if watch.outcome is None:  # unreachable: the channel closes only with an outcome
-            raise ComfyUnavailable(f"prompt {job.prompt_id}: follower ended without an outcome")
+            raise ComfyUnavailable(f"prompt {prompt.prompt_id}: follower ended without an outcome")
         return watch.outcome
 
-    async def _fetch_image(self, job: _Job, outcome: JobUpdate) -> GeneratedImage:
+    async def _fetch_image(self, prompt: _Prompt, outcome: PromptUpdate) -> GeneratedImage:
         images: tuple[ImageRef, ...] = outcome.images
         if not images:  # the executed message was missed, or an old server: ask /history
-            entry = await self._client.get_history(job.prompt_id)
+            entry = await self._client.get_history(prompt.prompt_id)
             images = probe_from_history(entry).images if entry is not None else ()
         image = next((i for i in images if i.type == "output"), images[0] if images else None)
         if image is None:
             raise GenerationFailed(
                 "the workflow", "finished without saving an image (no SaveImage?)"
             )
-        job.report(JobProgress(ProgressStage.DOWNLOADING))
+        prompt.report(PromptProgress(ProgressStage.DOWNLOADING))
         downloaded = await self._client.download(image)
         return GeneratedImage(downloaded.data, image.filename, downloaded.content_type)
 

@@ -2,7 +2,7 @@
 
 Shapes come from the recorded transcripts (``tests/transcripts/comfy``, NOTES §3). Every
 model ignores unknown fields and defaults what older or newer servers may leave out:
-ComfyUI grows fields between releases, and an extra field must never fail a job.
+ComfyUI grows fields between releases, and an extra field must never fail a prompt.
 Parsing failures are turned into ``ComfyProtocolError`` (HTTP) or a ``Garbage`` event
 (websocket) by the callers.
 """

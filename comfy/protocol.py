@@ -1,8 +1,8 @@
-"""Sans-IO job lifecycle: events in, ``JobUpdate``s out, no awaits.
+"""Sans-IO prompt lifecycle: events in, ``PromptUpdate``s out, no awaits.
 
 # Theory of operation
 
-One ``JobTracker`` per process follows every prompt this process waits for, keyed by the
+One ``PromptTracker`` per process follows every prompt this process waits for, keyed by the
 ``prompt_id`` the bot chose (SPEC §9). Two sources feed it:
 
 * ``receive(event)``: parsed ``/ws`` frames (``comfy.events``), routed by ``prompt_id``.
@@ -10,7 +10,7 @@ One ``JobTracker`` per process follows every prompt this process waits for, keye
   produce no update, and the replayed ``executing`` without ``prompt_id`` after a
   reconnect (NOTES §4.4) is ignored.
 * ``reconcile(prompt_id, probe)``: what ``GET /queue`` and ``GET /history/{id}`` said,
-  for jobs whose messages cannot arrive (socket replaced, or recovered from a previous
+  for prompts whose messages cannot arrive (socket replaced, or recovered from a previous
   process). ``probe_from_queue``/``probe_from_history`` classify those answers.
 
 States::
@@ -32,7 +32,7 @@ Rules:
 * A (state, signal) pair missing from ``TRANSITIONS`` changes nothing: late progress after
   the end, a duplicate start, anything after a terminal state. Terminal states never move.
 * Updates carry the data the caller needs (progress, queue size, images, failure); a
-  terminal update is the job's outcome.
+  terminal update is the prompt's outcome.
 
 Cancellation: this module never awaits, so it cannot be interrupted halfway. The awaits
 are in ``comfy.follower`` (reading the socket: a cancel there loses nothing, the next
@@ -67,10 +67,10 @@ __all__ = [
     "TERMINAL_STATES",
     "TRANSITIONS",
     "Failure",
-    "JobState",
-    "JobTracker",
-    "JobUpdate",
     "Probe",
+    "PromptState",
+    "PromptTracker",
+    "PromptUpdate",
     "QueueSnapshot",
     "Signal",
     "probe_from_history",
@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 
-class JobState(enum.Enum):
+class PromptState(enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
     ENDING_SUCCESS = "ending_success"
@@ -91,7 +91,7 @@ class JobState(enum.Enum):
 
 
 class Signal(enum.Enum):
-    """What happened to a job, from a ws event or a reconciliation probe."""
+    """What happened to a prompt, from a ws event or a reconciliation probe."""
 
     STARTED = "started"
     NODE = "node"
@@ -109,7 +109,7 @@ class Signal(enum.Enum):
     MISSING = "missing"
 
 
-S, G = JobState, Signal
+S, G = PromptState, Signal
 TERMINAL_STATES: Final = frozenset({S.SUCCEEDED, S.FAILED, S.INTERRUPTED, S.VANISHED})
 _LIVE: Final = (S.QUEUED, S.RUNNING)
 _ENDING: Final = {
@@ -119,8 +119,8 @@ _ENDING: Final = {
 }
 
 
-def _table() -> dict[tuple[JobState, Signal], JobState]:
-    table: dict[tuple[JobState, Signal], JobState] = {(S.QUEUED, G.SEEN_PENDING): S.QUEUED}
+def _table() -> dict[tuple[PromptState, Signal], PromptState]:
+    table: dict[tuple[PromptState, Signal], PromptState] = {(S.QUEUED, G.SEEN_PENDING): S.QUEUED}
     for live in _LIVE:
         for sig in (G.STARTED, G.NODE, G.PROGRESS, G.OUTPUT, G.SEEN_RUNNING):
             table[live, sig] = S.RUNNING
@@ -140,7 +140,7 @@ def _table() -> dict[tuple[JobState, Signal], JobState]:
     return table
 
 
-TRANSITIONS: Final[Mapping[tuple[JobState, Signal], JobState]] = _table()
+TRANSITIONS: Final[Mapping[tuple[PromptState, Signal], PromptState]] = _table()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +153,11 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
-class JobUpdate:
-    """A change worth telling the waiting job; ``terminal`` updates are the outcome."""
+class PromptUpdate:
+    """A change worth telling the waiting prompt; ``terminal`` updates are the outcome."""
 
     prompt_id: str
-    state: JobState
+    state: PromptState
     value: int = 0
     maximum: int = 0
     queue_remaining: int | None = None
@@ -220,8 +220,8 @@ def probe_from_history(entry: HistoryEntry) -> Probe:
 
 
 @dataclass(slots=True)
-class _Job:
-    state: JobState = JobState.QUEUED
+class _Prompt:
+    state: PromptState = PromptState.QUEUED
     images: list[ImageRef] = field(default_factory=list)
     failure: Failure | None = None
 
@@ -247,32 +247,32 @@ def _signal_of(event: ComfyEvent) -> tuple[Signal, str | None] | None:
     return None
 
 
-class JobTracker:
+class PromptTracker:
     """Per-prompt state machines for the prompts this process waits for."""
 
     def __init__(self) -> None:
-        self._jobs: dict[str, _Job] = {}
+        self._prompts: dict[str, _Prompt] = {}
 
     def add(self, prompt_id: str) -> None:
         """Start tracking *prompt_id* (before it is posted, so no message is missed)."""
-        self._jobs[prompt_id] = _Job()
+        self._prompts[prompt_id] = _Prompt()
 
     def discard(self, prompt_id: str) -> None:
-        self._jobs.pop(prompt_id, None)
+        self._prompts.pop(prompt_id, None)
 
-    def state(self, prompt_id: str) -> JobState | None:
-        job = self._jobs.get(prompt_id)
-        return None if job is None else job.state
+    def state(self, prompt_id: str) -> PromptState | None:
+        prompt = self._prompts.get(prompt_id)
+        return None if prompt is None else prompt.state
 
-    def receive(self, event: ComfyEvent) -> list[JobUpdate]:
-        """Advance the job *event* belongs to; queue sizes go to every queued job."""
+    def receive(self, event: ComfyEvent) -> list[PromptUpdate]:
+        """Advance the prompt *event* belongs to; queue sizes go to every queued prompt."""
         if isinstance(event, Status):
             if event.queue_remaining is None:
                 return []
             return [
-                JobUpdate(pid, job.state, queue_remaining=event.queue_remaining)
-                for pid, job in self._jobs.items()
-                if job.state is JobState.QUEUED
+                PromptUpdate(pid, prompt.state, queue_remaining=event.queue_remaining)
+                for pid, prompt in self._prompts.items()
+                if prompt.state is PromptState.QUEUED
             ]
         found = _signal_of(event)
         if found is None:
@@ -280,47 +280,51 @@ class JobTracker:
         signal, prompt_id = found
         if prompt_id is None:  # the replayed `executing` after a reconnect (NOTES §4.4)
             return []
-        job = self._jobs.get(prompt_id)
-        if job is None:
+        prompt = self._prompts.get(prompt_id)
+        if prompt is None:
             return []
         if isinstance(event, Executed):
-            return self._advance(prompt_id, job, signal, images=event.images)
+            return self._advance(prompt_id, prompt, signal, images=event.images)
         if isinstance(event, ExecutionError):
             failure = Failure(event.node_id, event.node_type, event.message)
-            return self._advance(prompt_id, job, signal, failure=failure)
+            return self._advance(prompt_id, prompt, signal, failure=failure)
         if isinstance(event, Progress):
-            return self._advance(prompt_id, job, signal, progress=(event.value, event.maximum))
-        return self._advance(prompt_id, job, signal)
+            return self._advance(prompt_id, prompt, signal, progress=(event.value, event.maximum))
+        return self._advance(prompt_id, prompt, signal)
 
-    def reconcile(self, prompt_id: str, probe: Probe) -> list[JobUpdate]:
+    def reconcile(self, prompt_id: str, probe: Probe) -> list[PromptUpdate]:
         """Apply what /queue or /history said about a prompt whose messages are lost."""
-        job = self._jobs.get(prompt_id)
-        if job is None:
+        prompt = self._prompts.get(prompt_id)
+        if prompt is None:
             return []
         return self._advance(
-            prompt_id, job, probe.signal, images=probe.images, failure=probe.failure
+            prompt_id, prompt, probe.signal, images=probe.images, failure=probe.failure
         )
 
     def _advance(
         self,
         prompt_id: str,
-        job: _Job,
+        prompt: _Prompt,
         signal: Signal,
         *,
         images: tuple[ImageRef, ...] = (),
         failure: Failure | None = None,
         progress: tuple[int, int] | None = None,
-    ) -> list[JobUpdate]:
-        new_state = TRANSITIONS.get((job.state, signal))
+    ) -> list[PromptUpdate]:
+        new_state = TRANSITIONS.get((prompt.state, signal))
         if new_state is None:
             return []
-        changed = new_state is not job.state
-        job.state = new_state
-        job.images.extend(img for img in images if img not in job.images)
-        job.failure = failure or job.failure
+        changed = new_state is not prompt.state
+        prompt.state = new_state
+        prompt.images.extend(img for img in images if img not in prompt.images)
+        prompt.failure = failure or prompt.failure
         if new_state in TERMINAL_STATES:
-            return [JobUpdate(prompt_id, new_state, images=tuple(job.images), failure=job.failure)]
+            return [
+                PromptUpdate(
+                    prompt_id, new_state, images=tuple(prompt.images), failure=prompt.failure
+                )
+            ]
         if progress is not None:
-            return [JobUpdate(prompt_id, new_state, value=progress[0], maximum=progress[1])]
+            return [PromptUpdate(prompt_id, new_state, value=progress[0], maximum=progress[1])]
         # ENDING_* is not worth a message: the outcome follows with ``executing`` null.
-        return [JobUpdate(prompt_id, new_state)] if changed and new_state in _LIVE else []
+        return [PromptUpdate(prompt_id, new_state)] if changed and new_state in _LIVE else []

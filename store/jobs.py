@@ -18,7 +18,7 @@ import sqlite_utils
 from store.clock import from_iso, to_iso
 from store.db import query_one
 
-__all__ = ["ACTIVE_STATES", "Job", "JobState", "Jobs", "QuotaSource"]
+__all__ = ["ACTIVE_SQL", "ACTIVE_STATES", "Job", "JobState", "Jobs", "QuotaSource"]
 
 
 class JobState(enum.StrEnum):
@@ -82,7 +82,9 @@ def row_to_job(row: dict[str, Any]) -> Job:
     )
 
 
-_ACTIVE_SQL: Final = "('queued', 'running', 'downloaded')"
+# The same set as SQL, for WHERE clauses. (The unique index of the first migration spells
+# it out, as shipped migrations must; a test checks the two agree.)
+ACTIVE_SQL: Final = "(" + ", ".join(f"'{state.value}'" for state in ACTIVE_STATES) + ")"
 
 
 class Jobs:
@@ -98,27 +100,27 @@ class Jobs:
     def active_for_message(self, *, chat_id: int, message_id: int) -> Job | None:
         row = query_one(
             self._db,
-            f"SELECT * FROM jobs WHERE chat_id = ? AND message_id = ? AND state IN {_ACTIVE_SQL}",
+            f"SELECT * FROM jobs WHERE chat_id = ? AND message_id = ? AND state IN {ACTIVE_SQL}",
             [chat_id, message_id],
         )
         return row_to_job(row) if row else None
 
     def unfinished(self) -> list[Job]:
         """Active jobs, oldest first: what a start must resume."""
-        rows = self._db.query(f"SELECT * FROM jobs WHERE state IN {_ACTIVE_SQL} ORDER BY rowid")
+        rows = self._db.query(f"SELECT * FROM jobs WHERE state IN {ACTIVE_SQL} ORDER BY rowid")
         return [row_to_job(row) for row in rows]
 
     def finished_with_status_message(self) -> list[Job]:
         """Final jobs whose status message was not deleted (the process stopped first)."""
         rows = self._db.query(
-            f"SELECT * FROM jobs WHERE state NOT IN {_ACTIVE_SQL}"
+            f"SELECT * FROM jobs WHERE state NOT IN {ACTIVE_SQL}"
             " AND status_message_id IS NOT NULL ORDER BY rowid"
         )
         return [row_to_job(row) for row in rows]
 
     def active_chats(self) -> list[int]:
         """Chats with a picture waiting, being drawn or being delivered."""
-        rows = self._db.query(f"SELECT DISTINCT chat_id FROM jobs WHERE state IN {_ACTIVE_SQL}")
+        rows = self._db.query(f"SELECT DISTINCT chat_id FROM jobs WHERE state IN {ACTIVE_SQL}")
         return [int(row["chat_id"]) for row in rows]
 
     def advance(
@@ -135,7 +137,7 @@ class Jobs:
             raise ValueError(f"advance() moves between active states, not to {to.value!r}")
         cursor = self._db.execute(
             "UPDATE jobs SET state = ?, updated_at = ?, spool_path = coalesce(?, spool_path),"
-            f" graph = coalesce(?, graph) WHERE job_id = ? AND state IN {_ACTIVE_SQL}",
+            f" graph = coalesce(?, graph) WHERE job_id = ? AND state IN {ACTIVE_SQL}",
             [to.value, to_iso(now), spool_path, graph, job_id],
         )
         return cursor.rowcount == 1

@@ -40,7 +40,7 @@ import sqlite_utils
 
 from store.clock import from_iso, to_iso
 from store.db import query_one
-from store.jobs import _ACTIVE_SQL, Job, Jobs, JobState, QuotaSource
+from store.jobs import ACTIVE_SQL, Job, Jobs, JobState, QuotaSource
 
 __all__ = [
     "NewJob",
@@ -184,7 +184,7 @@ class Quota:
         with self._db.atomic():
             cursor = self._db.execute(
                 "UPDATE jobs SET state = ?, file_id = ?, updated_at = ?, finished_at = ?"
-                f" WHERE job_id = ? AND state IN {_ACTIVE_SQL}",
+                f" WHERE job_id = ? AND state IN {ACTIVE_SQL}",
                 [JobState.DELIVERED.value, file_id, to_iso(now), to_iso(now), job_id],
             )
             if cursor.rowcount != 1:
@@ -201,7 +201,7 @@ class Quota:
         with self._db.atomic():
             cursor = self._db.execute(
                 "UPDATE jobs SET state = ?, reason = ?, detail = ?, updated_at = ?,"
-                f" finished_at = ? WHERE job_id = ? AND state IN {_ACTIVE_SQL}",
+                f" finished_at = ? WHERE job_id = ? AND state IN {ACTIVE_SQL}",
                 [JobState.FAILED.value, reason, detail, to_iso(now), to_iso(now), job_id],
             )
             if cursor.rowcount != 1:

@@ -11,12 +11,13 @@ import pytest
 import trio
 import trio.testing
 
-from comfy import Follower, JobProgress, PromptParams, WorkflowTemplate
+from comfy import Follower, PromptParams, PromptProgress, WorkflowTemplate
+from comfy.backoff import backoff_delays
 from comfy.follower import (
-    BACKOFF_INITIAL_S,
-    BACKOFF_JITTER,
     HEARTBEAT_INTERVAL_S,
     HEARTBEAT_TIMEOUT_S,
+    RECONNECT_BACKOFF_INITIAL_S,
+    RECONNECT_BACKOFF_MAXIMUM_S,
     websocket_opener,
     websocket_url,
 )
@@ -65,7 +66,7 @@ async def test_half_open_socket_is_found_by_the_heartbeat(
     fake.default_script = JobScript(run_s=30.0, steps=30)
     first_id = follower.client_id
     t0 = trio.current_time()
-    seen: list[JobProgress] = []
+    seen: list[PromptProgress] = []
     async with trio.open_nursery() as nursery:
 
         async def go_silent() -> None:
@@ -102,7 +103,7 @@ async def test_garbage_unknown_and_binary_frames_do_not_stop_the_reader(
         b"\x00\x00\x00\x04\x00\x00\x00\x10{not json!}" + b"\0" * 10,
         b"\x01",
     ]
-    seen: list[JobProgress] = []
+    seen: list[PromptProgress] = []
     async with trio.open_nursery() as nursery:
 
         async def spray_at_1s() -> None:
@@ -149,17 +150,20 @@ async def test_run_starts_at_once_and_backs_off_exponentially_with_jitter(
         async with open_comfy_stack(fake, rng=rng, wait_connected=False) as stack:
             t0 = trio.current_time()
             assert not stack.follower.connected  # started although ComfyUI is down
-            delays, delay = [], BACKOFF_INITIAL_S
-            for _ in range(4):
-                delays.append(delay + expected_rng.uniform(0, delay * BACKOFF_JITTER))
-                delay *= 2
+            expected = backoff_delays(
+                initial_s=RECONNECT_BACKOFF_INITIAL_S,
+                maximum_s=RECONNECT_BACKOFF_MAXIMUM_S,
+                jitter="equal",
+                rng=expected_rng,
+            )
+            delays = [next(expected) for _ in range(4)]
             await trio.sleep(sum(delays[:3]) + 0.5)
             fake.unreachable = False
             await stack.follower.wait_connected()
             assert trio.current_time() - t0 == pytest.approx(sum(delays))
             assert len(delays) == 4
-            assert 1.0 <= delays[0] <= 1.5
-            assert 8.0 <= delays[3] <= 12.0
+            assert 1.0 <= delays[0] <= 2.0
+            assert 8.0 <= delays[3] <= 16.0
 
 
 async def test_each_connection_uses_a_fresh_client_id(

@@ -23,10 +23,10 @@ from comfy.messages import HistoryEntry
 from comfy.protocol import (
     TERMINAL_STATES,
     TRANSITIONS,
-    JobState,
-    JobTracker,
-    JobUpdate,
     Probe,
+    PromptState,
+    PromptTracker,
+    PromptUpdate,
     QueueSnapshot,
     Signal,
     probe_from_history,
@@ -64,8 +64,8 @@ def frames(name: str, socket_prefix: str) -> list[str | bytes]:
     return out
 
 
-def replay(tracker: JobTracker, raw_frames: list[str | bytes]) -> list[JobUpdate]:
-    updates: list[JobUpdate] = []
+def replay(tracker: PromptTracker, raw_frames: list[str | bytes]) -> list[PromptUpdate]:
+    updates: list[PromptUpdate] = []
     for raw in raw_frames:
         updates.extend(tracker.receive(parse_ws_message(raw)))
     return updates
@@ -81,13 +81,13 @@ def history_entry(name: str, prompt_id: str) -> HistoryEntry:
 
 def test_transcript_a_cold_warm_and_cached_runs_end_with_their_images() -> None:
     ids = load("a_success.json")["prompt_ids"]
-    tracker = JobTracker()
+    tracker = PromptTracker()
     for pid in ids.values():
         tracker.add(pid)
     updates = replay(tracker, frames("a_success.json", "main"))
     ends = {u.prompt_id: u for u in updates if u.terminal}
     assert {pid: ends[pid].state for pid in ids.values()} == dict.fromkeys(
-        ids.values(), JobState.SUCCEEDED
+        ids.values(), PromptState.SUCCEEDED
     )
     assert [i.filename for i in ends[ids["cold"]].images] == ["bot_test_00001_.png"]
     assert [i.filename for i in ends[ids["warm"]].images] == ["bot_test_00002_.png"]
@@ -103,32 +103,32 @@ def test_transcript_a_execution_success_alone_is_not_done() -> None:
     pid = load("a_success.json")["prompt_ids"]["cold"]
     raw = frames("a_success.json", "main")
     cut = next(i for i, f in enumerate(raw) if isinstance(f, str) and "execution_success" in f)
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add(pid)
     updates = replay(tracker, raw[: cut + 1])
     assert not any(u.terminal for u in updates)
-    assert tracker.state(pid) is JobState.ENDING_SUCCESS
+    assert tracker.state(pid) is PromptState.ENDING_SUCCESS
     done = tracker.receive(Executing(pid, None))
-    assert [(u.state, u.terminal) for u in done] == [(JobState.SUCCEEDED, True)]
+    assert [(u.state, u.terminal) for u in done] == [(PromptState.SUCCEEDED, True)]
 
 
 def test_transcript_a_observer_socket_only_reports_queue_sizes() -> None:
     pid = load("a_success.json")["prompt_ids"]["cold"]
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add(pid)
     updates = replay(tracker, frames("a_success.json", "observer"))
-    assert {u.state for u in updates} == {JobState.QUEUED}
+    assert {u.state for u in updates} == {PromptState.QUEUED}
     assert [u.queue_remaining for u in updates][:3] == [0, 1, 1]
-    assert tracker.state(pid) is JobState.QUEUED
+    assert tracker.state(pid) is PromptState.QUEUED
 
 
 def test_transcript_c_execution_error_names_node_and_message() -> None:
     pid = load("c_execution_error.json")["prompt_id"]
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add(pid)
     end = [u for u in replay(tracker, frames("c_execution_error.json", "main")) if u.terminal]
     assert len(end) == 1
-    assert end[0].state is JobState.FAILED
+    assert end[0].state is PromptState.FAILED
     assert end[0].failure is not None
     assert (end[0].failure.node_id, end[0].failure.node_type) == ("2", "LoraLoader")
     assert end[0].failure.message == "Error while deserializing header: header too large"
@@ -136,16 +136,16 @@ def test_transcript_c_execution_error_names_node_and_message() -> None:
 
 def test_transcript_d_interrupt_ends_interrupted() -> None:
     pid = load("d_interrupt.json")["prompt_id"]
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add(pid)
     updates = replay(tracker, frames("d_interrupt.json", "main"))
-    assert [u.state for u in updates if u.terminal] == [JobState.INTERRUPTED]
+    assert [u.state for u in updates if u.terminal] == [PromptState.INTERRUPTED]
     assert [u.value for u in updates if u.maximum == 300] == [1, 2, 3, 4]
 
 
 def test_transcript_h_replayed_executing_without_prompt_id_is_ignored() -> None:
     pid = load("h_reconnect.json")["prompt_id"]
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add(pid)
     replay(tracker, frames("h_reconnect.json", "first"))
     second = frames("h_reconnect.json", "second")
@@ -154,18 +154,18 @@ def test_transcript_h_replayed_executing_without_prompt_id_is_ignored() -> None:
     assert tracker.receive(replayed) == []
     updates = replay(tracker, second)
     assert [u.value for u in updates if u.maximum] == [5, 6, 7, 8]  # steps 3-4 were lost
-    assert [u.state for u in updates if u.terminal] == [JobState.SUCCEEDED]
+    assert [u.state for u in updates if u.terminal] == [PromptState.SUCCEEDED]
 
 
 def test_transcript_h_history_resolves_a_job_whose_end_was_missed() -> None:
     pid = load("h_reconnect.json")["prompt_id"]
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add(pid)
     replay(tracker, frames("h_reconnect.json", "first"))
-    assert tracker.state(pid) is JobState.RUNNING
+    assert tracker.state(pid) is PromptState.RUNNING
     probe = probe_from_history(history_entry("h_reconnect.json", pid))
     (end,) = tracker.reconcile(pid, probe)
-    assert end.state is JobState.SUCCEEDED
+    assert end.state is PromptState.SUCCEEDED
     assert [i.filename for i in end.images] == ["bot_test_00013_.png"]
 
 
@@ -182,7 +182,7 @@ def test_transcript_k_binary_previews_are_decoded_never_json_loaded() -> None:
     ]
     assert old_style
     assert all(isinstance(e, BinaryFrame) and e.prompt_id is None for e in old_style)
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add("99ae95d1-5f58-4d99-aa85-55efa00bbc68")
     updates = replay(tracker, raw)
     assert [u.value for u in updates if u.maximum] == [1, 2, 3]
@@ -211,7 +211,7 @@ def test_parser_never_raises(raw: str | bytes, expected: object) -> None:
 
 
 def test_interleaved_messages_of_two_jobs_stay_apart() -> None:
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add("a")
     tracker.add("b")
     messages: list[tuple[str, dict[str, Any]]] = [
@@ -245,9 +245,9 @@ def test_interleaved_messages_of_two_jobs_stay_apart() -> None:
     updates = replay(tracker, raw)
     assert {(u.prompt_id, u.maximum) for u in updates if u.maximum} == {("a", 4), ("b", 6)}
     ends = {u.prompt_id: u for u in updates if u.terminal}
-    assert ends["a"].state is JobState.SUCCEEDED
+    assert ends["a"].state is PromptState.SUCCEEDED
     assert [i.filename for i in ends["a"].images] == ["a.png"]
-    assert ends["b"].state is JobState.FAILED
+    assert ends["b"].state is PromptState.FAILED
     assert ends["b"].failure is not None
     assert ends["b"].failure.message == "OOM"
 
@@ -268,27 +268,27 @@ def test_queue_probe_and_vanished_prompts() -> None:
     assert probe_from_queue(queue, "r") == Probe(Signal.SEEN_RUNNING)
     assert probe_from_queue(queue, "p") == Probe(Signal.SEEN_PENDING)
     assert probe_from_queue(queue, "x") is None
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add("gone")
     assert [u.state for u in tracker.reconcile("gone", Probe(Signal.MISSING))] == [
-        JobState.VANISHED
+        PromptState.VANISHED
     ]
     tracker.add("ended")
     tracker.receive(
         parse_ws_message('{"type": "execution_success", "data": {"prompt_id": "ended"}}')
     )
     assert [u.state for u in tracker.reconcile("ended", Probe(Signal.MISSING))] == [
-        JobState.SUCCEEDED
+        PromptState.SUCCEEDED
     ]
 
 
 def test_terminal_states_have_no_transitions() -> None:
     assert not [key for key in TRANSITIONS if key[0] in TERMINAL_STATES]
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add("p")
     tracker.receive(ExecutionError("p", "2", "LoraLoader", "boom", "E"))
     tracker.receive(Executing("p", None))
-    assert tracker.state("p") is JobState.FAILED
+    assert tracker.state("p") is PromptState.FAILED
     assert tracker.receive(Executing("p", None)) == []
     assert tracker.reconcile("p", Probe(Signal.FOUND_SUCCESS)) == []
-    assert tracker.state("p") is JobState.FAILED
+    assert tracker.state("p") is PromptState.FAILED

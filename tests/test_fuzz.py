@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from bot.routing import route
 from bot.telegram.polling import parse_update
 from comfy.events import parse_ws_message
-from comfy.protocol import JobTracker
+from comfy.protocol import PromptTracker
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram
 from tests.harness import start_bot
 
@@ -148,7 +148,7 @@ frames = st.one_of(
 def test_any_websocket_frames_are_parsed_and_tracked_without_error(
     sequence: list[str | bytes],
 ) -> None:
-    tracker = JobTracker()
+    tracker = PromptTracker()
     tracker.add(PROMPT_ID)
     for frame in sequence:
         tracker.receive(parse_ws_message(frame))

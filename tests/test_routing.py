@@ -148,3 +148,10 @@ def test_my_chat_member_kicked_means_blocked() -> None:
 def test_unhandled_update_kinds_are_ignored() -> None:
     update = Update.model_validate({"update_id": 4, "edited_message": message().message})
     assert isinstance(route(update), Ignored)
+
+
+def test_every_admin_command_has_a_handler() -> None:
+    from bot.routing import ADMIN_COMMANDS
+    from bot.update_handler import ADMIN_HANDLERS
+
+    assert set(ADMIN_HANDLERS) == ADMIN_COMMANDS

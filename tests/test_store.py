@@ -94,3 +94,13 @@ def test_an_unusable_path_is_a_store_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match="cannot create the database folder"):
         open_store(blocker / "bot.db")
+
+
+def test_the_one_active_job_index_covers_exactly_the_active_states() -> None:
+    from store.jobs import ACTIVE_SQL
+
+    with open_store(":memory:") as store:
+        [index] = store.db.query(
+            "SELECT sql FROM sqlite_master WHERE name = 'jobs_one_active_per_message'"
+        )
+    assert index["sql"].endswith(f"WHERE state IN {ACTIVE_SQL}")

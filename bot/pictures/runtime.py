@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from bot.pictures.queue import JobQueue
 from bot.pictures.status import StatusBoard
-from comfy import ComfyClient, Follower, GeneratedImage, JobProgress, WorkflowTemplate
+from comfy import ComfyClient, Follower, GeneratedImage, PromptProgress, WorkflowTemplate
 
 __all__ = ["GeneratorFactory", "PictureGenerator", "PicturesRuntime"]
 
@@ -23,7 +23,7 @@ class PictureGenerator(Protocol):
         *,
         prompt_id: str,
         timeout_s: float,
-        on_progress: Callable[[JobProgress], None] | None = None,
+        on_progress: Callable[[PromptProgress], None] | None = None,
         recover: bool = False,
     ) -> GeneratedImage: ...
 

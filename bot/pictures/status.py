@@ -40,7 +40,7 @@ from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.texts import t
-from comfy import JobProgress, ProgressStage
+from comfy import ProgressStage, PromptProgress
 from store import Jobs
 
 __all__ = [
@@ -111,7 +111,7 @@ def render(status: Status, lang: str) -> StatusView:
             return StatusView(t("status_sending", lang), cancellable=False)
 
 
-def status_of(progress: JobProgress) -> Status:
+def status_of(progress: PromptProgress) -> Status:
     """What ComfyUI's progress means for the status message (pure)."""
     if progress.stage is ProgressStage.RUNNING:
         if progress.maximum <= 0:
@@ -226,7 +226,7 @@ class StatusBoard:
         for place in places:
             self.show(place.job_id, Queued(place.place))
 
-    def show_progress(self, job_id: str, progress: JobProgress) -> None:
+    def show_progress(self, job_id: str, progress: PromptProgress) -> None:
         self.show(job_id, status_of(progress))
 
     def close(self, job_id: str) -> None:

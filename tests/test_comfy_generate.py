@@ -19,9 +19,9 @@ from comfy import (
     GeneratedImage,
     GenerationFailed,
     GenerationTimedOut,
-    JobProgress,
     ProgressStage,
     PromptParams,
+    PromptProgress,
     PromptRejected,
     WorkflowTemplate,
 )
@@ -51,7 +51,7 @@ def png(filename: str) -> bytes:
 async def test_success_reports_progress_and_returns_the_image(
     comfy_stack: ComfyStack, autojump_clock: trio.abc.Clock
 ) -> None:
-    fake, pid, seen = comfy_stack.fake, new_id(), list[JobProgress]()
+    fake, pid, seen = comfy_stack.fake, new_id(), list[PromptProgress]()
     t0 = trio.current_time()
     image = await comfy_stack.comfy.generate(
         graph(), prompt_id=pid, timeout_s=120, on_progress=seen.append
@@ -192,7 +192,7 @@ async def test_two_concurrent_jobs_with_interleaved_messages(
         a, b = new_id(), new_id()
         fake.script(a, JobScript(run_s=4.0, steps=4))
         fake.script(b, JobScript(run_s=3.0, steps=6))
-        progress: dict[str, list[JobProgress]] = {a: [], b: []}
+        progress: dict[str, list[PromptProgress]] = {a: [], b: []}
         images: dict[str, GeneratedImage] = {}
 
         async def one(pid: str) -> None:
@@ -337,7 +337,7 @@ async def test_recover_still_queued_waits_by_polling(
     t0 = trio.current_time()
     await comfy_stack.client.submit(graph(seed=1), prompt_id=first, client_id="someone")
     await comfy_stack.client.submit(graph(seed=2), prompt_id=pid, client_id="pbot-deadprocess-1")
-    seen: list[JobProgress] = []
+    seen: list[PromptProgress] = []
     image = await comfy_stack.comfy.generate(
         graph(), prompt_id=pid, timeout_s=120, recover=True, on_progress=seen.append
     )
