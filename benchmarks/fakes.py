@@ -27,7 +27,7 @@ import trio
 
 from bot.personas import load_personas
 from bot.settings import SHIPPED_PERSONAS
-from tests.fakes.comfy import FakeComfy, FakePrompt, JobScript
+from tests.fakes.comfy import FakeComfy, FakePrompt, PromptScript
 from tests.fakes.comfy_loopback import serve_fake_comfy
 from tests.fakes.loopback_http import serve_handler
 from tests.fakes.telegram import FakeTelegram, SentRecord
@@ -143,7 +143,7 @@ class TimedComfy(FakeComfy):
 
     def __init__(self, *, run_s: float, image_bytes: int = 0) -> None:
         super().__init__(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
-        self.default_script = JobScript(run_s=run_s, steps=4)
+        self.default_script = PromptScript(run_s=run_s, steps=4)
         self.runs: list[GpuRun] = []
         self._by_filename: dict[str, GpuRun] = {}
         self._padding = os.urandom(image_bytes) if image_bytes > 0 else b""

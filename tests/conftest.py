@@ -6,11 +6,6 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-import trio
-
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
-from tests.fakes.comfy import FakeComfy
 
 pytest_plugins = [
     "tests.fakes.comfy_fixtures",
@@ -29,11 +24,3 @@ def _restore_logging() -> Iterator[None]:
     for logger, level, handlers in saved:
         logger.setLevel(level)
         logger.handlers[:] = handlers
-
-
-@pytest.fixture
-async def comfy(nursery: trio.Nursery) -> FakeComfy:
-    """A running fake ComfyUI holding the shipped personas' checkpoint and LoRA files."""
-    fake = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
-    await nursery.start(fake.run)
-    return fake

@@ -18,6 +18,7 @@ from bot.settings import SHIPPED_PERSONAS
 from bot.texts import t
 from tests.fakes.telegram import DEFAULT_USER_ID, TEST_TOKEN, FakeTelegram
 from tests.harness import start_bot
+from tests.rows import user_row
 
 USER = DEFAULT_USER_ID
 OTHER = 5_000_000_002
@@ -76,11 +77,10 @@ async def test_start_offers_personas_and_a_choice_switches(
     fake_telegram.user_says("как дела?")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 3)
     with bot.store() as store:
-        assert store.users.get(USER).persona_key == "max"  # type: ignore[union-attr]
-        assert (
-            store.sent.get(chat_id=USER, message_id=fake_telegram.sent[2].message_id).persona_key
-            == "max"
-        )  # type: ignore[union-attr]
+        assert user_row(store, USER).persona_key == "max"
+        stored = store.sent.get(chat_id=USER, message_id=fake_telegram.sent[2].message_id)
+        assert stored is not None
+        assert stored.persona_key == "max"
     await bot.stop()
 
 
@@ -245,12 +245,12 @@ async def test_a_user_who_blocked_the_bot_is_marked(
     fake_telegram.user_says("still here?")
     await trio.sleep(5)
     with bot.store() as store:
-        assert store.users.get(USER).blocked  # type: ignore[union-attr]
+        assert user_row(store, USER).blocked
     fake_telegram.blocked.discard(USER)
     fake_telegram.user_says("back")  # writing again means they unblocked us
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 2)
     with bot.store() as store:
-        assert not store.users.get(USER).blocked  # type: ignore[union-attr]
+        assert not user_row(store, USER).blocked
     await bot.stop()
 
 

@@ -21,7 +21,7 @@ from comfy.follower import (
     websocket_opener,
     websocket_url,
 )
-from tests.fakes.comfy import JobScript, open_fake_comfy
+from tests.fakes.comfy import PromptScript, open_fake_comfy
 from tests.fakes.comfy_fixtures import ComfyStack, open_comfy_stack
 
 TEMPLATE = WorkflowTemplate.from_file(
@@ -40,7 +40,7 @@ async def test_socket_drop_mid_job_is_recovered_from_history(
     comfy_stack: ComfyStack, autojump_clock: trio.abc.Clock
 ) -> None:
     fake, pid = comfy_stack.fake, new_id()
-    fake.default_script = JobScript(run_s=3.5)
+    fake.default_script = PromptScript(run_s=3.5)
     t0 = trio.current_time()
     async with trio.open_nursery() as nursery:
 
@@ -63,7 +63,7 @@ async def test_half_open_socket_is_found_by_the_heartbeat(
     comfy_stack: ComfyStack, autojump_clock: trio.abc.Clock
 ) -> None:
     fake, follower, pid = comfy_stack.fake, comfy_stack.follower, new_id()
-    fake.default_script = JobScript(run_s=30.0, steps=30)
+    fake.default_script = PromptScript(run_s=30.0, steps=30)
     first_id = follower.client_id
     t0 = trio.current_time()
     seen: list[PromptProgress] = []

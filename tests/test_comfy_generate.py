@@ -26,13 +26,13 @@ from comfy import (
     WorkflowTemplate,
 )
 from comfy.generate import WAIT_CONNECTED_S
-from tests.fakes.comfy import PNG_MAGIC, JobScript, Outcome, open_fake_comfy
+from tests.fakes.comfy import PNG_MAGIC, Outcome, PromptScript, open_fake_comfy
 from tests.fakes.comfy_fixtures import ComfyStack, open_comfy_stack
 
 TEMPLATE = WorkflowTemplate.from_file(
     Path(__file__).resolve().parent.parent / "workflows" / "sdxl_lora.json"
 )
-HANG = JobScript(outcome=Outcome.HANG, run_s=10.0, steps=2)
+HANG = PromptScript(outcome=Outcome.HANG, run_s=10.0, steps=2)
 
 
 def graph(*, lora: str = "anna.safetensors", seed: int = 7) -> dict[str, Any]:
@@ -92,7 +92,7 @@ async def test_execution_error_raises_generation_failed(
     comfy_stack: ComfyStack, autojump_clock: trio.abc.Clock
 ) -> None:
     pid = new_id()
-    comfy_stack.fake.script(pid, JobScript(outcome=Outcome.ERROR, run_s=2.0))
+    comfy_stack.fake.script(pid, PromptScript(outcome=Outcome.ERROR, run_s=2.0))
     t0 = trio.current_time()
     with pytest.raises(GenerationFailed) as caught:
         await comfy_stack.comfy.generate(graph(), prompt_id=pid, timeout_s=120)
@@ -190,8 +190,8 @@ async def test_two_concurrent_jobs_with_interleaved_messages(
 ) -> None:
     async with open_fake_comfy(parallel=2) as fake, open_comfy_stack(fake) as stack:
         a, b = new_id(), new_id()
-        fake.script(a, JobScript(run_s=4.0, steps=4))
-        fake.script(b, JobScript(run_s=3.0, steps=6))
+        fake.script(a, PromptScript(run_s=4.0, steps=4))
+        fake.script(b, PromptScript(run_s=3.0, steps=6))
         progress: dict[str, list[PromptProgress]] = {a: [], b: []}
         images: dict[str, GeneratedImage] = {}
 
@@ -242,7 +242,7 @@ async def test_restart_mid_job_resubmits_once(
     comfy_stack: ComfyStack, autojump_clock: trio.abc.Clock
 ) -> None:
     fake, pid = comfy_stack.fake, new_id()
-    fake.default_script = JobScript(run_s=10.0)
+    fake.default_script = PromptScript(run_s=10.0)
     t0 = trio.current_time()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
@@ -260,7 +260,7 @@ async def test_restart_twice_gives_a_clear_unavailable(
     comfy_stack: ComfyStack, autojump_clock: trio.abc.Clock
 ) -> None:
     fake, pid = comfy_stack.fake, new_id()
-    fake.default_script = JobScript(run_s=10.0)
+    fake.default_script = PromptScript(run_s=10.0)
     t0 = trio.current_time()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_restart_at, fake, [2, 5])
@@ -276,7 +276,7 @@ async def test_restart_without_enough_budget_is_not_resubmitted(
     comfy_stack: ComfyStack, autojump_clock: trio.abc.Clock
 ) -> None:
     fake, pid = comfy_stack.fake, new_id()
-    fake.default_script = JobScript(run_s=10.0)
+    fake.default_script = PromptScript(run_s=10.0)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_restart_at, fake, [5])
         with pytest.raises(ComfyUnavailable, match=r"\(restarted or deleted\) with 7 s left"):
@@ -309,7 +309,7 @@ async def test_recover_finished_with_error_raises(
     comfy_stack: ComfyStack, autojump_clock: trio.abc.Clock
 ) -> None:
     fake, pid = comfy_stack.fake, new_id()
-    fake.script(pid, JobScript(outcome=Outcome.ERROR, run_s=1.0))
+    fake.script(pid, PromptScript(outcome=Outcome.ERROR, run_s=1.0))
     await comfy_stack.client.submit(graph(), prompt_id=pid, client_id="pbot-deadprocess-1")
     await trio.sleep(2)
     with pytest.raises(GenerationFailed, match="node 2 \\(LoraLoader\\) failed"):
@@ -333,7 +333,7 @@ async def test_recover_still_queued_waits_by_polling(
     comfy_stack: ComfyStack, autojump_clock: trio.abc.Clock
 ) -> None:
     fake, first, pid = comfy_stack.fake, new_id(), new_id()
-    fake.script(first, JobScript(run_s=2.5))
+    fake.script(first, PromptScript(run_s=2.5))
     t0 = trio.current_time()
     await comfy_stack.client.submit(graph(seed=1), prompt_id=first, client_id="someone")
     await comfy_stack.client.submit(graph(seed=2), prompt_id=pid, client_id="pbot-deadprocess-1")
@@ -374,7 +374,7 @@ async def test_recover_interrupted_prompt_submits_it_again(
     with trio.move_on_after(2):  # the previous process, stopped mid-job
         await comfy_stack.comfy.generate(graph(), prompt_id=pid, timeout_s=120)
     assert fake.interrupted == [pid]
-    fake.script(pid, JobScript())
+    fake.script(pid, PromptScript())
     t0 = trio.current_time()
     image = await comfy_stack.comfy.generate(graph(), prompt_id=pid, timeout_s=120, recover=True)
     assert trio.current_time() - t0 == 3.0

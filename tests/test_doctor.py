@@ -34,23 +34,23 @@ async def llm_ok(request: httpx.Request) -> httpx.Response:
 
 
 async def checks_for(
-    settings: Settings, telegram: FakeTelegram, comfy: FakeComfy, *, llm: object = llm_ok
+    settings: Settings, telegram: FakeTelegram, fake_comfy: FakeComfy, *, llm: object = llm_ok
 ) -> dict[str, Check]:
     routes = {httpx.URL(FAKE_BASE_URL).host: telegram.handler, "llm.test": llm}
     checks = await run_checks(
         settings,
         telegram_transport=host_router(routes),  # type: ignore[arg-type]
-        comfy_transport=httpx.MockTransport(comfy.handler),
-        open_ws=comfy.open_ws,
+        comfy_transport=httpx.MockTransport(fake_comfy.handler),
+        open_ws=fake_comfy.open_ws,
     )
     return {check.name: check for check in checks}
 
 
 async def test_a_healthy_deployment_passes_every_check(
-    tmp_path: Path, fake_telegram: FakeTelegram, comfy: FakeComfy, autojump_clock: object
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_comfy: FakeComfy, autojump_clock: object
 ) -> None:
     settings = settings_for(tmp_path, llm_base_url=LLM_BASE_URL)
-    checks = await checks_for(settings, fake_telegram, comfy)
+    checks = await checks_for(settings, fake_telegram, fake_comfy)
     assert list(checks) == [
         "personas", "telegram", "webhook", "comfyui", "comfyui websocket", "models",
         "workflow", "llm", "database",
@@ -62,18 +62,18 @@ async def test_a_healthy_deployment_passes_every_check(
 
 
 async def test_each_broken_part_is_one_line_with_its_fix(
-    tmp_path: Path, fake_telegram: FakeTelegram, comfy: FakeComfy, autojump_clock: object
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_comfy: FakeComfy, autojump_clock: object
 ) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"prompt": {"1": {"class_type": "KSampler", "inputs": {}}}}))
-    comfy.loras.remove("max_v1.safetensors")
+    fake_comfy.loras.remove("max_v1.safetensors")
     fake_telegram.webhook_url = "https://example.invalid/hook"
 
     async def llm_down(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, text="model loading")
 
     settings = settings_for(tmp_path, llm_base_url=LLM_BASE_URL, workflow_file=broken)
-    checks = await checks_for(settings, fake_telegram, comfy, llm=llm_down)
+    checks = await checks_for(settings, fake_telegram, fake_comfy, llm=llm_down)
     assert checks["webhook"].ok  # set, but the bot deletes it at start
     assert "deletes it at start" in checks["webhook"].detail
     assert not checks["models"].ok
@@ -87,11 +87,11 @@ async def test_each_broken_part_is_one_line_with_its_fix(
 
 
 async def test_a_wrong_token_and_an_absent_comfyui(
-    tmp_path: Path, comfy: FakeComfy, autojump_clock: object
+    tmp_path: Path, fake_comfy: FakeComfy, autojump_clock: object
 ) -> None:
     telegram = FakeTelegram(token="999999:ANOTHER-token-entirely")
-    comfy.unreachable = True
-    checks = await checks_for(settings_for(tmp_path), telegram, comfy)
+    fake_comfy.unreachable = True
+    checks = await checks_for(settings_for(tmp_path), telegram, fake_comfy)
     assert checks["telegram"].line() == (
         "✗ telegram: Telegram refused TELEGRAM_BOT_TOKEN; copy it again from @BotFather"
     )
@@ -101,10 +101,10 @@ async def test_a_wrong_token_and_an_absent_comfyui(
 
 
 async def test_without_comfyui_and_llm_the_optional_parts_pass(
-    tmp_path: Path, fake_telegram: FakeTelegram, comfy: FakeComfy, autojump_clock: object
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_comfy: FakeComfy, autojump_clock: object
 ) -> None:
     settings = settings_for(tmp_path, comfyui_base_url="")
-    checks = await checks_for(settings, fake_telegram, comfy)
+    checks = await checks_for(settings, fake_telegram, fake_comfy)
     assert checks["comfyui"].ok
     assert "pictures are off" in checks["comfyui"].detail
     assert checks["llm"].ok

@@ -16,7 +16,7 @@ import trio
 from bot.personas import load_personas
 from bot.settings import SHIPPED_PERSONAS
 from bot.texts import LOOK_BUTTON
-from tests.fakes.comfy import FakeComfy, JobScript
+from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.loopback_http import serve_handler
 from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
 from tests.processes import (
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 async def test_message_reply_press_photo_then_sigterm(tmp_path: Path) -> None:
     telegram = FakeTelegram()
     comfy = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
-    comfy.default_script = JobScript(run_s=0.5, steps=2)
+    comfy.default_script = PromptScript(run_s=0.5, steps=2)
     async with trio.open_nursery() as nursery:
         fakes = await serve_fakes(nursery, telegram, comfy)
         env = bot_environment(tmp_path, **fakes)

@@ -11,17 +11,18 @@ import pytest
 import trio
 
 from bot.texts import t
-from tests.fakes.comfy import FakeComfy, JobScript
+from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import start_bot
+from tests.rows import balance
 
 STORM_SHARE = 0.3
 
 
 @pytest.fixture
-def comfy(comfy: FakeComfy) -> FakeComfy:
-    comfy.default_script = JobScript(run_s=2, steps=2)
-    return comfy
+def fake_comfy(fake_comfy: FakeComfy) -> FakeComfy:
+    fake_comfy.default_script = PromptScript(run_s=2, steps=2)
+    return fake_comfy
 
 
 async def echo(request: httpx.Request) -> httpx.Response:
@@ -59,12 +60,14 @@ async def test_a_429_storm_delivers_every_reply_and_photo_once_in_order(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
     storm = Storm(fake_telegram, seed=7)
     fake_telegram.handler = storm.handler  # type: ignore[method-assign]
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, llm=echo, free_images=5)
+    bot = await start_bot(
+        nursery, tmp_path, fake_telegram, comfy=fake_comfy, llm=echo, free_images=5
+    )
     users = [6001, 6002, 6003, 6004, 6005]
     for round_ in range(4):
         for user in users:
@@ -88,7 +91,7 @@ async def test_a_429_storm_delivers_every_reply_and_photo_once_in_order(
     with bot.store() as store:
         assert store.events.count("image_generated") == 10
         for user in users:
-            assert store.users.get(user).image_balance == 3  # type: ignore[union-attr]
+            assert balance(store, user) == 3
     await bot.stop()
 
 
@@ -96,21 +99,21 @@ async def test_comfyui_restarting_mid_job_resends_it_without_a_hang(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    comfy.default_script = JobScript(run_s=20, steps=4)
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    fake_comfy.default_script = PromptScript(run_s=20, steps=4)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     fake_telegram.user_says("привет")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
     fake_telegram.user_presses(fake_telegram.sent[0].message_id, "look")
-    await fake_telegram.wait_for(lambda: comfy.started != [])
+    await fake_telegram.wait_for(lambda: fake_comfy.started != [])
     await trio.sleep(5)
-    comfy.restart()  # sockets closed, queue and history forgotten
+    fake_comfy.restart()  # sockets closed, queue and history forgotten
     await fake_telegram.wait_for(
         lambda: any(s.kind == "photo" for s in fake_telegram.sent), timeout_s=200
     )
-    assert len(comfy.submitted) == 2
+    assert len(fake_comfy.submitted) == 2
     with bot.store() as store:
         assert store.events.count("image_generated") == 1
     await bot.stop()
@@ -120,25 +123,27 @@ async def test_comfyui_restarting_twice_fails_the_job_clearly(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    comfy.default_script = JobScript(run_s=20, steps=4)
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    fake_comfy.default_script = PromptScript(run_s=20, steps=4)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     fake_telegram.user_says("привет")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
     reply = fake_telegram.sent[0]
     fake_telegram.user_presses(reply.message_id, "look")
     for _ in range(2):
-        await fake_telegram.wait_for(lambda: len(comfy.started) > len(comfy.history_deleted))
+        await fake_telegram.wait_for(
+            lambda: len(fake_comfy.started) > len(fake_comfy.history_deleted)
+        )
         await trio.sleep(5)
-        comfy.restart()
-        comfy.started.clear()
+        fake_comfy.restart()
+        fake_comfy.started.clear()
     await fake_telegram.wait_for(
         lambda: fake_telegram.sent[-1].text == t("fail_generation", "ru"), timeout_s=200
     )
     with bot.store() as store:
         failed = store.events.since()[-1]
         assert (failed["event"], failed["reason"]) == ("image_failed", "generation_error")
-        assert store.users.get(reply.chat_id).image_balance == 1  # type: ignore[union-attr]
+        assert balance(store, reply.chat_id) == 1
     await bot.stop()

@@ -13,7 +13,7 @@ import trio
 from bot.personas import load_personas
 from bot.settings import SHIPPED_PERSONAS
 from store import open_store
-from tests.fakes.comfy import FakeComfy, JobScript
+from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.loopback_http import serve_handler
 from tests.fakes.telegram import FakeTelegram
 from tests.processes import (
@@ -23,6 +23,7 @@ from tests.processes import (
     running_bot,
     serve_fakes,
 )
+from tests.rows import balance
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.slow
 async def test_sigkill_mid_job_then_restart_gives_one_photo_charged_once(tmp_path: Path) -> None:
     telegram = FakeTelegram()
     comfy = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
-    comfy.default_script = JobScript(run_s=2.0, steps=4)
+    comfy.default_script = PromptScript(run_s=2.0, steps=4)
     async with trio.open_nursery() as nursery:
         fakes = await serve_fakes(nursery, telegram, comfy)
         env = bot_environment(tmp_path, **fakes, FREE_IMAGES="2")
@@ -60,7 +61,7 @@ async def test_sigkill_mid_job_then_restart_gives_one_photo_charged_once(tmp_pat
     assert len([s for s in telegram.sent if s.kind == "photo"]) == 1
     assert len(comfy.submitted) == 1  # found again on ComfyUI, not drawn twice
     with open_store(tmp_path / "data" / "bot.db") as store:
-        assert store.users.get(telegram.sent[0].chat_id).image_balance == 1  # type: ignore[union-attr]
+        assert balance(store, telegram.sent[0].chat_id) == 1
         assert store.events.count("image_requested") == 1
         assert store.events.count("image_generated") == 1
         assert store.events.count("image_failed") == 0

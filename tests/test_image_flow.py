@@ -12,9 +12,10 @@ import trio
 from bot.pictures.status import MIN_EDIT_INTERVAL_S
 from bot.texts import LOOK_BUTTON, t
 from store import Store
-from tests.fakes.comfy import FakeComfy, JobScript, Outcome
+from tests.fakes.comfy import FakeComfy, Outcome, PromptScript
 from tests.fakes.telegram import DEFAULT_USER_ID, EditRecord, FakeTelegram, SentRecord
 from tests.harness import Bot, start_bot
+from tests.rows import balance
 
 USER = DEFAULT_USER_ID
 
@@ -32,11 +33,9 @@ def events(store: Store) -> list[tuple[str, str | None]]:
     return [(row["event"], row["reason"]) for row in store.events.since()]
 
 
-def balance(bot: Bot, user_id: int = USER) -> int:
+def balance_of(bot: Bot, user_id: int = USER) -> int:
     with bot.store() as store:
-        user = store.users.get(user_id)
-        assert user is not None
-        return user.image_balance
+        return balance(store, user_id)
 
 
 async def say_and_get_reply(
@@ -72,10 +71,10 @@ async def test_happy_path_from_message_to_delivered_photo(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=2)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=2)
     reply = await say_and_get_reply(fake_telegram)
     assert reply.buttons() == [(LOOK_BUTTON, "look")]
     start = trio.current_time()
@@ -89,7 +88,7 @@ async def test_happy_path_from_message_to_delivered_photo(
     assert photo.content is not None
     assert photo.content.startswith(b"\x89PNG")
     # the picture: persona LoRA, seed, prompt core + style
-    [submitted] = comfy.submitted
+    [submitted] = fake_comfy.submitted
     graph = submitted.graph
     lora = graph[submitted.node_of("LoraLoader")]["inputs"]
     assert lora["lora_name"] == "alice_v1.safetensors"
@@ -117,8 +116,8 @@ async def test_happy_path_from_message_to_delivered_photo(
         [row] = store.events.since()[1:]
         assert row["duration_ms"] is not None
         assert row["job_id"] is not None
-    assert balance(bot) == 1
-    assert comfy.history_deleted == [submitted.prompt_id]  # nothing piles up on ComfyUI
+    assert balance_of(bot) == 1
+    assert fake_comfy.history_deleted == [submitted.prompt_id]  # nothing piles up on ComfyUI
     assert not list((tmp_path / "data" / "spool").iterdir())
     await bot.stop()
 
@@ -127,10 +126,10 @@ async def test_press_after_delivery_resends_the_same_file_free(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     reply = await say_and_get_reply(fake_telegram)
     await press_look(fake_telegram, reply)
     await fake_telegram.wait_for(lambda: len(photos(fake_telegram)) == 1)
@@ -141,8 +140,8 @@ async def test_press_after_delivery_resends_the_same_file_free(
     assert second.content is None
     assert second.file_id == first.file_id
     assert fake_telegram.callback_answers[query].text == t("toast_resent", "ru")
-    assert len(comfy.submitted) == 1
-    assert balance(bot) == 0
+    assert len(fake_comfy.submitted) == 1
+    assert balance_of(bot) == 0
     with bot.store() as store:
         assert [e for e, _ in events(store)] == [
             "image_requested",
@@ -156,19 +155,19 @@ async def test_a_press_while_the_picture_is_being_made_starts_nothing(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    comfy.default_script = JobScript(run_s=30)
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=5)
+    fake_comfy.default_script = PromptScript(run_s=30)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=5)
     reply = await say_and_get_reply(fake_telegram)
     await press_look(fake_telegram, reply)
     await trio.sleep(5)
     again = await press_look(fake_telegram, reply)
     assert fake_telegram.callback_answers[again].text == t("toast_in_flight", "ru")
     await fake_telegram.wait_for(lambda: len(photos(fake_telegram)) == 1, timeout_s=100)
-    assert len(comfy.submitted) == 1
-    assert balance(bot) == 4
+    assert len(fake_comfy.submitted) == 1
+    assert balance_of(bot) == 4
     await bot.stop()
 
 
@@ -176,10 +175,10 @@ async def test_two_simultaneous_presses_with_one_credit_make_one_picture(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     first = await say_and_get_reply(fake_telegram, "раз")
     second = await say_and_get_reply(fake_telegram, "два")
     q1 = fake_telegram.user_presses(first.message_id, "look")
@@ -191,8 +190,8 @@ async def test_two_simultaneous_presses_with_one_credit_make_one_picture(
     assert fake_telegram.callback_answers[q2].show_alert
     await wait_job_settled(bot)
     assert len(photos(fake_telegram)) == 1
-    assert len(comfy.submitted) == 1
-    assert balance(bot) == 0
+    assert len(fake_comfy.submitted) == 1
+    assert balance_of(bot) == 0
     with bot.store() as store:
         assert sorted(events(store), key=str) == sorted(
             [
@@ -210,10 +209,10 @@ async def test_no_button_in_groups_and_when_images_are_disabled(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy)
     fake_telegram.user_says("hi all", chat_id=-100123, chat_type="supergroup")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
     assert fake_telegram.sent[0].buttons() == []
@@ -221,13 +220,13 @@ async def test_no_button_in_groups_and_when_images_are_disabled(
     assert old.buttons() == [(LOOK_BUTTON, "look")]
     await bot.stop()
 
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, image_enabled=False)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, image_enabled=False)
     reply = await say_and_get_reply(fake_telegram)
     assert reply.buttons() == []
     query = await press_look(fake_telegram, old)
     assert fake_telegram.callback_answers[query].text == t("fail_disabled", "ru")
     await trio.sleep(10)
-    assert comfy.submitted == []
+    assert fake_comfy.submitted == []
     with bot.store() as store:
         assert events(store) == [("image_requested", None), ("image_failed", "disabled")]
     await bot.stop()
@@ -237,10 +236,10 @@ async def test_a_press_on_someone_elses_or_an_unknown_message_is_ignored(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy)
     reply = await say_and_get_reply(fake_telegram)
     # another user forges a press on our user's message (same chat id is impossible in a
     # private chat, so the fake delivers it with their own id)
@@ -254,7 +253,7 @@ async def test_a_press_on_someone_elses_or_an_unknown_message_is_ignored(
     assert fake_telegram.callback_answers[forged].text == t("toast_stale", "ru")
     assert fake_telegram.callback_answers[unknown].text == t("toast_stale", "ru")
     await trio.sleep(10)
-    assert comfy.submitted == []
+    assert fake_comfy.submitted == []
     with bot.store() as store:
         assert events(store) == []
     await bot.stop()
@@ -263,11 +262,11 @@ async def test_a_press_on_someone_elses_or_an_unknown_message_is_ignored(
 @pytest.mark.parametrize(
     ("setup", "detail_part"),
     [
-        (lambda c: setattr(c, "default_script", JobScript(outcome=Outcome.ERROR)), "LoraLoader"),
+        (lambda c: setattr(c, "default_script", PromptScript(outcome=Outcome.ERROR)), "LoraLoader"),
         (lambda c: c.loras.clear(), "not in list"),
         (lambda c: setattr(c, "unreachable", True), "ComfyUnavailable"),
         (
-            lambda c: setattr(c, "default_script", JobScript(outcome=Outcome.HANG)),
+            lambda c: setattr(c, "default_script", PromptScript(outcome=Outcome.HANG)),
             "GenerationTimedOut",
         ),
     ],
@@ -277,16 +276,21 @@ async def test_generation_errors_release_the_image_and_tell_the_user(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
     setup: Any,
     detail_part: str,
 ) -> None:
     bot = await start_bot(
-        nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1, comfyui_timeout_seconds=60
+        nursery,
+        tmp_path,
+        fake_telegram,
+        comfy=fake_comfy,
+        free_images=1,
+        comfyui_timeout_seconds=60,
     )
     reply = await say_and_get_reply(fake_telegram)
-    setup(comfy)
+    setup(fake_comfy)
     await press_look(fake_telegram, reply)
     await wait_job_settled(bot)
     notice = not_status(fake_telegram)[-1]
@@ -294,7 +298,7 @@ async def test_generation_errors_release_the_image_and_tell_the_user(
     assert notice.reply_to_message_id == reply.message_id
     assert photos(fake_telegram) == []
     assert fake_telegram.message(USER, reply.message_id)["text"] == reply.text  # type: ignore[index]
-    assert balance(bot) == 1
+    assert balance_of(bot) == 1
     with bot.store() as store:
         rows = store.events.since()
     assert [(r["event"], r["reason"]) for r in rows] == [
@@ -309,19 +313,19 @@ async def test_the_timeout_covers_submit_to_download_and_frees_the_gpu(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    comfy.default_script = JobScript(outcome=Outcome.HANG)
+    fake_comfy.default_script = PromptScript(outcome=Outcome.HANG)
     bot = await start_bot(
-        nursery, tmp_path, fake_telegram, comfy=comfy, comfyui_timeout_seconds=120
+        nursery, tmp_path, fake_telegram, comfy=fake_comfy, comfyui_timeout_seconds=120
     )
     reply = await say_and_get_reply(fake_telegram)
     await press_look(fake_telegram, reply)
-    await fake_telegram.wait_for(lambda: len(comfy.submitted) == 1)
+    await fake_telegram.wait_for(lambda: len(fake_comfy.submitted) == 1)
     submitted_at = trio.current_time()
     await wait_job_settled(bot)
-    assert comfy.interrupted == [comfy.submitted[0].prompt_id]
+    assert fake_comfy.interrupted == [fake_comfy.submitted[0].prompt_id]
     with bot.store() as store:
         failed = store.events.since()[-1]
     assert failed["reason"] == "generation_error"
@@ -333,18 +337,18 @@ async def test_photo_refused_goes_as_a_document_and_is_charged(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
     fake_telegram.refuse_photos = "Bad Request: PHOTO_INVALID_DIMENSIONS"
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     reply = await say_and_get_reply(fake_telegram)
     await press_look(fake_telegram, reply)
     await wait_job_settled(bot)
     [document] = photos(fake_telegram)
     assert document.kind == "document"
     assert document.reply_to_message_id == reply.message_id
-    assert balance(bot) == 0
+    assert balance_of(bot) == 0
     # a later press re-sends the document by its file_id
     fake_telegram.refuse_photos = "Bad Request: wrong type of the web page content"
     await press_look(fake_telegram, reply)
@@ -357,17 +361,17 @@ async def test_telegram_refusing_photo_and_document_is_a_send_error(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
     fake_telegram.refuse_photos = "Bad Request: PHOTO_INVALID_DIMENSIONS"
     fake_telegram.fail_next("sendDocument", 400, "Bad Request: file is too big")
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     reply = await say_and_get_reply(fake_telegram)
     await press_look(fake_telegram, reply)
     await wait_job_settled(bot)
     assert not_status(fake_telegram)[-1].text == t("fail_send", "ru")
-    assert balance(bot) == 1
+    assert balance_of(bot) == 1
     with bot.store() as store:
         assert events(store)[-1] == ("image_failed", "send_error")
     await bot.stop()
@@ -377,23 +381,23 @@ async def test_the_user_cancels_their_running_job(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    comfy.default_script = JobScript(run_s=60, steps=10)
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    fake_comfy.default_script = PromptScript(run_s=60, steps=10)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     reply = await say_and_get_reply(fake_telegram)
     await press_look(fake_telegram, reply)
-    await fake_telegram.wait_for(lambda: comfy.started != [])
+    await fake_telegram.wait_for(lambda: fake_comfy.started != [])
     status = next(s for s in fake_telegram.sent if s.text and s.text.startswith("🎨"))
     [(_, cancel_data)] = status.buttons()
     assert cancel_data is not None
     query = fake_telegram.user_presses(status.message_id, cancel_data)
     await wait_job_settled(bot)
     assert fake_telegram.callback_answers[query].text == t("toast_cancelled", "ru")
-    assert comfy.interrupted == [comfy.submitted[0].prompt_id]
+    assert fake_comfy.interrupted == [fake_comfy.submitted[0].prompt_id]
     assert photos(fake_telegram) == []
-    assert balance(bot) == 1
+    assert balance_of(bot) == 1
     assert (USER, status.message_id) in fake_telegram.deleted
     with bot.store() as store:
         assert events(store)[-1] == ("image_failed", "cancelled")
@@ -404,15 +408,15 @@ async def test_cancel_while_waiting_in_our_queue_and_someone_elses_cancel(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    comfy.default_script = JobScript(outcome=Outcome.HANG)
+    fake_comfy.default_script = PromptScript(outcome=Outcome.HANG)
     bot = await start_bot(
         nursery,
         tmp_path,
         fake_telegram,
-        comfy=comfy,
+        comfy=fake_comfy,
         comfyui_concurrency=1,
         comfyui_timeout_seconds=300,
     )
@@ -441,10 +445,10 @@ async def test_cancel_while_waiting_in_our_queue_and_someone_elses_cancel(
     await fake_telegram.wait_for(lambda: mine in fake_telegram.callback_answers)
     assert fake_telegram.callback_answers[stranger].text == t("toast_nothing_to_cancel", "ru")
     assert fake_telegram.callback_answers[mine].text == t("toast_cancelled", "ru")
-    assert len(comfy.submitted) == 1  # ours never reached ComfyUI
+    assert len(fake_comfy.submitted) == 1  # ours never reached ComfyUI
     with bot.store() as store:
         assert events(store)[-1] == ("image_failed", "cancelled")
-        assert store.users.get(USER).image_balance == 3  # type: ignore[union-attr]
+        assert balance(store, USER) == 3
     # the job behind ours moves up at once, not when a worker takes the next ticket
     await fake_telegram.wait_for(
         lambda: any(e.chat_id == 1003 for e in fake_telegram.edits), timeout_s=60
@@ -458,15 +462,15 @@ async def test_a_full_queue_is_busy_and_text_replies_stay_on_time(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    comfy.default_script = JobScript(outcome=Outcome.HANG)
+    fake_comfy.default_script = PromptScript(outcome=Outcome.HANG)
     bot = await start_bot(
         nursery,
         tmp_path,
         fake_telegram,
-        comfy=comfy,
+        comfy=fake_comfy,
         comfyui_concurrency=1,
         image_queue_size=1,
         comfyui_timeout_seconds=300,
@@ -484,7 +488,7 @@ async def test_a_full_queue_is_busy_and_text_replies_stay_on_time(
     assert chat.at - start < 0.5  # the chat does not wait for pictures
     with bot.store() as store:
         assert ("image_failed", "busy") in events(store)
-        assert store.users.get(2004).image_balance == 3  # type: ignore[union-attr]
+        assert balance(store, 2004) == 3
     await bot.stop()
 
 
@@ -492,14 +496,14 @@ async def test_subscription_pays_until_it_expires(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
     bot = await start_bot(
         nursery,
         tmp_path,
         fake_telegram,
-        comfy=comfy,
+        comfy=fake_comfy,
         free_images=0,
         admin_user_ids="1",
         subscription_daily_images=1,
@@ -519,32 +523,18 @@ async def test_subscription_pays_until_it_expires(
     await bot.stop()
 
 
-class CycleScripts(dict[str, JobScript]):
-    """The fake's per-prompt scripts, handed out in turn to prompts as they arrive."""
-
-    def __init__(self, scripts: list[JobScript]) -> None:
-        super().__init__()
-        self._scripts = scripts
-        self._next = 0
-
-    def get(self, key: str, default: Any = None) -> JobScript:  # type: ignore[override]
-        script = self._scripts[self._next % len(self._scripts)]
-        self._next += 1
-        return script
-
-
 async def test_requested_equals_generated_plus_failed_after_a_mixed_burst(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
     bot = await start_bot(
         nursery,
         tmp_path,
         fake_telegram,
-        comfy=comfy,
+        comfy=fake_comfy,
         free_images=1,
         image_queue_size=3,
         comfyui_timeout_seconds=30,
@@ -553,12 +543,12 @@ async def test_requested_equals_generated_plus_failed_after_a_mixed_burst(
     replies = {u: await say_and_get_reply(fake_telegram, user_id=u) for u in users}
     fake_telegram.fail_next("sendPhoto", 400, "Bad Request: PHOTO_INVALID_DIMENSIONS", times=2)
     fake_telegram.fail_next("sendDocument", 400, "Bad Request: file is too big", times=1)
-    comfy._scripts = CycleScripts(  # type: ignore[assignment]
+    fake_comfy.script_in_turn(
         [
-            JobScript(),
-            JobScript(),
-            JobScript(outcome=Outcome.ERROR),
-            JobScript(outcome=Outcome.HANG),
+            PromptScript(),
+            PromptScript(),
+            PromptScript(outcome=Outcome.ERROR),
+            PromptScript(outcome=Outcome.HANG),
         ]
     )
     for user in users:
@@ -576,7 +566,7 @@ async def test_requested_equals_generated_plus_failed_after_a_mixed_burst(
                 "SELECT chat_id, count(*) AS n FROM jobs WHERE state = 'delivered' GROUP BY chat_id"
             )
         )
-        balances = {u: store.users.get(u).image_balance for u in users}  # type: ignore[union-attr]
+        balances = {u: balance(store, u) for u in users}
         outcomes = {reason for event, reason in events(store) if event != "image_requested"}
     assert outcomes >= {None, "busy", "generation_error", "send_error"}
     assert active == []
@@ -594,14 +584,14 @@ async def test_a_press_is_answered_at_once_while_the_chat_waits_for_a_slow_llm(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
     async def slow_llm(request: httpx.Request) -> httpx.Response:
         await trio.sleep(25)
         return httpx.Response(200, json={"choices": [{"message": {"content": "ну вот"}}]})
 
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, llm=slow_llm)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, llm=slow_llm)
     reply = await say_and_get_reply(fake_telegram)
     fake_telegram.user_says("а что дальше?")  # its answer takes 25 s
     await trio.sleep(1)
@@ -616,12 +606,12 @@ async def test_waiting_jobs_show_uploading_and_their_place_moving_up(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    comfy.default_script = JobScript(run_s=30, steps=3)
+    fake_comfy.default_script = PromptScript(run_s=30, steps=3)
     bot = await start_bot(
-        nursery, tmp_path, fake_telegram, comfy=comfy, comfyui_concurrency=1,
+        nursery, tmp_path, fake_telegram, comfy=fake_comfy, comfyui_concurrency=1,
         image_queue_size=5, comfyui_timeout_seconds=300,
     )  # fmt: skip
     # first: drawing; second: taken by the second worker, waiting for the GPU slot;

@@ -18,6 +18,7 @@ from store import (
     open_store,
     pick_source,
 )
+from tests.rows import balance
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DAILY = 3
@@ -70,7 +71,7 @@ def test_two_presses_with_one_image_left_make_one_job(store: Store) -> None:
     assert not isinstance(first, Refusal)
     assert first.state is JobState.QUEUED
     assert second is Refusal.NO_QUOTA
-    assert store.users.get(7).image_balance == 0  # type: ignore[union-attr]
+    assert balance(store, 7) == 0
 
 
 def test_a_second_press_on_the_same_message_is_in_flight(store: Store) -> None:
@@ -78,7 +79,7 @@ def test_a_second_press_on_the_same_message_is_in_flight(store: Store) -> None:
     store.quota.reserve(new_job(1, message_id=55), now=NOW, daily_limit=DAILY)
     again = store.quota.reserve(new_job(2, message_id=55), now=NOW, daily_limit=DAILY)
     assert again is Refusal.IN_FLIGHT
-    assert store.users.get(7).image_balance == 4  # type: ignore[union-attr]
+    assert balance(store, 7) == 4
 
 
 def test_release_gives_the_image_back_once(store: Store) -> None:
@@ -86,7 +87,7 @@ def test_release_gives_the_image_back_once(store: Store) -> None:
     store.quota.reserve(new_job(1), now=NOW, daily_limit=DAILY)
     assert store.quota.release("job-1", reason="generation_error", detail="x", now=NOW)
     assert not store.quota.release("job-1", reason="generation_error", detail="x", now=NOW)
-    assert store.users.get(7).image_balance == 1  # type: ignore[union-attr]
+    assert balance(store, 7) == 1
     job = store.jobs.get("job-1")
     assert job is not None
     assert (job.state, job.reason) == (JobState.FAILED, "generation_error")
@@ -99,7 +100,7 @@ def test_consume_charges_once_and_a_later_release_changes_nothing(store: Store) 
     assert store.quota.consume("job-1", file_id="F1", now=NOW)
     assert not store.quota.consume("job-1", file_id="F1", now=NOW)
     assert not store.quota.release("job-1", reason="send_error", detail="late", now=NOW)
-    assert store.users.get(7).image_balance == 1  # type: ignore[union-attr]
+    assert balance(store, 7) == 1
     sent = store.sent.get(chat_id=7, message_id=101)
     assert sent is not None
     assert sent.photo_file_id == "F1"
@@ -158,5 +159,5 @@ def test_reservations_survive_reopening_the_file(tmp_path: Path) -> None:
     first.close()
     second = open_store(tmp_path / "bot.db")
     assert [job.job_id for job in second.jobs.unfinished()] == ["job-1"]
-    assert second.users.get(7).image_balance == 0  # type: ignore[union-attr]
+    assert balance(second, 7) == 0
     second.close()

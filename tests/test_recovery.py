@@ -16,18 +16,19 @@ import pytest
 import trio
 
 from bot.texts import t
-from tests.fakes.comfy import FakeComfy, JobScript
+from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
 from tests.harness import start_bot
+from tests.rows import balance
 
 USER = DEFAULT_USER_ID
 
 
 @pytest.fixture
-def comfy(comfy: FakeComfy) -> FakeComfy:
+def fake_comfy(fake_comfy: FakeComfy) -> FakeComfy:
     """Pictures that take 10 s, so a crash can land while one is being drawn."""
-    comfy.default_script = JobScript(run_s=10, steps=5)
-    return comfy
+    fake_comfy.default_script = PromptScript(run_s=10, steps=5)
+    return fake_comfy
 
 
 def uploads(tg: FakeTelegram) -> list[SentRecord]:
@@ -54,12 +55,12 @@ async def test_a_crash_between_two_steps_then_a_restart(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
     point: str,
 ) -> None:
     when, after, submissions = CRASH_POINTS[point]
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     fake_telegram.user_says("привет")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
     reply = fake_telegram.sent[0]
@@ -70,12 +71,12 @@ async def test_a_crash_between_two_steps_then_a_restart(
     with bot.store() as store:
         assert len(store.jobs.unfinished()) == 1
 
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     await fake_telegram.wait_for(lambda: len(uploads(fake_telegram)) >= 1, timeout_s=300)
     await trio.sleep(60)  # anything left to happen, happens
     with bot.store() as store:
         assert store.jobs.unfinished() == []
-        assert store.users.get(USER).image_balance == 0  # type: ignore[union-attr]
+        assert balance(store, USER) == 0
         assert store.events.count("image_requested") == 1
         assert store.events.count("image_generated") == 1
         assert store.events.count("image_failed") == 0
@@ -84,7 +85,7 @@ async def test_a_crash_between_two_steps_then_a_restart(
     # Only a kill after Telegram took the photo but before the charge was written can
     # show it twice; the user is still charged once.
     assert len(pictures) == (2 if point == "sent-before-commit" else 1)
-    assert len(comfy.submitted) == submissions
+    assert len(fake_comfy.submitted) == submissions
     await bot.stop()
 
 
@@ -92,20 +93,20 @@ async def test_a_job_whose_comfyui_forgot_it_is_submitted_again_after_restart(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     fake_telegram.user_says("привет")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
     bot.crash_at(is_call("POST", "/prompt"), after=True)
     fake_telegram.user_presses(fake_telegram.sent[0].message_id, "look")
     await bot.done.wait()
-    comfy.restart()  # the GPU host rebooted too: queue and history gone
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    fake_comfy.restart()  # the GPU host rebooted too: queue and history gone
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     await fake_telegram.wait_for(lambda: len(uploads(fake_telegram)) == 1, timeout_s=300)
-    assert len(comfy.submitted) == 2
-    assert comfy.submitted[0].prompt_id == comfy.submitted[1].prompt_id
+    assert len(fake_comfy.submitted) == 2
+    assert fake_comfy.submitted[0].prompt_id == fake_comfy.submitted[1].prompt_id
     await bot.stop()
 
 
@@ -113,10 +114,10 @@ async def test_unfinished_jobs_without_comfyui_configured_are_closed_clearly(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     fake_telegram.user_says("привет")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
     reply = fake_telegram.sent[0]
@@ -127,7 +128,7 @@ async def test_unfinished_jobs_without_comfyui_configured_are_closed_clearly(
     await fake_telegram.wait_for(lambda: fake_telegram.sent[-1].text == t("fail_generation", "ru"))
     assert fake_telegram.sent[-1].reply_to_message_id == reply.message_id
     with bot.store() as store:
-        assert store.users.get(USER).image_balance == 1  # type: ignore[union-attr]
+        assert balance(store, USER) == 1
         assert store.events.count("image_failed") == 1
     await bot.stop()
 
@@ -136,21 +137,21 @@ async def test_a_graceful_stop_mid_job_resumes_it_at_the_next_start(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
-    comfy: FakeComfy,
+    fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    comfy.default_script = JobScript(run_s=60, steps=6)
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    fake_comfy.default_script = PromptScript(run_s=60, steps=6)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     fake_telegram.user_says("привет")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
     fake_telegram.user_presses(fake_telegram.sent[0].message_id, "look")
-    await fake_telegram.wait_for(lambda: comfy.started != [])
+    await fake_telegram.wait_for(lambda: fake_comfy.started != [])
     start = trio.current_time()
     await bot.stop()
     assert trio.current_time() - start <= 6  # SIGTERM ends the process within seconds
-    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=comfy, free_images=1)
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     await fake_telegram.wait_for(lambda: len(uploads(fake_telegram)) == 1, timeout_s=300)
     with bot.store() as store:
-        assert store.users.get(USER).image_balance == 0  # type: ignore[union-attr]
+        assert balance(store, USER) == 0
         assert store.events.count("image_generated") == 1
     await bot.stop()

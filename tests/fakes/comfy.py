@@ -21,9 +21,11 @@ or wire it by hand (``fake_comfy`` fixture, or ``async with open_fake_comfy() as
     await nursery.start(follower.run)
     comfy = Comfy(client, follower, concurrency=2)
 
-Scripting: ``fake.default_script = JobScript(run_s=3.0, steps=5)`` or
-``fake.script(prompt_id, JobScript(outcome=Outcome.HANG))``; outcomes SUCCESS, ERROR (the
-recorded ``execution_error`` of a broken LoRA) and HANG (runs until interrupted).
+Scripting: ``fake.default_script = PromptScript(run_s=3.0, steps=5)``,
+``fake.script(prompt_id, PromptScript(outcome=Outcome.HANG))`` or
+``fake.script_in_turn([PromptScript(), PromptScript(outcome=Outcome.ERROR)])``; outcomes
+SUCCESS, ERROR (the recorded ``execution_error`` of a broken LoRA) and HANG (runs until
+interrupted).
 Knobs: ``unreachable`` (HTTP raises ``httpx.ConnectError``, ws refused),
 ``sockets.refuse``, ``reject_next_with(status, body)``, ``http_500_next``,
 ``drop_websockets()``, ``half_open()``, ``restart()``, ``send_raw(frame)``.
@@ -50,7 +52,7 @@ from trio_websocket import WebSocketConnection
 from tests.fakes.comfy_http import handle_request
 from tests.fakes.comfy_ws import FakeSockets
 
-__all__ = ["FakeComfy", "FakePrompt", "JobScript", "Outcome", "open_fake_comfy"]
+__all__ = ["FakeComfy", "FakePrompt", "Outcome", "PromptScript", "open_fake_comfy"]
 
 DEFAULT_CHECKPOINTS = ("sd_xl_base_1.0.safetensors",)
 DEFAULT_LORAS = ("persona_default.safetensors", "anna.safetensors")
@@ -65,7 +67,7 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
-class JobScript:
+class PromptScript:
     """How one prompt behaves: *run_s* virtual seconds from start to end, *steps* progress
     messages evenly spread over it (HANG: the steps, then silence until interrupted)."""
 
@@ -84,7 +86,7 @@ class FakePrompt:
     prompt_id: str
     graph: dict[str, Any]
     client_id: str | None
-    script: JobScript
+    script: PromptScript
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     interrupted: bool = False
     killed: bool = False
@@ -114,7 +116,7 @@ class FakeComfy:
         self.loras = list(loras)
         self.parallel = parallel
         self.object_info_style = object_info_style
-        self.default_script = JobScript()
+        self.default_script = PromptScript()
         self.sockets = FakeSockets(self.queue_remaining, lambda: self.unreachable)
         self.unreachable = False
         self.http_500_next = 0
@@ -125,7 +127,9 @@ class FakeComfy:
         self.counter = 0
         self._seq = 0
         self._file_counter = 0
-        self._scripts: dict[str, JobScript] = {}
+        self._scripts: dict[str, PromptScript] = {}
+        self._scripts_in_turn: list[PromptScript] = []
+        self._turn = 0
         self.prompt_overrides: list[tuple[int, Any]] = []
         self._wakeup = trio.Event()
         # records
@@ -160,8 +164,20 @@ class FakeComfy:
 
     # -- knobs --------------------------------------------------------------------------
 
-    def script(self, prompt_id: str, script: JobScript) -> None:
+    def script(self, prompt_id: str, script: PromptScript) -> None:
         self._scripts[prompt_id] = script
+
+    def script_in_turn(self, scripts: list[PromptScript]) -> None:
+        """Prompts without a script of their own take these in turn, round and round."""
+        self._scripts_in_turn = list(scripts)
+        self._turn = 0
+
+    def _next_in_turn(self) -> PromptScript | None:
+        if not self._scripts_in_turn:
+            return None
+        script = self._scripts_in_turn[self._turn % len(self._scripts_in_turn)]
+        self._turn += 1
+        return script
 
     def reject_next_with(self, status: int, body: Any) -> None:
         """The next POST /prompt answers *status* with *body* (dict → JSON, str → text)."""
@@ -205,7 +221,7 @@ class FakeComfy:
         number = body["number"] if isinstance(body.get("number"), int | float) else self.counter
         self.counter += 1
         self._seq += 1
-        script = self._scripts.get(prompt_id, self.default_script)
+        script = self._scripts.get(prompt_id) or self._next_in_turn() or self.default_script
         item = FakePrompt(
             number, self._seq, prompt_id, body["prompt"], body.get("client_id"), script
         )

@@ -1,6 +1,7 @@
 """Pytest fixtures for the fake ComfyUI (registered as a plugin by ``tests/conftest.py``).
 
-* ``fake_comfy``: a started ``FakeComfy`` (default models, one GPU, 3 s jobs);
+* ``fake_comfy``: a started ``FakeComfy`` (one GPU, 3 s prompts; the default test models
+  and every shipped persona's LoRA);
 * ``comfy_stack``: ``fake_comfy`` plus the real client side wired to it, connected:
   ``stack.http`` (``httpx.AsyncClient`` on ``MockTransport(fake.handler)``, base URL
   ``http://comfy.test``), ``stack.client`` (``ComfyClient``), ``stack.follower``
@@ -23,10 +24,12 @@ import httpx
 import pytest
 import trio
 
+from bot.personas import load_personas
+from bot.settings import SHIPPED_PERSONAS
 from comfy.client import ComfyClient
 from comfy.follower import Follower
 from comfy.generate import Comfy
-from tests.fakes.comfy import FakeComfy
+from tests.fakes.comfy import DEFAULT_LORAS, FakeComfy
 
 __all__ = [
     "FAKE_BASE_URL",
@@ -89,7 +92,10 @@ async def open_comfy_stack(
 
 @pytest.fixture
 async def fake_comfy(nursery: trio.Nursery) -> FakeComfy:
-    fake = FakeComfy()
+    """A running fake ComfyUI: one GPU, 3 s prompts, the default checkpoint, and the LoRA
+    files of the default test models and of every shipped persona."""
+    shipped = load_personas(SHIPPED_PERSONAS).lora_files()
+    fake = FakeComfy(loras=tuple(dict.fromkeys([*DEFAULT_LORAS, *shipped])))
     await nursery.start(fake.run)
     return fake
 

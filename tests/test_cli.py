@@ -1,0 +1,51 @@
+"""``python -m bot`` as a command line: help, version, subcommands, usage errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import __version__
+from bot.__main__ import main
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m bot")
+    assert "doctor" in out
+    assert "stats" in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"python -m bot {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "says"), [("doctor", "with what to change when it fails"), ("stats", "--since")]
+)
+def test_each_command_has_its_help(
+    command: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: python -m bot {command}")
+    assert says in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["doctor", "--now"], "unrecognized arguments: --now"),
+    ],
+)
+def test_unknown_arguments_print_the_usage_and_exit_2(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("usage: python -m bot")
+    assert says in captured.err
