@@ -1,4 +1,4 @@
-"""The baseline: the same bot, but pictures followed the seed's way, by polling /history.
+"""The baseline: the same bot, but pictures follow the original design (polling /history).
 
 ``python -m benchmarks.baseline_bot --poll 1.0`` runs ``python -m bot`` unchanged except
 that pictures are drawn by :class:`PollingComfy`, passed through the bot's own seam
@@ -34,7 +34,7 @@ __all__ = ["PollingComfy", "polling_comfy_class"]
 
 
 class PollingComfy:
-    """``Comfy`` as the seed built it: submit, poll ``/history`` every *poll_s*, download."""
+    """``Comfy`` in the original design: submit, poll ``/history`` every *poll_s*, download."""
 
     poll_s = 1.0
 

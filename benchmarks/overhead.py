@@ -5,9 +5,9 @@
 that draws one picture at a time in ``RUN_S``. Per picture, overhead = dispatch +
 delivery (``benchmarks.timeline``): the time the bot kept an idle GPU from starting a
 picture already asked for, plus the time from the picture being saved to the photo
-reaching the Bot API. The same load runs against the bot with the seed's design (poll
-/history every 100 ms, and every 1 s: ``benchmarks.baseline_bot``); ratios are theirs
-over ours.
+reaching the Bot API. The same load runs against the bot with the original design
+(polling /history every 100 ms, and every 1 s: ``benchmarks.baseline_bot``); ratios are
+theirs over ours.
 
     .venv/bin/python -m benchmarks.overhead
 """

@@ -1,7 +1,7 @@
 """Product events: one ``events_analytics`` row and one structured stdout line each.
 
-The event names and failure reasons are closed sets (SPEC §7, §8), listed in the
-README. Diagnostics: ``grep image_failed`` on stdout, or
+The event names and failure reasons are closed sets (docs/product.md, P8 and P9), also
+listed in the README. Diagnostics: ``grep image_failed`` on stdout, or
 ``sqlite3 data/bot.db "select * from events_analytics where event='image_failed'"``.
 """
 

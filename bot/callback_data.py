@@ -1,8 +1,9 @@
 """Inline-button payloads: encode, and decode anything a client sends back.
 
-``callback_data`` is 1-64 bytes and comes back from the client unchecked, so every
-payload is parsed strictly; anything else (forged, stale, from an older version) decodes
-to None and the press is answered and ignored (SPEC §9).
+``callback_data`` is 1-64 bytes and comes back from the client unchecked
+(docs/telegram.md, T8), so every payload is parsed strictly; anything else (forged, stale,
+from an older version) decodes to None and the press is answered and ignored
+(docs/product.md, P13).
 """
 
 from __future__ import annotations

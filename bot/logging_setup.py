@@ -1,10 +1,10 @@
 """Logging to stdout, plain or JSON, with secrets scrubbed from every line.
 
 httpx logs each request URL at INFO, and Telegram URLs carry the token
-(ENGINEERING B6); its loggers are held at WARNING, and the handler's formatter also
+(docs/libraries.md, L15); its loggers are held at WARNING, and the handler's formatter also
 redacts anything shaped like a bot token, tracebacks included. Filters attached to a
-*logger* do not see records propagated from child loggers, so the redaction lives in
-the handler's formatter.
+*logger* do not see records propagated from child loggers (docs/libraries.md, L16), so
+the redaction lives in the handler's formatter.
 """
 
 from __future__ import annotations

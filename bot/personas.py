@@ -1,9 +1,10 @@
-"""Personas: their chat character and image settings, from a validated data file (SPEC §5).
+"""Personas: their chat character and image settings, from a validated data file.
 
 The file (``PERSONAS_FILE``, default the shipped ``bot/personas.json``) lists personas and
 names the default one. Image settings are found by the persona's ``key`` or ``name``,
-lower-cased (the seed's ``PERSONA_IMAGE_CONFIGS``); a persona without its own falls back to
-``default_image`` (the seed's ``DEFAULT_IMAGE_CONFIG``).
+lower-cased (``PERSONA_IMAGE_CONFIGS`` in the original feature request); a persona without
+its own falls back to ``default_image`` (the request's ``DEFAULT_IMAGE_CONFIG``). The rules:
+docs/product.md, P14.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class PersonaBook:
         return self._by_key.get(key)
 
     def image_config(self, persona: Persona) -> ImageConfig:
-        """By key or name, lower-cased; otherwise ``default_image`` (SPEC §5)."""
+        """By key or name, lower-cased; otherwise ``default_image`` (docs/product.md, P14)."""
         return (
             self._images.get(persona.key.lower())
             or self._images.get(persona.name.lower())

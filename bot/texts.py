@@ -94,7 +94,7 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "ru": "Отменять уже нечего.",
         "en": "Nothing to cancel any more.",
     },
-    # One short sentence after a failed request (SPEC §3.4).
+    # One short sentence after a failed request (docs/product.md, P3).
     "fail_no_quota": {
         "ru": "Картинки закончились. Напиши администратору, чтобы пополнить баланс, "
         "или загляни завтра, если у тебя подписка.",

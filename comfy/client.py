@@ -7,7 +7,7 @@ Every foreign failure is translated here, once: transport errors and 5xx become
 ``ComfyProtocolError``. Each method is one request and keeps no state, so many tasks may
 call one client at once.
 
-Error bodies vary (NOTES §4.12): JSON 400 for validation, ``text/plain`` 500 for bad JSON
+Error bodies vary (docs/comfyui.md, C12): JSON 400 for validation, ``text/plain`` 500 for bad JSON
 or a heap comparison failure, ``text/plain`` 413 for oversize bodies, empty 404/400/403.
 """
 
@@ -56,7 +56,7 @@ class ComfyClient:
         Raises:
             PromptRejected: validation failed (400) or the body was too large (413).
             ComfyUnavailable: unreachable or 5xx. A 500 does not prove nothing was
-                queued (NOTES §4.8), so callers still clean up.
+                queued (docs/comfyui.md, C10), so callers still clean up.
             ComfyProtocolError: a prompt_id that is not ours (servers that ignore it).
         """
         body: dict[str, Any] = {"prompt": graph, "prompt_id": prompt_id}
@@ -108,14 +108,18 @@ class ComfyClient:
             ) from None
 
     async def delete_queued(self, prompt_id: str) -> None:
-        """Remove a pending copy of the prompt; a no-op (still 200) if it runs (NOTES §4.9)."""
+        """Remove a pending copy of the prompt; a no-op (still 200) if it runs.
+
+        See docs/comfyui.md, C16.
+        """
         self._expect_ok(
             await self._request("POST", "/queue", json={"delete": [prompt_id]}), "POST /queue"
         )
 
     async def interrupt(self, prompt_id: str) -> None:
         """Interrupt *prompt_id* only if it is the one running. Never sent without an id:
-        a bare /interrupt stops whatever runs, someone else's prompt included (NOTES §4.10)."""
+        a bare /interrupt stops whatever runs, someone else's prompt included
+        (docs/comfyui.md, C17)."""
         self._expect_ok(
             await self._request("POST", "/interrupt", json={"prompt_id": prompt_id}),
             "POST /interrupt",

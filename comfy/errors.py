@@ -15,7 +15,8 @@ Foreign exceptions (httpx, trio-websocket, pydantic) are translated once, in
     └── ComfyProtocolError     the server answered something we cannot use (garbage JSON,
                                a prompt_id that is not ours, a 404 for our picture)
 
-All of them map to the analytics reason ``generation_error`` (SPEC §7); the class name and
+All of them map to the analytics reason ``generation_error`` (docs/product.md, P8); the
+class name and
 ``.detail`` say which.
 """
 

@@ -2,12 +2,12 @@
 
 ComfyUI's websocket carries JSON text frames ``{"type": ..., "data": {...}}`` and, when the
 server runs with a preview method, binary frames whose first 4 bytes are a big-endian event
-type (NOTES §3 "Binary frames", transcript k). Custom nodes add message types of their own.
-The parser therefore never raises: a frame it cannot use becomes ``Unknown`` or
-``Garbage``, so nothing the server sends can stop the reader (SPEC §9).
+type (docs/comfyui.md, C8). Custom nodes add message types of their own (C3). The parser
+therefore never raises: a frame it cannot use becomes ``Unknown`` or ``Garbage``, so
+nothing the server sends can stop the reader (docs/product.md, P13).
 
 Dispatch is a plain dict from ``type`` to a builder, not a pydantic discriminated union,
-which would reject unknown tags (ENGINEERING F1).
+which would reject unknown tags (docs/libraries.md, L29).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ __all__ = [
     "parse_ws_message",
 ]
 
-# Binary event types from ComfyUI's protocol.py (ENGINEERING F1).
+# Binary event types from ComfyUI's protocol.py (docs/comfyui.md, C8).
 PREVIEW_IMAGE_WITH_METADATA: Final = 4
 _HEADER = struct.Struct(">I")
 
@@ -75,7 +75,7 @@ class ExecutionCached:
 
 @dataclass(frozen=True, slots=True)
 class Executing:
-    """``node is None`` with our prompt_id: the prompt is over (NOTES §4.1)."""
+    """``node is None`` with our prompt_id: the prompt is over (docs/comfyui.md, C4)."""
 
     prompt_id: str | None
     node: str | None

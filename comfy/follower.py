@@ -3,19 +3,19 @@
 One websocket per ComfyUI server, read by one task that parses each frame
 (``comfy.events``), advances the sans-IO ``PromptTracker`` and hands updates to the waiting
 prompts through bounded per-prompt channels with ``send_nowait``: progress is dropped rather
-than block the reader (a blocked reader also stops answering pings, ENGINEERING A3).
+than block the reader (a blocked reader also stops answering pings, docs/libraries.md, L5).
 Outcomes are never dropped: they are stored on the ``PromptWatch`` with a ``trio.Event``.
 
 Each connection uses a fresh ``clientId`` (``pbot-<12 hex>-<n>``): reconnecting with the
-old one while ComfyUI still holds the half-open socket leaves the new socket deaf (NOTES
-§3 "Two sockets with one clientId"). So a prompt remembers the clientId it was submitted
-under, and after a reconnect, or for a prompt recovered from an earlier process, nothing more
-arrives for it on the socket. Such prompts are reconciled with GET /history/{id} and GET
-/queue at once and then every ``RECONCILE_INTERVAL_S`` until they end; that is the only
-/history polling (SPEC §2).
+old one while ComfyUI still holds the half-open socket leaves the new socket deaf
+(docs/comfyui.md, C7). So a prompt remembers the clientId it was submitted under, and
+after a reconnect, or for a prompt recovered from an earlier process, nothing more arrives
+for it on the socket. Such prompts are reconciled with GET /history/{id} and GET /queue at
+once and then every ``RECONCILE_INTERVAL_S`` until they end; that is the only /history
+polling (docs/product.md, P2).
 
 A heartbeat pings every ``HEARTBEAT_INTERVAL_S``; no pong within ``HEARTBEAT_TIMEOUT_S``
-means a half-open connection (ComfyUI never pings, ENGINEERING A5), and the reader
+means a half-open connection (ComfyUI never pings, docs/libraries.md, L7), and the reader
 reconnects with exponential backoff plus jitter from the injected ``random.Random``.
 The socket itself comes from an injected ``OpenWebsocket`` (``comfy.websocket``).
 """
@@ -112,9 +112,10 @@ class PromptWatch:
 async def probe_prompt(client: ComfyClient, prompt_id: str) -> Probe:
     """Where is *prompt_id* on ComfyUI: finished (history), queued/running, or nowhere?
 
-    /history answers ``{}`` for queued, running, deleted and unknown ids alike (NOTES
-    §4.6), so /queue decides; history is read again last because the prompt may finish
-    between the two reads, and "nowhere" must not be concluded from that race.
+    /history answers ``{}`` for queued, running, deleted and unknown ids alike
+    (docs/comfyui.md, C14), so /queue decides; history is read again last because the
+    prompt may finish between the two reads, and "nowhere" must not be concluded from that
+    race.
     """
     entry = await client.get_history(prompt_id)
     if entry is not None:
@@ -223,7 +224,7 @@ class Follower:
         except ConnectionClosed as exc:
             self.last_error = self.last_error if served else f"closed ({exc.reason})"
         except _NETWORK_ERRORS as exc:
-            if not served:  # HandshakeError carries the OSError as its cause (ENGINEERING A1)
+            if not served:  # HandshakeError wraps the OSError (docs/libraries.md, L3)
                 cause = exc.__cause__ or exc
                 self.last_error = f"cannot connect: {type(cause).__name__}: {cause}".rstrip(": ")
         except Exception as exc:  # a bug here must not end pictures for the process's life

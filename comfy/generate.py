@@ -1,13 +1,14 @@
 """``Comfy.generate``: one picture from a graph, under one time budget, cleaned up on exit.
 
 The budget (``COMFYUI_TIMEOUT_SECONDS``) is one cancel scope around submit → wait →
-download (SPEC §2, §7). Whatever ends the prompt early, the timeout or the caller's cancel
-(the user's "cancel" button, shutdown), a shielded cleanup with its own short deadline
-removes the prompt from ComfyUI's queue and interrupts it only if GET /queue shows it is
-the one running, so the GPU does not keep working for nobody and nobody else's prompt is
-stopped (NOTES §4.9, §4.10). At most ``concurrency`` prompts of this process are on ComfyUI
-at once; the limiter is taken before the budget starts, since waiting in our own pool is
-bounded by the pool's queue, not by this timeout (SPEC §7).
+download (docs/product.md, P11). Whatever ends the prompt early, the timeout or the
+caller's cancel (the user's "cancel" button, shutdown), a shielded cleanup with its own
+short deadline removes the prompt from ComfyUI's queue and interrupts it only if GET /queue
+shows it is the one running, so the GPU does not keep working for nobody and nobody else's
+prompt is stopped (docs/comfyui.md, C16, C17). At most ``concurrency`` prompts of this
+process are on ComfyUI at once; the limiter is taken before the budget starts, since
+waiting in our own pool is bounded by the pool's queue, not by this timeout
+(docs/product.md, P11).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Pydantic models for the JSON ComfyUI sends: HTTP bodies and ``/ws`` message data.
 
-Shapes come from the recorded transcripts (``tests/transcripts/comfy``, NOTES §3). Every
-model ignores unknown fields and defaults what older or newer servers may leave out:
-ComfyUI grows fields between releases, and an extra field must never fail a prompt.
+Shapes come from the recorded transcripts (``tests/transcripts/comfy``, described in
+docs/comfyui.md). Every model ignores unknown fields and defaults what older or newer
+servers may leave out: ComfyUI grows fields between releases, and an extra field must
+never fail a prompt.
 Parsing failures are turned into ``ComfyProtocolError`` (HTTP) or a ``Garbage`` event
 (websocket) by the callers.
 """
@@ -79,7 +80,7 @@ class NodeError(Inbound):
 
 class RejectionBody(Inbound):
     """A 400 from POST /prompt. Older servers sent ``error`` as a string and
-    ``node_errors`` as a list (NOTES §4.12), so both are accepted."""
+    ``node_errors`` as a list (docs/comfyui.md, C12), so both are accepted."""
 
     error: ErrorInfo | str | None = None
     node_errors: dict[str, NodeError] | list[Any] = Field(default_factory=dict)
@@ -160,7 +161,7 @@ class ExecutionCachedData(Inbound):
 
 class ExecutingData(Inbound):
     """``executing``: ``node`` null with our prompt_id means the prompt is over. The
-    replay after a reconnect has no ``prompt_id`` at all (NOTES §3, transcript h)."""
+    replay after a reconnect has no ``prompt_id`` at all (docs/comfyui.md, C6)."""
 
     node: str | None = None
     prompt_id: str | None = None

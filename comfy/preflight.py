@@ -1,12 +1,13 @@
-"""Start-up check: does ComfyUI have the checkpoint and every persona's LoRA? (SPEC §5)
+"""Start-up check: does ComfyUI have the checkpoint and every persona's LoRA?
 
 A missing file is reported, never raised: the chat works regardless and the operator gets
-one loud line per file. Only an unreachable server raises (``ComfyUnavailable``).
+one loud line per file (docs/product.md, P15). Only an unreachable server raises
+(``ComfyUnavailable``).
 
 GET /object_info/{class} lists a loader's files as the input spec of ``ckpt_name`` /
 ``lora_name``. Classic (V1) nodes send the ``INPUT_TYPES`` tuple as JSON,
 ``[["a.safetensors", ...], {"tooltip": ...}]``; V3 nodes send a combo,
-``["COMBO", {"options": ["a.safetensors", ...]}]`` (ENGINEERING F6). Both are read.
+``["COMBO", {"options": ["a.safetensors", ...]}]`` (docs/comfyui.md, C19). Both are read.
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
 # Theory of operation
 
 One ``PromptTracker`` per process follows every prompt this process waits for, keyed by the
-``prompt_id`` the bot chose (SPEC §9). Two sources feed it:
+``prompt_id`` the bot chose (docs/product.md, P12). Two sources feed it:
 
 * ``receive(event)``: parsed ``/ws`` frames (``comfy.events``), routed by ``prompt_id``.
   Frames for prompts we do not track, ``Unknown`` types, ``Garbage`` and binary previews
   produce no update, and the replayed ``executing`` without ``prompt_id`` after a
-  reconnect (NOTES §4.4) is ignored.
+  reconnect (docs/comfyui.md, C6) is ignored.
 * ``reconcile(prompt_id, probe)``: what ``GET /queue`` and ``GET /history/{id}`` said,
   for prompts whose messages cannot arrive (socket replaced, or recovered from a previous
   process). ``probe_from_queue``/``probe_from_history`` classify those answers.
@@ -28,7 +28,7 @@ Rules:
 
 * Done means ``executing`` with ``node: null`` and our prompt_id, which ComfyUI sends last
   for success, error, interrupt and fully cached runs; ``execution_success`` alone is not
-  done (NOTES §4.1). Outputs are collected from every ``executed`` on the way.
+  done (docs/comfyui.md, C4). Outputs are collected from every ``executed`` on the way.
 * A (state, signal) pair missing from ``TRANSITIONS`` changes nothing: late progress after
   the end, a duplicate start, anything after a terminal state. Terminal states never move.
 * Updates carry the data the caller needs (progress, queue size, images, failure); a
@@ -171,7 +171,7 @@ class PromptUpdate:
 
 @dataclass(frozen=True, slots=True)
 class QueueSnapshot:
-    """GET /queue reduced to prompt ids; ``pending`` sorted by ``number`` (NOTES §4.15)."""
+    """GET /queue reduced to prompt ids; ``pending`` sorted by ``number`` (docs/comfyui.md, C15)."""
 
     running: tuple[str, ...]
     pending: tuple[str, ...]
@@ -197,7 +197,7 @@ def probe_from_queue(queue: QueueSnapshot, prompt_id: str) -> Probe | None:
 
 def probe_from_history(entry: HistoryEntry) -> Probe:
     """Classify a finished history entry. An interrupted prompt also has ``status_str``
-    "error"; only the last of ``status.messages`` tells them apart (NOTES §4.7)."""
+    "error"; only the last of ``status.messages`` tells them apart (docs/comfyui.md, C14)."""
     images = tuple(img for out in entry.outputs.values() for img in out.images)
     status = entry.status
     if status is None or status.status_str != "error":
@@ -278,7 +278,7 @@ class PromptTracker:
         if found is None:
             return []
         signal, prompt_id = found
-        if prompt_id is None:  # the replayed `executing` after a reconnect (NOTES §4.4)
+        if prompt_id is None:  # the replayed `executing` after a reconnect (docs/comfyui.md, C6)
             return []
         prompt = self._prompts.get(prompt_id)
         if prompt is None:

@@ -3,10 +3,10 @@
 Production uses ``websocket_opener(base_url)``, which builds ``ws(s)://host:port/ws?clientId=``
 from the HTTP base URL and calls trio-websocket's ``open_websocket_url`` with the message
 limit raised from its 1 MiB default (ComfyUI's preview and SaveImageWebsocket frames are
-larger, and an oversize frame closes the socket with 1009, ENGINEERING A3) and with
-bounded connect and close handshakes. Tests pass ``FakeComfy.open_ws`` instead, built on
-``memory_stream_pair`` (ENGINEERING A2). An opener must bound its own close handshake: the
-follower closes half-open sockets, whose peer never answers.
+larger, and an oversize frame closes the socket with 1009: docs/libraries.md, L4) and
+with bounded connect and close handshakes. Tests pass ``FakeComfy.open_ws`` instead, built
+on ``memory_stream_pair`` (docs/libraries.md, L9). An opener must bound its own close
+handshake: the follower closes half-open sockets, whose peer never answers.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Sans-IO workflow template: find the nodes to fill in, then build a fresh graph per picture.
 
 Operators re-export workflows from ComfyUI's UI, which renumbers nodes, so nothing here
-trusts a node id (SPEC §6). The sampler is found by ``class_type``; its ``positive`` and
-``negative`` links name the two ``CLIPTextEncode`` nodes, its ``model`` link names the
-``LoraLoader`` and the LoRA's ``model`` link the ``CheckpointLoaderSimple``; where a link
-does not lead to the expected class, a single node of that class is used. A template that
-lacks a node, or offers two where one is needed, is refused at start-up with one line
-saying which and how to fix it.
+trusts a node id (docs/product.md, P17). The sampler is found by ``class_type``; its
+``positive`` and ``negative`` links name the two ``CLIPTextEncode`` nodes, its ``model``
+link names the ``LoraLoader`` and the LoRA's ``model`` link the ``CheckpointLoaderSimple``;
+where a link does not lead to the expected class, a single node of that class is used. A
+template that lacks a node, or offers two where one is needed, is refused at start-up with
+one line saying which and how to fix it.
 
 User text enters only as values in a Python dict that is later JSON-encoded as a whole;
 no JSON is ever built by string substitution, so quotes, braces and newlines in a prompt

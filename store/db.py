@@ -4,7 +4,7 @@ The bot runs on one trio thread, and every query here is a few microseconds, so 
 connection stays on that thread (sqlite3's default ``check_same_thread=True``). WAL lets
 ``sqlite3``/``sqlite-utils`` readers (the operator's diagnostics) work beside the bot;
 ``synchronous=NORMAL`` is safe from corruption in WAL mode; a short busy timeout keeps a
-stray lock from freezing the event loop for long (ENGINEERING D1, D2).
+stray lock from freezing the event loop for long (docs/libraries.md, L24 to L26).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``events_analytics``: one row per product event (SPEC §8)."""
+"""``events_analytics``: one row per product event (docs/product.md, P9)."""
 
 from __future__ import annotations
 

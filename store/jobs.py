@@ -1,9 +1,9 @@
 """Image jobs: one row per accepted press, written before anything reaches ComfyUI.
 
-The row carries the bot-chosen ``prompt_id`` from its birth (SPEC §9), so whatever point
-the process dies at, the next start finds the job and finishes or closes it. An active
-row (queued, running, downloaded) *is* the user's reservation of one image; see
-``store.quota`` for how rows are born, charged and released.
+The row carries the bot-chosen ``prompt_id`` from its birth (docs/product.md, P12), so
+whatever point the process dies at, the next start finds the job and finishes or closes
+it. An active row (queued, running, downloaded) *is* the user's reservation of one image;
+see ``store.quota`` for how rows are born, charged and released.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ __all__ = ["MIGRATIONS", "migrate"]
 MIGRATIONS = sqlite_utils.Migrations("persona_bot")
 
 # The unique partial index on jobs keeps at most one job in flight per illustrated
-# message (SPEC §3.6), whatever races the handlers run into.
+# message (docs/product.md, P10), whatever races the handlers run into.
 _INITIAL = """
 CREATE TABLE users (
     user_id INTEGER PRIMARY KEY,

@@ -1,4 +1,4 @@
-"""Texts the bot sent: the source of truth for "is this press genuine" (SPEC §7)."""
+"""Texts the bot sent: the source of truth for "is this press genuine" (docs/product.md, P7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading the picture events back for ``/stats`` and ``python -m bot stats`` (SPEC §8).
+"""Reading the picture events back for ``/stats`` and ``python -m bot stats`` (docs/product.md, P9).
 
 The operator runs the report beside a live bot, so the command line opens the file
 read-only: it never creates, migrates or locks the database for writing. The bot itself
@@ -20,7 +20,7 @@ from store.errors import StoreError
 
 __all__ = ["IMAGE_EVENTS", "ImageEventRow", "image_events", "open_readonly"]
 
-# The three events a press can produce (SPEC §7); the names are owned by bot.analytics.
+# The three events a press can produce (docs/product.md, P9); bot.analytics owns the names.
 IMAGE_EVENTS: Final = ("image_requested", "image_generated", "image_failed")
 
 _QUERY: Final = (

@@ -1,7 +1,7 @@
 """The Telegram update inbox: updates received but not yet handled, plus the offset.
 
 getUpdates confirms every update below the offset it is called with, and Telegram then
-forgets them (ENGINEERING E2). So a batch is written here, with the next offset, in one
+forgets them (docs/telegram.md, T3). So a batch is written here, with the next offset, in one
 transaction *before* the next call confirms it; the dispatcher removes each update once
 handled. After a crash, ``pending()`` gives back exactly the updates not yet handled:
 nothing is lost, and nothing handled is handled again.

@@ -183,7 +183,7 @@ async def test_each_connection_uses_a_fresh_client_id(
 
 
 async def test_messages_for_an_old_client_id_go_nowhere(autojump_clock: trio.abc.Clock) -> None:
-    """Two sockets, one clientId: the newer goes deaf when the older closes (NOTES §3)."""
+    """Two sockets, one clientId: the newer goes deaf when the older closes (docs/comfyui.md C7)."""
     async with open_fake_comfy() as fake, fake.open_ws("dup") as older:
         assert "dup" in (await older.get_message())
         async with fake.open_ws("dup") as newer:

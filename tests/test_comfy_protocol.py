@@ -91,7 +91,7 @@ def test_transcript_a_cold_warm_and_cached_runs_end_with_their_images() -> None:
     )
     assert [i.filename for i in ends[ids["cold"]].images] == ["bot_test_00001_.png"]
     assert [i.filename for i in ends[ids["warm"]].images] == ["bot_test_00002_.png"]
-    # fully cached: no node executes, one `executed` names the previous file (NOTES §3)
+    # fully cached: no node executes, one `executed` names the previous file (docs/comfyui.md, C3)
     assert [i.filename for i in ends[ids["cached"]].images] == ["bot_test_00002_.png"]
     cold_progress = [
         (u.value, u.maximum) for u in updates if u.prompt_id == ids["cold"] and u.maximum

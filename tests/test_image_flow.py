@@ -1,4 +1,4 @@
-"""«👁️ Посмотреть» end to end, in-process: every outcome and every reason of SPEC §7."""
+"""«👁️ Посмотреть» end to end, in-process: every outcome and every reason (docs/product.md, P8)."""
 
 from __future__ import annotations
 

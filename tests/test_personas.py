@@ -1,4 +1,4 @@
-"""The personas file: validation with one-line errors, and the seed's lookup rules."""
+"""The personas file: validation with one-line errors, and the lookup by key or name."""
 
 from __future__ import annotations
 

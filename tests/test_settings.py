@@ -1,4 +1,4 @@
-"""Settings: the seed's defaults, .env reading, and one-line errors that name the variable."""
+"""Settings: the defaults, .env reading, and one-line errors that name the variable."""
 
 from __future__ import annotations
 

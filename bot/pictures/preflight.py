@@ -1,8 +1,8 @@
-"""At start, ask ComfyUI whether the checkpoint and every persona's LoRA exist (SPEC §5).
+"""At start, ask ComfyUI whether the checkpoint and every persona's LoRA exist.
 
-A missing file is one loud warning per file, never a crash: the chat works regardless,
-and pictures for that persona will fail with a clear ``generation_error`` until it is
-fixed.
+A missing file is one loud warning per file, never a crash (docs/product.md, P15): the
+chat works regardless, and pictures for that persona will fail with a clear
+``generation_error`` until it is fixed.
 """
 
 from __future__ import annotations

@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 
 MIN_EDIT_INTERVAL_S: Final = 3.0
 CLEANUP_DEADLINE_S: Final = 5.0  # a status message is deleted within this, or left
+# Status calls in flight at once: a queue moving up edits every waiting job's message,
+# and a burst of them must not crowd out the chat's replies on the shared HTTP client.
+MAX_CONCURRENT_CALLS: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,7 @@ class StatusBoard:
         self._min_interval_s = min_interval_s
         self._lines: dict[str, StatusLine] = {}
         self._changed = trio.Event()
+        self._calls = trio.CapacityLimiter(MAX_CONCURRENT_CALLS)
 
     # What the message should show (synchronous: called from any task).
 
@@ -265,15 +269,19 @@ class StatusBoard:
 
     async def _perform(self, line: StatusLine, action: Action) -> None:
         try:
-            if action is Action.POST:
-                await self._post(line)
-            elif action is Action.EDIT:
-                await self._edit(line)
-            else:
-                await self._delete(line)
+            async with self._calls:
+                await self._call(line, action)
         finally:
             line.busy = False
             self._wake()
+
+    async def _call(self, line: StatusLine, action: Action) -> None:
+        if action is Action.POST:
+            await self._post(line)
+        elif action is Action.EDIT:
+            await self._edit(line)
+        else:
+            await self._delete(line)
 
     async def _post(self, line: StatusLine) -> None:
         view = line.wanted

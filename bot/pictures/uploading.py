@@ -1,6 +1,6 @@
-""" "Sending a photo…" in every chat whose picture waits or is being made (SPEC §3.2).
+""" "Sending a photo…" in every chat whose picture waits or is being made.
 
-Telegram shows a chat action for at most five seconds (ENGINEERING E7), so one task
+Telegram shows a chat action for at most five seconds (docs/telegram.md, T9), so one task
 renews it every four for each chat with an active job, whether that job waits in our
 queue, runs on ComfyUI or is being delivered, and stops when the chat has none left.
 It wakes at once when a job is queued, so the action appears with the press's toast.

@@ -1,7 +1,7 @@
 """A typed Telegram Bot API client over an injected ``httpx.AsyncClient``.
 
 The bot token sits in the path of every request URL (``/bot<token>/<method>``), and httpx
-puts that URL into its exceptions and its request log lines (ENGINEERING B6). So this
+puts that URL into its exceptions and its request log lines (docs/telegram.md, T1). So this
 client never calls ``raise_for_status``: it reads the JSON envelope itself
 (:func:`bot.telegram.errors.parse_response`), translates transport errors into
 :class:`TelegramNetworkError` with no link to the httpx exception, and installs a
@@ -54,7 +54,7 @@ UploadFiles = Mapping[str, tuple[str, bytes, str]]  # field -> (filename, conten
 DEFAULT_BASE_URL: Final = "https://api.telegram.org"
 DEFAULT_MAX_ATTEMPTS: Final = 5  # tries per call, the first one included
 MAX_RATE_LIMIT_WAITS: Final = 30  # 429 answers one call may wait out before giving up
-LONG_POLL_MARGIN_S: Final = 10  # getUpdates read timeout = long-poll timeout + this (B2)
+LONG_POLL_MARGIN_S: Final = 10  # read timeout = long-poll timeout + this (docs/telegram.md, T4)
 CONNECT_TIMEOUT_S: Final = 10.0
 UPLOAD_TIMEOUT: Final = httpx.Timeout(CONNECT_TIMEOUT_S, read=60.0, write=60.0)
 _NOT_MODIFIED: Final = "message is not modified"
@@ -135,7 +135,8 @@ class TelegramApi:
         """Call ``method`` and parse its result as ``result``.
 
         ``None`` values in ``params`` are left out. Without ``files`` the body is JSON;
-        with ``files`` it is multipart and nested values become JSON strings (B5).
+        with ``files`` it is multipart and nested values become JSON strings
+        (docs/telegram.md, T11).
 
         Raises:
             TelegramError: a subclass from :mod:`bot.telegram.errors`, after retries.
@@ -246,7 +247,10 @@ class TelegramApi:
         reply_to_message_id: int | None = None,
         disable_notification: bool = False,
     ) -> Message:
-        """Send plain text (no parse_mode, so user text needs no escaping: E10)."""
+        """Send plain text, without parse_mode, so user text needs no escaping.
+
+        See docs/telegram.md, T13.
+        """
         params = {
             "chat_id": chat_id,
             "text": text,
@@ -259,12 +263,12 @@ class TelegramApi:
     async def answer_callback_query(
         self, callback_query_id: str, *, text: str | None = None, show_alert: bool = False
     ) -> bool:
-        """Stop the button's spinner, optionally with a toast or an alert (E6)."""
+        """Stop the button's spinner, optionally with a toast or an alert (docs/telegram.md, T8)."""
         params = {"callback_query_id": callback_query_id, "text": text, "show_alert": show_alert}
         return await self.call("answerCallbackQuery", params, result=bool)
 
     async def send_chat_action(self, chat_id: int, action: str = "upload_photo") -> bool:
-        """Show "sending a photo" (or another action) for up to 5 seconds (E7)."""
+        """Show "sending a photo" (or another action) for up to 5 seconds (docs/telegram.md, T9)."""
         params = {"chat_id": chat_id, "action": action}
         return await self.call("sendChatAction", params, result=bool)
 
@@ -312,7 +316,7 @@ class TelegramApi:
         return await self.call("setMyCommands", params, result=bool)
 
     async def delete_webhook(self, *, drop_pending_updates: bool = False) -> bool:
-        """Remove the webhook so that getUpdates works (E4)."""
+        """Remove the webhook so that getUpdates works (docs/telegram.md, T6)."""
         params = {"drop_pending_updates": drop_pending_updates}
         return await self.call("deleteWebhook", params, result=bool)
 

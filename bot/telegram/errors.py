@@ -2,7 +2,7 @@
 
 Every Bot API reply is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": N,
 "description": "...", "parameters": {...}}`` with the HTTP status equal to ``error_code``
-(ENGINEERING E1). :func:`parse_response` turns it into the result or into one of::
+(docs/telegram.md, T2). :func:`parse_response` turns it into the result or into one of::
 
     TelegramError                  .method, .error_code, .description
     ├── TelegramRetryAfter         429: flood control; wait .retry_after seconds

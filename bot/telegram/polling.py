@@ -1,10 +1,10 @@
 """Telegram long polling that neither loses nor repeats an update across restarts.
 
-Telegram forgets an update once ``getUpdates`` is called with a higher offset (E2). So
-each batch is written to a durable inbox, together with the next offset, in one
-transaction *before* the next ``getUpdates`` confirms it; the dispatcher marks an update
-done once its handler returned. After a restart, updates received but not done are sent
-again (once), and polling resumes from the stored offset.
+Telegram forgets an update once ``getUpdates`` is called with a higher offset
+(docs/telegram.md, T3). So each batch is written to a durable inbox, together with the
+next offset, in one transaction *before* the next ``getUpdates`` confirms it; the
+dispatcher marks an update done once its handler returned. After a restart, updates
+received but not done are sent again (once), and polling resumes from the stored offset.
 
 Failures never end polling, except a 401 (the token is wrong): a 409 (another poller, or
 a webhook) is explained in one log line and backed off; transient errors are retried by
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 ALLOWED_UPDATES: Final = ("message", "callback_query", "my_chat_member")
-LONG_POLL_TIMEOUT_S: Final = 50  # seconds; Telegram's server caps it at 50 (E2)
+LONG_POLL_TIMEOUT_S: Final = 50  # seconds; Telegram's server caps it at 50 (docs/telegram.md, T4)
 CONFLICT_BACKOFF_INITIAL_S: Final = 10.0  # seconds; equal jitter: the first wait is 5-10 s
 CONFLICT_BACKOFF_MAXIMUM_S: Final = 60.0  # seconds; waits grow to 30-60 s
 ERROR_BACKOFF_INITIAL_S: Final = 1.0  # seconds, after the client's own retries gave up
@@ -50,7 +50,10 @@ log = logging.getLogger(__name__)
 
 
 async def prepare_polling(api: TelegramApi) -> None:
-    """Delete a webhook if one is set: Telegram refuses getUpdates while it exists (E4)."""
+    """Delete a webhook if one is set: Telegram refuses getUpdates while it exists.
+
+    See docs/telegram.md, T6.
+    """
     info = await api.get_webhook_info()
     if info.url:
         log.warning(

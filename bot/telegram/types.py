@@ -79,7 +79,7 @@ class Document(_Inbound):
 
 
 class InlineKeyboardButton(BaseModel):
-    """One inline button; ``callback_data`` is 1-64 bytes of UTF-8 (E6)."""
+    """One inline button; ``callback_data`` is 1-64 bytes of UTF-8 (docs/telegram.md, T8)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -150,7 +150,10 @@ class ChatMember(_Inbound):
 
 
 class ChatMemberUpdated(_Inbound):
-    """``my_chat_member``: in a private chat, the user blocked or unblocked the bot (E11)."""
+    """``my_chat_member``: in a private chat, the user blocked or unblocked the bot.
+
+    See docs/telegram.md, T14.
+    """
 
     chat: Chat
     from_: User = Field(alias="from")

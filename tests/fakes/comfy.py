@@ -1,6 +1,6 @@
 """FakeComfy: an in-memory ComfyUI 0.3.64 for deterministic trio tests.
 
-Built from the recorded transcripts (``tests/transcripts/comfy``, NOTES.md): the same
+Built from the recorded transcripts (``tests/transcripts/comfy``, docs/comfyui.md): the same
 HTTP bodies, the same ``/ws`` message order, the same quirks (client-chosen prompt_id, a
 re-POST queues a second copy, targeted vs bare interrupt, ``{}`` history for unknown
 ids, 400 ``value_not_in_list`` for unknown model names). One prompt runs at a time, like
@@ -353,7 +353,7 @@ class FakeComfy:
                 item.scope.cancel()
 
     def delete_pending(self, prompt_id: str) -> None:
-        """Remove the first pending copy only, like ComfyUI (NOTES §3 POST /queue)."""
+        """Remove the first pending copy only, like ComfyUI (docs/comfyui.md, C16)."""
         for item in self.pending:
             if item.prompt_id == prompt_id:
                 self.pending.remove(item)

@@ -89,7 +89,7 @@ async def _post_prompt(fake: FakeComfy, body: Any) -> httpx.Response:
         return _json(400, {"error": error, "node_errors": {}})
     rejected = _validate(fake, body["prompt"])
     if rejected is not None:
-        fake.counter += 1  # numbers skip for rejected prompts (NOTES §3)
+        fake.counter += 1  # numbers skip for rejected prompts (docs/comfyui.md, C9)
         return _json(400, rejected)
     item = await fake.enqueue(body)
     return _json(200, {"prompt_id": item.prompt_id, "number": item.number, "node_errors": {}})

@@ -5,7 +5,7 @@ Each connection's first request decides its fate: a websocket upgrade is accepte
 ``trio-websocket`` and bridged to one of the fake's own in-memory connections
 (``fake.open_ws(clientId)``), so the fake's routing and quirks apply unchanged; anything
 else is HTTP, served by the h11 loop of ``tests.fakes.loopback_http``. Real clock only
-(the autojump clock and real sockets do not mix: ENGINEERING C5).
+(the autojump clock and real sockets do not mix: docs/libraries.md, L18).
 """
 
 from __future__ import annotations

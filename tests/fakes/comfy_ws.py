@@ -3,9 +3,9 @@
 Each ``open_ws(client_id)`` builds a ``memory_stream_pair``, runs trio-websocket's server
 side on one end (``wrap_server_stream``) and its client side on the other
 (``wrap_client_stream``), so the follower talks real websocket frames with no socket and
-no thread: everything runs under the autojump clock (ENGINEERING A2).
+no thread: everything runs under the autojump clock (docs/libraries.md, L9).
 
-Behaviour copied from the transcripts (NOTES §3):
+Behaviour copied from the transcripts (docs/comfyui.md, C2-C8):
 
 * the first frame is ``status`` with ``sid`` = the clientId (a uuid4 hex without one);
 * a newer socket with the same clientId replaces the older in the routing map, and when

@@ -1,6 +1,6 @@
 """A fake Telegram Bot API server for ``httpx.MockTransport`` (or a loopback socket).
 
-It speaks the real protocol (ENGINEERING E1-E11): ``/bot<token>/<method>`` URLs, JSON,
+It speaks the real protocol (docs/telegram.md): ``/bot<token>/<method>`` URLs, JSON,
 urlencoded or multipart bodies, the ``{"ok": ...}`` envelope with the HTTP status equal
 to ``error_code``, and Telegram's own error descriptions. Tests play the users
 (:meth:`FakeTelegram.user_says`, :meth:`~FakeTelegram.user_presses`, ...), read what the
