@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 MAX_REPLY_CHARS: Final = 4096  # Telegram's sendMessage limit
 MAX_SCENE_CHARS: Final = 300
+DEFAULT_TIMEOUT_S: Final = 30.0
+QUOTED_BODY_CHARS: Final = 200  # of an unexpected answer, in the error's detail
 REPLY_MAX_TOKENS: Final = 400
 SCENE_MAX_TOKENS: Final = 80
 SCENE_SYSTEM_PROMPT: Final = (
@@ -76,7 +78,7 @@ class ChatCompletions:
         base_url: str,
         model: str,
         api_key: SecretStr | None = None,
-        timeout_s: float = 30.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self._http = http
         self._url = base_url.rstrip("/") + "/chat/completions"
@@ -111,11 +113,11 @@ class ChatCompletions:
         except httpx.HTTPError as exc:
             raise LlmError(f"{type(exc).__name__}: {exc}") from None
         if response.status_code // 100 != 2:
-            raise LlmError(f"HTTP {response.status_code}: {response.text[:200]!r}")
+            raise LlmError(f"HTTP {response.status_code}: {response.text[:QUOTED_BODY_CHARS]!r}")
         try:
             completion = _Completion.model_validate_json(response.content)
         except ValidationError:
-            raise LlmError(f"unexpected answer: {response.text[:200]!r}") from None
+            raise LlmError(f"unexpected answer: {response.text[:QUOTED_BODY_CHARS]!r}") from None
         text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
         if not text:
             raise LlmError("the answer has no text")

@@ -35,6 +35,7 @@ from comfy.protocol import QueueSnapshot
 __all__ = ["MAX_IMAGE_BYTES", "ComfyClient", "DownloadedImage", "summarize_rejection"]
 
 MAX_IMAGE_BYTES: Final = 50 * 1024 * 1024  # an SDXL PNG is a few MB; anything far larger is wrong
+QUOTED_BODY_CHARS: Final = 120  # of an unexpected body, in an error's detail
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -183,8 +184,9 @@ class ComfyClient:
         except httpx.TransportError as exc:
             raise _unavailable(f"{method} {path}", exc) from exc
         if response.status_code >= 500:
+            quoted = response.text[:QUOTED_BODY_CHARS]
             raise ComfyUnavailable(
-                f"ComfyUI answered {response.status_code} to {method} {path}: {response.text[:120]}"
+                f"ComfyUI answered {response.status_code} to {method} {path}: {quoted}"
             )
         return response
 
@@ -192,7 +194,7 @@ class ComfyClient:
         if response.status_code >= 500:
             raise ComfyUnavailable(f"ComfyUI answered {response.status_code} to {what}")
         if response.status_code != 200:
-            body = response.text[:120] if read else ""
+            body = response.text[:QUOTED_BODY_CHARS] if read else ""
             raise ComfyProtocolError(f"{what} answered {response.status_code} {body}".rstrip())
 
     def _json(self, response: httpx.Response, what: str) -> Any:

@@ -38,8 +38,12 @@ from store import StoreError, open_store
 
 __all__ = ["Check", "doctor_main", "run_checks"]
 
-CHECK_TIMEOUT_S: Final = 15.0
+CHECK_TIMEOUT_S: Final = 15.0  # each check, all its calls together
 HTTP_TIMEOUT: Final = httpx.Timeout(10.0)
+WEBSOCKET_TIMEOUT_S: Final = 10.0  # connect and the first status frame
+LLM_CHECK_TIMEOUT_S: Final = 10.0  # at most; LLM_TIMEOUT_SECONDS if shorter
+LLM_CHECK_TOKENS: Final = 5  # "OK" is enough to prove the endpoint answers
+TELEGRAM_CHECK_ATTEMPTS: Final = 2  # a doctor reports a failure, it does not wait one out
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +120,7 @@ async def _telegram(ctx: _Context) -> list[Check]:
         ctx.http,
         ctx.settings.token,
         base_url=str(ctx.settings.telegram_api_base),
-        max_attempts=2,
+        max_attempts=TELEGRAM_CHECK_ATTEMPTS,
     )
     try:
         me = await api.get_me()
@@ -178,7 +182,7 @@ async def _comfyui(ctx: _Context) -> list[Check]:
 async def _websocket(ctx: _Context) -> Check:
     assert ctx.open_ws is not None
     try:
-        with trio.fail_after(10):
+        with trio.fail_after(WEBSOCKET_TIMEOUT_S):
             async with ctx.open_ws("persona-bot-doctor") as ws:
                 await ws.get_message()
     except Exception as exc:  # every failure here means the same thing to the operator
@@ -234,11 +238,14 @@ async def _llm(ctx: _Context) -> list[Check]:
             Check("llm", True, "LLM_BASE_URL is empty: personas answer with their offline lines")
         ]
     llm = ChatCompletions(
-        ctx.http, base_url=str(settings.llm_base_url), model=settings.llm_model,
-        api_key=settings.llm_api_key, timeout_s=min(settings.llm_timeout_seconds, 10),
-    )  # fmt: skip
+        ctx.http,
+        base_url=str(settings.llm_base_url),
+        model=settings.llm_model,
+        api_key=settings.llm_api_key,
+        timeout_s=min(settings.llm_timeout_seconds, LLM_CHECK_TIMEOUT_S),
+    )
     try:
-        await llm.complete([{"role": "user", "content": "Say OK."}], max_tokens=5)
+        await llm.complete([{"role": "user", "content": "Say OK."}], max_tokens=LLM_CHECK_TOKENS)
     except LlmError as exc:
         return [Check("llm", False, f"{exc.detail}; check LLM_BASE_URL, LLM_MODEL and LLM_API_KEY")]
     return [Check("llm", True, f"{settings.llm_base_url} answers as {settings.llm_model}")]
