@@ -67,7 +67,7 @@ MIN_EDIT_INTERVAL_S: Final = 3.0
 CLEANUP_DEADLINE_S: Final = 5.0  # a status message is deleted within this, or left
 # Status calls in flight at once: a queue moving up edits every waiting job's message,
 # and a burst of them must not crowd out the chat's replies on the shared HTTP client.
-MAX_CONCURRENT_CALLS: Final = 4
+MAX_CONCURRENT_CALLS: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
