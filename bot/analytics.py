@@ -15,7 +15,7 @@ from datetime import datetime
 from bot.logging_setup import EVENT_FIELDS_KEY
 from store import EventRecord, Store
 
-__all__ = ["EventName", "Reason", "log_event"]
+__all__ = ["EventName", "Reason", "announce", "event_record", "log_events"]
 
 log = logging.getLogger("bot.events")
 
@@ -36,8 +36,7 @@ class Reason(enum.StrEnum):
     CANCELLED = "cancelled"  # the user cancelled their own job
 
 
-def log_event(
-    store: Store,
+def event_record(
     event: EventName,
     *,
     now: Callable[[], datetime],
@@ -48,9 +47,9 @@ def log_event(
     reason: Reason | None = None,
     detail: str | None = None,
     duration_ms: int | None = None,
-) -> None:
-    """Record *event* in the table and as one ``event=...`` line on stdout."""
-    record = EventRecord(
+) -> EventRecord:
+    """The ``events_analytics`` row for *event*, to be written with the change it records."""
+    return EventRecord(
         ts=now(),
         event=event.value,
         user_id=user_id,
@@ -61,6 +60,10 @@ def log_event(
         detail=detail,
         duration_ms=duration_ms,
     )
+
+
+def announce(record: EventRecord) -> None:
+    """The event's one structured line on stdout, once its row is committed."""
     fields = {
         "event": record.event,
         "user": record.user_id,
@@ -72,6 +75,13 @@ def log_event(
         "duration_ms": record.duration_ms,
     }
     log.info(
-        event.value, extra={EVENT_FIELDS_KEY: {k: v for k, v in fields.items() if v is not None}}
+        record.event,
+        extra={EVENT_FIELDS_KEY: {k: v for k, v in fields.items() if v is not None}},
     )
-    store.events.add(record)
+
+
+def log_events(store: Store, records: list[EventRecord]) -> None:
+    """Write *records* in one transaction, then announce each."""
+    store.events.add_all(records)
+    for record in records:
+        announce(record)

@@ -40,7 +40,8 @@ from bot.telegram.client import TelegramApi
 from bot.telegram.dispatcher import run_dispatcher
 from bot.telegram.polling import prepare_polling, run_polling
 from bot.telegram.types import Update
-from bot.update_handler import make_handler
+from bot.throttle import UserLimits
+from bot.update_handler import make_handler, make_throttle
 from comfy import Comfy, ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
 from store import Store, open_store, utc_now
 
@@ -133,7 +134,10 @@ async def run(
             deps = Deps(
                 api=api, store=store, personas=personas, settings=settings,
                 llm=_llm(settings, http), rng=rng, now=now, bot_username=me.username,
-                pictures=pictures,
+                pictures=pictures, limits=UserLimits.per_minute(
+                    messages=settings.user_messages_per_minute,
+                    llm_replies=settings.llm_replies_per_user_per_minute,
+                ),
             )  # fmt: skip
             log.info(
                 "bot @%s starting: replies=%s images=%s",
@@ -211,7 +215,18 @@ async def _run_chat(deps: Deps, stopper: Stopper, *, task_status: trio.TaskStatu
     """Polling beside the dispatcher; returns once polling stopped and handlers finished."""
     send, receive = trio.open_memory_channel[Update](UPDATE_BUFFER)
     async with trio.open_nursery() as chat:
-        await chat.start(run_dispatcher, receive, make_handler(deps), deps.store.updates)
+        throttled, handle_throttled = make_throttle(deps)
+        await chat.start(
+            partial(
+                run_dispatcher,
+                throttled=throttled,
+                handle_throttled=handle_throttled,
+                rng=deps.rng,
+            ),
+            receive,
+            make_handler(deps),
+            deps.store.updates,
+        )
         with trio.CancelScope() as polling_scope:
             stopper.attach(polling=polling_scope)
             task_status.started()

@@ -25,6 +25,8 @@ __all__ = ["SECRET_FIELDS", "Settings", "SettingsError", "load_settings"]
 DEFAULT_TELEGRAM_API_BASE: Final = "https://api.telegram.org"
 SHIPPED_PERSONAS: Final = Path(__file__).with_name("personas.json")
 SECRET_FIELDS: Final = frozenset({"telegram_bot_token", "llm_api_key"})
+DEFAULT_USER_MESSAGES_PER_MINUTE: Final = 20
+DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE: Final = 6
 _REQUIRED: Final = "{name} is required; set it in .env (see .env.example)"
 
 
@@ -61,6 +63,12 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     llm_history_turns: int = Field(default=12, ge=0, le=200)
+
+    # Fairness: what one user may ask of the bot per minute (0 turns a limit off).
+    user_messages_per_minute: int = Field(default=DEFAULT_USER_MESSAGES_PER_MINUTE, ge=0)
+    llm_replies_per_user_per_minute: int = Field(
+        default=DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE, ge=0
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"

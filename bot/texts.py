@@ -70,6 +70,18 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "ru": "Прости, я сейчас задумался и потерял мысль. Напиши ещё раз чуть позже?",
         "en": "Sorry, I lost my train of thought. Could you write again a bit later?",
     },
+    "llm_throttled": {
+        "ru": "Давай чуть помедленнее — я не успеваю за тобой. Напиши мне через минутку?",
+        "en": "Let's slow down a little, I can't keep up. Write to me again in a minute?",
+    },
+    "throttled": {
+        "ru": "Ты пишешь очень быстро. Дай мне минутку — и я снова отвечу.",
+        "en": "You are writing very fast. Give me a minute and I will answer again.",
+    },
+    "try_later": {
+        "ru": "Секунду, я занят. Нажми ещё раз чуть позже.",
+        "en": "One moment, I am busy. Please press again a bit later.",
+    },
     "unknown_command": {
         "ru": "Не знаю такой команды. /help подскажет, что я умею.",
         "en": "I don't know that command. /help shows what I can do.",

@@ -7,8 +7,11 @@ The admin check is here too, once, before any admin command runs.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Final
+
+import trio
 
 from bot.accounts.commands import handle_balance, handle_grant, handle_subscribe
 from bot.chat.handlers import (
@@ -42,17 +45,24 @@ from bot.routing import (
     UnknownCmd,
     route,
 )
+from bot.telegram.dispatcher import TryAgainLater
 from bot.telegram.errors import TelegramForbidden
 from bot.telegram.types import Update
 from bot.texts import t
+from store import StoreError, is_transient
 
-__all__ = ["ADMIN_HANDLERS", "dispatch_command", "make_handler"]
+__all__ = ["ADMIN_HANDLERS", "dispatch_command", "make_handler", "make_throttle"]
 
 log = logging.getLogger(__name__)
 
 
 def make_handler(deps: Deps) -> Callable[[Update], Awaitable[None]]:
-    """The dispatcher's handler: route, handle, and mark users who blocked the bot."""
+    """The dispatcher's handler: route, handle, and deal with what every handler shares.
+
+    A user who blocked the bot is marked so. A store that stays unavailable (locked by
+    another process, a full disk) becomes :class:`TryAgainLater`: the dispatcher runs the
+    update again later instead of losing it; a press is told to try again meanwhile.
+    """
 
     async def handle(update: Update) -> None:
         command = route(update, bot_username=deps.bot_username)
@@ -62,9 +72,56 @@ def make_handler(deps: Deps) -> Callable[[Update], Awaitable[None]]:
             user_id = update.user.id if update.user is not None else None
             log.info("user blocked the bot user=%s: %s", user_id, exc.description)
             if user_id is not None:
-                deps.store.users.set_blocked(user_id, blocked=True, now=deps.now())
+                await _set_blocked(deps, user_id, blocked=True)
+        except (StoreError, sqlite3.Error) as exc:
+            if isinstance(exc, sqlite3.Error) and not is_transient(exc):
+                raise
+            await _tell_presser_to_try_later(deps, update)
+            raise TryAgainLater(f"store unavailable: {exc}") from exc
 
     return handle
+
+
+def make_throttle(
+    deps: Deps,
+) -> tuple[Callable[[Update], bool], Callable[[Update], Awaitable[None]]]:
+    """The dispatcher's rate rule and what a throttled update gets (``USER_MESSAGES_PER_MINUTE``).
+
+    Only messages count; presses are cheap and answered at once. A throttled user is told
+    once a minute, in a private chat only (a notice in every group would be a flood of its
+    own); the message itself is not handled.
+    """
+
+    def throttled(update: Update) -> bool:
+        message, user = update.message, update.user
+        if message is None or user is None:
+            return False
+        return not deps.limits.messages.take(user.id, trio.current_time())
+
+    async def handle_throttled(update: Update) -> None:
+        message, user = update.message, update.user
+        assert message is not None
+        assert user is not None
+        log.info("message throttled user=%s chat=%s", user.id, message.chat.id)
+        private = message.chat.type == "private"
+        if private and deps.limits.should_tell(user.id, trio.current_time()):
+            await deps.api.send_message(message.chat.id, t("throttled", user.language_code))
+
+    return throttled, handle_throttled
+
+
+async def _set_blocked(deps: Deps, user_id: int, *, blocked: bool) -> None:
+    await deps.write(
+        f"blocked flag of user {user_id}",
+        lambda: deps.store.users.set_blocked(user_id, blocked=blocked, now=deps.now()),
+    )
+
+
+async def _tell_presser_to_try_later(deps: Deps, update: Update) -> None:
+    """A press whose handler could not reach the store still gets its spinner stopped."""
+    query = update.callback_query
+    if query is not None:
+        await deps.answer_query(query.id, text=t("try_later", query.from_.language_code))
 
 
 async def dispatch_command(deps: Deps, command: Command) -> None:
@@ -100,7 +157,7 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
                 "blocked" if command.blocked else "unblocked",
                 command.user_id,
             )
-            deps.store.users.set_blocked(command.user_id, blocked=command.blocked, now=deps.now())
+            await _set_blocked(deps, command.user_id, blocked=command.blocked)
         case Ignored():
             log.debug("update ignored: %s", command.why)
 

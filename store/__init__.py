@@ -13,8 +13,8 @@ import sqlite_utils
 
 from store.clock import from_iso, to_iso, utc_now
 from store.conversation import Conversation, Turn
-from store.db import MEMORY, connect, translate
-from store.errors import DatabaseLocked, StoreError
+from store.db import BUSY_TIMEOUT_MS, MEMORY, OPEN_BUSY_TIMEOUT_MS, connect, translate
+from store.errors import DatabaseLocked, StoreError, StoreUnavailable, is_transient
 from store.events import EventRecord, Events
 from store.jobs import ACTIVE_STATES, Job, Jobs, JobState, QuotaSource
 from store.quota import NewJob, Quota, QuotaView, Refusal, pick_source
@@ -42,11 +42,13 @@ __all__ = [
     "SentMessages",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "Turn",
     "UpdateInbox",
     "User",
     "Users",
     "from_iso",
+    "is_transient",
     "open_store",
     "pick_source",
     "to_iso",
@@ -65,7 +67,7 @@ class Store:
         self.updates = UpdateInbox(db)
         self.events = Events(db)
         self.jobs = Jobs(db)
-        self.quota = Quota(db, self.jobs)
+        self.quota = Quota(db, self.jobs, self.events)
 
     def close(self) -> None:
         self.db.close()
@@ -84,13 +86,16 @@ def open_store(path: str | Path) -> Store:
         DatabaseLocked: another process holds the file locked.
         StoreError: the file cannot be opened or migrated.
     """
-    db = connect(path)
+    # At start a short lock held elsewhere (a backup, a sqlite3 shell) is waited for;
+    # once running, statements give up at once and the bot waits between attempts.
+    db = connect(path, busy_timeout_ms=OPEN_BUSY_TIMEOUT_MS)
     try:
         migrate(db)
         # Prove we can write now: a lock held by another process (a second bot, an
         # open sqlite3 shell mid-transaction) is one clear line at start, not a crash later.
         db.execute("BEGIN IMMEDIATE")
         db.execute("ROLLBACK")
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
     except sqlite3.OperationalError as exc:
         db.close()
         raise translate(exc, path) from exc

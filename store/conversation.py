@@ -34,6 +34,16 @@ class Conversation:
             [user_id, persona_key, role, text, to_iso(now)],
         )
 
+    def add_exchange(
+        self, *, user_id: int, persona_key: str, asked: str, answered: str, now: datetime
+    ) -> None:
+        """The user's message and the persona's answer, together or not at all."""
+        with self._db.atomic():
+            self.add(user_id=user_id, persona_key=persona_key, role="user", text=asked, now=now)
+            self.add(
+                user_id=user_id, persona_key=persona_key, role="assistant", text=answered, now=now
+            )
+
     def last(self, *, user_id: int, persona_key: str, limit: int) -> list[Turn]:
         """The newest *limit* turns, oldest first."""
         rows = self._db.query(

@@ -18,9 +18,13 @@ import sqlite_utils
 
 from store.errors import DatabaseLocked, StoreError
 
-__all__ = ["BUSY_TIMEOUT_MS", "MEMORY", "connect", "query_one", "translate"]
+__all__ = ["BUSY_TIMEOUT_MS", "MEMORY", "OPEN_BUSY_TIMEOUT_MS", "connect", "query_one", "translate"]
 
-BUSY_TIMEOUT_MS: Final = 2000
+# How long one statement waits for a lock another process holds, on the event loop's
+# thread: kept short, so a lock held elsewhere never freezes the bot. Longer waits happen
+# asynchronously, between attempts (bot/persist.py).
+BUSY_TIMEOUT_MS: Final = 20
+OPEN_BUSY_TIMEOUT_MS: Final = 2000  # at start, before anything else runs
 MEMORY: Final = ":memory:"
 
 

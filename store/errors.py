@@ -3,12 +3,30 @@
 ::
 
     StoreError                 the database cannot be used at all
-    └── DatabaseLocked         another process holds a lock on the file
+    ├── DatabaseLocked         another process holds a lock on the file (at start)
+    └── StoreUnavailable       a write kept failing (locked elsewhere, disk full) past
+                               the caller's patience
+
+:func:`is_transient` says which ``sqlite3`` errors are worth waiting out: a database
+locked or busy elsewhere, a full disk, an I/O error. The store itself never waits (its
+busy timeout is short so a lock held elsewhere cannot freeze the event loop); the bot
+waits them out asynchronously (``bot/persist.py``).
 """
 
 from __future__ import annotations
 
-__all__ = ["DatabaseLocked", "StoreError"]
+import sqlite3
+from typing import Final
+
+__all__ = ["DatabaseLocked", "StoreError", "StoreUnavailable", "is_transient"]
+
+# Primary result codes (the low byte of an extended code), from SQLite's sqlite3.h.
+_SQLITE_IOERR: Final = 10
+_SQLITE_BUSY: Final = 5
+_SQLITE_LOCKED: Final = 6
+_SQLITE_FULL: Final = 13
+_TRANSIENT_CODES: Final = frozenset({_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL, _SQLITE_IOERR})
+_TRANSIENT_WORDS: Final = ("locked", "busy", "disk is full", "disk i/o error")
 
 
 class StoreError(Exception):
@@ -17,3 +35,18 @@ class StoreError(Exception):
 
 class DatabaseLocked(StoreError):
     """Another process holds a write lock on the database file."""
+
+
+class StoreUnavailable(StoreError):
+    """A store operation kept failing with a transient error for longer than allowed."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a sqlite3 error that may go away by itself: locked, busy, full, I/O."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _TRANSIENT_CODES
+    text = str(exc).lower()
+    return any(word in text for word in _TRANSIENT_WORDS)

@@ -34,6 +34,12 @@ class Events:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self._db = db
 
+    def add_all(self, records: list[EventRecord]) -> None:
+        """Several events in one transaction (a press refused on the spot logs two)."""
+        with self._db.atomic():
+            for record in records:
+                self.add(record)
+
     def add(self, record: EventRecord) -> None:
         self._db.execute(
             "INSERT INTO events_analytics (ts, event, user_id, chat_id, persona, job_id,"

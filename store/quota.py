@@ -40,6 +40,7 @@ import sqlite_utils
 
 from store.clock import from_iso, to_iso
 from store.db import query_one
+from store.events import EventRecord, Events
 from store.jobs import ACTIVE_SQL, Job, Jobs, JobState, QuotaSource
 
 __all__ = [
@@ -102,9 +103,10 @@ def quota_day(now: datetime) -> str:
 class Quota:
     """Reserve, consume and release, each one transaction."""
 
-    def __init__(self, db: sqlite_utils.Database, jobs: Jobs) -> None:
+    def __init__(self, db: sqlite_utils.Database, jobs: Jobs, events: Events) -> None:
         self._db = db
         self._jobs = jobs
+        self._events = events
 
     def view(self, user_id: int, *, now: datetime, daily_limit: int) -> QuotaView:
         rows = list(
@@ -130,8 +132,19 @@ class Quota:
             daily_limit=daily_limit,
         )
 
-    def reserve(self, new: NewJob, *, now: datetime, daily_limit: int) -> Job | Refusal:
-        """Reserve one image for *new* and record it as a queued job, or say why not."""
+    def reserve(
+        self,
+        new: NewJob,
+        *,
+        now: datetime,
+        daily_limit: int,
+        event: EventRecord | None = None,
+    ) -> Job | Refusal:
+        """Reserve one image for *new* and record it as a queued job, or say why not.
+
+        *event* (``image_requested``) is written in the same transaction as the job, so
+        a job never exists without its request, nor a request without its job.
+        """
         try:
             with self._db.atomic():
                 if self._jobs.active_for_message(chat_id=new.chat_id, message_id=new.message_id):
@@ -143,6 +156,8 @@ class Quota:
                 if source is QuotaSource.BALANCE and not self._take_balance(new.user_id):
                     return Refusal.NO_QUOTA
                 self._insert(new, source=source, now=now)
+                if event is not None:
+                    self._events.add(event)
         except sqlite3.IntegrityError:
             return Refusal.IN_FLIGHT
         job = self._jobs.get(new.job_id)
@@ -179,8 +194,14 @@ class Quota:
             ],
         )
 
-    def consume(self, job_id: str, *, file_id: str, now: datetime) -> bool:
-        """Delivery happened: charge the reservation (``consume_image``). Once only."""
+    def consume(
+        self, job_id: str, *, file_id: str, now: datetime, event: EventRecord | None = None
+    ) -> bool:
+        """Delivery happened: charge the reservation (``consume_image``). Once only.
+
+        *event* (``image_generated``) is written in the same transaction, only if this
+        call charged.
+        """
         with self._db.atomic():
             cursor = self._db.execute(
                 "UPDATE jobs SET state = ?, file_id = ?, updated_at = ?, finished_at = ?"
@@ -194,10 +215,24 @@ class Quota:
                 " (SELECT chat_id, message_id FROM jobs WHERE job_id = ?)",
                 [file_id, job_id],
             )
+            if event is not None:
+                self._events.add(event)
         return True
 
-    def release(self, job_id: str, *, reason: str, detail: str, now: datetime) -> bool:
-        """The job failed or was cancelled: give the image back. Once only."""
+    def release(
+        self,
+        job_id: str,
+        *,
+        reason: str,
+        detail: str,
+        now: datetime,
+        event: EventRecord | None = None,
+    ) -> bool:
+        """The job failed or was cancelled: give the image back. Once only.
+
+        *event* (``image_failed``) is written in the same transaction, only if this call
+        released.
+        """
         with self._db.atomic():
             cursor = self._db.execute(
                 "UPDATE jobs SET state = ?, reason = ?, detail = ?, updated_at = ?,"
@@ -211,6 +246,8 @@ class Quota:
                 " (SELECT user_id FROM jobs WHERE job_id = ? AND quota_source = ?)",
                 [job_id, QuotaSource.BALANCE.value],
             )
+            if event is not None:
+                self._events.add(event)
         return True
 
     def grant(self, user_id: int, images: int, *, now: datetime, free_images: int) -> int:

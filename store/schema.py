@@ -107,3 +107,12 @@ def _initial(db: sqlite_utils.Database) -> None:
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring *db* to the latest schema; a no-op when it is already there."""
     MIGRATIONS.apply(db)
+
+
+@MIGRATIONS(name="0002_parked_updates")
+def _parked_updates(db: sqlite_utils.Database) -> None:
+    # Updates whose handler kept failing: kept for the operator, never handled again.
+    db.execute(
+        "CREATE TABLE parked_updates (update_id INTEGER PRIMARY KEY, raw TEXT NOT NULL,"
+        " reason TEXT NOT NULL, parked_at TEXT NOT NULL)"
+    )

@@ -10,9 +10,12 @@ nothing is lost, and nothing handled is handled again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Final
 
 import sqlite_utils
+
+from store.clock import to_iso, utc_now
 
 __all__ = ["UpdateInbox"]
 
@@ -49,3 +52,18 @@ class UpdateInbox:
 
     def mark_done(self, update_id: int) -> None:
         self._db.execute("DELETE FROM update_inbox WHERE update_id = ?", [update_id])
+
+    def park(self, update_id: int, reason: str, *, now: datetime | None = None) -> None:
+        """Move the update to ``parked_updates`` with *reason*, in one transaction."""
+        with self._db.atomic():
+            self._db.execute(
+                "INSERT OR REPLACE INTO parked_updates (update_id, raw, reason, parked_at)"
+                " SELECT update_id, raw, ?, ? FROM update_inbox WHERE update_id = ?",
+                [reason, to_iso(now or utc_now()), update_id],
+            )
+            self._db.execute("DELETE FROM update_inbox WHERE update_id = ?", [update_id])
+
+    def parked(self) -> list[tuple[int, str]]:
+        """``(update_id, reason)`` of every parked update, oldest first."""
+        rows = self._db.query("SELECT update_id, reason FROM parked_updates ORDER BY update_id")
+        return [(int(row["update_id"]), str(row["reason"])) for row in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -11,8 +12,9 @@ import pytest
 import trio
 import trio.testing
 
-from bot.telegram.dispatcher import lane_key, run_dispatcher
+from bot.telegram.dispatcher import TryAgainLater, is_urgent, lane_key, run_dispatcher
 from bot.telegram.types import Update
+from tests.fakes.comfy_fixtures import NoJitter
 from tests.fakes.telegram import MemoryInbox
 
 CHAT_A = 5_000_000_001
@@ -20,10 +22,19 @@ CHAT_B = 5_000_000_002
 USER = {"id": 77, "is_bot": False, "first_name": "Аня"}
 
 
-def message(update_id: int, chat_id: int, text: str) -> Update:
-    chat = {"id": chat_id, "type": "private"}
-    raw = {"message_id": update_id, "date": 1, "chat": chat, "from": USER, "text": text}
+def message(
+    update_id: int, chat_id: int, text: str, *, user: dict[str, Any] | None = None
+) -> Update:
+    chat = {"id": chat_id, "type": "private" if chat_id > 0 else "group"}
+    sender = user if user is not None else USER
+    raw = {"message_id": update_id, "date": 1, "chat": chat, "from": sender, "text": text}
     return Update.model_validate({"update_id": update_id, "message": raw})
+
+
+def press(update_id: int, chat_id: int) -> Update:
+    message = {"message_id": 1, "date": 1, "chat": {"id": chat_id, "type": "private"}}
+    query = {"id": f"q{update_id}", "from": USER, "chat_instance": "c", "message": message}
+    return Update.model_validate({"update_id": update_id, "callback_query": query, "data": "x"})
 
 
 def text_of(update: Update) -> str:
@@ -98,7 +109,7 @@ async def test_concurrency_is_bounded(autojump_clock: trio.testing.MockClock) ->
     assert finished == [10.0, 10.0, 20.0, 20.0, 30.0]
 
 
-async def test_a_failing_handler_is_logged_and_the_update_marked_done(
+async def test_a_failing_handler_is_logged_and_its_update_parked_not_lost(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     inbox = MemoryInbox()
@@ -112,13 +123,68 @@ async def test_a_failing_handler_is_logged_and_the_update_marked_done(
     updates = [message(1, CHAT_A, "boom"), message(2, CHAT_A, "after")]
     await dispatch_all(updates, handle, inbox)
     assert handled == ["after"]
-    assert inbox.done == [1, 2]
+    assert inbox.done == [2]
+    assert inbox.parked == [(1, "ValueError: handler bug")]
     failures = [r for r in caplog.records if r.name == "bot.telegram.dispatcher"]
     assert [(r.levelno, r.getMessage()) for r in failures] == [
-        (logging.ERROR, "telegram_handler_failed update_id=1 type=message")
+        (logging.ERROR, "telegram_handler_failed update_id=1 type=message"),
+        (
+            logging.ERROR,
+            "telegram_update_parked update_id=1 type=message reason=ValueError: handler bug",
+        ),
     ]
     assert failures[0].exc_info is not None
     assert isinstance(failures[0].exc_info[1], ValueError)
+
+
+async def test_a_handler_whose_store_is_unavailable_runs_again_then_is_done(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    inbox = MemoryInbox()
+    runs: list[float] = []
+
+    async def handle(update: Update) -> None:
+        runs.append(trio.current_time())
+        if len(runs) < 3:
+            raise TryAgainLater("database is locked")
+
+    await dispatch_all([message(1, CHAT_A, "hi")], handle, inbox, rng=NoJitter())
+    assert runs == [0.0, 1.0, 3.0]  # equal jitter at its floor: 1 s, then 2 s
+    assert (inbox.done, inbox.parked) == ([1], [])
+
+
+async def test_an_update_whose_store_stays_unavailable_is_parked_after_its_tries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    inbox = MemoryInbox()
+
+    async def handle(update: Update) -> None:
+        raise TryAgainLater("database is locked")
+
+    await dispatch_all([message(1, CHAT_A, "hi")], handle, inbox, attempts=2, rng=NoJitter())
+    assert inbox.done == []
+    assert inbox.parked == [(1, "still failing after 2 tries: database is locked")]
+
+
+async def test_an_inbox_locked_elsewhere_is_waited_out_when_marking_done(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class LockedInbox(MemoryInbox):
+        refusals = 3
+
+        def mark_done(self, update_id: int) -> None:
+            if self.refusals:
+                self.refusals -= 1
+                raise sqlite3.OperationalError("database is locked")
+            super().mark_done(update_id)
+
+    inbox = LockedInbox()
+
+    async def handle(update: Update) -> None:
+        pass
+
+    await dispatch_all([message(1, CHAT_A, "hi")], handle, inbox)
+    assert inbox.done == [1]
 
 
 async def test_closing_the_input_finishes_queued_and_running_work(
@@ -153,8 +219,8 @@ async def test_a_cancelled_handler_leaves_its_update_pending(
     assert inbox.done == [2]
 
 
-async def test_a_flooding_chat_drops_beyond_its_lane(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+async def test_a_full_lane_slows_the_input_down_and_drops_nothing(
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     inbox = MemoryInbox()
     handled: list[str] = []
@@ -163,23 +229,80 @@ async def test_a_flooding_chat_drops_beyond_its_lane(
         await trio.sleep(10)
         handled.append(text_of(update))
 
-    send, receive = trio.open_memory_channel[Update](10)
+    send, receive = trio.open_memory_channel[Update](0)
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(run_dispatcher, receive, handle, inbox, lane_capacity=1))
         async with send:
             await send.send(message(1, CHAT_A, "first"))
             await trio.testing.wait_all_tasks_blocked()  # "first" is in its handler
             await send.send(message(2, CHAT_A, "queued"))
-            await send.send(message(3, CHAT_A, "dropped"))
-    assert handled == ["first", "queued"]
-    assert inbox.done == [3, 1, 2]
-    dropped = [r.getMessage() for r in caplog.records if r.name == "bot.telegram.dispatcher"]
-    assert dropped == [
-        f"telegram_update_dropped update_id=3 lane=chat:{CHAT_A} reason=lane full (1 queued)"
-    ]
+            await send.send(message(3, CHAT_A, "waits for room"))
+            await send.send(message(4, CHAT_B, "read once there was room"))
+            assert trio.current_time() == 10.0  # the input waited for the lane
+    assert handled[0] == "first"
+    assert handled[-1] == "waits for room"  # nothing dropped, the chat's order kept
+    assert sorted(inbox.done) == [1, 2, 3, 4]
 
 
-def test_lane_key_is_the_chat_or_its_presses_then_the_user_then_the_update() -> None:
+async def test_presses_are_handled_at_once_beside_a_busy_chat_and_a_full_limit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    inbox = MemoryInbox()
+    answered: list[float] = []
+
+    async def handle(update: Update) -> None:
+        if update.callback_query is not None:
+            answered.append(trio.current_time())
+        else:
+            await trio.sleep(100)
+
+    updates = [message(n, CHAT_A + n, "slow") for n in range(1, 4)] + [press(9, CHAT_A)]
+    await dispatch_all(updates, handle, inbox, max_concurrent=1)
+    assert answered == [0.0]
+
+
+async def test_one_user_holds_at_most_their_share_of_the_shared_slots(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """One account writing in many groups cannot take every handler slot."""
+    inbox = MemoryInbox()
+    finished: dict[str, float] = {}
+
+    async def handle(update: Update) -> None:
+        await trio.sleep(25 if text_of(update).startswith("flood") else 1)
+        finished[text_of(update)] = trio.current_time()
+
+    flood = [message(n, -1000 - n, f"flood{n}") for n in range(1, 11)]  # ten groups
+    innocent = message(99, CHAT_B, "help", user={**USER, "id": 78})
+    await dispatch_all([*flood, innocent], handle, inbox, max_concurrent=4, max_per_user=2)
+    assert finished["help"] == 1.0  # two shared slots were still free for everyone else
+
+
+async def test_throttled_updates_go_to_their_own_handler_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    inbox = MemoryInbox()
+    throttled_seen: list[int] = []
+
+    async def handle(update: Update) -> None:
+        await trio.sleep(100)
+
+    async def handle_throttled(update: Update) -> None:
+        throttled_seen.append(update.update_id)
+
+    updates = [message(n, CHAT_A, f"m{n}") for n in range(1, 5)]
+    await dispatch_all(
+        updates,
+        handle,
+        inbox,
+        throttled=lambda update: update.update_id > 2,
+        handle_throttled=handle_throttled,
+    )
+    assert throttled_seen == [3, 4]
+    assert sorted(inbox.done) == [1, 2, 3, 4]
+
+
+def test_lane_key_is_the_chat_then_the_user_then_the_update() -> None:
     assert lane_key(message(1, CHAT_A, "hi")) == ("chat", CHAT_A)
     inline_press = Update.model_validate(
         {"update_id": 2, "callback_query": {"id": "q", "from": USER, "chat_instance": "c"}}
@@ -196,7 +319,8 @@ def test_lane_key_is_the_chat_or_its_presses_then_the_user_then_the_update() -> 
             },
         }
     )
-    assert lane_key(press_in_chat) == ("press", CHAT_A)  # beside the chat's messages
+    assert is_urgent(press_in_chat)  # never waits in a lane
+    assert not is_urgent(message(6, CHAT_A, "hi"))
     blocked = Update.model_validate(
         {
             "update_id": 3,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from store import DatabaseLocked, EventRecord, StoreError, open_store
+from store.schema import MIGRATIONS
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -18,7 +19,10 @@ def test_open_creates_the_folder_and_migrations_are_idempotent(tmp_path: Path) -
     open_store(path).close()
     store = open_store(path)  # second start: nothing to do, nothing fails
     applied = list(store.db.query("SELECT name FROM _sqlite_migrations"))
-    assert [row["name"] for row in applied] == ["0001_initial"]
+    names = [row["name"] for row in applied]
+    assert names[0] == "0001_initial"
+    assert len(names) == len(set(names))  # each applied once
+    assert MIGRATIONS.pending(store.db) == []
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
 

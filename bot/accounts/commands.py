@@ -22,7 +22,7 @@ DATE_FORMAT: Final = "%Y-%m-%d %H:%M"  # UTC, as /balance and the admin answers 
 
 
 async def handle_balance(deps: Deps, cmd: BalanceCmd) -> None:
-    deps.ensure_user(cmd.ctx)
+    await deps.ensure_user(cmd.ctx)
     now = deps.now()
     daily = deps.settings.subscription_daily_images
     view = deps.store.quota.view(cmd.ctx.user_id, now=now, daily_limit=daily)
@@ -62,13 +62,16 @@ async def handle_grant(deps: Deps, cmd: AdminCmd) -> None:
         return
     user_id, images = parsed
     now = deps.now()
-    balance = deps.store.quota.grant(
-        user_id, images, now=now, free_images=deps.settings.free_images
+    balance = await deps.write(
+        f"grant to user {user_id}",
+        lambda: deps.store.quota.grant(
+            user_id, images, now=now, free_images=deps.settings.free_images
+        ),
     )
     log.info(
         "admin grant by=%s user=%s images=%s balance=%s", cmd.ctx.user_id, user_id, images, balance
     )
-    deps.ensure_user(cmd.ctx)
+    await deps.ensure_user(cmd.ctx)
     text = t("grant_done", lang, user_id=user_id, images=images, balance=balance)
     await deps.api.send_message(cmd.ctx.chat_id, text)
 
@@ -82,12 +85,15 @@ async def handle_subscribe(deps: Deps, cmd: AdminCmd) -> None:
         return
     user_id, days = parsed
     now = deps.now()
-    until = deps.store.quota.subscribe(
-        user_id, days, now=now, free_images=deps.settings.free_images
+    until = await deps.write(
+        f"subscription of user {user_id}",
+        lambda: deps.store.quota.subscribe(
+            user_id, days, now=now, free_images=deps.settings.free_images
+        ),
     )
     log.info(
         "admin subscribe by=%s user=%s days=%s until=%s", cmd.ctx.user_id, user_id, days, until
     )
-    deps.ensure_user(cmd.ctx)
+    await deps.ensure_user(cmd.ctx)
     text = t("subscribe_done", lang, user_id=user_id, until=until.strftime(DATE_FORMAT))
     await deps.api.send_message(cmd.ctx.chat_id, text)

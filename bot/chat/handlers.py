@@ -55,19 +55,22 @@ async def send_persona_text(deps: Deps, ctx: Context, persona: Persona, text: st
     text = text[:MAX_REPLY_CHARS]
     markup = look_keyboard() if ctx.private and deps.settings.images_available else None
     message = await deps.api.send_message(ctx.chat_id, text, reply_markup=markup)
-    deps.store.sent.add(
-        chat_id=ctx.chat_id,
-        message_id=message.message_id,
-        user_id=ctx.user_id,
-        persona_key=persona.key,
-        text=text,
-        now=deps.now(),
+    await deps.write(
+        f"text {message.message_id} sent to chat {ctx.chat_id}",
+        lambda: deps.store.sent.add(
+            chat_id=ctx.chat_id,
+            message_id=message.message_id,
+            user_id=ctx.user_id,
+            persona_key=persona.key,
+            text=text,
+            now=deps.now(),
+        ),
     )
     return message.message_id
 
 
 async def handle_start(deps: Deps, cmd: StartCmd) -> None:
-    user = deps.ensure_user(cmd.ctx)
+    user = await deps.ensure_user(cmd.ctx)
     name = cmd.ctx.first_name or t("friend", cmd.ctx.lang)
     await deps.api.send_message(
         cmd.ctx.chat_id,
@@ -81,7 +84,7 @@ async def handle_help(deps: Deps, cmd: HelpCmd) -> None:
 
 
 async def handle_persona(deps: Deps, cmd: PersonaCmd) -> None:
-    user = deps.ensure_user(cmd.ctx)
+    user = await deps.ensure_user(cmd.ctx)
     current = deps.personas.get(user.persona_key).key
     await deps.api.send_message(
         cmd.ctx.chat_id,
@@ -95,8 +98,11 @@ async def handle_persona_choice(deps: Deps, cmd: PersonaChoice) -> None:
     if persona is None:
         await deps.answer_query(cmd.query_id, text=t("toast_stale", cmd.ctx.lang))
         return
-    deps.ensure_user(cmd.ctx)
-    deps.store.users.set_persona(cmd.ctx.user_id, persona.key, now=deps.now())
+    await deps.ensure_user(cmd.ctx)
+    await deps.write(
+        f"persona of user {cmd.ctx.user_id}",
+        lambda: deps.store.users.set_persona(cmd.ctx.user_id, persona.key, now=deps.now()),
+    )
     await deps.answer_query(
         cmd.query_id, text=t("persona_chosen", cmd.ctx.lang, persona=persona.name)
     )
@@ -105,7 +111,7 @@ async def handle_persona_choice(deps: Deps, cmd: PersonaChoice) -> None:
 
 async def handle_chat_text(deps: Deps, cmd: ChatText) -> None:
     """Answer in the persona's voice: the LLM when configured, else an offline line."""
-    user = deps.ensure_user(cmd.ctx)
+    user = await deps.ensure_user(cmd.ctx)
     persona = deps.personas.get(user.persona_key)
     if deps.llm is None:
         reply = offline_reply(persona, rng=deps.rng)
@@ -116,6 +122,9 @@ async def handle_chat_text(deps: Deps, cmd: ChatText) -> None:
 
 async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
     assert deps.llm is not None
+    if not deps.limits.llm.take(cmd.ctx.user_id, trio.current_time()):
+        log.info("llm call throttled user=%s", cmd.ctx.user_id)
+        return t("llm_throttled", cmd.ctx.lang)
     conversation = deps.store.conversation
     history = conversation.last(
         user_id=cmd.ctx.user_id, persona_key=persona.key, limit=deps.settings.llm_history_turns
@@ -129,11 +138,15 @@ async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
         log.warning("llm reply failed user=%s persona=%s: %s", cmd.ctx.user_id, persona.key, exc)
         return t("llm_fallback", cmd.ctx.lang)
     reply = reply[:MAX_REPLY_CHARS]
-    now = deps.now()
-    key = persona.key
-    conversation.add(user_id=cmd.ctx.user_id, persona_key=key, role="user", text=cmd.text, now=now)
-    conversation.add(
-        user_id=cmd.ctx.user_id, persona_key=key, role="assistant", text=reply, now=now
+    await deps.write(
+        f"conversation of user {cmd.ctx.user_id}",
+        lambda: conversation.add_exchange(
+            user_id=cmd.ctx.user_id,
+            persona_key=persona.key,
+            asked=cmd.text,
+            answered=reply,
+            now=deps.now(),
+        ),
     )
     return reply
 

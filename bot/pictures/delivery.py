@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.analytics import EventName, log_event
+from bot.analytics import EventName, event_record, log_events
 from bot.deps import Deps
 from bot.telegram.errors import TelegramBadRequest, TelegramError, TelegramForbidden
 from bot.telegram.types import Message
@@ -73,11 +73,11 @@ async def resend(deps: Deps, sent: SentMessage, file_id: str) -> None:
     except TelegramError as exc:
         log.warning("resend failed chat=%s message=%s: %s", sent.chat_id, sent.message_id, exc)
         return
-    log_event(
-        deps.store,
+    resent = event_record(
         EventName.IMAGE_RESENT,
         now=deps.now,
         user_id=sent.user_id,
         chat_id=sent.chat_id,
         persona=sent.persona_key,
     )
+    await deps.write("picture resent", lambda: log_events(deps.store, [resent]))

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import uuid
 
-from bot.analytics import EventName, Reason, log_event
+from bot.analytics import EventName, Reason, announce, event_record, log_events
 from bot.deps import Deps
+from bot.persist import STORE_PATIENCE_S
 from bot.pictures.decision import (
     REFUSALS,
     AlreadyDrawing,
@@ -61,27 +62,46 @@ async def request_image_on_demand(deps: Deps, press: ImagePress) -> None:
     )
     decision: PressDecision = decide_press(facts)
     if isinstance(decision, Reserve):
-        deps.ensure_user(ctx)
-        runtime = deps.pictures
-        assert runtime is not None  # pictures_on
-        decision = after_reserve(
-            deps.store.quota.reserve(
-                NewJob(
-                    job_id=uuid.uuid4().hex,
-                    prompt_id=str(uuid.uuid4()),
-                    user_id=ctx.user_id,
-                    chat_id=ctx.chat_id,
-                    message_id=press.message_id,
-                    persona_key=decision.sent.persona_key,
-                    language=ctx.lang,
-                ),
-                now=deps.now(),
-                daily_limit=deps.settings.subscription_daily_images,
-            )
-        )
+        await deps.ensure_user(ctx)
+        decision = await _reserve(deps, press, decision)
     elif isinstance(decision, Refuse):
-        deps.ensure_user(ctx)
+        await deps.ensure_user(ctx)
     await _perform(deps, press, decision)
+
+
+async def _reserve(deps: Deps, press: ImagePress, reserve: Reserve) -> PressDecision:
+    """One transaction: the picture reserved, the queued job and its ``image_requested``."""
+    ctx = press.ctx
+    new = NewJob(
+        job_id=uuid.uuid4().hex,
+        prompt_id=str(uuid.uuid4()),
+        user_id=ctx.user_id,
+        chat_id=ctx.chat_id,
+        message_id=press.message_id,
+        persona_key=reserve.sent.persona_key,
+        language=ctx.lang,
+    )
+    requested = event_record(
+        EventName.IMAGE_REQUESTED,
+        now=deps.now,
+        user_id=new.user_id,
+        chat_id=new.chat_id,
+        persona=new.persona_key,
+        job_id=new.job_id,
+    )
+    result = await deps.write(
+        f"reserve a picture for user {ctx.user_id}",
+        lambda: deps.store.quota.reserve(
+            new,
+            now=deps.now(),
+            daily_limit=deps.settings.subscription_daily_images,
+            event=requested,
+        ),
+    )
+    decision = after_reserve(result)
+    if isinstance(decision, Queue):
+        announce(requested)
+    return decision
 
 
 async def _perform(deps: Deps, press: ImagePress, decision: PressDecision) -> None:
@@ -102,7 +122,7 @@ async def _perform(deps: Deps, press: ImagePress, decision: PressDecision) -> No
         case AlreadyDrawing():
             await deps.answer_query(press.query_id, text=t("toast_in_flight", lang))
         case Refuse(reason):
-            _log_refused(deps, press, reason)
+            await _log_refused(deps, press, reason)
             refusal = REFUSALS[reason]
             await deps.answer_query(press.query_id, text=t(refusal.text_key, lang), show_alert=True)
         case Queue(job):
@@ -114,19 +134,10 @@ async def _perform(deps: Deps, press: ImagePress, decision: PressDecision) -> No
 
 async def _queue(deps: Deps, runtime: PicturesRuntime, press: ImagePress, job: Job) -> None:
     lang = press.ctx.lang
-    log_event(
-        deps.store,
-        EventName.IMAGE_REQUESTED,
-        now=deps.now,
-        user_id=job.user_id,
-        chat_id=job.chat_id,
-        persona=job.persona_key,
-        job_id=job.job_id,
-    )
     try:
         place = runtime.queue.submit_nowait(Ticket(job.job_id))
     except QueueFull as exc:
-        settle(deps, job, Exit.QUEUE_FULL, detail=str(exc))
+        await settle(deps, job, Exit.QUEUE_FULL, detail=str(exc), patience_s=STORE_PATIENCE_S)
         alert = t(REFUSALS[Reason.BUSY].text_key, lang)
         await deps.answer_query(press.query_id, text=alert, show_alert=True)
         return
@@ -136,23 +147,26 @@ async def _queue(deps: Deps, runtime: PicturesRuntime, press: ImagePress, job: J
     await deps.answer_query(press.query_id, text=t("toast_started", lang))
 
 
-def _log_refused(deps: Deps, press: ImagePress, reason: Reason) -> None:
-    """A genuine press refused before any job existed: both events at once."""
+async def _log_refused(deps: Deps, press: ImagePress, reason: Reason) -> None:
+    """A genuine press refused before any job existed: both events, one transaction."""
     ctx = press.ctx
     sent = deps.store.sent.get(chat_id=ctx.chat_id, message_id=press.message_id)
     persona = sent.persona_key if sent is not None else None
-    for event in (EventName.IMAGE_REQUESTED, EventName.IMAGE_FAILED):
-        failed = event is EventName.IMAGE_FAILED
-        log_event(
-            deps.store,
+    records = [
+        event_record(
             event,
             now=deps.now,
             user_id=ctx.user_id,
             chat_id=ctx.chat_id,
             persona=persona,
-            reason=reason if failed else None,
-            detail=REFUSALS[reason].detail if failed else None,
+            reason=reason if event is EventName.IMAGE_FAILED else None,
+            detail=REFUSALS[reason].detail if event is EventName.IMAGE_FAILED else None,
         )
+        for event in (EventName.IMAGE_REQUESTED, EventName.IMAGE_FAILED)
+    ]
+    await deps.write(
+        f"refused press of user {ctx.user_id}", lambda: log_events(deps.store, records)
+    )
 
 
 async def handle_cancel(deps: Deps, press: CancelPress) -> None:
@@ -168,7 +182,13 @@ async def handle_cancel(deps: Deps, press: CancelPress) -> None:
             # The worker sees its scope cancelled, cleans up on ComfyUI and settles.
             runtime.queue.cancel(job.job_id)
         case CancelLanding.RELEASE_NOW:
-            settle(deps, job, Exit.CANCELLED, detail="cancelled while waiting in the queue")
+            await settle(
+                deps,
+                job,
+                Exit.CANCELLED,
+                detail="cancelled while waiting in the queue",
+                patience_s=STORE_PATIENCE_S,
+            )
             runtime.queue.discard(job.job_id)
             runtime.board.close(job.job_id)
         case CancelLanding.TOO_LATE:

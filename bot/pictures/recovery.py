@@ -11,6 +11,7 @@ by a job that ended just before the stop is deleted.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import trio
 
@@ -37,7 +38,7 @@ async def resume_unfinished(
     runtime = deps.pictures
     for job in jobs:
         if runtime is None:
-            if settle(deps, job, Exit.NO_COMFYUI, detail="COMFYUI_BASE_URL is not set"):
+            if await settle(deps, job, Exit.NO_COMFYUI, detail="COMFYUI_BASE_URL is not set"):
                 await tell_user(deps, job, Exit.NO_COMFYUI)
             continue
         log.info("resuming job=%s state=%s prompt_id=%s", job.job_id, job.state, job.prompt_id)
@@ -59,4 +60,7 @@ async def _delete_left_over_status_messages(deps: Deps) -> None:
             await deps.api.delete_message(job.chat_id, job.status_message_id)
         except TelegramError as exc:
             log.debug("old status message not deleted job=%s: %s", job.job_id, exc)
-        deps.store.jobs.set_status_message(job.job_id, None)
+        await deps.write(
+            f"status message of job {job.job_id} gone",
+            partial(deps.store.jobs.set_status_message, job.job_id, None),
+        )

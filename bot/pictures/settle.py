@@ -1,9 +1,11 @@
 """How a job ends: what :data:`~bot.pictures.lifecycle.ENDS` says for its exit, done once.
 
-:func:`settle` is synchronous on purpose: with no await inside, no cancel can land between
-the money moving and the final event being written, so every ``image_requested`` ends in
-exactly one ``image_generated`` or ``image_failed``. The quota operations are guarded
-state changes, so settling a job a second time changes nothing and returns False.
+:func:`settle` moves the money (charge or release) and writes the exit's final event in
+one SQLite transaction, so every ``image_requested`` ends in exactly one
+``image_generated`` or ``image_failed``, whatever point a crash or a cancel lands at. The
+quota operations are guarded state changes, so settling a job a second time changes
+nothing and returns False. A database locked elsewhere is waited out (``bot/persist.py``);
+a cancel during that wait leaves the job unsettled and active, for the next start.
 :func:`tell_user` sends the exit's sentence, if it has one, after the settling.
 """
 
@@ -14,12 +16,13 @@ from typing import Final
 
 import trio
 
-from bot.analytics import log_event
+from bot.analytics import announce, event_record
 from bot.deps import Deps
+from bot.persist import FOREVER
 from bot.pictures.lifecycle import ENDS, Exit, Settle
 from bot.telegram.errors import TelegramError
 from bot.texts import t
-from store import Job
+from store import EventRecord, Job
 
 __all__ = ["MAX_DETAIL_CHARS", "NOTICE_DEADLINE_S", "settle", "tell_user"]
 
@@ -33,27 +36,24 @@ def _duration_ms(deps: Deps, job: Job) -> int:
     return max(0, int((deps.now() - job.created_at).total_seconds() * 1000))
 
 
-def settle(deps: Deps, job: Job, exit_: Exit, *, detail: str = "", file_id: str = "") -> bool:
-    """Charge or release *job* as its exit says and log the final event; False if it was
+async def settle(
+    deps: Deps,
+    job: Job,
+    exit_: Exit,
+    *,
+    detail: str = "",
+    file_id: str = "",
+    patience_s: float = FOREVER,
+) -> bool:
+    """Charge or release *job* as its exit says, with its final event; False if it was
     settled already (or the exit keeps the job for the next start)."""
     end = ENDS[exit_]
-    detail = " ".join(detail.split())[:MAX_DETAIL_CHARS]
-    now = deps.now()
     if end.settle is Settle.KEEP:
         return False
-    if end.settle is Settle.CHARGE:
-        if not deps.store.quota.consume(job.job_id, file_id=file_id, now=now):
-            log.warning("job already finished, not charged again job=%s", job.job_id)
-            return False
-    else:
-        assert end.reason is not None
-        if not deps.store.quota.release(
-            job.job_id, reason=end.reason.value, detail=detail, now=now
-        ):
-            return False
+    detail = " ".join(detail.split())[:MAX_DETAIL_CHARS]
+    event: EventRecord | None = None
     if end.event is not None:
-        log_event(
-            deps.store,
+        event = event_record(
             end.event,
             now=deps.now,
             user_id=job.user_id,
@@ -64,7 +64,29 @@ def settle(deps: Deps, job: Job, exit_: Exit, *, detail: str = "", file_id: str 
             detail=detail if end.settle is Settle.RELEASE else None,
             duration_ms=_duration_ms(deps, job),
         )
-    return True
+    if end.settle is Settle.CHARGE:
+        settled = await deps.write(
+            f"charge job {job.job_id}",
+            lambda: deps.store.quota.consume(
+                job.job_id, file_id=file_id, now=deps.now(), event=event
+            ),
+            patience_s=patience_s,
+        )
+        if not settled:
+            log.warning("job already finished, not charged again job=%s", job.job_id)
+    else:
+        assert end.reason is not None
+        reason = end.reason.value
+        settled = await deps.write(
+            f"release job {job.job_id}",
+            lambda: deps.store.quota.release(
+                job.job_id, reason=reason, detail=detail, now=deps.now(), event=event
+            ),
+            patience_s=patience_s,
+        )
+    if settled and event is not None:
+        announce(event)
+    return settled
 
 
 async def tell_user(deps: Deps, job: Job, exit_: Exit) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -302,7 +303,7 @@ class StatusBoard:
         line.shown = view
         if line.wanted == view:
             line.changed_at = None
-        self._jobs.set_status_message(line.job_id, message.message_id)
+        self._remember(line.job_id, message.message_id)
 
     async def _edit(self, line: StatusLine) -> None:
         view, message_id = line.wanted, line.message_id
@@ -328,7 +329,15 @@ class StatusBoard:
             except TelegramError as exc:
                 log.debug("status delete failed job=%s: %s", line.job_id, exc)
         self._lines.pop(line.job_id, None)
-        self._jobs.set_status_message(line.job_id, None)
+        self._remember(line.job_id, None)
+
+    def _remember(self, job_id: str, message_id: int | None) -> None:
+        """SQLite's copy of the message id, for recovery only: a failure costs at most a
+        leftover status message after a restart, so it is logged, not waited out."""
+        try:
+            self._jobs.set_status_message(job_id, message_id)
+        except sqlite3.Error as exc:
+            log.warning("status message id not stored job=%s: %s", job_id, exc)
 
     @staticmethod
     def _markup(line: StatusLine, view: StatusView) -> InlineKeyboardMarkup | None:

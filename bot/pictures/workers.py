@@ -27,6 +27,7 @@ from typing import Any, Final
 import trio
 
 from bot.deps import Deps
+from bot.persist import FOREVER
 from bot.pictures.delivery import DeliveryFailed, send_picture
 from bot.pictures.lifecycle import STEPS, Exit, Step, start_of
 from bot.pictures.prompts import describe_scene, prompt_params
@@ -110,7 +111,7 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
     if exit_ is not Exit.DELIVERED:
         log.info("job failed job=%s exit=%s: %s", job.job_id, exit_.value, detail)
-    if settle(deps, job, exit_, detail=detail, file_id=work.file_id):
+    if await settle(deps, job, exit_, detail=detail, file_id=work.file_id):
         await tell_user(deps, job, exit_)
     runtime.board.close(job.job_id)
     if work.spool is not None and exit_ is Exit.DELIVERED:
@@ -130,25 +131,36 @@ async def _run_steps(deps: Deps, runtime: PicturesRuntime, work: _Work, *, resum
         match step:
             case Step.PREPARE:
                 work.graph = await _prepare(deps, runtime, job)
-                deps.store.jobs.advance(
-                    job.job_id,
-                    to=STEPS[step].records,
-                    now=deps.now(),
-                    graph=json.dumps(work.graph),
-                )
+                graph = json.dumps(work.graph)
+                await _record(deps, job, step, graph=graph)
             case Step.GENERATE:
                 assert work.graph is not None
                 work.spool, work.picture = await _generate(
                     deps, runtime, job, work.graph, look_up_first=start.look_up_first
                 )
-                deps.store.jobs.advance(
-                    job.job_id, to=STEPS[step].records, now=deps.now(), spool_path=str(work.spool)
-                )
+                await _record(deps, job, step, spool_path=str(work.spool))
             case Step.DELIVER:
                 assert work.spool is not None
                 picture = work.picture if work.picture is not None else work.spool.read_bytes()
                 work.file_id = await _deliver(deps, runtime, job, picture, work.spool.name)
         step = STEPS[step].then
+
+
+async def _record(
+    deps: Deps, job: Job, step: Step, *, graph: str | None = None, spool_path: str | None = None
+) -> None:
+    """The row state *step* reached, before the next step begins (waits out a lock)."""
+    await deps.write(
+        f"job {job.job_id} {step.value} done",
+        lambda: deps.store.jobs.advance(
+            job.job_id,
+            to=STEPS[step].records,
+            now=deps.now(),
+            graph=graph,
+            spool_path=spool_path,
+        ),
+        patience_s=FOREVER,
+    )
 
 
 async def _prepare(deps: Deps, runtime: PicturesRuntime, job: Job) -> dict[str, Any]:
@@ -210,6 +222,9 @@ async def _deliver(
         )
     except DeliveryFailed as exc:
         if exc.blocked:
-            deps.store.users.set_blocked(job.user_id, blocked=True, now=deps.now())
+            await deps.write(
+                f"blocked flag of user {job.user_id}",
+                lambda: deps.store.users.set_blocked(job.user_id, blocked=True, now=deps.now()),
+            )
             raise JobEnded(Exit.USER_BLOCKED, exc.detail) from None
         raise JobEnded(Exit.SEND_REFUSED, exc.detail) from None

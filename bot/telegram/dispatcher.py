@@ -1,20 +1,34 @@
-"""Concurrent update handling that keeps each chat's updates in order.
+"""Concurrent update handling that keeps each chat in order and is fair between users.
 
 A user waiting for an LLM reply or a picture must not hold up anyone else, yet one chat's
-messages must be handled in the order they were sent. So each active chat gets a *lane*:
-a bounded channel and one task that drains it and ends when it is empty. Lanes run side
-by side in the dispatcher's own nursery; a :class:`trio.CapacityLimiter` bounds how many
-handlers run at once. An update with no chat gets a lane of its own user.
+messages must be handled in the order they were sent. So:
 
-After its handler returns or raises (the exception is logged, the dispatcher goes on) an
-update is marked done in the inbox. An update whose handler was cancelled is not marked
-done, so it is handled again after a restart. When the input channel is closed, the
-dispatcher finishes everything queued and in flight, then returns.
+* **Urgent updates** (:func:`is_urgent`: button presses, which Telegram shows a spinner
+  for until they are answered) run at once in a task of their own, before any lane or
+  limit.
+* **Throttled updates** (the caller's ``throttled`` rule, e.g. a user over their message
+  rate) are handed to ``handle_throttled`` at once as well; it only tells the user, and
+  they never take a place in a lane.
+* Everything else goes into its chat's **lane**: a bounded channel and one task that
+  drains it in order and ends when it is empty. A handler runs holding a slot of its
+  **user** (``max_per_user``) and then one of the shared limit (``max_concurrent``), so one
+  account writing in a hundred groups holds at most ``max_per_user`` of the shared slots.
+* Lanes and queued updates are bounded in total. When the bot is saturated the
+  dispatcher stops reading its input, so polling slows down; nothing is dropped.
+
+An update is marked done in the inbox only after its handler succeeded. A handler that
+raises :class:`TryAgainLater` (its store was unavailable) is run again after a pause, up
+to ``attempts`` times; an update that still fails, or whose handler raised anything else,
+is *parked* in the inbox with one log line: kept for the operator, never lost, never a
+crash. An update whose handler was cancelled stays pending and is handled again after a
+restart. When the input channel is closed, the dispatcher finishes everything queued and
+in flight, then returns.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -22,17 +36,32 @@ import trio
 
 from bot.telegram.inbox import Inbox
 from bot.telegram.types import Update
+from comfy.backoff import backoff_delays
 
 __all__ = [
+    "ATTEMPTS",
     "DEFAULT_MAX_CONCURRENT",
     "LANE_CAPACITY",
+    "MAX_LANES",
+    "MAX_PER_USER",
+    "MAX_QUEUED",
+    "MAX_URGENT",
     "LaneKey",
+    "TryAgainLater",
+    "is_urgent",
     "lane_key",
     "run_dispatcher",
 ]
 
 DEFAULT_MAX_CONCURRENT: Final = 32  # handlers running at once, all chats together
-LANE_CAPACITY: Final = 64  # queued updates per chat; more are dropped (a flood)
+MAX_PER_USER: Final = 2  # handlers of one user running at once, across all their chats
+MAX_URGENT: Final = 256  # urgent handlers at once; far above any real press rate
+LANE_CAPACITY: Final = 64  # queued updates per chat; a full lane makes the dispatcher wait
+MAX_LANES: Final = 1000  # chats with updates queued or in hand, all together
+MAX_QUEUED: Final = 2000  # updates queued or in hand in lanes, all together
+ATTEMPTS: Final = 3  # runs of a handler whose store was unavailable, before parking
+RETRY_INITIAL_S: Final = 2.0  # seconds before the second run; it doubles
+INBOX_PATIENCE_S: Final = 60.0  # marking an update done or parked, before giving up
 
 LaneKey = tuple[str, int]
 Handler = Callable[[Update], Awaitable[None]]
@@ -40,20 +69,61 @@ Handler = Callable[[Update], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 
-def lane_key(update: Update) -> LaneKey:
-    """The lane an update is handled in: its chat, else its user, else its own.
+class TryAgainLater(Exception):
+    """Raised by a handler that could not finish for a passing reason (a locked store).
 
-    Button presses get a lane of their own beside their chat's messages: a press must be
-    answered at once (Telegram shows a spinner until then), and it refers to a message
-    already sent, so it need not wait for the chat's earlier messages to be answered.
+    The dispatcher runs it again after a pause, and parks the update if it keeps failing.
     """
+
+
+def is_urgent(update: Update) -> bool:
+    """Updates with a deadline on Telegram's side: handled at once, outside lanes."""
+    return update.callback_query is not None
+
+
+def lane_key(update: Update) -> LaneKey:
+    """The lane an update is handled in: its chat, else its user, else its own."""
     chat = update.chat
     if chat is not None:
-        return ("press" if update.callback_query is not None else "chat", chat.id)
+        return ("chat", chat.id)
     user = update.user
     if user is not None:
         return ("user", user.id)
     return ("update", update.update_id)
+
+
+def _never(_: Update) -> bool:
+    return False
+
+
+async def _ignore(_: Update) -> None:
+    pass
+
+
+class _Limits:
+    """The shared limit, one limiter per busy user, and the totals; owned by one run."""
+
+    def __init__(self, *, max_concurrent: int, max_per_user: int, max_lanes: int, max_queued: int):
+        self.shared = trio.CapacityLimiter(max_concurrent)
+        self.urgent = trio.CapacityLimiter(MAX_URGENT)
+        self.lanes = trio.Semaphore(max_lanes)
+        self.queued = trio.Semaphore(max_queued)
+        self._max_per_user = max_per_user
+        self._users: dict[int, tuple[trio.CapacityLimiter, int]] = {}
+
+    def user_limiter(self, user_id: int) -> trio.CapacityLimiter:
+        limiter, users = self._users.get(user_id, (None, 0))
+        if limiter is None:
+            limiter = trio.CapacityLimiter(self._max_per_user)
+        self._users[user_id] = (limiter, users + 1)
+        return limiter
+
+    def user_done(self, user_id: int) -> None:
+        limiter, users = self._users[user_id]
+        if users <= 1:
+            del self._users[user_id]  # no handler of this user waits or runs any more
+        else:
+            self._users[user_id] = (limiter, users - 1)
 
 
 async def run_dispatcher(
@@ -61,73 +131,197 @@ async def run_dispatcher(
     handle: Handler,
     inbox: Inbox,
     *,
+    throttled: Callable[[Update], bool] = _never,
+    handle_throttled: Handler = _ignore,
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+    max_per_user: int = MAX_PER_USER,
     lane_capacity: int = LANE_CAPACITY,
+    max_lanes: int = MAX_LANES,
+    max_queued: int = MAX_QUEUED,
+    attempts: int = ATTEMPTS,
+    rng: random.Random | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Handle updates from ``updates_in`` until it is closed and all work is finished.
+    """Handle updates from *updates_in* until it is closed and all work is finished.
 
     Args:
         updates_in: parsed updates, in the order Telegram numbered them.
-        handle: the handler; its exceptions are logged, never raised here.
-        inbox: marks each update done once its handler returned or raised.
-        max_concurrent: most handlers running at the same time.
-        lane_capacity: most updates queued for one chat; a further one is dropped,
-            logged and marked done, so one flooding chat cannot stall the others.
+        handle: the handler. :class:`TryAgainLater` means "run me again later"; any
+            other exception is logged and the update parked.
+        inbox: marks each update done, or parks it.
+        throttled: updates to pass to *handle_throttled* instead, at once, outside lanes.
     """
-    limiter = trio.CapacityLimiter(max_concurrent)
+    limits = _Limits(
+        max_concurrent=max_concurrent,
+        max_per_user=max_per_user,
+        max_lanes=max_lanes,
+        max_queued=max_queued,
+    )
+    work = _Work(handle, inbox, limits, attempts, rng if rng is not None else random.Random())
     lanes: dict[LaneKey, trio.MemorySendChannel[Update]] = {}
     async with trio.open_nursery() as nursery, updates_in:
         task_status.started()
         async for update in updates_in:
-            key = lane_key(update)
-            lane = lanes.get(key)
-            if lane is None:
-                lane, lane_in = trio.open_memory_channel[Update](lane_capacity)
-                lanes[key] = lane
-                nursery.start_soon(_run_lane, key, lane_in, lanes, handle, inbox, limiter)
-            try:
-                lane.send_nowait(update)
-            except trio.WouldBlock:
-                log.warning(
-                    "telegram_update_dropped update_id=%d lane=%s:%d reason=lane full (%d queued)",
-                    update.update_id,
-                    key[0],
-                    key[1],
-                    lane_capacity,
-                )
-                inbox.mark_done(update.update_id)
+            if is_urgent(update):
+                await limits.urgent.acquire_on_behalf_of(update.update_id)
+                nursery.start_soon(work.run_urgent, update, handle)
+            elif throttled(update):
+                await limits.urgent.acquire_on_behalf_of(update.update_id)
+                nursery.start_soon(work.run_urgent, update, handle_throttled)
+            else:
+                await limits.queued.acquire()
+                await _enqueue(update, lanes, nursery, work, lane_capacity)
+
+
+async def _enqueue(
+    update: Update,
+    lanes: dict[LaneKey, trio.MemorySendChannel[Update]],
+    nursery: trio.Nursery,
+    work: _Work,
+    lane_capacity: int,
+) -> None:
+    key = lane_key(update)
+    lane = lanes.get(key)
+    if lane is None:
+        await work.limits.lanes.acquire()
+        lane, lane_in = trio.open_memory_channel[Update](lane_capacity)
+        lanes[key] = lane
+        nursery.start_soon(_run_lane, key, lane_in, lanes, work)
+    # A full lane makes the dispatcher wait here: backpressure to polling, no drop. The
+    # lane cannot end meanwhile: it ends only once its channel is empty.
+    await lane.send(update)
 
 
 async def _run_lane(
     key: LaneKey,
     lane_in: trio.MemoryReceiveChannel[Update],
     lanes: dict[LaneKey, trio.MemorySendChannel[Update]],
-    handle: Handler,
-    inbox: Inbox,
-    limiter: trio.CapacityLimiter,
+    work: _Work,
 ) -> None:
     # The lane ends the moment its queue is empty. Between receive_nowait() failing and
-    # the lane leaving `lanes` there is no checkpoint, and the dispatcher only uses
-    # send_nowait(), so no update can be put into a lane that is ending.
+    # the lane leaving `lanes` there is no checkpoint, so no update can be put into a
+    # lane that is ending (the dispatcher's send would find the lane gone and open a
+    # new one).
     async with lane_in:
+        try:
+            while True:
+                try:
+                    update = lane_in.receive_nowait()
+                except trio.WouldBlock:
+                    lanes.pop(key).close()
+                    return
+                try:
+                    await work.run_in_lane(update)
+                finally:
+                    work.limits.queued.release()
+        finally:
+            work.limits.lanes.release()
+
+
+class _Work:
+    """Runs one update's handler with retries, then marks it done or parks it."""
+
+    def __init__(
+        self, handle: Handler, inbox: Inbox, limits: _Limits, attempts: int, rng: random.Random
+    ) -> None:
+        self.handle = handle
+        self.inbox = inbox
+        self.limits = limits
+        self.attempts = attempts
+        self.rng = rng
+
+    async def run_urgent(self, update: Update, handle: Handler) -> None:
+        try:
+            await self._run(update, handle, self._unlimited)
+        finally:
+            self.limits.urgent.release_on_behalf_of(update.update_id)
+
+    async def run_in_lane(self, update: Update) -> None:
+        await self._run(update, self.handle, self._limited)
+
+    async def _unlimited(self, update: Update, handle: Handler) -> None:
+        await handle(update)
+
+    async def _limited(self, update: Update, handle: Handler) -> None:
+        user = update.user
+        if user is None:
+            async with self.limits.shared:
+                await handle(update)
+            return
+        limiter = self.limits.user_limiter(user.id)
+        try:
+            # The user's own slot first: waiting for it never holds a shared slot.
+            async with limiter, self.limits.shared:
+                await handle(update)
+        finally:
+            self.limits.user_done(user.id)
+
+    async def _run(
+        self,
+        update: Update,
+        handle: Handler,
+        runner: Callable[[Update, Handler], Awaitable[None]],
+    ) -> None:
+        delays = backoff_delays(
+            initial_s=RETRY_INITIAL_S, maximum_s=RETRY_INITIAL_S * 8, jitter="equal", rng=self.rng
+        )
+        for attempt in range(1, self.attempts + 1):
+            try:
+                await runner(update, handle)
+            except TryAgainLater as exc:
+                if attempt == self.attempts:
+                    await self._park(update, f"still failing after {attempt} tries: {exc}")
+                    return
+                delay = next(delays)
+                log.warning(
+                    "telegram_update_retry update_id=%d attempt=%d delay_s=%.1f reason=%s",
+                    update.update_id,
+                    attempt,
+                    delay,
+                    exc,
+                )
+                await trio.sleep(delay)
+            except Exception as exc:
+                log.exception(
+                    "telegram_handler_failed update_id=%d type=%s", update.update_id, update.kind
+                )
+                await self._park(update, f"{type(exc).__name__}: {exc}")
+                return
+            else:
+                await self._patiently(
+                    f"mark update {update.update_id} done",
+                    lambda: self.inbox.mark_done(update.update_id),
+                )
+                return
+
+    async def _park(self, update: Update, why: str) -> None:
+        log.error(
+            "telegram_update_parked update_id=%d type=%s reason=%s",
+            update.update_id,
+            update.kind,
+            why,
+        )
+        await self._patiently(
+            f"park update {update.update_id}", lambda: self.inbox.park(update.update_id, why)
+        )
+
+    async def _patiently(self, what: str, operation: Callable[[], None]) -> None:
+        """The inbox may be locked by another process for a while: wait, do not crash.
+
+        Given up after ``INBOX_PATIENCE_S``, the update stays pending in the inbox and is
+        handled again after a restart.
+        """
+        delays = backoff_delays(initial_s=0.05, maximum_s=5.0, rng=self.rng)
+        started = trio.current_time()
         while True:
             try:
-                update = lane_in.receive_nowait()
-            except trio.WouldBlock:
-                lanes.pop(key).close()
+                operation()
                 return
-            await _handle_one(update, handle, inbox, limiter)
-
-
-async def _handle_one(
-    update: Update, handle: Handler, inbox: Inbox, limiter: trio.CapacityLimiter
-) -> None:
-    async with limiter:
-        try:
-            await handle(update)
-        except Exception:
-            log.exception(
-                "telegram_handler_failed update_id=%d type=%s", update.update_id, update.kind
-            )
-    inbox.mark_done(update.update_id)
+            except Exception as exc:
+                waited = trio.current_time() - started
+                if waited >= INBOX_PATIENCE_S:
+                    log.error("telegram_inbox_unavailable what=%s error=%s", what, exc)
+                    return
+                if waited == 0:
+                    log.warning("telegram_inbox_waiting what=%s error=%s", what, exc)
+                await trio.sleep(next(delays))

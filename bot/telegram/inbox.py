@@ -2,7 +2,9 @@
 
 ``store.UpdateInbox`` implements it over SQLite; tests use an in-memory one. Polling
 writes each batch with the next offset before the next ``getUpdates`` confirms it to
-Telegram; the dispatcher marks an update done once handled.
+Telegram; the dispatcher marks an update done once handled, or parks it when its handler
+keeps failing. The methods may raise when the database is unavailable; the callers wait
+and try again.
 """
 
 from __future__ import annotations
@@ -26,4 +28,7 @@ class Inbox(Protocol):
         """Updates received but not yet done, by ``update_id``."""
 
     def mark_done(self, update_id: int) -> None:
-        """Record that the update was handled (or given up on)."""
+        """Record that the update was handled."""
+
+    def park(self, update_id: int, reason: str) -> None:
+        """Set the update aside, with why: its handler kept failing. Kept, not handled."""

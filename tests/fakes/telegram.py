@@ -154,6 +154,7 @@ class MemoryInbox:
     offset: int | None = None
     inbox: dict[int, str] = field(default_factory=dict)
     done: list[int] = field(default_factory=list)
+    parked: list[tuple[int, str]] = field(default_factory=list)
 
     def next_offset(self) -> int | None:
         return self.offset
@@ -169,6 +170,10 @@ class MemoryInbox:
     def mark_done(self, update_id: int) -> None:
         self.inbox.pop(update_id, None)
         self.done.append(update_id)
+
+    def park(self, update_id: int, reason: str) -> None:
+        self.inbox.pop(update_id, None)
+        self.parked.append((update_id, reason))
 
 
 def _envelope_error(status: int, description: str, **parameters: object) -> httpx.Response:

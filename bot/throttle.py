@@ -1,0 +1,91 @@
+"""Per-user rates: how many messages, and how many LLM replies, a user gets per minute.
+
+A token bucket per user, pure: the caller passes the time (trio's clock), so the rules are
+tested without an event loop. A bucket holds up to its per-minute rate and refills
+continuously, so a user may send a short burst and then the steady rate. Buckets of users
+who have been quiet long enough to be full again are forgotten, so memory follows the
+number of active users, not of all users ever seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = ["SECONDS_PER_MINUTE", "RateLimit", "UserLimits"]
+
+SECONDS_PER_MINUTE: Final = 60.0
+FORGET_EVERY: Final = 1024  # takes between two sweeps of full buckets
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated_at: float
+
+
+@dataclass(slots=True)
+class RateLimit:
+    """At most *per_minute* per key, in bursts of up to *per_minute*; 0 turns it off."""
+
+    per_minute: int
+    _buckets: dict[int, _Bucket] = field(default_factory=dict)
+    _takes: int = 0
+
+    def take(self, key: int, now: float) -> bool:
+        """One token for *key* at *now*; False when the key is over its rate."""
+        if self.per_minute <= 0:
+            return True
+        self._takes += 1
+        if self._takes % FORGET_EVERY == 0:
+            self._forget_full(now)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(float(self.per_minute), now)
+        bucket.tokens = min(float(self.per_minute), bucket.tokens + self._refill(bucket, now))
+        bucket.updated_at = now
+        if bucket.tokens < 1.0:
+            return False
+        bucket.tokens -= 1.0
+        return True
+
+    def _refill(self, bucket: _Bucket, now: float) -> float:
+        return max(0.0, now - bucket.updated_at) * self.per_minute / SECONDS_PER_MINUTE
+
+    def _forget_full(self, now: float) -> None:
+        full = [
+            key
+            for key, bucket in self._buckets.items()
+            if bucket.tokens + self._refill(bucket, now) >= self.per_minute
+        ]
+        for key in full:
+            del self._buckets[key]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+@dataclass(slots=True)
+class UserLimits:
+    """The per-user rates of one process (``USER_MESSAGES_PER_MINUTE``,
+    ``LLM_REPLIES_PER_USER_PER_MINUTE``), and when each user was last told so."""
+
+    messages: RateLimit
+    llm: RateLimit
+    _told_at: dict[int, float] = field(default_factory=dict)
+
+    @classmethod
+    def per_minute(cls, *, messages: int, llm_replies: int) -> UserLimits:
+        return cls(RateLimit(messages), RateLimit(llm_replies))
+
+    def should_tell(self, user_id: int, now: float) -> bool:
+        """Tell a throttled user once a minute, not once per message."""
+        told = self._told_at.get(user_id)
+        if told is not None and now - told < SECONDS_PER_MINUTE:
+            return False
+        if len(self._told_at) >= FORGET_EVERY:
+            self._told_at = {
+                user: at for user, at in self._told_at.items() if now - at < SECONDS_PER_MINUTE
+            }
+        self._told_at[user_id] = now
+        return True
