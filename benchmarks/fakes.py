@@ -17,7 +17,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -208,8 +208,13 @@ class Stack:
     ports: Ports
 
 
+LlmHandler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
+
+
 @asynccontextmanager
-async def open_stack(*, run_s: float, image_bytes: int = 0) -> AsyncIterator[Stack]:
+async def open_stack(
+    *, run_s: float, image_bytes: int = 0, llm: LlmHandler = instant_llm
+) -> AsyncIterator[Stack]:
     """Fresh fakes served on 127.0.0.1 for one bot process; stopped on exit."""
     telegram = TimedTelegram()
     comfy = TimedComfy(run_s=run_s, image_bytes=image_bytes)
@@ -217,6 +222,6 @@ async def open_stack(*, run_s: float, image_bytes: int = 0) -> AsyncIterator[Sta
         telegram_port: int = await nursery.start(serve_handler, telegram.handler)
         await nursery.start(comfy.run)
         comfy_port: int = await nursery.start(serve_fake_comfy, comfy)
-        llm_port: int = await nursery.start(serve_handler, instant_llm)
+        llm_port: int = await nursery.start(serve_handler, llm)
         yield Stack(telegram, comfy, Ports(telegram_port, comfy_port, llm_port))
         nursery.cancel_scope.cancel()
