@@ -9,7 +9,7 @@ the picture flow. Every LLM failure becomes a polite sentence, never a silent ch
 The answer is streamed and read up to ``MAX_ANSWER_BYTES`` (counted after decompression):
 a server that sends more, or sends it forever within the timeout, costs at most that much
 memory and ends as an ``LlmError``. Its text is decoded here as UTF-8, never through the
-charset its header names.
+charset its header names (docs/libraries.md, L30).
 """
 
 from __future__ import annotations

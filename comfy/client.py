@@ -303,7 +303,8 @@ def _priority(number: Any) -> float:
 
 
 def _text(body: bytes) -> str:
-    """A body as text whatever its declared charset: a server's header picks no codec here."""
+    """A body as text whatever its declared charset: a server's header picks no codec here
+    (docs/libraries.md, L30)."""
     return body.decode("utf-8", "replace")
 
 
@@ -313,7 +314,8 @@ def _quote(body: bytes) -> str:
 
 def _translated(what: str, exc: httpx.HTTPError) -> ComfyUnavailable | ComfyProtocolError:
     """Transport errors mean ComfyUI cannot be reached; any other httpx error (a body that
-    does not decompress, too many redirects) means it answered something unusable."""
+    does not decompress, too many redirects) means it answered something unusable
+    (docs/libraries.md, L30)."""
     reason = one_line(str(exc)) or "no detail"
     if isinstance(exc, httpx.TransportError):
         return ComfyUnavailable(f"ComfyUI unreachable ({type(exc).__name__} on {what}: {reason})")
