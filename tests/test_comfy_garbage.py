@@ -15,6 +15,7 @@ import trio
 from comfy.bodies import PictureFormat, describe_body, describe_head, picture_format
 from comfy.client import MAX_JSON_BYTES, MAX_QUEUE_BYTES, ComfyClient
 from comfy.errors import ComfyError, ComfyProtocolError, ComfyUnavailable
+from comfy.events import BinaryFrame, Garbage, parse_ws_message
 from comfy.follower import Follower
 from comfy.generate import Comfy
 from comfy.messages import ImageRef
@@ -310,6 +311,13 @@ def test_heads_are_quoted_as_text_or_shown_in_hex() -> None:
     assert describe_body(b"ab", content_type="", size=9000) == (
         "no content type, 9000 bytes, starting 'ab'"
     )
+
+
+def test_websocket_frames_nested_past_the_stack_are_garbage_not_a_crash() -> None:
+    assert parse_ws_message("[" * 100_000) == Garbage("text frame is not JSON (100000 chars)")
+    meta = b"[" * 100_000
+    frame = b"\x00\x00\x00\x04" + len(meta).to_bytes(4, "big") + meta
+    assert parse_ws_message(frame) == BinaryFrame(4, None, len(frame))
 
 
 # -- the reconciler survives anything -----------------------------------------------------
