@@ -122,6 +122,17 @@ def _spool_of(job: Job) -> Path | None:
     return Path(job.spool_path) if job.spool_path else None
 
 
+def _holds_picture(spool: Path) -> bool:
+    """Whether the spool file starts like a picture. One that does not (damaged, or kept
+    by a version that did not check what /view returned) is never sent: the job draws
+    again, looking the prompt up on ComfyUI first (lifecycle ``START``)."""
+    try:
+        with spool.open("rb") as file:
+            return picture_format(file.read(SPOOL_HEAD_BYTES)) is not None
+    except OSError:
+        return False
+
+
 async def _run_steps(deps: Deps, runtime: PicturesRuntime, work: _Work, *, resumed: bool) -> None:
     job = work.job
     if work.spool is None:
@@ -155,17 +166,6 @@ async def _run_steps(deps: Deps, runtime: PicturesRuntime, work: _Work, *, resum
                 picture = work.picture if work.picture is not None else work.spool.read_bytes()
                 work.file_id = await _deliver(deps, runtime, job, picture, work.spool.name)
         step = STEPS[step].then
-
-
-def _holds_picture(spool: Path) -> bool:
-    """Whether the spool file starts like a picture. One that does not (damaged, or kept
-    by a version that did not check what /view returned) is never sent: the job draws
-    again, looking the prompt up on ComfyUI first (lifecycle ``START``)."""
-    try:
-        with spool.open("rb") as file:
-            return picture_format(file.read(SPOOL_HEAD_BYTES)) is not None
-    except OSError:
-        return False
 
 
 async def _prepare(deps: Deps, runtime: PicturesRuntime, job: Job) -> dict[str, Any]:
