@@ -4,6 +4,7 @@ answer is read up to a cap; /view must hand back a picture (docs/comfyui.md, C26
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -11,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from comfy.bodies import PictureFormat, describe_body, describe_head, picture_format
-from comfy.client import MAX_JSON_BYTES, MAX_QUEUE_BYTES, ComfyClient
+from comfy.client import MAX_JSON_BYTES, MAX_QUEUE_BYTES, ComfyClient, DownloadedImage
 from comfy.errors import ComfyError, ComfyProtocolError, ComfyUnavailable
 from comfy.events import BinaryFrame, Garbage, parse_ws_message
 from comfy.follower import Follower
@@ -377,3 +380,71 @@ GRAPH_FOR_FAKE: dict[str, Any] = {
     },
     "8": {"class_type": "SaveImage", "inputs": {"filename_prefix": "persona_bot"}},
 }
+
+
+# -- any answer at all ----------------------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(),
+    st.text(max_size=20),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def shaped(keys: list[str]) -> st.SearchStrategy[Any]:
+    """Objects with the keys an endpoint's model reads, holding anything."""
+    return st.dictionaries(st.sampled_from(keys), json_values, max_size=len(keys))
+
+
+documents = st.one_of(
+    json_values,
+    shaped(["queue_running", "queue_pending"]),
+    st.fixed_dictionaries({"queue_pending": st.lists(st.lists(json_values, max_size=3))}),
+    st.dictionaries(st.just("p"), shaped(["outputs", "status"]), max_size=1),
+    st.dictionaries(st.just("LoraLoader"), shaped(["input", "name"]), max_size=1),
+    shaped(["prompt_id", "number", "error", "node_errors", "system", "devices"]),
+)
+bodies = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([PNG_MAGIC, JPEG, WEBP]).map(lambda head: head + b"tail"),
+    documents.map(lambda doc: json.dumps(doc).encode()),
+)
+
+
+@given(
+    status=st.sampled_from([200, 200, 200, 204, 301, 400, 404, 413, 500, 503]),
+    body=bodies,
+    content_type=st.sampled_from(["", "application/json", "text/html; charset=rot13", "image/png"]),
+    encoding=st.sampled_from(["", "gzip", "gzip-broken", "deflate-broken"]),
+)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_answer_is_a_result_or_a_comfy_error(
+    status: int, body: bytes, content_type: str, encoding: str
+) -> None:
+    def reply() -> httpx.Response:
+        headers = {"content-type": content_type} if content_type else {}
+        raw = gzip.compress(body) if encoding == "gzip" else body
+        if encoding:
+            headers["content-encoding"] = encoding.removesuffix("-broken")
+        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(raw))
+
+    async def every_call() -> None:
+        client = client_for(reply)
+        for call in CALLS.values():
+            try:
+                result = await call(client)
+            except ComfyError:
+                continue
+            if isinstance(result, DownloadedImage):
+                assert picture_format(result.data) is not None
+
+    trio.run(every_call)
