@@ -5,6 +5,11 @@ endpoint (Ollama, llama.cpp server, vLLM, OpenAI, OpenRouter) over the process's
 ``httpx.AsyncClient``: one POST, so one HTTP stack and one injectable transport for
 tests. Without it, the persona answers with its offline lines, which is enough to try
 the picture flow. Every LLM failure becomes a polite sentence, never a silent chat.
+
+The answer is streamed and read up to ``MAX_ANSWER_BYTES`` (counted after decompression):
+a server that sends more, or sends it forever within the timeout, costs at most that much
+memory and ends as an ``LlmError``. Its text is decoded here as UTF-8, never through the
+charset its header names (docs/libraries.md, L30).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from bot.personas import Persona
 from store import Turn
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "MAX_REPLY_CHARS",
     "ChatCompletions",
     "LlmError",
@@ -36,6 +42,9 @@ MAX_REPLY_CHARS: Final = 4096  # Telegram's sendMessage limit
 MAX_SCENE_CHARS: Final = 300
 DEFAULT_TIMEOUT_S: Final = 30.0
 QUOTED_BODY_CHARS: Final = 200  # of an unexpected answer, in the error's detail
+# A 400-token answer is a few KB of JSON; servers that add usage, logprobs or reasoning
+# text stay far below this. Anything larger is a misbehaving server or proxy.
+MAX_ANSWER_BYTES: Final = 1024 * 1024
 REPLY_MAX_TOKENS: Final = 400
 SCENE_MAX_TOKENS: Final = 80
 SCENE_SYSTEM_PROMPT: Final = (
@@ -92,7 +101,8 @@ class ChatCompletions:
         """The assistant's text for *messages*.
 
         Raises:
-            LlmError: timeout, network error, non-2xx, or an answer without text.
+            LlmError: timeout, network error, non-2xx, an answer over ``MAX_ANSWER_BYTES``,
+                or an answer without text.
         """
         headers = {}
         if self._api_key is not None:
@@ -105,23 +115,44 @@ class ChatCompletions:
         }
         try:
             with trio.fail_after(self._timeout_s):
-                response = await self._http.post(
-                    self._url, json=body, headers=headers, timeout=self._timeout_s
-                )
+                async with self._http.stream(
+                    "POST", self._url, json=body, headers=headers, timeout=self._timeout_s
+                ) as response:
+                    status = response.status_code
+                    content = await _read_capped(response, limit=MAX_ANSWER_BYTES)
         except trio.TooSlowError:
             raise LlmError(f"no answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise LlmError(f"{type(exc).__name__}: {exc}") from None
-        if response.status_code // 100 != 2:
-            raise LlmError(f"HTTP {response.status_code}: {response.text[:QUOTED_BODY_CHARS]!r}")
+        if status // 100 != 2:
+            raise LlmError(f"HTTP {status}: {_quote(content)!r}")
         try:
-            completion = _Completion.model_validate_json(response.content)
+            completion = _Completion.model_validate_json(content)
         except ValidationError:
-            raise LlmError(f"unexpected answer: {response.text[:QUOTED_BODY_CHARS]!r}") from None
+            raise LlmError(f"unexpected answer: {_quote(content)!r}") from None
         text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
         if not text:
             raise LlmError("the answer has no text")
         return text
+
+
+async def _read_capped(response: httpx.Response, *, limit: int) -> bytes:
+    """The body, decompressed; ``LlmError`` as soon as it passes *limit* bytes."""
+    declared = response.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise LlmError(f"answer of {declared} bytes is over the {limit}-byte cap")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise LlmError(f"answer is over the {limit}-byte cap; stopped reading")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _quote(content: bytes) -> str:
+    return content[: QUOTED_BODY_CHARS * 4].decode("utf-8", "replace")[:QUOTED_BODY_CHARS]
 
 
 def persona_messages(

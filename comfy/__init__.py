@@ -11,6 +11,7 @@ Typical wiring (see ``bot/app.py``)::
     image = await comfy.generate(template.build(params), prompt_id=pid, timeout_s=120)
 """
 
+from comfy.bodies import PictureFormat, describe_body, picture_format
 from comfy.client import ComfyClient
 from comfy.errors import (
     ComfyError,
@@ -40,6 +41,7 @@ __all__ = [
     "GenerationTimedOut",
     "MissingModel",
     "OpenWebsocket",
+    "PictureFormat",
     "ProgressStage",
     "PromptParams",
     "PromptProgress",
@@ -47,5 +49,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowTemplate",
     "check_models",
+    "describe_body",
+    "picture_format",
     "websocket_opener",
 ]

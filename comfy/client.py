@@ -3,9 +3,17 @@
 The caller builds the ``AsyncClient`` with ``base_url`` set to the ComfyUI server (and, in
 tests, ``transport=httpx.MockTransport(fake.handler)``), so the network is one seam.
 Every foreign failure is translated here, once: transport errors and 5xx become
-``ComfyUnavailable``, a 400 from POST /prompt ``PromptRejected``, a body we cannot parse
-``ComfyProtocolError``. Each method is one request and keeps no state, so many tasks may
-call one client at once.
+``ComfyUnavailable``, a 400 from POST /prompt ``PromptRejected``; anything else httpx
+raises (a broken gzip body, too many redirects), a body that is not JSON or not of the
+expected shape, a body over its size cap, and a /view answer that is not a picture become
+``ComfyProtocolError``. Nothing ComfyUI or a proxy in front of it sends escapes as another
+exception (docs/comfyui.md, C26). Each method is one request and keeps no state, so many
+tasks may call one client at once.
+
+Every answer is streamed and read up to a cap (``MAX_JSON_BYTES``, ``MAX_QUEUE_BYTES``,
+``MAX_IMAGE_BYTES``), counted after decompression, so a runaway or hostile body costs at
+most its cap in memory. Bodies are decoded here, never through ``Response.text``, whose
+charset comes from the server's header.
 
 Error bodies vary (docs/comfyui.md, C12): JSON 400 for validation, ``text/plain`` 500 for bad JSON
 or a heap comparison failure, ``text/plain`` 413 for oversize bodies, empty 404/400/403.
@@ -13,12 +21,16 @@ or a heap comparison failure, ``text/plain`` 413 for oversize bodies, empty 404/
 
 from __future__ import annotations
 
+import json
+import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from comfy.bodies import describe_body, picture_format
 from comfy.errors import ComfyProtocolError, ComfyUnavailable, PromptRejected, one_line
 from comfy.messages import (
     HistoryEntry,
@@ -32,17 +44,46 @@ from comfy.messages import (
 )
 from comfy.protocol import QueueSnapshot
 
-__all__ = ["MAX_IMAGE_BYTES", "ComfyClient", "DownloadedImage", "summarize_rejection"]
+__all__ = [
+    "MAX_ERROR_BYTES",
+    "MAX_IMAGE_BYTES",
+    "MAX_JSON_BYTES",
+    "MAX_QUEUE_BYTES",
+    "ComfyClient",
+    "DownloadedImage",
+    "summarize_rejection",
+]
 
 MAX_IMAGE_BYTES: Final = 50 * 1024 * 1024  # an SDXL PNG is a few MB; anything far larger is wrong
+# One prompt's history, one node class's inputs, an acceptance, a 400 with its node errors:
+# kilobytes, a few hundred for a node class listing thousands of LoRAs.
+MAX_JSON_BYTES: Final = 4 * 1024 * 1024
+# GET /queue carries the whole graph of every queued prompt, anyone's, on a shared server.
+MAX_QUEUE_BYTES: Final = 32 * 1024 * 1024
+MAX_ERROR_BYTES: Final = 64 * 1024  # of a 5xx or an unexpected status: enough to quote it
 QUOTED_BODY_CHARS: Final = 120  # of an unexpected body, in an error's detail
 _M = TypeVar("_M", bound=BaseModel)
+
+# A value ComfyUI echoes back in a 400 (``received_value``) is quoted short and shallow.
+_QUOTE_VALUE = reprlib.Repr()
+_QUOTE_VALUE.maxlevel, _QUOTE_VALUE.maxstring, _QUOTE_VALUE.maxother = 3, 80, 80
 
 
 @dataclass(frozen=True, slots=True)
 class DownloadedImage:
+    """A picture from GET /view; ``content_type`` is the format its bytes start with."""
+
     data: bytes
     content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """An answer read in full (up to its cap) while the connection was open."""
+
+    status: int
+    content_type: str
+    body: bytes
 
 
 class ComfyClient:
@@ -58,17 +99,18 @@ class ComfyClient:
             PromptRejected: validation failed (400) or the body was too large (413).
             ComfyUnavailable: unreachable or 5xx. A 500 does not prove nothing was
                 queued (docs/comfyui.md, C10), so callers still clean up.
-            ComfyProtocolError: a prompt_id that is not ours (servers that ignore it).
+            ComfyProtocolError: a prompt_id that is not ours (servers that ignore it), or
+                an answer we cannot read.
         """
         body: dict[str, Any] = {"prompt": graph, "prompt_id": prompt_id}
         if client_id is not None:
             body["client_id"] = client_id
-        response = await self._request("POST", "/prompt", json=body)
-        if response.status_code == 400:
-            raise PromptRejected(summarize_rejection(response))
-        if response.status_code == 413:
-            raise PromptRejected(f"ComfyUI refused the workflow as too large: {response.text}")
-        accepted = self._parse(response, PromptAccepted, "POST /prompt")
+        reply = await self._request("POST", "/prompt", json=body)
+        if reply.status == 400:
+            raise PromptRejected(summarize_rejection(reply.body))
+        if reply.status == 413:
+            raise PromptRejected(f"ComfyUI refused the workflow as too large: {_text(reply.body)}")
+        accepted = self._parse(reply, PromptAccepted, "POST /prompt")
         if accepted.prompt_id != prompt_id:
             raise ComfyProtocolError(
                 f"POST /prompt answered prompt_id {accepted.prompt_id!r}, not ours {prompt_id!r}; "
@@ -77,11 +119,12 @@ class ComfyClient:
 
     async def get_queue(self) -> QueueSnapshot:
         """Running and pending prompt ids, pending in execution order."""
-        body = self._parse(await self._request("GET", "/queue"), QueueBody, "GET /queue")
+        reply = await self._request("GET", "/queue", limit=MAX_QUEUE_BYTES)
+        body = self._parse(reply, QueueBody, "GET /queue")
 
         def ids(items: list[list[Any]]) -> list[tuple[float, str]]:
             return [
-                (float(item[0]) if isinstance(item[0], int | float) else 0.0, item[1])
+                (_priority(item[0]), item[1])
                 for item in items
                 if len(item) >= 2 and isinstance(item[1], str)
             ]
@@ -94,8 +137,7 @@ class ComfyClient:
 
     async def get_history(self, prompt_id: str) -> HistoryEntry | None:
         """The finished entry, or None (``{}``: queued, running, deleted or unknown)."""
-        response = await self._request("GET", f"/history/{prompt_id}")
-        doc = self._json(response, "GET /history")
+        doc = self._json(await self._request("GET", f"/history/{prompt_id}"), "GET /history")
         if not isinstance(doc, dict):
             raise ComfyProtocolError(f"GET /history answered a {type(doc).__name__}, not an object")
         entry = doc.get(prompt_id)
@@ -135,24 +177,28 @@ class ComfyClient:
     async def download(
         self, image: ImageRef, *, max_bytes: int = MAX_IMAGE_BYTES
     ) -> DownloadedImage:
-        """Stream GET /view into memory, refusing anything over *max_bytes*."""
+        """Stream GET /view into memory, refusing anything over *max_bytes*, and anything
+        that is not a PNG, JPEG or WebP picture whatever its ``Content-Type`` says
+        (docs/comfyui.md, C26)."""
         params = {"filename": image.filename, "subfolder": image.subfolder, "type": image.type}
+        what = "GET /view"
+        too_large = f"picture {image.filename!r} is larger than {max_bytes} bytes"
         try:
             async with self._http.stream("GET", "/view", params=params) as response:
-                self._expect_ok(response, "GET /view", read=False)
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise ComfyProtocolError(
-                            f"picture {image.filename!r} is larger than {max_bytes} bytes"
-                        )
-                    chunks.append(chunk)
-                content_type = response.headers.get("content-type", "application/octet-stream")
-        except httpx.TransportError as exc:
-            raise _unavailable("GET /view", exc) from exc
-        return DownloadedImage(b"".join(chunks), content_type.split(";")[0].strip())
+                content_type = response.headers.get("content-type", "")
+                if response.status_code != 200:
+                    body = await _read_capped(response, limit=MAX_ERROR_BYTES, too_large=None)
+                    self._expect_ok(_Reply(response.status_code, content_type, body), what)
+                data = await _read_capped(response, limit=max_bytes, too_large=too_large)
+        except httpx.HTTPError as exc:
+            raise _translated(what, exc) from exc
+        found = picture_format(data)
+        if found is None:
+            raise ComfyProtocolError(
+                f"{what} for {image.filename!r} answered "
+                f"{describe_body(data, content_type=content_type)}, not a PNG, JPEG or WebP picture"
+            )
+        return DownloadedImage(data, found.value)
 
     async def object_info(self, node_class: str) -> NodeInfo | None:
         """The input specs of one node class, or None if the server has no such class."""
@@ -178,59 +224,119 @@ class ComfyClient:
 
     # -- the boundary -------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, *, json: Any = None) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, *, json: Any = None, limit: int = MAX_JSON_BYTES
+    ) -> _Reply:
+        """One request, its answer read up to *limit* bytes; 5xx raises at once."""
+        what = f"{method} {path}"
         try:
-            response = await self._http.request(method, path, json=json)
-        except httpx.TransportError as exc:
-            raise _unavailable(f"{method} {path}", exc) from exc
-        if response.status_code >= 500:
-            quoted = response.text[:QUOTED_BODY_CHARS]
-            raise ComfyUnavailable(
-                f"ComfyUI answered {response.status_code} to {method} {path}: {quoted}"
+            async with self._http.stream(method, path, json=json) as response:
+                status = response.status_code
+                content_type = response.headers.get("content-type", "")
+                if status >= 500:
+                    body = await _read_capped(response, limit=MAX_ERROR_BYTES, too_large=None)
+                    raise ComfyUnavailable(f"ComfyUI answered {status} to {what}: {_quote(body)}")
+                too_large = f"{what} answered more than {limit} bytes, the cap for this answer"
+                body = await _read_capped(response, limit=limit, too_large=too_large)
+        except httpx.HTTPError as exc:
+            raise _translated(what, exc) from exc
+        return _Reply(status, content_type, body)
+
+    def _expect_ok(self, reply: _Reply, what: str) -> None:
+        if reply.status >= 500:
+            raise ComfyUnavailable(f"ComfyUI answered {reply.status} to {what}")
+        if reply.status != 200:
+            raise ComfyProtocolError(
+                f"{what} answered {reply.status} {_quote(reply.body)}".rstrip()
             )
-        return response
 
-    def _expect_ok(self, response: httpx.Response, what: str, *, read: bool = True) -> None:
-        if response.status_code >= 500:
-            raise ComfyUnavailable(f"ComfyUI answered {response.status_code} to {what}")
-        if response.status_code != 200:
-            body = response.text[:QUOTED_BODY_CHARS] if read else ""
-            raise ComfyProtocolError(f"{what} answered {response.status_code} {body}".rstrip())
-
-    def _json(self, response: httpx.Response, what: str) -> Any:
-        self._expect_ok(response, what)
+    def _json(self, reply: _Reply, what: str) -> Any:
+        self._expect_ok(reply, what)
         try:
-            return response.json()
-        except ValueError:
-            raise ComfyProtocolError(f"{what} answered a body that is not JSON") from None
+            return json.loads(reply.body)
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+            found = describe_body(reply.body, content_type=reply.content_type)
+            raise ComfyProtocolError(f"{what} answered {found}, not JSON") from None
 
-    def _parse(self, response: httpx.Response, model: type[_M], what: str) -> _M:
+    def _parse(self, reply: _Reply, model: type[_M], what: str) -> _M:
         try:
-            return model.model_validate(self._json(response, what))
+            return model.model_validate(self._json(reply, what))
         except ValidationError as exc:
             raise ComfyProtocolError(
                 f"{what} answered JSON with {exc.error_count()} bad fields"
             ) from None
 
 
-def _unavailable(what: str, exc: httpx.TransportError) -> ComfyUnavailable:
+async def _read_capped(response: httpx.Response, *, limit: int, too_large: str | None) -> bytes:
+    """The body, decompressed, up to *limit* bytes. Past it: ``ComfyProtocolError``
+    (*too_large*), or, with *too_large* None, the first *limit* bytes (an error page is
+    only quoted)."""
+    declared = _declared_length(response)
+    if too_large is not None and declared is not None and declared > limit:
+        raise ComfyProtocolError(f"{too_large} (Content-Length {declared})")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        if size + len(chunk) > limit:
+            if too_large is not None:
+                raise ComfyProtocolError(too_large)
+            chunks.append(chunk[: limit - size])
+            break
+        size += len(chunk)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _declared_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length", "")
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _priority(number: Any) -> float:
+    """A queue item's ``number``; whatever is not a usable number sorts as 0."""
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return 0.0
+    try:
+        return float(number)
+    except OverflowError:  # an integer too large for a float
+        return math.inf if number > 0 else -math.inf
+
+
+def _text(body: bytes) -> str:
+    """A body as text whatever its declared charset: a server's header picks no codec here
+    (docs/libraries.md, L30)."""
+    return body.decode("utf-8", "replace")
+
+
+def _quote(body: bytes) -> str:
+    return one_line(_text(body[: QUOTED_BODY_CHARS * 4]), limit=QUOTED_BODY_CHARS)
+
+
+def _translated(what: str, exc: httpx.HTTPError) -> ComfyUnavailable | ComfyProtocolError:
+    """Transport errors mean ComfyUI cannot be reached; any other httpx error (a body that
+    does not decompress, too many redirects) means it answered something unusable
+    (docs/libraries.md, L30)."""
     reason = one_line(str(exc)) or "no detail"
-    return ComfyUnavailable(f"ComfyUI unreachable ({type(exc).__name__} on {what}: {reason})")
+    if isinstance(exc, httpx.TransportError):
+        return ComfyUnavailable(f"ComfyUI unreachable ({type(exc).__name__} on {what}: {reason})")
+    return ComfyProtocolError(
+        f"{what} answered something httpx cannot read ({type(exc).__name__}: {reason})"
+    )
 
 
-def summarize_rejection(response: httpx.Response) -> str:
+def summarize_rejection(body: bytes) -> str:
     """One line from a 400: ``node 1 (CheckpointLoaderSimple): ckpt_name 'x' not in list``."""
     try:
-        body = RejectionBody.model_validate(response.json())
-    except (ValueError, ValidationError):
-        return f"ComfyUI rejected the prompt: {one_line(response.text) or 'empty 400 body'}"
+        rejection = RejectionBody.model_validate(json.loads(body))
+    except (ValueError, RecursionError):  # not JSON, or not a rejection (ValidationError)
+        return f"ComfyUI rejected the prompt: {one_line(_text(body)) or 'empty 400 body'}"
     problems: list[str] = []
-    if isinstance(body.node_errors, dict):
-        for node_id, node in body.node_errors.items():
+    if isinstance(rejection.node_errors, dict):
+        for node_id, node in rejection.node_errors.items():
             for item in node.errors:
                 problems.append(f"node {node_id} ({node.class_type or '?'}): {_describe(item)}")
     if not problems:
-        error = body.error
+        error = rejection.error
         if isinstance(error, str):
             problems.append(error)
         elif error is not None:
@@ -247,7 +353,7 @@ def _describe(item: NodeErrorItem) -> str:
     if not isinstance(name, str):
         return f"{item.message}: {item.details}" if item.details else item.message
     if item.type == "value_not_in_list" and "received_value" in info:
-        return f"{name} {info['received_value']!r} not in list"
+        return f"{name} {_QUOTE_VALUE.repr(info['received_value'])} not in list"
     if "received_value" in info:
-        return f"{name} {info['received_value']!r}: {item.message}"
+        return f"{name} {_QUOTE_VALUE.repr(info['received_value'])}: {item.message}"
     return f"{name}: {item.message}"

@@ -13,7 +13,9 @@ Foreign exceptions (httpx, trio-websocket, pydantic) are translated once, in
     ├── GenerationInterrupted  someone else interrupted the prompt on ComfyUI
     ├── GenerationTimedOut     COMFYUI_TIMEOUT_SECONDS ran out (the prompt was cancelled there)
     └── ComfyProtocolError     the server answered something we cannot use (garbage JSON,
-                               a prompt_id that is not ours, a 404 for our picture)
+                               a body that does not decompress or passes its cap, a
+                               prompt_id that is not ours, a 404 for our picture, a /view
+                               answer that is not a picture)
 
 All of them map to the analytics reason ``generation_error`` (docs/product.md, P8); the
 class name and

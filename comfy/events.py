@@ -207,7 +207,7 @@ def parse_ws_message(raw: str | bytes) -> ComfyEvent:
         return _parse_binary(bytes(raw))
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting deeper than the stack (docs/libraries.md, L30)
         return Garbage(f"text frame is not JSON ({len(raw)} chars)")
     if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
         return Garbage("JSON frame without a string 'type'")
@@ -235,7 +235,7 @@ def _parse_binary(raw: bytes) -> ComfyEvent:
         start = 2 * _HEADER.size
         try:
             meta = json.loads(raw[start : start + meta_len])
-        except ValueError:
+        except (ValueError, RecursionError):
             meta = None
         if isinstance(meta, dict) and isinstance(meta.get("prompt_id"), str):
             prompt_id = meta["prompt_id"]

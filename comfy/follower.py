@@ -316,12 +316,10 @@ class Follower:
                 try:
                     probe = await probe_prompt(self._client, watch.prompt_id)
                 except ComfyError as exc:
-                    # once per distinct error: ComfyUI may stay down for the prompt's whole budget
-                    level = (
-                        logging.DEBUG if exc.detail == self._reconcile_error else logging.WARNING
-                    )
-                    log.log(level, "comfy reconcile failed: %s", exc.detail)
-                    self._reconcile_error = exc.detail
+                    self._reconcile_failed(exc.detail)
+                    break
+                except Exception as exc:  # a bug here must not end the follower, nor the process
+                    self._reconcile_failed(f"unexpected {type(exc).__name__}: {exc}", exc=exc)
                     break
                 self._reconcile_error = ""
                 if self._watches.get(watch.prompt_id) is watch:
@@ -329,3 +327,14 @@ class Follower:
                         "comfy reconciled prompt_id=%s: %s", watch.prompt_id, probe.signal.value
                     )
                     self._deliver(self._tracker.reconcile(watch.prompt_id, probe))
+
+    def _reconcile_failed(self, detail: str, *, exc: Exception | None = None) -> None:
+        """Log once per distinct failure: ComfyUI may stay broken for a prompt's whole budget,
+        and the reconciler tries again every ``RECONCILE_INTERVAL_S``."""
+        if detail == self._reconcile_error:
+            log.debug("comfy reconcile failed again: %s", detail)
+        elif exc is not None:
+            log.error("comfy reconcile failed: %s", detail, exc_info=exc)
+        else:
+            log.warning("comfy reconcile failed: %s", detail)
+        self._reconcile_error = detail

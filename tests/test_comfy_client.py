@@ -13,7 +13,7 @@ import pytest
 from comfy.client import ComfyClient, summarize_rejection
 from comfy.errors import ComfyProtocolError, ComfyUnavailable, PromptRejected
 from comfy.messages import ImageRef
-from tests.fakes.comfy import FakeComfy
+from tests.fakes.comfy import PNG_MAGIC, FakeComfy
 
 TRANSCRIPTS = Path(__file__).resolve().parent / "transcripts" / "comfy"
 GRAPH = json.loads((TRANSCRIPTS / "a_success.json").read_text())["http"][4]["request"]["json"][
@@ -86,13 +86,13 @@ async def test_unknown_checkpoint_is_rejected_in_one_line(fake_comfy: FakeComfy)
 )
 def test_recorded_400_bodies_summarise_to_one_line(note: str, expected: str) -> None:
     body = recorded("b_validation.json", note)["response"]["json"]
-    summary = summarize_rejection(httpx.Response(400, json=body))
+    summary = summarize_rejection(json.dumps(body).encode())
     assert summary == f"ComfyUI rejected the prompt: {expected}"
 
 
 def test_old_servers_string_error_and_list_node_errors() -> None:
-    response = httpx.Response(400, json={"error": "no prompt", "node_errors": []})
-    assert summarize_rejection(response) == "ComfyUI rejected the prompt: no prompt"
+    body = json.dumps({"error": "no prompt", "node_errors": []}).encode()
+    assert summarize_rejection(body) == "ComfyUI rejected the prompt: no prompt"
 
 
 async def test_500_text_plain_means_unavailable() -> None:
@@ -184,7 +184,8 @@ async def test_cancel_requests_are_targeted() -> None:
 
 
 async def test_download_streams_with_a_size_cap() -> None:
-    client = client_for(replying(200, content=b"x" * 1000, headers={"content-type": "image/png"}))
+    picture = PNG_MAGIC + b"x" * 992
+    client = client_for(replying(200, content=picture, headers={"content-type": "image/png"}))
     image = await client.download(ImageRef(filename="a.png"), max_bytes=1000)
     assert (len(image.data), image.content_type) == (1000, "image/png")
     with pytest.raises(ComfyProtocolError, match="larger than 999 bytes"):

@@ -2,7 +2,9 @@
 
 A missing file is one loud warning per file, never a crash (docs/product.md, P15): the
 chat works regardless, and pictures for that persona will fail with a clear
-``generation_error`` until it is fixed.
+``generation_error`` until it is fixed. Whatever ComfyUI answers, and whatever goes wrong
+here, the check only logs: it runs beside the chat in the root nursery, and an exception
+out of it would end the process.
 """
 
 from __future__ import annotations
@@ -30,8 +32,13 @@ async def run_preflight(deps: Deps) -> None:
         )
     except ComfyError as exc:
         log.warning(
-            "comfyui preflight: server not reachable (%s); pictures fail until it is", exc.detail
+            "comfyui preflight: cannot list the models (%s: %s); pictures fail until it answers",
+            type(exc).__name__,
+            exc.detail,
         )
+        return
+    except Exception:  # started with start_soon in the root nursery: a bug here must not end it
+        log.exception("comfyui preflight failed; the models were not checked")
         return
     for model in missing:
         folder = "models/checkpoints" if model.kind == "checkpoint" else "models/loras"

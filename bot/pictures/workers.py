@@ -35,7 +35,7 @@ from bot.pictures.queue import Ticket
 from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.settle import settle, tell_user
 from bot.pictures.status import Sending, Waiting
-from comfy import ComfyError, WorkflowError
+from comfy import ComfyError, WorkflowError, describe_body, picture_format
 from store import Job
 
 __all__ = ["DEFAULT_IMAGE_EXTENSION", "JobEnded", "run_job", "run_workers"]
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SCENE_TIMEOUT_S: Final = 20.0  # the LLM's scene description; without it, core + style
 DEFAULT_IMAGE_EXTENSION: Final = ".png"
+SPOOL_HEAD_BYTES: Final = 16  # enough for every picture signature
 
 
 class JobEnded(Exception):
@@ -122,9 +123,25 @@ def _spool_of(job: Job) -> Path | None:
     return Path(job.spool_path) if job.spool_path else None
 
 
+def _holds_picture(spool: Path) -> bool:
+    """Whether the spool file starts like a picture. One that does not (damaged, or kept
+    by a version that did not check what /view returned) is never sent: the job draws
+    again, looking the prompt up on ComfyUI first (lifecycle ``START``)."""
+    try:
+        with spool.open("rb") as file:
+            return picture_format(file.read(SPOOL_HEAD_BYTES)) is not None
+    except OSError:
+        return False
+
+
 async def _run_steps(deps: Deps, runtime: PicturesRuntime, work: _Work, *, resumed: bool) -> None:
     job = work.job
-    has_data = work.spool.is_file() if work.spool is not None else work.graph is not None
+    if work.spool is None:
+        has_data = work.graph is not None
+    else:
+        has_data = _holds_picture(work.spool)
+        if not has_data:
+            work.spool.unlink(missing_ok=True)
     start = start_of(job.state, holds_its_data=has_data, resumed=resumed)
     step: Step | None = start.step
     while step is not None:
@@ -198,6 +215,9 @@ async def _generate(
         )
     except ComfyError as exc:
         raise JobEnded(Exit.GENERATION_FAILED, f"{type(exc).__name__}: {exc.detail}") from None
+    if picture_format(image.data) is None:  # comfy.Comfy checks too; any generator is held to it
+        found = describe_body(image.data, content_type=image.content_type)
+        raise JobEnded(Exit.GENERATION_FAILED, f"the generator returned {found}, not a picture")
     extension = mimetypes.guess_extension(image.content_type) or Path(image.filename).suffix
     spool = runtime.spool_dir / f"{job.job_id}{extension or DEFAULT_IMAGE_EXTENSION}"
     # A few MB written synchronously: shorter than a thread hop, and it keeps the job's
