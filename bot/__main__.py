@@ -26,6 +26,7 @@ from bot.personas import PersonasError
 from bot.pictures.runtime import GeneratorFactory
 from bot.settings import Settings, SettingsError, load_settings
 from bot.telegram.errors import TelegramUnauthorized
+from bot.telegram.redact import Redactor
 from comfy import WorkflowError
 from store import StoreError
 
@@ -107,7 +108,8 @@ def _run_bot(make_generator: GeneratorFactory | None) -> int:
         logging.getLogger("bot").exception("the bot stopped on an unexpected error")
         crashed = True
     if fatal is not None:
-        print(f"cannot start: {_fatal_line(fatal, settings)}", file=sys.stderr)
+        line = Redactor(settings.secrets())(_fatal_line(fatal, settings))
+        print(f"cannot start: {line}", file=sys.stderr)
         return EXIT_CONFIG
     if crashed:
         return EXIT_CRASH
@@ -115,11 +117,10 @@ def _run_bot(make_generator: GeneratorFactory | None) -> int:
 
 
 def _setup_logging(settings: Settings) -> None:
-    secrets = [settings.token.get_secret_value()]
-    if settings.llm_api_key is not None:
-        secrets.append(settings.llm_api_key.get_secret_value())
     setup_logging(
-        level=settings.log_level, json_lines=settings.log_format == "json", secrets=secrets
+        level=settings.log_level,
+        json_lines=settings.log_format == "json",
+        secrets=settings.secrets(),
     )
 
 

@@ -19,6 +19,7 @@ import trio
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from bot.personas import Persona
+from bot.telegram.redact import Redactor
 from store import Turn
 
 __all__ = [
@@ -85,6 +86,8 @@ class ChatCompletions:
         self._model = model
         self._api_key = api_key
         self._timeout_s = timeout_s
+        # A server may echo the key it refused in its error page.
+        self._redact = Redactor([api_key.get_secret_value() if api_key else None])
 
     async def complete(
         self, messages: Sequence[dict[str, str]], *, max_tokens: int, temperature: float = 0.8
@@ -111,17 +114,22 @@ class ChatCompletions:
         except trio.TooSlowError:
             raise LlmError(f"no answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as exc:
-            raise LlmError(f"{type(exc).__name__}: {exc}") from None
+            raise LlmError(self._redact(f"{type(exc).__name__}: {exc}")) from None
         if response.status_code // 100 != 2:
-            raise LlmError(f"HTTP {response.status_code}: {response.text[:QUOTED_BODY_CHARS]!r}")
+            raise LlmError(f"HTTP {response.status_code}: {self._quote(response.text)}")
         try:
             completion = _Completion.model_validate_json(response.content)
         except ValidationError:
-            raise LlmError(f"unexpected answer: {response.text[:QUOTED_BODY_CHARS]!r}") from None
+            raise LlmError(f"unexpected answer: {self._quote(response.text)}") from None
         text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
         if not text:
             raise LlmError("the answer has no text")
         return text
+
+    def _quote(self, body: str) -> str:
+        """The start of a server's *body* for an error; hidden before it is cut, so that no
+        part of a secret survives the cut."""
+        return repr(self._redact(body)[:QUOTED_BODY_CHARS])
 
 
 def persona_messages(

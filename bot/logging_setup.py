@@ -2,7 +2,8 @@
 
 httpx logs each request URL at INFO, and Telegram URLs carry the token
 (docs/libraries.md, L15); its loggers are held at WARNING, and the handler's formatter also
-redacts anything shaped like a bot token, tracebacks included. Filters attached to a
+hides the secrets it is given (the token, the LLM key) in every form, and anything shaped
+like a bot token, tracebacks included (:class:`bot.telegram.redact.Redactor`). Filters attached to a
 *logger* do not see records propagated from child loggers (docs/libraries.md, L16), so
 the redaction lives in the handler's formatter.
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final, TextIO
 
-from bot.telegram.redact import REDACTED, redact_token
+from bot.telegram.redact import Redactor
 
 __all__ = ["EVENT_FIELDS_KEY", "RedactingFormatter", "setup_logging"]
 
@@ -30,16 +31,14 @@ class RedactingFormatter(logging.Formatter):
     def __init__(self, *, json_lines: bool, secrets: Iterable[str] = ()) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._json = json_lines
-        self._secrets = tuple(secret for secret in secrets if secret)
+        self._redactor = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         text = self._format_json(record) if self._json else self._format_plain(record)
         return self.redact(text)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return redact_token(text)
+        return self._redactor(text)
 
     def _format_plain(self, record: logging.LogRecord) -> str:
         fields = getattr(record, EVENT_FIELDS_KEY, None)

@@ -25,6 +25,7 @@ from bot.pictures.prompts import prompt_params
 from bot.settings import Settings, SettingsError, load_settings
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError, TelegramUnauthorized
+from bot.telegram.redact import Redactor
 from comfy import (
     ComfyClient,
     ComfyError,
@@ -276,12 +277,14 @@ def doctor_main() -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(Check("settings", False, str(exc)).line())
+        print(Redactor()(Check("settings", False, str(exc)).line()))
         return 1
     # Retries are worth a line in the bot's log, not in this report.
-    setup_logging(level="ERROR", secrets=[settings.token.get_secret_value()], stream=sys.stderr)
+    setup_logging(level="ERROR", secrets=settings.secrets(), stream=sys.stderr)
     print(Check("settings", True, f"images {'on' if settings.images_available else 'off'}").line())
     checks = trio.run(run_checks, settings)
+    # A check's detail quotes what servers said, and a server may echo a secret.
+    redact = Redactor(settings.secrets())
     for check in checks:
-        print(check.line())
+        print(redact(check.line()))
     return 0 if all(check.ok for check in checks) else 1
