@@ -43,6 +43,7 @@ from bot.telegram.types import Update
 from bot.update_handler import make_handler
 from comfy import Comfy, ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
 from store import Store, open_store, utc_now
+from store.instance_lock import hold_instance_lock
 
 __all__ = ["STOP_GRACE_S", "Stopper", "run"]
 
@@ -114,7 +115,8 @@ async def run(
     template = (
         WorkflowTemplate.from_file(settings.workflow_file) if settings.comfyui_base_url else None
     )
-    with open_store(settings.database_path) as store:
+    # The instance lock before anything touches the database (docs/decisions.md, D20).
+    with hold_instance_lock(settings.database_path), open_store(settings.database_path) as store:
         async with (
             httpx.AsyncClient(transport=telegram_transport, timeout=HTTP_TIMEOUT) as http,
             _comfy_http(settings, comfy_transport) as comfy_http,

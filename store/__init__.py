@@ -14,7 +14,7 @@ import sqlite_utils
 from store.clock import from_iso, to_iso, utc_now
 from store.conversation import Conversation, Turn
 from store.db import MEMORY, connect, translate
-from store.errors import DatabaseLocked, StoreError
+from store.errors import DatabaseLocked, InstanceRunning, StoreError
 from store.events import EventRecord, Events
 from store.jobs import ACTIVE_STATES, Job, Jobs, JobState, QuotaSource
 from store.quota import NewJob, Quota, QuotaView, Refusal, pick_source
@@ -30,6 +30,7 @@ __all__ = [
     "DatabaseLocked",
     "EventRecord",
     "Events",
+    "InstanceRunning",
     "Job",
     "JobState",
     "Jobs",
@@ -91,7 +92,7 @@ def open_store(path: str | Path) -> Store:
         # open sqlite3 shell mid-transaction) is one clear line at start, not a crash later.
         db.execute("BEGIN IMMEDIATE")
         db.execute("ROLLBACK")
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         db.close()
         raise translate(exc, path) from exc
     return Store(db)

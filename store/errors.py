@@ -3,12 +3,13 @@
 ::
 
     StoreError                 the database cannot be used at all
-    └── DatabaseLocked         another process holds a lock on the file
+    ├── DatabaseLocked         another process holds a lock on the file
+    └── InstanceRunning        another bot holds the database's instance lock
 """
 
 from __future__ import annotations
 
-__all__ = ["DatabaseLocked", "StoreError"]
+__all__ = ["DatabaseLocked", "InstanceRunning", "StoreError"]
 
 
 class StoreError(Exception):
@@ -17,3 +18,7 @@ class StoreError(Exception):
 
 class DatabaseLocked(StoreError):
     """Another process holds a write lock on the database file."""
+
+
+class InstanceRunning(StoreError):
+    """Another bot process runs on this database (``store.instance_lock``)."""

@@ -36,6 +36,7 @@ from comfy import (
     websocket_opener,
 )
 from store import StoreError, open_store
+from store.instance_lock import NO_PID, lock_holder
 
 __all__ = ["Check", "doctor_main", "run_checks"]
 
@@ -254,6 +255,7 @@ async def _llm(ctx: _Context) -> list[Check]:
 
 async def _database(ctx: _Context) -> list[Check]:
     path = ctx.settings.database_path
+    holder = lock_holder(path)
     try:
         open_store(path).close()  # migrates, and proves it can take the write lock
     except (StoreError, OSError) as exc:
@@ -262,7 +264,12 @@ async def _database(ctx: _Context) -> list[Check]:
         return [
             Check("database", False, f"{str(path)!r}: {exc}; check DATABASE_PATH and permissions")
         ]
-    return [Check("database", True, f"{str(path)!r} writable and migrated")]
+    checks = [Check("database", True, f"{str(path)!r} writable and migrated")]
+    if holder is not None:
+        # Not a failure: doctor is meant to run beside the bot.
+        who = f"pid {holder}" if holder != NO_PID else "a process"
+        checks.append(Check("instance", True, f"a bot is running on it ({who})"))
+    return checks
 
 
 _WHERE: Final = {
