@@ -7,7 +7,8 @@ previous run, the model preflight, and the chat (long polling feeding the per-ch
 dispatcher).
 A stop request ends polling first, lets the updates in hand finish for
 ``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in SQLite and
-are resumed at the next start.
+are resumed at the next start. A stop before polling has begun (Telegram unreachable at
+boot) has nothing in hand to finish and ends the process at once.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from bot.pictures.uploading import run_chat_actions
 from bot.pictures.workers import run_workers
 from bot.settings import Settings
 from bot.signals import run_signal_watcher
-from bot.startup import set_commands, wait_for_telegram
+from bot.startup import route_to, set_commands, until_answered, wait_for_telegram
 from bot.telegram.client import TelegramApi
 from bot.telegram.dispatcher import run_dispatcher
 from bot.telegram.polling import prepare_polling, run_polling
@@ -75,10 +76,15 @@ class Stopper:
             self.stop()
 
     def stop(self) -> None:
-        """Stop polling now; cancel everything else after the grace period."""
+        """Stop polling now; cancel everything else after the grace period.
+
+        Before polling has begun, no update is in hand: everything is cancelled at once.
+        """
         self.requested.set()
         if self._polling is not None:
             self._polling.cancel()
+        elif self._root is not None:
+            self._root.cancel()
         if self._root is not None:
             self._root.deadline = min(self._root.deadline, trio.current_time() + STOP_GRACE_S)
 
@@ -115,8 +121,17 @@ async def run(
     template = (
         WorkflowTemplate.from_file(settings.workflow_file) if settings.comfyui_base_url else None
     )
+    route = route_to(str(settings.telegram_api_base))
     # The instance lock before anything touches the database (docs/decisions.md, D20).
     with hold_instance_lock(settings.database_path), open_store(settings.database_path) as store:
+        # Before the first network call: an operator whose network is down still sees
+        # what this process is and where it is trying to go.
+        log.info(
+            "bot starting: replies=%s images=%s telegram=%s",
+            "llm" if settings.llm_base_url else "offline lines",
+            "on" if settings.images_available else "off",
+            route,
+        )
         async with (
             httpx.AsyncClient(transport=telegram_transport, timeout=HTTP_TIMEOUT) as http,
             _comfy_http(settings, comfy_transport) as comfy_http,
@@ -128,7 +143,17 @@ async def run(
             api = TelegramApi(
                 http, settings.token, base_url=str(settings.telegram_api_base), rng=rng
             )
-            me = await wait_for_telegram(api, rng=rng)
+            # One try per start-up cycle: an outage is one log line per cycle, and the
+            # cycles wait it out (bot.startup).
+            once = TelegramApi(
+                http,
+                settings.token,
+                base_url=str(settings.telegram_api_base),
+                rng=rng,
+                max_attempts=1,
+                max_rate_limit_waits=1,
+            )
+            me = await wait_for_telegram(once, route=route, rng=rng)
             pictures = _pictures(
                 settings, api, store, template, comfy_http, open_ws, rng, make_generator
             )
@@ -137,13 +162,10 @@ async def run(
                 llm=_llm(settings, http), rng=rng, now=now, bot_username=me.username,
                 pictures=pictures,
             )  # fmt: skip
-            log.info(
-                "bot @%s starting: replies=%s images=%s",
-                me.username,
-                "llm" if deps.llm else "offline lines",
-                "on" if settings.images_available else "off",
+            log.info("bot @%s is online", me.username)
+            await until_answered(
+                partial(prepare_polling, once), what="getWebhookInfo", route=route, rng=rng
             )
-            await prepare_polling(api)
             await set_commands(api)
             await _start_pictures(root, deps)
             await _run_chat(deps, stopper, task_status=task_status)

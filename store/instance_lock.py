@@ -10,7 +10,7 @@ The holder's pid is written into the file for the operator; the lock, not the pi
 what counts.
 
 Readers (``stats``) and ``doctor`` never take the lock; ``doctor`` only asks who holds it
-(:func:`lock_holder`). See docs/decisions.md, D20.
+(:func:`lock_holder`). See docs/decisions.md, D20, and docs/libraries.md, L31.
 """
 
 from __future__ import annotations
