@@ -31,6 +31,7 @@ from bot.pictures.preflight import run_preflight
 from bot.pictures.queue import JobQueue
 from bot.pictures.recovery import resume_unfinished
 from bot.pictures.runtime import GeneratorFactory, PicturesRuntime
+from bot.pictures.spool import spool_folder
 from bot.pictures.status import StatusBoard
 from bot.pictures.uploading import run_chat_actions
 from bot.pictures.workers import run_workers
@@ -200,7 +201,7 @@ def _pictures(
     follower = Follower(
         client, open_ws or websocket_opener(str(settings.comfyui_base_url)), rng=rng
     )
-    spool_dir = settings.database_path.parent / "spool"
+    spool_dir = spool_folder(settings.database_path)
     spool_dir.mkdir(parents=True, exist_ok=True)
     board = StatusBoard(api, store.jobs)
     return PicturesRuntime(

@@ -28,11 +28,12 @@ import trio
 
 from bot.deps import Deps
 from bot.pictures.delivery import DeliveryFailed, send_picture
-from bot.pictures.lifecycle import STEPS, Exit, Step, start_of
+from bot.pictures.lifecycle import ENDS, STEPS, Exit, Step, start_of
 from bot.pictures.prompts import describe_scene, prompt_params
 from bot.pictures.queue import Ticket
 from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.settle import settle, tell_user
+from bot.pictures.spool import discard
 from bot.pictures.status import Sending, Waiting
 from comfy import ComfyError, WorkflowError
 from store import Job
@@ -113,8 +114,8 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
     if settle(deps, job, exit_, detail=detail, file_id=work.file_id):
         await tell_user(deps, job, exit_)
     runtime.board.close(job.job_id)
-    if work.spool is not None and exit_ is Exit.DELIVERED:
-        work.spool.unlink(missing_ok=True)
+    if ENDS[exit_].final:  # delivered or failed: the picture on disk has no use left
+        discard(work.spool)
 
 
 def _spool_of(job: Job) -> Path | None:
