@@ -27,6 +27,7 @@ import trio
 from bot.deps import Deps
 from bot.llm import ChatCompletions
 from bot.personas import load_personas
+from bot.pictures.deliveries import Deliveries
 from bot.pictures.preflight import run_preflight
 from bot.pictures.queue import JobQueue
 from bot.pictures.recovery import resume_unfinished
@@ -63,16 +64,23 @@ class Stopper:
     def __init__(self) -> None:
         self._polling: trio.CancelScope | None = None
         self._root: trio.CancelScope | None = None
+        self._deliveries: Deliveries | None = None
         self.requested = trio.Event()
 
     def attach(
-        self, *, root: trio.CancelScope | None = None, polling: trio.CancelScope | None = None
+        self,
+        *,
+        root: trio.CancelScope | None = None,
+        polling: trio.CancelScope | None = None,
+        deliveries: Deliveries | None = None,
     ) -> None:
         """Hand over the scopes a stop acts on; a stop asked for earlier applies at once."""
         if root is not None:
             self._root = root
         if polling is not None:
             self._polling = polling
+        if deliveries is not None:
+            self._deliveries = deliveries
         if self.requested.is_set():
             self.stop()
 
@@ -80,8 +88,11 @@ class Stopper:
         """Stop polling now; cancel everything else after the grace period.
 
         Before polling has begun, no update is in hand: everything is cancelled at once.
+        Uploads in flight are shielded and get ``DELIVERY_GRACE_S`` to finish either way.
         """
         self.requested.set()
+        if self._deliveries is not None:
+            self._deliveries.bound()
         if self._polling is not None:
             self._polling.cancel()
         elif self._root is not None:
@@ -90,6 +101,8 @@ class Stopper:
             self._root.deadline = min(self._root.deadline, trio.current_time() + STOP_GRACE_S)
 
     def force(self) -> None:
+        if self._deliveries is not None:
+            self._deliveries.cut()
         if self._root is not None:
             self._root.cancel()
 
@@ -158,6 +171,8 @@ async def run(
             pictures = _pictures(
                 settings, api, store, template, comfy_http, open_ws, rng, make_generator
             )
+            if pictures is not None:
+                stopper.attach(deliveries=pictures.deliveries)
             deps = Deps(
                 api=api, store=store, personas=personas, settings=settings,
                 llm=_llm(settings, http), rng=rng, now=now, bot_username=me.username,

@@ -198,19 +198,28 @@ async def _generate(
 async def _deliver(
     deps: Deps, runtime: PicturesRuntime, job: Job, picture: bytes, filename: str
 ) -> str:
-    """Send the picture; from here on a cancel press finds nothing to cancel."""
+    """Send the picture; from here on a cancel press finds nothing to cancel, and a stop
+    lets the upload finish within its grace (:mod:`bot.pictures.deliveries`)."""
     runtime.queue.delivering(job.job_id)
     runtime.board.show(job.job_id, Sending())
-    try:
-        return await send_picture(
-            deps,
-            chat_id=job.chat_id,
-            reply_to=job.message_id,
-            data=picture,
-            filename=filename,
-        )
-    except DeliveryFailed as exc:
-        if exc.blocked:
-            deps.store.users.set_blocked(job.user_id, blocked=True, now=deps.now())
-            raise JobEnded(Exit.USER_BLOCKED, exc.detail) from None
-        raise JobEnded(Exit.SEND_REFUSED, exc.detail) from None
+    with runtime.deliveries.shielded():
+        try:
+            return await send_picture(
+                deps,
+                chat_id=job.chat_id,
+                reply_to=job.message_id,
+                data=picture,
+                filename=filename,
+            )
+        except DeliveryFailed as exc:
+            if exc.blocked:
+                deps.store.users.set_blocked(job.user_id, blocked=True, now=deps.now())
+                raise JobEnded(Exit.USER_BLOCKED, exc.detail) from None
+            raise JobEnded(Exit.SEND_REFUSED, exc.detail) from None
+    # Only a stop bounds a delivery: its grace ran out mid-upload. The job stays active
+    # and the next start sends the picture again (docs/decisions.md, D8).
+    log.warning(
+        "upload cut short by the stop job=%s; it is sent again at the next start", job.job_id
+    )
+    await trio.lowlevel.checkpoint()  # the stop's cancel lands here
+    raise RuntimeError(f"delivery of job {job.job_id} cut short without a stop")
