@@ -5,8 +5,9 @@
     python -m bot stats [--since 7d]   the picture report from the database
 
 Start-up problems an operator must fix (a bad setting, an unreadable personas file, a
-broken workflow template, a locked database, a token Telegram refuses) end the process
-with one line on stderr and exit code 2; nothing else is printed for them. A wrong
+broken workflow template, a locked or damaged database, another bot already running on the
+same database, a token Telegram refuses) end the process with one line on stderr and exit
+code 2; nothing else is printed for them. A wrong
 command line prints the usage and exits with 2 as well.
 """
 

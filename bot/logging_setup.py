@@ -3,9 +3,11 @@
 httpx logs each request URL at INFO, and Telegram URLs carry the token
 (docs/libraries.md, L15); its loggers are held at WARNING, and the handler's formatter also
 hides the secrets it is given (the token, the LLM key) in every form, and anything shaped
-like a bot token, tracebacks included (:class:`bot.telegram.redact.Redactor`). Filters attached to a
-*logger* do not see records propagated from child loggers (docs/libraries.md, L16), so
-the redaction lives in the handler's formatter.
+like a bot token, tracebacks included (:class:`bot.telegram.redact.Redactor`). Filters
+attached to a *logger* do not see records propagated from child loggers
+(docs/libraries.md, L16), so the redaction lives in the handler's formatter. An exception
+nothing caught would be printed by Python itself, past the formatter, so
+``sys.excepthook`` goes through the handler too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Final, TextIO
 
 from bot.telegram.redact import Redactor
@@ -87,4 +90,12 @@ def setup_logging(
     root.setLevel(level)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    sys.excepthook = _log_uncaught
     return handler
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    """Python's last word on an exception nothing caught, through the redacting handler."""
+    logging.getLogger("bot").critical("uncaught exception", exc_info=(exc_type, exc, tb))

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import random
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,3 +231,21 @@ def test_settings_name_their_secrets() -> None:
     settings = load_settings(env_file=None, telegram_bot_token=TOKEN, llm_api_key=LLM_KEY)
     assert sorted(settings.secrets()) == sorted([TOKEN, LLM_KEY])
     assert load_settings(env_file=None, require_token=False).secrets() == ()
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_a_traceback_nothing_caught_goes_through_the_redacting_handler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test
+    stream = io.StringIO()
+    setup_logging(secrets=[TOKEN, LLM_KEY], stream=stream)
+    try:
+        raise ValueError(f"proxy said /bot{quote(TOKEN, safe='')}/getMe with key {LLM_KEY}")
+    except ValueError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    text = stream.getvalue()
+    assert "uncaught exception" in text
+    assert "Traceback (most recent call last)" in text
+    assert leaks(text) == []
+    assert LLM_KEY not in text
