@@ -18,16 +18,20 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from bot.deps import Deps
 from bot.llm import QUOTED_BODY_CHARS, ChatCompletions, LlmError
 from bot.logging_setup import setup_logging
 from bot.ops import doctor
 from bot.ops.doctor import Check, doctor_main
-from bot.ops.stats import stats_main
-from bot.settings import Settings, load_settings
+from bot.ops.stats import handle_stats, stats_main
+from bot.personas import load_personas
+from bot.routing import AdminCmd, Context
+from bot.settings import SHIPPED_PERSONAS, Settings, load_settings
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramBadRequest, TelegramServerError, parse_response
 from bot.telegram.redact import REDACTED, Redactor, redact_token, secret_forms
 from store import EventRecord, open_store
+from tests.fakes.telegram import FakeTelegram
 
 TOKEN = "7412589630:AAH-secretHalfOfTheToken_0123456789xyz"
 SECRET_HALF = TOKEN.split(":", 1)[1]
@@ -225,6 +229,32 @@ def test_stats_output_hides_the_configured_secrets(
 
 def _now() -> datetime:
     return datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+async def test_the_admins_stats_message_hides_the_configured_secrets(
+    fake_telegram: FakeTelegram, telegram_api: TelegramApi
+) -> None:
+    with open_store(":memory:") as store:
+        store.events.add(EventRecord(ts=_now(), event="image_requested", persona=LLM_KEY))
+        deps = Deps(
+            api=telegram_api,
+            store=store,
+            personas=load_personas(SHIPPED_PERSONAS),
+            settings=load_settings(
+                env_file=None, telegram_bot_token=TOKEN, llm_api_key=LLM_KEY, admin_user_ids="42"
+            ),
+            llm=None,
+            rng=random.Random(1),
+            now=_now,
+        )
+        fake_telegram.user_says("x", user_id=42)
+        ctx = Context(
+            chat_id=42, chat_type="private", user_id=42, first_name="A", language_code="en"
+        )
+        await handle_stats(deps, AdminCmd(ctx=ctx, name="stats", args=()))
+    (text,) = fake_telegram.texts_to(42)
+    assert LLM_KEY not in text
+    assert REDACTED in text
 
 
 def test_settings_name_their_secrets() -> None:
