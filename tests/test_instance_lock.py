@@ -33,8 +33,8 @@ def test_a_second_holder_is_refused_with_one_line_naming_the_database(tmp_path: 
             "stop it first, or give this one its own DATABASE_PATH"
         )
     assert lock_holder(database) is None  # released with the block
-    with hold_instance_lock(database):  # and the file left behind is no obstacle
-        pass
+    with hold_instance_lock(database):  # the file left behind is no obstacle
+        assert lock_holder(database) == os.getpid()
 
 
 def test_asking_who_holds_the_lock_creates_nothing(tmp_path: Path) -> None:
@@ -42,9 +42,12 @@ def test_asking_who_holds_the_lock_creates_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_in_memory_database_needs_no_lock_file(tmp_path: Path) -> None:
+def test_an_in_memory_database_needs_no_lock_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     with hold_instance_lock(":memory:"), hold_instance_lock(":memory:"):
-        pass
+        assert list(tmp_path.iterdir()) == []  # and two holders are no conflict
 
 
 def test_a_lock_file_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ async def test_a_start_sweeps_orphans_and_keeps_the_picture_an_active_job_waits_
     fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    await leave_a_downloaded_job(nursery, tmp_path, fake_telegram, fake_comfy)
+    name = await leave_a_downloaded_job(nursery, tmp_path, fake_telegram, fake_comfy)
     folder = tmp_path / "data" / "spool"
     # Left by jobs that ended in a process that died before deleting them.
     (folder / "0123456789abcdef0123456789abcdef.png").write_bytes(b"old picture")
@@ -145,7 +145,7 @@ async def test_a_start_sweeps_orphans_and_keeps_the_picture_an_active_job_waits_
     fake_telegram.latency_s["sendPhoto"] = 30  # the sweep is over before the photo is sent
     bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     await trio.sleep(1)
-    assert len(spool_files(tmp_path)) == 1  # the active job's picture, and nothing else
+    assert spool_files(tmp_path) == [name]  # the active job's picture, and nothing else
     await fake_telegram.wait_for(lambda: len(uploads(fake_telegram)) == 1, timeout_s=300)
     await settled(bot)
     assert len(fake_comfy.submitted) == 1  # delivered from the file, not drawn again
