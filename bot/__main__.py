@@ -5,8 +5,9 @@
     python -m bot stats [--since 7d]   the picture report from the database
 
 Start-up problems an operator must fix (a bad setting, an unreadable personas file, a
-broken workflow template, a locked database, a token Telegram refuses) end the process
-with one line on stderr and exit code 2; nothing else is printed for them. A wrong
+broken workflow template, a locked or damaged database, another bot already running on the
+same database, a token Telegram refuses) end the process with one line on stderr and exit
+code 2; nothing else is printed for them. A wrong
 command line prints the usage and exits with 2 as well.
 """
 
@@ -26,6 +27,7 @@ from bot.personas import PersonasError
 from bot.pictures.runtime import GeneratorFactory
 from bot.settings import Settings, SettingsError, load_settings
 from bot.telegram.errors import TelegramUnauthorized
+from bot.telegram.redact import Redactor
 from comfy import WorkflowError
 from store import StoreError
 
@@ -107,7 +109,8 @@ def _run_bot(make_generator: GeneratorFactory | None) -> int:
         logging.getLogger("bot").exception("the bot stopped on an unexpected error")
         crashed = True
     if fatal is not None:
-        print(f"cannot start: {_fatal_line(fatal, settings)}", file=sys.stderr)
+        line = Redactor(settings.secrets())(_fatal_line(fatal, settings))
+        print(f"cannot start: {line}", file=sys.stderr)
         return EXIT_CONFIG
     if crashed:
         return EXIT_CRASH
@@ -115,11 +118,10 @@ def _run_bot(make_generator: GeneratorFactory | None) -> int:
 
 
 def _setup_logging(settings: Settings) -> None:
-    secrets = [settings.token.get_secret_value()]
-    if settings.llm_api_key is not None:
-        secrets.append(settings.llm_api_key.get_secret_value())
     setup_logging(
-        level=settings.log_level, json_lines=settings.log_format == "json", secrets=secrets
+        level=settings.log_level,
+        json_lines=settings.log_format == "json",
+        secrets=settings.secrets(),
     )
 
 

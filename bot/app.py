@@ -7,7 +7,8 @@ previous run, the model preflight, and the chat (long polling feeding the per-ch
 dispatcher).
 A stop request ends polling first, lets the updates in hand finish for
 ``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in SQLite and
-are resumed at the next start.
+are resumed at the next start. A stop before polling has begun (Telegram unreachable at
+boot) has nothing in hand to finish and ends the process at once.
 """
 
 from __future__ import annotations
@@ -26,16 +27,18 @@ import trio
 from bot.deps import Deps
 from bot.llm import ChatCompletions
 from bot.personas import load_personas
+from bot.pictures.deliveries import Deliveries
 from bot.pictures.preflight import run_preflight
 from bot.pictures.queue import JobQueue
 from bot.pictures.recovery import resume_unfinished
 from bot.pictures.runtime import GeneratorFactory, PicturesRuntime
+from bot.pictures.spool import spool_folder
 from bot.pictures.status import StatusBoard
 from bot.pictures.uploading import run_chat_actions
 from bot.pictures.workers import run_workers
 from bot.settings import Settings
 from bot.signals import run_signal_watcher
-from bot.startup import set_commands, wait_for_telegram
+from bot.startup import route_to, set_commands, until_answered, wait_for_telegram
 from bot.telegram.client import TelegramApi
 from bot.telegram.dispatcher import run_dispatcher
 from bot.telegram.polling import prepare_polling, run_polling
@@ -44,6 +47,7 @@ from bot.throttle import UserLimits
 from bot.update_handler import make_handler, make_throttle
 from comfy import Comfy, ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
 from store import Store, open_store, utc_now
+from store.instance_lock import hold_instance_lock
 
 __all__ = ["STOP_GRACE_S", "Stopper", "run"]
 
@@ -61,28 +65,45 @@ class Stopper:
     def __init__(self) -> None:
         self._polling: trio.CancelScope | None = None
         self._root: trio.CancelScope | None = None
+        self._deliveries: Deliveries | None = None
         self.requested = trio.Event()
 
     def attach(
-        self, *, root: trio.CancelScope | None = None, polling: trio.CancelScope | None = None
+        self,
+        *,
+        root: trio.CancelScope | None = None,
+        polling: trio.CancelScope | None = None,
+        deliveries: Deliveries | None = None,
     ) -> None:
         """Hand over the scopes a stop acts on; a stop asked for earlier applies at once."""
         if root is not None:
             self._root = root
         if polling is not None:
             self._polling = polling
+        if deliveries is not None:
+            self._deliveries = deliveries
         if self.requested.is_set():
             self.stop()
 
     def stop(self) -> None:
-        """Stop polling now; cancel everything else after the grace period."""
+        """Stop polling now; cancel everything else after the grace period.
+
+        Before polling has begun, no update is in hand: everything is cancelled at once.
+        Uploads in flight are shielded and get ``DELIVERY_GRACE_S`` to finish either way.
+        """
         self.requested.set()
+        if self._deliveries is not None:
+            self._deliveries.bound()
         if self._polling is not None:
             self._polling.cancel()
+        elif self._root is not None:
+            self._root.cancel()
         if self._root is not None:
             self._root.deadline = min(self._root.deadline, trio.current_time() + STOP_GRACE_S)
 
     def force(self) -> None:
+        if self._deliveries is not None:
+            self._deliveries.cut()
         if self._root is not None:
             self._root.cancel()
 
@@ -115,7 +136,17 @@ async def run(
     template = (
         WorkflowTemplate.from_file(settings.workflow_file) if settings.comfyui_base_url else None
     )
-    with open_store(settings.database_path) as store:
+    route = route_to(str(settings.telegram_api_base))
+    # The instance lock before anything touches the database (docs/decisions.md, D22).
+    with hold_instance_lock(settings.database_path), open_store(settings.database_path) as store:
+        # Before the first network call: an operator whose network is down still sees
+        # what this process is and where it is trying to go.
+        log.info(
+            "bot starting: replies=%s images=%s telegram=%s",
+            "llm" if settings.llm_base_url else "offline lines",
+            "on" if settings.images_available else "off",
+            route,
+        )
         async with (
             httpx.AsyncClient(transport=telegram_transport, timeout=HTTP_TIMEOUT) as http,
             _comfy_http(settings, comfy_transport) as comfy_http,
@@ -127,10 +158,22 @@ async def run(
             api = TelegramApi(
                 http, settings.token, base_url=str(settings.telegram_api_base), rng=rng
             )
-            me = await wait_for_telegram(api, rng=rng)
+            # One try per start-up cycle: an outage is one log line per cycle, and the
+            # cycles wait it out (bot.startup).
+            once = TelegramApi(
+                http,
+                settings.token,
+                base_url=str(settings.telegram_api_base),
+                rng=rng,
+                max_attempts=1,
+                max_rate_limit_waits=1,
+            )
+            me = await wait_for_telegram(once, route=route, rng=rng)
             pictures = _pictures(
                 settings, api, store, template, comfy_http, open_ws, rng, make_generator
             )
+            if pictures is not None:
+                stopper.attach(deliveries=pictures.deliveries)
             deps = Deps(
                 api=api, store=store, personas=personas, settings=settings,
                 llm=_llm(settings, http), rng=rng, now=now, bot_username=me.username,
@@ -139,13 +182,10 @@ async def run(
                     llm_replies=settings.llm_replies_per_user_per_minute,
                 ),
             )  # fmt: skip
-            log.info(
-                "bot @%s starting: replies=%s images=%s",
-                me.username,
-                "llm" if deps.llm else "offline lines",
-                "on" if settings.images_available else "off",
+            log.info("bot @%s is online", me.username)
+            await until_answered(
+                partial(prepare_polling, once), what="getWebhookInfo", route=route, rng=rng
             )
-            await prepare_polling(api)
             await set_commands(api)
             await _start_pictures(root, deps)
             await _run_chat(deps, stopper, task_status=task_status)
@@ -180,7 +220,7 @@ def _pictures(
     follower = Follower(
         client, open_ws or websocket_opener(str(settings.comfyui_base_url)), rng=rng
     )
-    spool_dir = settings.database_path.parent / "spool"
+    spool_dir = spool_folder(settings.database_path)
     spool_dir.mkdir(parents=True, exist_ok=True)
     board = StatusBoard(api, store.jobs)
     return PicturesRuntime(

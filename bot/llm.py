@@ -24,6 +24,7 @@ import trio
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from bot.personas import Persona
+from bot.telegram.redact import Redactor
 from store import Turn
 
 __all__ = [
@@ -94,6 +95,8 @@ class ChatCompletions:
         self._model = model
         self._api_key = api_key
         self._timeout_s = timeout_s
+        # A server may echo the key it refused in its error page.
+        self._redact = Redactor([api_key.get_secret_value() if api_key else None])
 
     async def complete(
         self, messages: Sequence[dict[str, str]], *, max_tokens: int, temperature: float = 0.8
@@ -123,17 +126,23 @@ class ChatCompletions:
         except trio.TooSlowError:
             raise LlmError(f"no answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as exc:
-            raise LlmError(f"{type(exc).__name__}: {exc}") from None
+            raise LlmError(self._redact(f"{type(exc).__name__}: {exc}")) from None
         if status // 100 != 2:
-            raise LlmError(f"HTTP {status}: {_quote(content)!r}")
+            raise LlmError(f"HTTP {status}: {self._quote(content)}")
         try:
             completion = _Completion.model_validate_json(content)
         except ValidationError:
-            raise LlmError(f"unexpected answer: {_quote(content)!r}") from None
+            raise LlmError(f"unexpected answer: {self._quote(content)}") from None
         text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
         if not text:
             raise LlmError("the answer has no text")
         return text
+
+    def _quote(self, content: bytes) -> str:
+        """The start of a server's body for an error; hidden before it is cut, so that no
+        part of a secret survives the cut."""
+        text = content[: QUOTED_BODY_CHARS * 4].decode("utf-8", "replace")
+        return repr(self._redact(text)[:QUOTED_BODY_CHARS])
 
 
 async def _read_capped(response: httpx.Response, *, limit: int) -> bytes:
@@ -149,10 +158,6 @@ async def _read_capped(response: httpx.Response, *, limit: int) -> bytes:
             raise LlmError(f"answer is over the {limit}-byte cap; stopped reading")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _quote(content: bytes) -> str:
-    return content[: QUOTED_BODY_CHARS * 4].decode("utf-8", "replace")[:QUOTED_BODY_CHARS]
 
 
 def persona_messages(

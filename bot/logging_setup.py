@@ -2,9 +2,12 @@
 
 httpx logs each request URL at INFO, and Telegram URLs carry the token
 (docs/libraries.md, L15); its loggers are held at WARNING, and the handler's formatter also
-redacts anything shaped like a bot token, tracebacks included. Filters attached to a
-*logger* do not see records propagated from child loggers (docs/libraries.md, L16), so
-the redaction lives in the handler's formatter.
+hides the secrets it is given (the token, the LLM key) in every form, and anything shaped
+like a bot token, tracebacks included (:class:`bot.telegram.redact.Redactor`). Filters
+attached to a *logger* do not see records propagated from child loggers
+(docs/libraries.md, L16), so the redaction lives in the handler's formatter. An exception
+nothing caught would be printed by Python itself, past the formatter, so
+``sys.excepthook`` goes through the handler too.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Final, TextIO
 
-from bot.telegram.redact import REDACTED, redact_token
+from bot.telegram.redact import Redactor
 
 __all__ = ["EVENT_FIELDS_KEY", "RedactingFormatter", "setup_logging"]
 
@@ -30,16 +34,14 @@ class RedactingFormatter(logging.Formatter):
     def __init__(self, *, json_lines: bool, secrets: Iterable[str] = ()) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._json = json_lines
-        self._secrets = tuple(secret for secret in secrets if secret)
+        self._redactor = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         text = self._format_json(record) if self._json else self._format_plain(record)
         return self.redact(text)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return redact_token(text)
+        return self._redactor(text)
 
     def _format_plain(self, record: logging.LogRecord) -> str:
         fields = getattr(record, EVENT_FIELDS_KEY, None)
@@ -88,4 +90,12 @@ def setup_logging(
     root.setLevel(level)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    sys.excepthook = _log_uncaught
     return handler
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    """Python's last word on an exception nothing caught, through the redacting handler."""
+    logging.getLogger("bot").critical("uncaught exception", exc_info=(exc_type, exc, tb))

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         """May *user_id* run ``/grant``, ``/subscribe`` and ``/stats``?"""
         return user_id in self.admin_user_ids
 
+    def secrets(self) -> tuple[str, ...]:
+        """The values every output hides (:class:`bot.telegram.redact.Redactor`)."""
+        values = (getattr(self, name) for name in sorted(SECRET_FIELDS))
+        return tuple(value.get_secret_value() for value in values if value is not None)
+
 
 def load_settings(
     *, env_file: str | Path | None = ".env", require_token: bool = True, **overrides: object

@@ -1,33 +1,76 @@
-"""What the bot does with Telegram before it polls: find itself, publish its commands.
+"""What the bot does with Telegram before it polls: find itself, make room for polling,
+publish its commands.
 
-A network outage at boot is waited out (with backoff, one warning per try) instead of
-ending the process; a token Telegram refuses ends it at once, since no wait will fix it.
+An outage at boot (no network, a proxy needed and not set, Telegram down) is waited out
+instead of ending the process: each call is tried once per cycle (the client's own
+retries are off, so an outage is one log line per cycle, naming where the bot is trying to
+go and when it tries next), with the project's backoff between cycles, and a 429's own
+wait when Telegram names one. A token Telegram refuses ends the start at once, since no
+wait will fix it. httpx honours ``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` from the
+environment (docs/libraries.md, L31), so the route line names the proxy it will use.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final, TypeVar
+from urllib.parse import urlsplit
+from urllib.request import getproxies
 
 import trio
 
 from bot.telegram.client import TelegramApi
-from bot.telegram.errors import TelegramError, TelegramUnauthorized
+from bot.telegram.errors import TelegramError, TelegramRetryAfter, TelegramUnauthorized
 from bot.telegram.types import BotCommand, User
 from bot.texts import COMMAND_MENU
 from comfy.backoff import backoff_delays
 
-__all__ = ["set_commands", "wait_for_telegram"]
+__all__ = [
+    "STARTUP_BACKOFF_INITIAL_S",
+    "STARTUP_BACKOFF_MAX_S",
+    "route_to",
+    "set_commands",
+    "until_answered",
+    "wait_for_telegram",
+]
 
 log = logging.getLogger(__name__)
 
 STARTUP_BACKOFF_INITIAL_S: Final = 2.0
 STARTUP_BACKOFF_MAX_S: Final = 60.0
 
+T = TypeVar("T")
 
-async def wait_for_telegram(api: TelegramApi, *, rng: random.Random) -> User:
-    """``getMe`` until Telegram answers; the bot's own user.
+
+def route_to(base_url: str, proxies: Mapping[str, str] | None = None) -> str:
+    """Where the Bot API calls go: ``api.telegram.org``, or ``api.telegram.org via proxy
+    host:port``; *proxies* as ``urllib.request.getproxies()`` reads them (the default).
+
+    Only the proxy's host and port are named: its URL may carry a password.
+    """
+    url = urlsplit(base_url)
+    host = url.netloc.rpartition("@")[2] or base_url
+    proxies = getproxies() if proxies is None else proxies
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or _bypassed(url.hostname or "", proxies.get("no", "")):
+        return host
+    return f"{host} via proxy {urlsplit(proxy).netloc.rpartition('@')[2] or proxy}"
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """``NO_PROXY`` covers *host*: ``*``, the host itself, or a domain above it."""
+    for entry in (part.strip().lstrip(".") for part in no_proxy.split(",")):
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return True
+    return False
+
+
+async def until_answered(
+    call: Callable[[], Awaitable[T]], *, what: str, route: str, rng: random.Random
+) -> T:
+    """``await call()`` until Telegram answers; one log line per failed cycle.
 
     Raises:
         TelegramUnauthorized: the token is wrong.
@@ -37,13 +80,38 @@ async def wait_for_telegram(api: TelegramApi, *, rng: random.Random) -> User:
     )
     while True:
         try:
-            return await api.get_me()
+            return await call()
         except TelegramUnauthorized:
             raise
+        except TelegramRetryAfter as exc:
+            delay = exc.retry_after
+            log.warning(
+                "telegram_start_waiting step=%s route=%r delay_s=%.1f: Telegram asks to wait (%s)",
+                what,
+                route,
+                delay,
+                exc,
+            )
         except TelegramError as exc:
             delay = next(delays)
-            log.warning("Telegram not reachable at start (%s); trying again in %.1f s", exc, delay)
-            await trio.sleep(delay)
+            log.warning(
+                "telegram_start_waiting step=%s route=%r delay_s=%.1f: Telegram not reachable "
+                "(%s); trying again; if this host needs a proxy, set HTTPS_PROXY",
+                what,
+                route,
+                delay,
+                exc,
+            )
+        await trio.sleep(delay)
+
+
+async def wait_for_telegram(api: TelegramApi, *, route: str, rng: random.Random) -> User:
+    """``getMe`` until Telegram answers; the bot's own user.
+
+    Raises:
+        TelegramUnauthorized: the token is wrong.
+    """
+    return await until_answered(api.get_me, what="getMe", route=route, rng=rng)
 
 
 async def set_commands(api: TelegramApi) -> None:

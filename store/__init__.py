@@ -14,7 +14,13 @@ import sqlite_utils
 from store.clock import from_iso, to_iso, utc_now
 from store.conversation import Conversation, Turn
 from store.db import BUSY_TIMEOUT_MS, MEMORY, OPEN_BUSY_TIMEOUT_MS, connect, translate
-from store.errors import DatabaseLocked, StoreError, StoreUnavailable, is_transient
+from store.errors import (
+    DatabaseLocked,
+    InstanceRunning,
+    StoreError,
+    StoreUnavailable,
+    is_transient,
+)
 from store.events import EventRecord, Events
 from store.jobs import ACTIVE_STATES, Job, Jobs, JobState, QuotaSource
 from store.quota import NewJob, Quota, QuotaView, Refusal, pick_source
@@ -30,6 +36,7 @@ __all__ = [
     "DatabaseLocked",
     "EventRecord",
     "Events",
+    "InstanceRunning",
     "Job",
     "JobState",
     "Jobs",
@@ -96,7 +103,7 @@ def open_store(path: str | Path) -> Store:
         db.execute("BEGIN IMMEDIATE")
         db.execute("ROLLBACK")
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         db.close()
         raise translate(exc, path) from exc
     return Store(db)

@@ -49,13 +49,18 @@ def connect(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqli
             db.enable_wal()
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:  # OperationalError, or a file that is not SQLite
         raise translate(exc, path) from exc
     return db
 
 
-def translate(exc: sqlite3.OperationalError, path: str | Path) -> StoreError:
+def translate(exc: sqlite3.DatabaseError, path: str | Path) -> StoreError:
     """Turn sqlite3's error into one line an operator can act on."""
+    if not isinstance(exc, sqlite3.OperationalError):  # "file is not a database", "malformed"
+        return StoreError(
+            f"database {str(path)!r} is damaged or not an SQLite file ({exc}); "
+            "restore it from a backup, or move it away to start with an empty one"
+        )
     if "locked" in str(exc) or "busy" in str(exc):
         return DatabaseLocked(
             f"database {str(path)!r} is locked by another process; "

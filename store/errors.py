@@ -4,6 +4,7 @@
 
     StoreError                 the database cannot be used at all
     ├── DatabaseLocked         another process holds a lock on the file (at start)
+    ├── InstanceRunning        another bot holds the database's instance lock
     └── StoreUnavailable       a write kept failing (locked elsewhere, disk full) past
                                the caller's patience
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-__all__ = ["DatabaseLocked", "StoreError", "StoreUnavailable", "is_transient"]
+__all__ = ["DatabaseLocked", "InstanceRunning", "StoreError", "StoreUnavailable", "is_transient"]
 
 # Primary result codes (the low byte of an extended code), from SQLite's sqlite3.h.
 _SQLITE_IOERR: Final = 10
@@ -35,6 +36,10 @@ class StoreError(Exception):
 
 class DatabaseLocked(StoreError):
     """Another process holds a write lock on the database file."""
+
+
+class InstanceRunning(StoreError):
+    """Another bot process runs on this database (``store.instance_lock``)."""
 
 
 class StoreUnavailable(StoreError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +21,9 @@ def _restore_logging() -> Iterator[None]:
     """Tests that call ``setup_logging`` must not change logging for the tests after them."""
     loggers = [logging.getLogger(name) for name in _TOUCHED_LOGGERS]
     saved = [(logger, logger.level, list(logger.handlers)) for logger in loggers]
+    excepthook = sys.excepthook
     yield
     for logger, level, handlers in saved:
         logger.setLevel(level)
         logger.handlers[:] = handlers
+    sys.excepthook = excepthook

@@ -59,10 +59,15 @@ class Process:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     dead: bool = False
     crash_points: list[CrashPoint] = field(default_factory=list)
+    # What a kill also ends: scopes shielded from a stop (uploads in flight) are not
+    # reached by ``scope``, and a SIGKILL spares nothing.
+    also_on_kill: list[Callable[[], None]] = field(default_factory=list)
 
     def kill(self) -> None:
         self.dead = True
         self.scope.cancel()
+        for hook in self.also_on_kill:
+            hook()
 
     def guard(self, handler: Handler) -> Handler:
         async def guarded(request: httpx.Request) -> httpx.Response:
@@ -149,6 +154,7 @@ async def start_bot(
         routes[httpx.URL(LLM_BASE_URL).host] = process.guard(llm)
     clock = clock if clock is not None else Clock()
     stopper = app.Stopper()
+    process.also_on_kill.append(stopper.force)
     done = trio.Event()
 
     async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

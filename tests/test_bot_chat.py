@@ -281,6 +281,27 @@ async def test_admin_commands_grant_and_subscribe_and_balance(
     await bot.stop()
 
 
+@pytest.mark.parametrize("command", ["/grant", "/subscribe"])
+async def test_admin_commands_refuse_user_ids_beyond_telegrams_52_bits_with_the_usage_line(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    autojump_clock: object,
+    command: str,
+) -> None:
+    bot = await start_bot(nursery, tmp_path, fake_telegram, admin_user_ids=str(USER))
+    usage = t(f"{command[1:]}_usage", "ru")
+    for user_id in (2**52, 2**63, 10**30):
+        fake_telegram.user_says(f"{command} {user_id} 5")
+    fake_telegram.user_says(f"{command} {2**52 - 1} 5")  # the largest id Telegram can give
+    await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 4)
+    assert [message.text for message in fake_telegram.sent[:3]] == [usage] * 3
+    assert fake_telegram.sent[3].text != usage
+    with bot.store() as store:
+        assert user_row(store, 2**52 - 1).user_id == 2**52 - 1
+    await bot.stop()
+
+
 @pytest.fixture
 def captured_logs() -> Iterator[io.StringIO]:
     root = logging.getLogger()

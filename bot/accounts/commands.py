@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 MAX_GRANT: Final = 100_000  # pictures one /grant may add or take
 MAX_SUBSCRIPTION_DAYS: Final = 3660  # about ten years
+# Telegram's user ids have at most 52 significant bits (docs/telegram.md, T2); a larger
+# number is a typo, and beyond 2**63 SQLite cannot even store it.
+MAX_USER_ID: Final = 2**52 - 1
 DATE_FORMAT: Final = "%Y-%m-%d %H:%M"  # UTC, as /balance and the admin answers show it
 
 
@@ -48,7 +51,7 @@ def _parse_args(args: tuple[str, ...], *, maximum: int) -> tuple[int, int] | Non
         user_id, amount = int(args[0]), int(args[1])
     except ValueError:
         return None
-    if user_id <= 0 or not -maximum <= amount <= maximum:
+    if not 0 < user_id <= MAX_USER_ID or not -maximum <= amount <= maximum:
         return None
     return user_id, amount
 

@@ -25,6 +25,7 @@ from bot.pictures.prompts import prompt_params
 from bot.settings import Settings, SettingsError, load_settings
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError, TelegramUnauthorized
+from bot.telegram.redact import Redactor
 from comfy import (
     ComfyClient,
     ComfyError,
@@ -35,6 +36,7 @@ from comfy import (
     websocket_opener,
 )
 from store import StoreError, open_store
+from store.instance_lock import NO_PID, lock_holder
 
 __all__ = ["Check", "doctor_main", "run_checks"]
 
@@ -253,6 +255,7 @@ async def _llm(ctx: _Context) -> list[Check]:
 
 async def _database(ctx: _Context) -> list[Check]:
     path = ctx.settings.database_path
+    holder = lock_holder(path)
     try:
         open_store(path).close()  # migrates, and proves it can take the write lock
     except (StoreError, OSError) as exc:
@@ -261,7 +264,12 @@ async def _database(ctx: _Context) -> list[Check]:
         return [
             Check("database", False, f"{str(path)!r}: {exc}; check DATABASE_PATH and permissions")
         ]
-    return [Check("database", True, f"{str(path)!r} writable and migrated")]
+    checks = [Check("database", True, f"{str(path)!r} writable and migrated")]
+    if holder is not None:
+        # Not a failure: doctor is meant to run beside the bot.
+        who = f"pid {holder}" if holder != NO_PID else "a process"
+        checks.append(Check("instance", True, f"a bot is running on it ({who})"))
+    return checks
 
 
 _WHERE: Final = {
@@ -276,12 +284,14 @@ def doctor_main() -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(Check("settings", False, str(exc)).line())
+        print(Redactor()(Check("settings", False, str(exc)).line()))
         return 1
     # Retries are worth a line in the bot's log, not in this report.
-    setup_logging(level="ERROR", secrets=[settings.token.get_secret_value()], stream=sys.stderr)
+    setup_logging(level="ERROR", secrets=settings.secrets(), stream=sys.stderr)
     print(Check("settings", True, f"images {'on' if settings.images_available else 'off'}").line())
     checks = trio.run(run_checks, settings)
+    # A check's detail quotes what servers said, and a server may echo a secret.
+    redact = Redactor(settings.secrets())
     for check in checks:
-        print(check.line())
+        print(redact(check.line()))
     return 0 if all(check.ok for check in checks) else 1

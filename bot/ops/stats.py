@@ -23,6 +23,7 @@ from bot.ops.report import (
     summarize,
 )
 from bot.settings import SettingsError, load_settings
+from bot.telegram.redact import Redactor
 from bot.texts import t
 from store.clock import utc_now
 from store.errors import StoreError
@@ -52,19 +53,24 @@ def stats_main(args: argparse.Namespace, *, now: Callable[[], datetime] = utc_no
     stderr and exit code 2.
     """
     until = now()
+    redact = Redactor()  # the secrets are added once the settings are read
     try:
         since = parse_since(args.since, now=until)
-        path = args.database or load_settings(require_token=False).database_path
+        path = args.database
+        if path is None:
+            settings = load_settings(require_token=False)
+            redact = Redactor(settings.secrets())
+            path = settings.database_path
         db = open_readonly(path)
         try:
             rows = image_events(db, since=since, until=until)
         finally:
             db.close()
     except (ValueError, StoreError, SettingsError) as exc:
-        print(f"stats: {exc}", file=sys.stderr)
+        print(redact(f"stats: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     summary = summarize(rows, since=since, until=until)
-    print(format_json(summary) if args.json else format_text(summary))
+    print(redact(format_json(summary) if args.json else format_text(summary)))
     return 0
 
 
@@ -80,4 +86,5 @@ async def handle_stats(deps: Deps, cmd: AdminCmd) -> None:
         return
     rows = image_events(deps.store.db, since=since, until=until)
     summary = summarize(rows, since=since, until=until)
-    await deps.api.send_message(cmd.ctx.chat_id, format_text(summary, lang))
+    text = Redactor(deps.settings.secrets())(format_text(summary, lang))
+    await deps.api.send_message(cmd.ctx.chat_id, text)

@@ -141,6 +141,11 @@ class End:
     reason: Reason | None  # for ``image_failed``
     notice: str | None  # text key of the one sentence the user reads, if any
 
+    @property
+    def final(self) -> bool:
+        """The job is over: its row leaves the active states and its spool file goes."""
+        return self.settle is not Settle.KEEP
+
 
 _FAILED: Final = EventName.IMAGE_FAILED
 

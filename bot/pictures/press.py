@@ -36,6 +36,7 @@ from bot.pictures.lifecycle import CANCEL, CancelLanding, Exit
 from bot.pictures.queue import QueueFull, Ticket
 from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.settle import settle
+from bot.pictures.spool import discard
 from bot.pictures.status import Queued
 from bot.routing import CancelPress, ImagePress
 from bot.texts import t
@@ -189,6 +190,7 @@ async def handle_cancel(deps: Deps, press: CancelPress) -> None:
                 detail="cancelled while waiting in the queue",
                 patience_s=STORE_PATIENCE_S,
             )
+            discard(job.spool_path)  # a resumed job may wait with its picture on disk
             runtime.queue.discard(job.job_id)
             runtime.board.close(job.job_id)
         case CancelLanding.TOO_LATE:

@@ -4,8 +4,10 @@ Each one goes back into the queue marked ``resumed``; its worker begins where
 :func:`~bot.pictures.lifecycle.start_of` says for the step its row recorded: a picture on
 disk is delivered, a job that may have reached ComfyUI is looked up there before anything
 is submitted, a job that never left our queue is run. Without ComfyUI configured any more,
-they end as :attr:`~bot.pictures.lifecycle.Exit.NO_COMFYUI`. A status message left behind
-by a job that ended just before the stop is deleted.
+they end as :attr:`~bot.pictures.lifecycle.Exit.NO_COMFYUI`, and their pictures on disk
+are deleted. Before anything is queued, ``spool/`` is swept of every file no unfinished
+job refers to. A status message left behind by a job that ended just before the stop is
+deleted.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from bot.deps import Deps
 from bot.pictures.lifecycle import Exit
 from bot.pictures.queue import Ticket
 from bot.pictures.settle import settle, tell_user
+from bot.pictures.spool import discard, spool_folder, sweep
 from bot.telegram.errors import TelegramError
+from store import MEMORY
 
 __all__ = ["resume_unfinished"]
 
@@ -31,6 +35,9 @@ async def resume_unfinished(
 ) -> None:
     """Queue (or close) every unfinished job; waits for room in the queue as needed."""
     jobs = deps.store.jobs.unfinished()
+    if str(deps.settings.database_path) != MEMORY:
+        # Before any worker can write a file of its own (no await since the read).
+        sweep(spool_folder(deps.settings.database_path), keep=[job.spool_path for job in jobs])
     task_status.started()
     await _delete_left_over_status_messages(deps)
     if jobs:
@@ -38,7 +45,9 @@ async def resume_unfinished(
     runtime = deps.pictures
     for job in jobs:
         if runtime is None:
-            if await settle(deps, job, Exit.NO_COMFYUI, detail="COMFYUI_BASE_URL is not set"):
+            notify = await settle(deps, job, Exit.NO_COMFYUI, detail="COMFYUI_BASE_URL is not set")
+            discard(job.spool_path)
+            if notify:
                 await tell_user(deps, job, Exit.NO_COMFYUI)
             continue
         log.info("resuming job=%s state=%s prompt_id=%s", job.job_id, job.state, job.prompt_id)

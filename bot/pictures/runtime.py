@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.pictures.deliveries import Deliveries
 from bot.pictures.queue import JobQueue
 from bot.pictures.status import StatusBoard
 from comfy import ComfyClient, Follower, GeneratedImage, PromptProgress, WorkflowTemplate
@@ -45,3 +46,4 @@ class PicturesRuntime:
     follower: Follower
     template: WorkflowTemplate
     spool_dir: Path
+    deliveries: Deliveries = field(default_factory=Deliveries)

@@ -29,11 +29,12 @@ import trio
 from bot.deps import Deps
 from bot.persist import FOREVER
 from bot.pictures.delivery import DeliveryFailed, send_picture
-from bot.pictures.lifecycle import STEPS, Exit, Step, start_of
+from bot.pictures.lifecycle import ENDS, STEPS, Exit, Step, start_of
 from bot.pictures.prompts import describe_scene, prompt_params
 from bot.pictures.queue import Ticket
 from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.settle import settle, tell_user
+from bot.pictures.spool import discard
 from bot.pictures.status import Sending, Waiting
 from comfy import ComfyError, WorkflowError, describe_body, picture_format
 from store import Job
@@ -115,8 +116,8 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
     if await settle(deps, job, exit_, detail=detail, file_id=work.file_id):
         await tell_user(deps, job, exit_)
     runtime.board.close(job.job_id)
-    if work.spool is not None and exit_ is Exit.DELIVERED:
-        work.spool.unlink(missing_ok=True)
+    if ENDS[exit_].final:  # delivered or failed: the picture on disk has no use left
+        discard(work.spool)
 
 
 def _spool_of(job: Job) -> Path | None:
@@ -229,22 +230,31 @@ async def _generate(
 async def _deliver(
     deps: Deps, runtime: PicturesRuntime, job: Job, picture: bytes, filename: str
 ) -> str:
-    """Send the picture; from here on a cancel press finds nothing to cancel."""
+    """Send the picture; from here on a cancel press finds nothing to cancel, and a stop
+    lets the upload finish within its grace (:mod:`bot.pictures.deliveries`)."""
     runtime.queue.delivering(job.job_id)
     runtime.board.show(job.job_id, Sending())
-    try:
-        return await send_picture(
-            deps,
-            chat_id=job.chat_id,
-            reply_to=job.message_id,
-            data=picture,
-            filename=filename,
-        )
-    except DeliveryFailed as exc:
-        if exc.blocked:
-            await deps.write(
-                f"blocked flag of user {job.user_id}",
-                lambda: deps.store.users.set_blocked(job.user_id, blocked=True, now=deps.now()),
+    with runtime.deliveries.shielded():
+        try:
+            return await send_picture(
+                deps,
+                chat_id=job.chat_id,
+                reply_to=job.message_id,
+                data=picture,
+                filename=filename,
             )
-            raise JobEnded(Exit.USER_BLOCKED, exc.detail) from None
-        raise JobEnded(Exit.SEND_REFUSED, exc.detail) from None
+        except DeliveryFailed as exc:
+            if exc.blocked:
+                await deps.write(
+                    f"blocked flag of user {job.user_id}",
+                    lambda: deps.store.users.set_blocked(job.user_id, blocked=True, now=deps.now()),
+                )
+                raise JobEnded(Exit.USER_BLOCKED, exc.detail) from None
+            raise JobEnded(Exit.SEND_REFUSED, exc.detail) from None
+    # Only a stop bounds a delivery: its grace ran out mid-upload. The job stays active
+    # and the next start sends the picture again (docs/decisions.md, D8).
+    log.warning(
+        "upload cut short by the stop job=%s; it is sent again at the next start", job.job_id
+    )
+    await trio.lowlevel.checkpoint()  # the stop's cancel lands here
+    raise RuntimeError(f"delivery of job {job.job_id} cut short without a stop")

@@ -211,7 +211,7 @@ class TelegramApi:
             # and raise outside the handler so it is not even the implicit context.
             description = redact_token(f"{type(exc).__name__}: {exc}", secret)
         else:
-            return parse_response(method, response.status_code, response.content)
+            return parse_response(method, response.status_code, response.content, token=secret)
         raise TelegramNetworkError(method, description)
 
     # Typed methods, one per Bot API method the bot uses.

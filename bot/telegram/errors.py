@@ -113,13 +113,17 @@ class TelegramNetworkError(TelegramError):
 RETRIED_ERRORS: Final = (TelegramServerError, TelegramNetworkError)
 
 
-def parse_response(method: str, status_code: int, content: bytes) -> object:
+def parse_response(
+    method: str, status_code: int, content: bytes, *, token: str | None = None
+) -> object:
     """Return the ``result`` of a Bot API reply, or raise the matching :class:`TelegramError`.
 
     Args:
         method: the Bot API method, used in error messages.
         status_code: the HTTP status of the reply.
         content: the raw reply body.
+        token: the bot token, hidden in every form from the error's message (a proxy's
+            page may echo the request path, percent-encoded).
 
     Raises:
         TelegramError: one of its subclasses, chosen by ``error_code`` (see the module tree).
@@ -130,13 +134,15 @@ def parse_response(method: str, status_code: int, content: bytes) -> object:
         envelope = None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("ok"), bool):
         raise TelegramServerError(
-            method, f"reply is not a Bot API envelope: {_quote(content)}", error_code=status_code
+            method,
+            f"reply is not a Bot API envelope: {_quote(content, token)}",
+            error_code=status_code,
         )
     if envelope["ok"]:
         return envelope.get("result")
     code = envelope.get("error_code")
     error_code = code if isinstance(code, int) else status_code
-    description = redact_token(str(envelope.get("description") or "no description"))
+    description = redact_token(str(envelope.get("description") or "no description"), token)
     raise _error_for(method, error_code, description, _parameters(envelope.get("parameters")))
 
 
@@ -170,8 +176,8 @@ def _parameters(raw: object) -> ResponseParameters:
         return ResponseParameters()
 
 
-def _quote(content: bytes) -> str:
-    text = redact_token(content.decode("utf-8", errors="replace").strip())
+def _quote(content: bytes, token: str | None) -> str:
+    text = redact_token(content.decode("utf-8", errors="replace").strip(), token)
     if len(text) > _MAX_BODY_IN_MESSAGE:
         text = text[:_MAX_BODY_IN_MESSAGE] + "..."
     return repr(text)
