@@ -142,7 +142,7 @@ async def run(
                 "on" if settings.images_available else "off",
             )
             await prepare_polling(api)
-            await set_commands(api)
+            await set_commands(api, payments_on=settings.payments_on)
             await _start_pictures(root, deps)
             await _run_chat(deps, stopper, task_status=task_status)
             root.cancel_scope.cancel()

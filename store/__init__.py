@@ -17,6 +17,15 @@ from store.db import MEMORY, connect, translate
 from store.errors import DatabaseLocked, StoreError
 from store.events import EventRecord, Events
 from store.jobs import ACTIVE_STATES, Job, Jobs, JobState, QuotaSource
+from store.payments import (
+    NewPayment,
+    PaymentKind,
+    PaymentRow,
+    Payments,
+    Recorded,
+    Refunded,
+    RevenueSummary,
+)
 from store.quota import NewJob, Quota, QuotaView, Refusal, pick_source
 from store.schema import migrate
 from store.sent_messages import SentMessage, SentMessages
@@ -34,10 +43,17 @@ __all__ = [
     "JobState",
     "Jobs",
     "NewJob",
+    "NewPayment",
+    "PaymentKind",
+    "PaymentRow",
+    "Payments",
     "Quota",
     "QuotaSource",
     "QuotaView",
+    "Recorded",
+    "Refunded",
     "Refusal",
+    "RevenueSummary",
     "SentMessage",
     "SentMessages",
     "Store",
@@ -66,6 +82,7 @@ class Store:
         self.events = Events(db)
         self.jobs = Jobs(db)
         self.quota = Quota(db, self.jobs)
+        self.payments = Payments(db)
 
     def close(self) -> None:
         self.db.close()

@@ -27,7 +27,7 @@ from typing import Any, Final
 import trio
 
 from bot.deps import Deps
-from bot.pictures.delivery import DeliveryFailed, send_picture
+from bot.pictures.delivery import DeliveryFailed, send_picture, variant_keyboard
 from bot.pictures.lifecycle import STEPS, Exit, Step, start_of
 from bot.pictures.prompts import describe_scene, prompt_params
 from bot.pictures.queue import Ticket
@@ -207,6 +207,7 @@ async def _deliver(
             reply_to=job.message_id,
             data=picture,
             filename=filename,
+            reply_markup=variant_keyboard(job.message_id, job.language),
         )
     except DeliveryFailed as exc:
         if exc.blocked:

@@ -6,6 +6,12 @@ a bounded channel and one task that drains it and ends when it is empty. Lanes r
 by side in the dispatcher's own nursery; a :class:`trio.CapacityLimiter` bounds how many
 handlers run at once. An update with no chat gets a lane of its own user.
 
+Some updates carry a deadline set by Telegram: a button press shows a spinner until it is
+answered, and a ``pre_checkout_query`` unanswered after 10 seconds cancels the payment
+(docs/telegram.md, T15). :func:`is_urgent` picks them; each runs at once in a task of its
+own, outside the lanes and the limiter, so neither a busy chat nor a flood of other chats
+can make it wait.
+
 After its handler returns or raises (the exception is logged, the dispatcher goes on) an
 update is marked done in the inbox. An update whose handler was cancelled is not marked
 done, so it is handled again after a restart. When the input channel is closed, the
@@ -27,6 +33,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENT",
     "LANE_CAPACITY",
     "LaneKey",
+    "is_urgent",
     "lane_key",
     "run_dispatcher",
 ]
@@ -38,6 +45,11 @@ LaneKey = tuple[str, int]
 Handler = Callable[[Update], Awaitable[None]]
 
 log = logging.getLogger(__name__)
+
+
+def is_urgent(update: Update) -> bool:
+    """Telegram waits for an answer to this update: handle it at once, beside everything."""
+    return update.callback_query is not None or update.pre_checkout_query is not None
 
 
 def lane_key(update: Update) -> LaneKey:
@@ -80,6 +92,9 @@ async def run_dispatcher(
     async with trio.open_nursery() as nursery, updates_in:
         task_status.started()
         async for update in updates_in:
+            if is_urgent(update):
+                nursery.start_soon(_handle_urgent, update, handle, inbox)
+                continue
             key = lane_key(update)
             lane = lanes.get(key)
             if lane is None:
@@ -118,6 +133,14 @@ async def _run_lane(
                 lanes.pop(key).close()
                 return
             await _handle_one(update, handle, inbox, limiter)
+
+
+async def _handle_urgent(update: Update, handle: Handler, inbox: Inbox) -> None:
+    try:
+        await handle(update)
+    except Exception:
+        log.exception("telegram_handler_failed update_id=%d type=%s", update.update_id, update.kind)
+    inbox.mark_done(update.update_id)
 
 
 async def _handle_one(
