@@ -38,6 +38,7 @@ __all__ = [
     "Recorded",
     "Refunded",
     "RevenueSummary",
+    "revenue_summary",
 ]
 
 
@@ -285,3 +286,21 @@ class Payments:
             free_pictures=int(pictures["free"]),
             subscription_pictures=int(pictures["sub"]),
         )
+
+
+def revenue_summary(
+    db: sqlite_utils.Database, *, since: datetime, until: datetime
+) -> RevenueSummary | None:
+    """:meth:`Payments.summary` over any connection (the report's read-only one too).
+
+    None while the bot has never taken a payment (the report then has no payments
+    section), and for a database from before payments existed.
+    """
+    try:
+        if query_one(db, "SELECT 1 AS one FROM payments LIMIT 1") is None:
+            return None
+        return Payments(db).summary(since=since, until=until)
+    except sqlite3.OperationalError as exc:
+        if "no such" in str(exc):
+            return None
+        raise

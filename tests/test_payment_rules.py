@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.__main__ import build_parser
 from bot.callback_data import BuyPack, BuySubscription, VariantPress, decode, encode
 from bot.offers import (
     MAX_PAYLOAD_BYTES,
@@ -26,8 +28,11 @@ from bot.payments.rules import (
     check_pre_checkout,
     credit_of,
 )
+from bot.ops.report import format_payments_text
+from bot.ops.stats import stats_main
 from bot.settings import SettingsError, load_settings
 from store import Job, NewJob, NewPayment, PaymentKind, Store, open_store
+from store.payments import revenue_summary
 from tests.rows import balance, user_row
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -317,3 +322,48 @@ def test_the_summary_counts_revenue_sales_subscribers_and_paid_versus_free(store
         0,
     )
     assert summary.active_subscribers == 0
+
+
+# The report's payments section.
+
+
+def test_the_payments_section_shows_revenue_sales_and_paid_versus_free_pictures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bot.db"
+    with open_store(path) as store:
+        assert revenue_summary(store.db, since=NOW - timedelta(days=7), until=NOW) is None
+        store.payments.record(pack_payment("a", images=2), now=NOW, free_images=1)
+        spend(store, 2)
+    code = stats_main(
+        build_parser().parse_args(["stats", "--database", str(path)]),
+        now=lambda: NOW + timedelta(hours=1),
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    section = out.split("\n\n")[-1].splitlines()
+    assert section[0] == "Payments"
+    assert section[1:] == [
+        "revenue, stars              50",
+        "refunded, stars              0",
+        "packs sold                   1",
+        "subscription payments        0",
+        "active subscribers           0",
+        "pictures from paid balance   1",
+        "pictures from free balance   1",
+        "pictures by subscription     0",
+    ]
+    code = stats_main(
+        build_parser().parse_args(["stats", "--json", "--database", str(path)]),
+        now=lambda: NOW + timedelta(hours=1),
+    )
+    document = json.loads(capsys.readouterr().out)
+    assert document["payments"]["revenue_stars"] == 50
+    assert document["payments"]["pictures_from_paid_balance"] == 1
+    with open_store(path) as store:
+        revenue = revenue_summary(store.db, since=NOW, until=NOW + timedelta(hours=1))
+    assert revenue is not None
+    assert format_payments_text(revenue, "ru").splitlines()[:2] == [
+        "Платежи",
+        "выручка, ⭐              50",
+    ]

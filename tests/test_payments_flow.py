@@ -241,6 +241,8 @@ async def test_an_admin_refund_after_the_pictures_were_spent_takes_back_what_is_
     assert again.text == t("refund_again", "ru", charge=charge)
     with bot.store() as store:
         assert [e for e, _ in events(store)] == ["payment_succeeded", "payment_refunded"]
+    report = await command(tg, "/stats", user_id=ADMIN)
+    assert "\n\nПлатежи\n" in (report.text or "")
     unknown = await command(tg, "/refund nope", user_id=ADMIN)
     assert unknown.text == t("refund_unknown", "ru", charge="nope")
     await bot.stop()
