@@ -20,6 +20,8 @@ from bot.offers import (
     encode_payload,
     parse_packs,
 )
+from bot.ops.report import format_payments_text
+from bot.ops.stats import stats_main
 from bot.payments.rules import (
     CheckoutFacts,
     Decline,
@@ -28,8 +30,6 @@ from bot.payments.rules import (
     check_pre_checkout,
     credit_of,
 )
-from bot.ops.report import format_payments_text
-from bot.ops.stats import stats_main
 from bot.settings import SettingsError, load_settings
 from store import Job, NewJob, NewPayment, PaymentKind, Store, open_store
 from store.payments import revenue_summary
