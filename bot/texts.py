@@ -74,6 +74,12 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
             "/persona — choose a persona\n/balance — images left\n/help — this help"
         ),
     },
+    "help_payments": {
+        "ru": "/buy — купить картинки за звёзды\n/paysupport — помощь с покупками\n"
+        "/terms — условия",
+        "en": "/buy — buy pictures with Stars\n/paysupport — help with purchases\n"
+        "/terms — terms of service",
+    },
     "balance": {
         "ru": "Картинок на балансе: {balance}.",
         "en": "Images on your balance: {balance}.",

@@ -408,3 +408,17 @@ async def test_english_users_see_english_labels_and_greeting(
     await tg.wait_for(lambda: len(tg.sent) == 2)
     assert tg.sent[1].buttons() == [("👁️ Show me", "look")]
     await bot.stop()
+
+
+async def test_help_lists_the_payment_commands_only_while_payments_are_on(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    tg = fake_telegram
+    bot = await start_bot(nursery, tmp_path, tg, stars_packs=PACKS)
+    shown = await command(tg, "/help")
+    assert shown.text == t("help", "ru") + "\n" + t("help_payments", "ru")
+    await bot.stop()
+    off = await start_bot(nursery, tmp_path, tg)
+    shown = await command(tg, "/help")
+    assert shown.text == t("help", "ru")
+    await off.stop()

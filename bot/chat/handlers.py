@@ -85,7 +85,10 @@ async def handle_start(deps: Deps, cmd: StartCmd) -> None:
 
 
 async def handle_help(deps: Deps, cmd: HelpCmd) -> None:
-    await deps.api.send_message(cmd.ctx.chat_id, t("help", cmd.ctx.lang))
+    text = t("help", cmd.ctx.lang)
+    if deps.settings.payments_on:
+        text += "\n" + t("help_payments", cmd.ctx.lang)
+    await deps.api.send_message(cmd.ctx.chat_id, text)
 
 
 async def handle_persona(deps: Deps, cmd: PersonaCmd) -> None:
