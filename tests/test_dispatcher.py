@@ -237,6 +237,14 @@ def test_presses_and_pre_checkouts_are_urgent_messages_are_not() -> None:
     assert is_urgent(press)
     assert is_urgent(checkout)
     assert not is_urgent(message)
+    paid = {"currency": "XTR", "total_amount": 5, "invoice_payload": "x"}
+    for field, extra in (
+        ("successful_payment", {"provider_payment_charge_id": ""}),
+        ("refunded_payment", {}),
+    ):
+        service = {"message_id": 2, "date": 1, "chat": chat, "from": user}
+        service[field] = {**paid, "telegram_payment_charge_id": "c", **extra}
+        assert is_urgent(Update.model_validate({"update_id": 4, "message": service}))
 
 
 async def test_an_urgent_update_runs_at_once_though_every_handler_slot_is_busy(

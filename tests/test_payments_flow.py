@@ -422,3 +422,52 @@ async def test_help_lists_the_payment_commands_only_while_payments_are_on(
     shown = await command(tg, "/help")
     assert shown.text == t("help", "ru")
     await off.stop()
+
+
+async def test_a_refund_cut_short_before_its_debit_is_finished_by_the_next_refund(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    tg = fake_telegram
+    bot = await start_bot(
+        nursery, tmp_path, tg, free_images=0, stars_packs=PACKS, admin_user_ids=str(ADMIN)
+    )
+    charge = tg.payment_succeeds(PACK_10, 50)
+    await tg.wait_for(lambda: len(tg.texts_to(USER)) == 1)
+    # Telegram refunds, and the bot dies before it hears so: nothing was debited.
+    bot.crash_at(lambda r: r.url.path.endswith("/refundStarPayment"), after=True)
+    tg.user_says(f"/refund {charge}", user_id=ADMIN)
+    await bot.done.wait()
+    assert tg.charges[charge].refunded
+    again = await start_bot(
+        nursery, tmp_path, tg, free_images=0, stars_packs=PACKS, admin_user_ids=str(ADMIN)
+    )
+    # The unfinished /refund is in the inbox: handled again, Telegram says "already
+    # refunded", and the debit happens now, once.
+    await tg.wait_for(lambda: any("10" in s for s in tg.texts_to(ADMIN)))
+    assert tg.texts_to(ADMIN)[-1] == t(
+        "refund_done", "ru", charge=charge, stars=50, taken=10, images=10, missing=0,
+        user_id=USER, balance=0,
+    )  # fmt: skip
+    assert balance_of(again) == 0
+    await again.stop()
+
+
+async def test_a_payment_is_never_dropped_by_a_full_chat_lane(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    tg = fake_telegram
+    bot = await start_bot(nursery, tmp_path, tg, free_images=0, stars_packs=PACKS)
+    tg.latency_s["sendMessage"] = 5.0
+    for n in range(100):  # more than a lane holds: the rest of the chat's flood is dropped
+        tg.user_says(f"флуд {n}")
+    tg.payment_succeeds(PACK_10, 50)
+
+    def credited() -> bool:
+        with bot.store() as store:
+            user = store.users.get(USER)
+        return user is not None and user.image_balance == 10
+
+    with trio.fail_after(60):
+        while not credited():  # noqa: ASYNC110 (another connection, no event)
+            await trio.sleep(0.5)
+    await bot.stop()

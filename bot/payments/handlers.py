@@ -34,7 +34,7 @@ from bot.routing import (
     PaymentRefunded,
     PreCheckout,
 )
-from bot.telegram.errors import TelegramError
+from bot.telegram.errors import TelegramBadRequest, TelegramError
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 from bot.texts import Lang, t
 from store import PaymentKind, Refunded
@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 # answer later than this is pointless, so the call gives up and lets the buyer retry.
 PRE_CHECKOUT_BUDGET_S: Final = 8.0
 DATE_FORMAT: Final = "%Y-%m-%d %H:%M"
+# refundStarPayment's 400 for a charge refunded before; no error code tells it apart.
+ALREADY_REFUNDED: Final = "CHARGE_ALREADY_REFUNDED"
 
 
 async def handle_buy(deps: Deps, cmd: BuyCmd) -> None:
@@ -225,9 +227,14 @@ async def handle_refund(deps: Deps, cmd: AdminCmd) -> None:
     if not payment.refunded:
         try:
             await deps.api.refund_star_payment(payment.user_id, charge)
+        except TelegramBadRequest as exc:
+            # Refunded already (an earlier /refund cut short before its debit, or a
+            # refund made elsewhere): the stars are back, so the debit is still owed.
+            if ALREADY_REFUNDED not in exc.description:
+                await _refund_refused(deps, cmd, charge, exc)
+                return
         except TelegramError as exc:
-            text = t("refund_refused", lang, charge=charge, error=exc.description)
-            await deps.api.send_message(cmd.ctx.chat_id, text)
+            await _refund_refused(deps, cmd, charge, exc)
             return
     refunded = _refund_in_store(deps, charge)
     assert refunded is not None  # the row was read above and rows are never deleted
@@ -256,6 +263,11 @@ async def handle_refund(deps: Deps, cmd: AdminCmd) -> None:
         )
     except TelegramError as exc:
         log.info("refund not told to user=%s: %s", payment.user_id, exc)
+
+
+async def _refund_refused(deps: Deps, cmd: AdminCmd, charge: str, exc: TelegramError) -> None:
+    text = t("refund_refused", cmd.ctx.lang, charge=charge, error=exc.description)
+    await deps.api.send_message(cmd.ctx.chat_id, text)
 
 
 def _refund_in_store(deps: Deps, charge: str) -> Refunded | None:

@@ -48,8 +48,19 @@ log = logging.getLogger(__name__)
 
 
 def is_urgent(update: Update) -> bool:
-    """Telegram waits for an answer to this update: handle it at once, beside everything."""
-    return update.callback_query is not None or update.pre_checkout_query is not None
+    """Handle this update at once, beside everything, never queued behind a chat.
+
+    Telegram waits for an answer to a press and to a ``pre_checkout_query``. A
+    ``successful_payment`` or ``refunded_payment`` message waits for nobody, but a full
+    lane drops what it cannot queue, and a dropped payment is a credit lost; each is
+    idempotent and independent of the chat's other messages, so order does not matter.
+    """
+    if update.callback_query is not None or update.pre_checkout_query is not None:
+        return True
+    message = update.message
+    return message is not None and (
+        message.successful_payment is not None or message.refunded_payment is not None
+    )
 
 
 def lane_key(update: Update) -> LaneKey:
