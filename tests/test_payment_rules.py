@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,18 +98,17 @@ def test_buy_and_variant_buttons_round_trip_and_forged_ones_do_not() -> None:
 # Pre-checkout.
 
 
-def facts(payload: str, amount: int, **changes: object) -> CheckoutFacts:
-    values: dict[str, object] = {
-        "payload": payload,
-        "currency": "XTR",
-        "total_amount": amount,
-        "payer_id": USER,
-        "payer_blocked": False,
-        "packs": PACKS,
-        "subscription_price": 300,
-    }
-    values.update(changes)
-    return CheckoutFacts(**values)  # type: ignore[arg-type]
+def facts(payload: str, amount: int, **changes: Any) -> CheckoutFacts:
+    base = CheckoutFacts(
+        payload=payload,
+        currency="XTR",
+        total_amount=amount,
+        payer_id=USER,
+        payer_blocked=False,
+        packs=PACKS,
+        subscription_price=300,
+    )
+    return replace(base, **changes)
 
 
 PACK_10 = encode_payload(PackPayload(10, 50, USER))
@@ -141,20 +142,19 @@ def test_a_checkout_breaking_a_rule_is_refused_with_that_rule(
 # What a payment credits.
 
 
-def paid(payload: str, amount: int, **changes: object) -> PaymentFacts:
-    values: dict[str, object] = {
-        "payer_id": USER,
-        "currency": "XTR",
-        "total_amount": amount,
-        "invoice_payload": payload,
-        "telegram_payment_charge_id": "ch-1",
-        "provider_payment_charge_id": "",
-        "subscription_expiration_date": None,
-        "is_recurring": False,
-        "is_first_recurring": False,
-    }
-    values.update(changes)
-    return PaymentFacts(**values)  # type: ignore[arg-type]
+def paid(payload: str, amount: int, **changes: Any) -> PaymentFacts:
+    base = PaymentFacts(
+        payer_id=USER,
+        currency="XTR",
+        total_amount=amount,
+        invoice_payload=payload,
+        telegram_payment_charge_id="ch-1",
+        provider_payment_charge_id="",
+        subscription_expiration_date=None,
+        is_recurring=False,
+        is_first_recurring=False,
+    )
+    return replace(base, **changes)
 
 
 def test_a_pack_credits_its_pictures_even_if_the_offer_changed_since() -> None:

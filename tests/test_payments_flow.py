@@ -106,7 +106,7 @@ async def test_pre_checkout_refusals_are_sentences_the_buyer_reads(
     ]
     for payload, amount, key in cases:
         query = tg.user_checks_out(payload, amount)
-        await tg.wait_for(lambda q=query: q in tg.checkout_answers)  # type: ignore[misc]
+        await tg.wait_for(lambda q=query: q in tg.checkout_answers)
         answer = tg.checkout_answers[query]
         assert (answer.ok, answer.error_message) == (False, t(key, "ru"))
     query = tg.user_checks_out(PACK_10, 50, currency="USD", language_code="en")
