@@ -69,6 +69,7 @@ def lane_key(update: Update) -> LaneKey:
     Button presses get a lane of their own beside their chat's messages: a press must be
     answered at once (Telegram shows a spinner until then), and it refers to a message
     already sent, so it need not wait for the chat's earlier messages to be answered.
+    (:func:`run_dispatcher` now handles presses as urgent, so they reach no lane.)
     """
     chat = update.chat
     if chat is not None:
