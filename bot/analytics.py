@@ -25,6 +25,9 @@ class EventName(enum.StrEnum):
     IMAGE_GENERATED = "image_generated"  # the picture was delivered and charged
     IMAGE_FAILED = "image_failed"  # the request ended without a charge; see Reason
     IMAGE_RESENT = "image_resent"  # a press after delivery: same file_id, free
+    PAYMENT_SUCCEEDED = "payment_succeeded"  # a pack or a first subscription month, credited
+    SUBSCRIPTION_RENEWED = "subscription_renewed"  # a recurring month, credited
+    PAYMENT_REFUNDED = "payment_refunded"  # a refund, taken back (detail: stars, pictures)
 
 
 class Reason(enum.StrEnum):

@@ -186,7 +186,7 @@ async def run(
             await until_answered(
                 partial(prepare_polling, once), what="getWebhookInfo", route=route, rng=rng
             )
-            await set_commands(api)
+            await set_commands(api, payments_on=settings.payments_on)
             await _start_pictures(root, deps)
             await _run_chat(deps, stopper, task_status=task_status)
             root.cancel_scope.cancel()

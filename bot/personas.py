@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["ImageConfig", "Persona", "PersonaBook", "PersonasError", "load_personas"]
+__all__ = [
+    "ImageConfig",
+    "OperatorTexts",
+    "Persona",
+    "PersonaBook",
+    "PersonasError",
+    "Translated",
+    "load_personas",
+]
 
 
 class PersonasError(Exception):
@@ -47,6 +56,31 @@ class Persona(BaseModel):
     greeting: str = Field(min_length=1)
     offline_lines: tuple[str, ...] = Field(min_length=1)
     image: ImageConfig | None = None
+    # How the persona speaks of themselves in Russian ("задумался" / "задумалась"), for
+    # the line shown when the LLM fails; ``fallback_line`` replaces that line outright.
+    gender: Literal["masculine", "feminine"] = "masculine"
+    fallback_line: str | None = Field(default=None, min_length=1)
+
+
+class Translated(BaseModel):
+    """One text in both languages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ru: str = Field(min_length=1, max_length=4096)
+    en: str = Field(min_length=1, max_length=4096)
+
+    def get(self, lang: str) -> str:
+        return self.en if lang == "en" else self.ru
+
+
+class OperatorTexts(BaseModel):
+    """Texts the operator words themselves: ``/paysupport`` and ``/terms`` for buyers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    paysupport: Translated | None = None
+    terms: Translated | None = None
 
 
 class _PersonasFile(BaseModel):
@@ -55,6 +89,7 @@ class _PersonasFile(BaseModel):
     default: str
     default_image: ImageConfig
     personas: tuple[Persona, ...] = Field(min_length=1)
+    texts: OperatorTexts = OperatorTexts()
 
     @model_validator(mode="after")
     def _consistent(self) -> _PersonasFile:
@@ -70,8 +105,16 @@ class _PersonasFile(BaseModel):
 class PersonaBook:
     """Lookups over the validated file."""
 
-    def __init__(self, personas: tuple[Persona, ...], *, default: str, default_image: ImageConfig):
+    def __init__(
+        self,
+        personas: tuple[Persona, ...],
+        *,
+        default: str,
+        default_image: ImageConfig,
+        texts: OperatorTexts | None = None,
+    ):
         self.personas = personas
+        self.texts = texts if texts is not None else OperatorTexts()
         self._by_key = {persona.key: persona for persona in personas}
         self.default = self._by_key[default]
         self.default_image = default_image
@@ -132,4 +175,9 @@ def load_personas(path: Path) -> PersonaBook:
             f"PERSONAS_FILE {str(path)!r}: {where}: {first['msg']}"
             + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
         ) from None
-    return PersonaBook(parsed.personas, default=parsed.default, default_image=parsed.default_image)
+    return PersonaBook(
+        parsed.personas,
+        default=parsed.default,
+        default_image=parsed.default_image,
+        texts=parsed.texts,
+    )

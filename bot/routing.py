@@ -9,8 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from bot.callback_data import CancelJob, ChoosePersona, LookPress, decode
-from bot.telegram.types import CallbackQuery, Message, Update, User
+from bot.callback_data import (
+    BuyPack,
+    BuySubscription,
+    CancelJob,
+    ChoosePersona,
+    LookPress,
+    VariantPress,
+    decode,
+)
+from bot.telegram.types import (
+    CallbackQuery,
+    Message,
+    PreCheckoutQuery,
+    RefundedPayment,
+    SuccessfulPayment,
+    Update,
+    User,
+)
 from bot.texts import Lang, lang_of
 
 __all__ = [
@@ -19,6 +35,8 @@ __all__ = [
     "AdminCmd",
     "BalanceCmd",
     "BlockedChange",
+    "BuyCmd",
+    "BuyPress",
     "CancelPress",
     "ChatText",
     "Command",
@@ -27,8 +45,12 @@ __all__ = [
     "Ignored",
     "ImagePress",
     "NonText",
+    "PayInfoCmd",
+    "PaymentReceived",
+    "PaymentRefunded",
     "PersonaChoice",
     "PersonaCmd",
+    "PreCheckout",
     "StartCmd",
     "UnknownCallback",
     "UnknownCmd",
@@ -78,6 +100,19 @@ class BalanceCmd:
 
 
 @dataclass(frozen=True, slots=True)
+class BuyCmd:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class PayInfoCmd:
+    """``/paysupport`` or ``/terms``: a text the operator keeps in the personas file."""
+
+    ctx: Context
+    name: str  # "paysupport" or "terms"
+
+
+@dataclass(frozen=True, slots=True)
 class AdminCmd:
     """``/grant <user_id> <n>``, ``/subscribe <user_id> <days>``, ``/stats [7d]``; args unparsed."""
 
@@ -109,7 +144,37 @@ class NonText:
 class ImagePress:
     ctx: Context
     query_id: str
-    message_id: int  # the bot's message the button sits under
+    message_id: int  # the bot's text the picture illustrates
+    variant: bool = False  # «🔄 Ещё вариант»: another picture even if one was delivered
+
+
+@dataclass(frozen=True, slots=True)
+class BuyPress:
+    """A buy button: a pack of *pictures*, or the subscription (*pictures* None)."""
+
+    ctx: Context
+    query_id: str
+    pictures: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreCheckout:
+    """Telegram asks whether a checkout may go on; answered within 10 seconds."""
+
+    query: PreCheckoutQuery
+    lang: Lang
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentReceived:
+    ctx: Context
+    payment: SuccessfulPayment
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRefunded:
+    ctx: Context
+    refund: RefundedPayment
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +217,17 @@ Command = (
     | HelpCmd
     | PersonaCmd
     | BalanceCmd
+    | BuyCmd
+    | PayInfoCmd
     | AdminCmd
     | UnknownCmd
     | ChatText
     | NonText
     | ImagePress
+    | BuyPress
+    | PreCheckout
+    | PaymentReceived
+    | PaymentRefunded
     | PersonaChoice
     | CancelPress
     | UnknownCallback
@@ -164,14 +235,16 @@ Command = (
     | Ignored
 )
 
-_SIMPLE_COMMANDS: Final[dict[str, type[StartCmd | HelpCmd | PersonaCmd | BalanceCmd]]] = {
+_SIMPLE_COMMANDS: Final[dict[str, type[StartCmd | HelpCmd | PersonaCmd | BalanceCmd | BuyCmd]]] = {
     "start": StartCmd,
+    "buy": BuyCmd,
     "help": HelpCmd,
     "persona": PersonaCmd,
     "balance": BalanceCmd,
     "quota": BalanceCmd,
 }
-ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe", "stats"})
+PAY_INFO_COMMANDS: Final = frozenset({"paysupport", "terms"})
+ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe", "stats", "refund", "stoprenewal"})
 
 
 def route(update: Update, *, bot_username: str | None = None) -> Command:
@@ -180,6 +253,9 @@ def route(update: Update, *, bot_username: str | None = None) -> Command:
         return _route_message(update.message, bot_username=bot_username)
     if update.callback_query is not None:
         return _route_callback(update.callback_query)
+    if update.pre_checkout_query is not None:
+        query = update.pre_checkout_query
+        return PreCheckout(query, lang_of(query.from_.language_code))
     if update.my_chat_member is not None:
         member = update.my_chat_member
         if member.chat.type != "private":
@@ -204,6 +280,10 @@ def _route_message(message: Message, *, bot_username: str | None) -> Command:
     if user is None or user.is_bot:
         return Ignored("message without a human sender")
     ctx = _context(message, user)
+    if message.successful_payment is not None:
+        return PaymentReceived(ctx, message.successful_payment)
+    if message.refunded_payment is not None:
+        return PaymentRefunded(ctx, message.refunded_payment)
     text = message.text
     if text is None:
         return NonText(ctx) if ctx.private else Ignored("non-text message in a group")
@@ -222,6 +302,8 @@ def _route_command(ctx: Context, text: str, *, bot_username: str | None) -> Comm
     name = name.lower()
     if name in _SIMPLE_COMMANDS:
         return _SIMPLE_COMMANDS[name](ctx)
+    if name in PAY_INFO_COMMANDS:
+        return PayInfoCmd(ctx, name=name)
     if name in ADMIN_COMMANDS:
         return AdminCmd(ctx, name=name, args=tuple(args))
     return UnknownCmd(ctx)
@@ -242,4 +324,10 @@ def _route_callback(query: CallbackQuery) -> Command:
             return PersonaChoice(ctx, query_id=query.id, key=key, message_id=message.message_id)
         case CancelJob(job_id):
             return CancelPress(ctx, query_id=query.id, job_id=job_id)
+        case VariantPress(message_id):
+            return ImagePress(ctx, query_id=query.id, message_id=message_id, variant=True)
+        case BuyPack(pictures):
+            return BuyPress(ctx, query_id=query.id, pictures=pictures)
+        case BuySubscription():
+            return BuyPress(ctx, query_id=query.id, pictures=None)
     return unknown

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.offers import MAX_SUBSCRIPTION_STARS, Pack, parse_packs
 from bot.telegram.redact import TOKEN_PATTERN
 
 __all__ = ["SECRET_FIELDS", "Settings", "SettingsError", "load_settings"]
@@ -57,6 +58,8 @@ class Settings(BaseSettings):
     free_images: int = Field(default=3, ge=0)
     subscription_daily_images: int = Field(default=20, ge=0)
     admin_user_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    stars_packs: Annotated[tuple[Pack, ...], NoDecode] = ()
+    stars_subscription_price: int = Field(default=0, ge=0, le=MAX_SUBSCRIPTION_STARS)
 
     llm_base_url: HttpUrl | None = None
     llm_api_key: SecretStr | None = None
@@ -99,6 +102,11 @@ class Settings(BaseSettings):
             return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
         return value
 
+    @field_validator("stars_packs", mode="before")
+    @classmethod
+    def _packs(cls, value: object) -> object:
+        return parse_packs(value) if isinstance(value, str) else value
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _case_insensitive(cls, value: object) -> object:
@@ -114,6 +122,15 @@ class Settings(BaseSettings):
     def images_available(self) -> bool:
         """The «👁️ Посмотреть» button is shown (in private chats)."""
         return self.image_enabled and self.comfyui_base_url is not None
+
+    @property
+    def payments_on(self) -> bool:
+        """Something is for sale: the buy buttons, /buy, /paysupport and /terms in the menu."""
+        return bool(self.stars_packs) or self.stars_subscription_price > 0
+
+    def pack(self, pictures: int) -> Pack | None:
+        """The pack of *pictures* on sale now, if any."""
+        return next((pack for pack in self.stars_packs if pack.pictures == pictures), None)
 
     @property
     def token(self) -> SecretStr:

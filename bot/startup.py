@@ -24,7 +24,7 @@ import trio
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError, TelegramRetryAfter, TelegramUnauthorized
 from bot.telegram.types import BotCommand, User
-from bot.texts import COMMAND_MENU
+from bot.texts import COMMAND_MENU, PAYMENT_MENU
 from comfy.backoff import backoff_delays
 
 __all__ = [
@@ -114,9 +114,14 @@ async def wait_for_telegram(api: TelegramApi, *, route: str, rng: random.Random)
     return await until_answered(api.get_me, what="getMe", route=route, rng=rng)
 
 
-async def set_commands(api: TelegramApi) -> None:
-    """The command menu in both languages; cosmetic, so failures are only logged."""
-    for lang, commands in COMMAND_MENU.items():
+async def set_commands(api: TelegramApi, *, payments_on: bool = False) -> None:
+    """The command menu in both languages; cosmetic, so failures are only logged.
+
+    While something is for sale, ``/buy``, ``/paysupport`` and ``/terms`` are listed too
+    (docs/telegram.md, T15).
+    """
+    for lang, basic in COMMAND_MENU.items():
+        commands = basic + PAYMENT_MENU[lang] if payments_on else basic
         try:
             await api.set_my_commands(
                 [BotCommand(command=c, description=d) for c, d in commands],

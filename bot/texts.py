@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-__all__ = ["COMMAND_MENU", "LOOK_BUTTON", "Lang", "lang_of", "t"]
+__all__ = ["COMMAND_MENU", "LOOK_BUTTON", "PAYMENT_MENU", "Lang", "lang_of", "t"]
 
 Lang = Literal["ru", "en"]
 
-LOOK_BUTTON: Final = "👁️ Посмотреть"
+LOOK_BUTTON: Final = "👁️ Посмотреть"  # the Russian label; t("look_button", lang) for others
 
 # The command menu Telegram shows beside the input field (setMyCommands), per language.
 COMMAND_MENU: Final[dict[Lang, tuple[tuple[str, str], ...]]] = {
@@ -31,7 +31,23 @@ COMMAND_MENU: Final[dict[Lang, tuple[tuple[str, str], ...]]] = {
     ),
 }
 
+# Added to the menu when something is for sale (docs/product.md, P18).
+PAYMENT_MENU: Final[dict[Lang, tuple[tuple[str, str], ...]]] = {
+    "ru": (
+        ("buy", "купить картинки за звёзды"),
+        ("paysupport", "помощь с покупками"),
+        ("terms", "условия"),
+    ),
+    "en": (
+        ("buy", "buy pictures with Stars"),
+        ("paysupport", "help with purchases"),
+        ("terms", "terms of service"),
+    ),
+}
+
 _TEXTS: Final[dict[str, dict[Lang, str]]] = {
+    "look_button": {"ru": LOOK_BUTTON, "en": "👁️ Show me"},
+    "variant_button": {"ru": "🔄 Ещё вариант", "en": "🔄 Another take"},
     "friend": {"ru": "друг", "en": "friend"},  # the greeting's name when Telegram gives none
     "greeting": {
         "ru": "Привет, {name}! Я бот-собеседник. Выбери, с кем хочешь поговорить:",
@@ -58,6 +74,12 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
             "/persona — choose a persona\n/balance — images left\n/help — this help"
         ),
     },
+    "help_payments": {
+        "ru": "/buy — купить картинки за звёзды\n/paysupport — помощь с покупками\n"
+        "/terms — условия",
+        "en": "/buy — buy pictures with Stars\n/paysupport — help with purchases\n"
+        "/terms — terms of service",
+    },
     "balance": {
         "ru": "Картинок на балансе: {balance}.",
         "en": "Images on your balance: {balance}.",
@@ -81,6 +103,11 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     "try_later": {
         "ru": "Секунду, я занят. Нажми ещё раз чуть позже.",
         "en": "One moment, I am busy. Please press again a bit later.",
+    },
+    # The same line for personas who speak of themselves in the feminine.
+    "llm_fallback_feminine": {
+        "ru": "Прости, я сейчас задумалась и потеряла мысль. Напиши ещё раз чуть позже?",
+        "en": "Sorry, I lost my train of thought. Could you write again a bit later?",
     },
     "unknown_command": {
         "ru": "Не знаю такой команды. /help подскажет, что я умею.",
@@ -113,6 +140,12 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "You are out of pictures. Ask the administrator for more, or come back "
         "tomorrow if you have a subscription.",
     },
+    "fail_no_quota_buy": {
+        "ru": "Картинки закончились. Можно купить ещё за звёзды (/buy) "
+        "или заглянуть завтра, если у тебя подписка.",
+        "en": "You are out of pictures. Buy more with Stars (/buy), or come back "
+        "tomorrow if you have a subscription.",
+    },
     "fail_busy": {
         "ru": "Художник сейчас занят. Попробуй через пару минут.",
         "en": "The artist is busy right now. Please try again in a few minutes.",
@@ -143,6 +176,118 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     },
     "status_sending": {"ru": "🎨 Почти готово…", "en": "🎨 Almost done…"},
     "cancel_button": {"ru": "✖ Отмена", "en": "✖ Cancel"},
+    # Telegram Stars (docs/product.md, P18). Invoice titles are at most 32 characters.
+    "buy_choose": {
+        "ru": "Картинки за Telegram Stars. Что выберешь?",
+        "en": "Pictures for Telegram Stars. What would you like?",
+    },
+    "buy_pack_button": {
+        "ru": "{pictures} картинок — {stars} ⭐",
+        "en": "{pictures} pictures — {stars} ⭐",
+    },
+    "buy_subscription_button": {
+        "ru": "Подписка: {daily} в день — {stars} ⭐ в месяц",
+        "en": "Subscription: {daily} a day — {stars} ⭐ a month",
+    },
+    "payments_off": {
+        "ru": "Покупки сейчас выключены.",
+        "en": "Purchases are turned off right now.",
+    },
+    "invoice_pack_title": {"ru": "{pictures} картинок", "en": "{pictures} pictures"},
+    "invoice_pack_description": {
+        "ru": "{pictures} картинок на баланс: нажимай «👁️ Посмотреть» под ответами.",
+        "en": "{pictures} pictures on your balance for the «👁️» button under replies.",
+    },
+    "invoice_subscription_title": {"ru": "Подписка на месяц", "en": "Monthly subscription"},
+    "invoice_subscription_description": {
+        "ru": "{daily} картинок каждый день, 30 дней; продлевается, пока не отменишь.",
+        "en": "{daily} pictures every day for 30 days; renews until you cancel it.",
+    },
+    "subscription_link": {
+        "ru": "Подписка на месяц за {stars} ⭐: {daily} картинок в день.",
+        "en": "A monthly subscription for {stars} ⭐: {daily} pictures a day.",
+    },
+    "subscription_link_button": {"ru": "Оформить подписку", "en": "Subscribe"},
+    "pay_refused_offer": {
+        "ru": "Это предложение больше не действует. Открой /buy ещё раз.",
+        "en": "This offer is no longer available. Please open /buy again.",
+    },
+    "pay_refused_buyer": {
+        "ru": "Этот счёт выставлен другому человеку. Открой /buy сам.",
+        "en": "This invoice was made for someone else. Please open /buy yourself.",
+    },
+    "pay_refused_blocked": {
+        "ru": "Покупки для этого аккаунта недоступны. Напиши в /paysupport.",
+        "en": "Purchases are not available for this account. See /paysupport.",
+    },
+    "pay_thanks_pack": {
+        "ru": "Спасибо! Добавлено {pictures} картинок. Баланс: {balance}.",
+        "en": "Thank you! {pictures} pictures added. Balance: {balance}.",
+    },
+    "pay_thanks_subscription": {
+        "ru": "Спасибо! Подписка действует до {until} (UTC). Баланс: {balance}.",
+        "en": "Thank you! Your subscription runs until {until} (UTC). Balance: {balance}.",
+    },
+    "balance_renewal": {
+        "ru": "Подписка продлится {until} (UTC), если не отменить её в Telegram.",
+        "en": "The subscription renews on {until} (UTC) unless you cancel it in Telegram.",
+    },
+    "refunded_to_user": {
+        "ru": "Платёж на {stars} ⭐ возвращён. Списано картинок: {taken}. Баланс: {balance}.",
+        "en": "Your payment of {stars} ⭐ was refunded. Pictures taken back: {taken}. "
+        "Balance: {balance}.",
+    },
+    "refund_usage": {
+        "ru": "Использование: /refund <telegram_payment_charge_id>",
+        "en": "Usage: /refund <telegram_payment_charge_id>",
+    },
+    "refund_unknown": {
+        "ru": "Платежа {charge} нет в базе.",
+        "en": "No payment {charge} in the database.",
+    },
+    "refund_refused": {
+        "ru": "Telegram не вернул платёж {charge}: {error}",
+        "en": "Telegram did not refund {charge}: {error}",
+    },
+    "refund_done": {
+        "ru": "Платёж {charge} возвращён ({stars} ⭐). Списано {taken} из {images} картинок; "
+        "уже потрачено: {missing}. Баланс пользователя {user_id}: {balance}.",
+        "en": "Refunded {charge} ({stars} ⭐). Took back {taken} of {images} pictures; "
+        "already spent: {missing}. Balance of user {user_id}: {balance}.",
+    },
+    "refund_again": {
+        "ru": "Платёж {charge} уже был возвращён; ничего не списано.",
+        "en": "Payment {charge} was refunded before; nothing was taken now.",
+    },
+    "pay_info_missing": {
+        "ru": "Администратор ещё не написал этот текст.",
+        "en": "The administrator has not written this text yet.",
+    },
+    "stoprenewal_usage": {
+        "ru": "Использование: /stoprenewal <user_id>",
+        "en": "Usage: /stoprenewal <user_id>",
+    },
+    "stoprenewal_none": {
+        "ru": "У пользователя {user_id} нет оплаченной подписки.",
+        "en": "User {user_id} has no paid subscription.",
+    },
+    "stoprenewal_done": {
+        "ru": "Подписка пользователя {user_id} не продлится; оплаченный срок остаётся.",
+        "en": "User {user_id}'s subscription will not renew; the paid period stays.",
+    },
+    "stoprenewal_refused": {
+        "ru": "Telegram не остановил продление: {error}",
+        "en": "Telegram did not stop the renewal: {error}",
+    },
+    "stats_payments": {"ru": "Платежи", "en": "Payments"},
+    "stats_revenue": {"ru": "выручка, ⭐", "en": "revenue, stars"},
+    "stats_refunded": {"ru": "возвращено, ⭐", "en": "refunded, stars"},
+    "stats_packs": {"ru": "продано пакетов", "en": "packs sold"},
+    "stats_subscriptions": {"ru": "оплат подписки", "en": "subscription payments"},
+    "stats_subscribers": {"ru": "активных подписчиков", "en": "active subscribers"},
+    "stats_paid_pictures": {"ru": "картинок из купленных", "en": "pictures from paid balance"},
+    "stats_free_pictures": {"ru": "картинок из бесплатных", "en": "pictures from free balance"},
+    "stats_sub_pictures": {"ru": "картинок по подписке", "en": "pictures by subscription"},
     "admin_only": {
         "ru": "Эта команда только для администраторов.",
         "en": "This command is for administrators only.",

@@ -26,11 +26,23 @@ from bot.chat.handlers import (
 )
 from bot.deps import Deps
 from bot.ops.stats import handle_stats
+from bot.payments.handlers import (
+    handle_buy,
+    handle_buy_press,
+    handle_pay_info,
+    handle_payment_received,
+    handle_payment_refunded,
+    handle_pre_checkout,
+    handle_refund,
+    handle_stop_renewal,
+)
 from bot.pictures.press import handle_cancel, request_image_on_demand
 from bot.routing import (
     AdminCmd,
     BalanceCmd,
     BlockedChange,
+    BuyCmd,
+    BuyPress,
     CancelPress,
     ChatText,
     Command,
@@ -38,8 +50,12 @@ from bot.routing import (
     Ignored,
     ImagePress,
     NonText,
+    PayInfoCmd,
+    PaymentReceived,
+    PaymentRefunded,
     PersonaChoice,
     PersonaCmd,
+    PreCheckout,
     StartCmd,
     UnknownCallback,
     UnknownCmd,
@@ -135,6 +151,18 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_persona(deps, command)
         case BalanceCmd():
             await handle_balance(deps, command)
+        case BuyCmd():
+            await handle_buy(deps, command)
+        case PayInfoCmd():
+            await handle_pay_info(deps, command)
+        case BuyPress():
+            await handle_buy_press(deps, command)
+        case PreCheckout():
+            await handle_pre_checkout(deps, command)
+        case PaymentReceived():
+            await handle_payment_received(deps, command)
+        case PaymentRefunded():
+            await handle_payment_refunded(deps, command)
         case AdminCmd():
             await _admin(deps, command)
         case UnknownCmd():
@@ -166,6 +194,8 @@ ADMIN_HANDLERS: Final = {
     "grant": handle_grant,
     "subscribe": handle_subscribe,
     "stats": handle_stats,
+    "refund": handle_refund,
+    "stoprenewal": handle_stop_renewal,
 }
 
 

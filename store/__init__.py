@@ -23,6 +23,15 @@ from store.errors import (
 )
 from store.events import EventRecord, Events
 from store.jobs import ACTIVE_STATES, Job, Jobs, JobState, QuotaSource
+from store.payments import (
+    NewPayment,
+    PaymentKind,
+    PaymentRow,
+    Payments,
+    Recorded,
+    Refunded,
+    RevenueSummary,
+)
 from store.quota import NewJob, Quota, QuotaView, Refusal, pick_source
 from store.schema import migrate
 from store.sent_messages import SentMessage, SentMessages
@@ -41,10 +50,17 @@ __all__ = [
     "JobState",
     "Jobs",
     "NewJob",
+    "NewPayment",
+    "PaymentKind",
+    "PaymentRow",
+    "Payments",
     "Quota",
     "QuotaSource",
     "QuotaView",
+    "Recorded",
+    "Refunded",
     "Refusal",
+    "RevenueSummary",
     "SentMessage",
     "SentMessages",
     "Store",
@@ -75,6 +91,7 @@ class Store:
         self.events = Events(db)
         self.jobs = Jobs(db)
         self.quota = Quota(db, self.jobs, self.events)
+        self.payments = Payments(db)
 
     def close(self) -> None:
         self.db.close()

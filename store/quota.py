@@ -155,7 +155,10 @@ class Quota:
                     return Refusal.NO_QUOTA
                 if source is QuotaSource.BALANCE and not self._take_balance(new.user_id):
                     return Refusal.NO_QUOTA
+                paid = source is QuotaSource.BALANCE and self._take_paid(new.user_id)
                 self._insert(new, source=source, now=now)
+                if paid:
+                    self._db.execute("UPDATE jobs SET paid = 1 WHERE job_id = ?", [new.job_id])
                 if event is not None:
                     self._events.add(event)
         except sqlite3.IntegrityError:
@@ -168,6 +171,19 @@ class Quota:
         cursor = self._db.execute(
             "UPDATE users SET image_balance = image_balance - 1"
             " WHERE user_id = ? AND image_balance > 0",
+            [user_id],
+        )
+        return cursor.rowcount == 1
+
+    def _take_paid(self, user_id: int) -> bool:
+        """After one picture left the balance: was it a bought one?
+
+        The free part (``image_balance - paid_images``) is spent first; once the balance
+        is no larger than its bought part, the picture just taken was bought.
+        """
+        cursor = self._db.execute(
+            "UPDATE users SET paid_images = image_balance"
+            " WHERE user_id = ? AND paid_images > image_balance",
             [user_id],
         )
         return cursor.rowcount == 1
@@ -211,7 +227,8 @@ class Quota:
             if cursor.rowcount != 1:
                 return False
             self._db.execute(
-                "UPDATE sent_messages SET photo_file_id = ? WHERE (chat_id, message_id) ="
+                "UPDATE sent_messages SET photo_file_id = coalesce(photo_file_id, ?)"
+                " WHERE (chat_id, message_id) ="
                 " (SELECT chat_id, message_id FROM jobs WHERE job_id = ?)",
                 [file_id, job_id],
             )
@@ -242,9 +259,10 @@ class Quota:
             if cursor.rowcount != 1:
                 return False
             self._db.execute(
-                "UPDATE users SET image_balance = image_balance + 1 WHERE user_id ="
+                "UPDATE users SET image_balance = image_balance + 1, paid_images = paid_images"
+                " + (SELECT paid FROM jobs WHERE job_id = ?) WHERE user_id ="
                 " (SELECT user_id FROM jobs WHERE job_id = ? AND quota_source = ?)",
-                [job_id, QuotaSource.BALANCE.value],
+                [job_id, job_id, QuotaSource.BALANCE.value],
             )
             if event is not None:
                 self._events.add(event)

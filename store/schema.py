@@ -104,6 +104,45 @@ def _initial(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
+# Telegram Stars. The unique index on telegram_payment_charge_id is what makes a credit
+# happen once however often Telegram delivers the payment (docs/product.md, P18); the
+# credit is written in the same transaction as the row. ``users.paid_images`` is the
+# bought part of ``image_balance`` (spent after the free part), and ``jobs.paid`` says a
+# job was drawn from it, so the report can tell paid pictures from free ones.
+_PAYMENTS = """
+CREATE TABLE payments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    telegram_payment_charge_id TEXT NOT NULL,
+    provider_payment_charge_id TEXT NOT NULL DEFAULT '',
+    user_id INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('pack', 'subscription')),
+    invoice_payload TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    total_amount INTEGER NOT NULL,
+    images INTEGER NOT NULL DEFAULT 0,
+    subscription_until TEXT,
+    is_recurring INTEGER NOT NULL DEFAULT 0,
+    is_first_recurring INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    refunded_at TEXT,
+    refund_taken INTEGER,
+    refund_missing INTEGER
+);
+CREATE UNIQUE INDEX payments_by_charge ON payments (telegram_payment_charge_id);
+CREATE INDEX payments_by_time ON payments (created_at);
+CREATE INDEX payments_by_user ON payments (user_id, kind, id);
+ALTER TABLE users ADD COLUMN paid_images INTEGER NOT NULL DEFAULT 0 CHECK (paid_images >= 0);
+ALTER TABLE jobs ADD COLUMN paid INTEGER NOT NULL DEFAULT 0
+"""
+
+
+@MIGRATIONS(name="0004_payments")
+def _payments(db: sqlite_utils.Database) -> None:
+    for statement in _PAYMENTS.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring *db* to the latest schema; a no-op when it is already there."""
     MIGRATIONS.apply(db)

@@ -161,7 +161,9 @@ async def test_llm_failure_gives_a_polite_fallback_and_long_output_is_cut(
     bot = await start_bot(nursery, tmp_path, fake_telegram, llm=llm)
     fake_telegram.user_says("раз")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
-    assert fake_telegram.sent[0].text == t("llm_fallback", "ru")
+    assert fake_telegram.sent[0].text == t(
+        "llm_fallback_feminine", "ru"
+    )  # Алиса speaks in the feminine
     fake_telegram.user_says("два")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 2)
     assert fake_telegram.sent[1].text == "я" * 4096
@@ -179,7 +181,7 @@ async def test_llm_timeout_falls_back_after_exactly_the_timeout(
     fake_telegram.user_says("эй")
     start = trio.current_time()
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
-    assert fake_telegram.sent[0].text == t("llm_fallback", "ru")
+    assert fake_telegram.sent[0].text == t("llm_fallback_feminine", "ru")
     assert trio.current_time() - start == pytest.approx(7, abs=0.01)
     await bot.stop()
 

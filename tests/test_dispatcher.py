@@ -335,3 +335,70 @@ def test_lane_key_is_the_chat_then_the_user_then_the_update() -> None:
     assert lane_key(blocked) == ("chat", CHAT_B)
     unknown = Update.model_validate({"update_id": 4, "poll": {"id": "p"}})
     assert (lane_key(unknown), unknown.kind) == (("update", 4), "unknown")
+
+
+def test_presses_and_pre_checkouts_are_urgent_messages_are_not() -> None:
+    user = {"id": 1, "first_name": "A"}
+    chat = {"id": 1, "type": "private"}
+    press = Update.model_validate(
+        {"update_id": 1, "callback_query": {"id": "q", "from": user, "data": "look"}}
+    )
+    checkout = Update.model_validate(
+        {
+            "update_id": 2,
+            "pre_checkout_query": {
+                "id": "p",
+                "from": user,
+                "currency": "XTR",
+                "total_amount": 5,
+                "invoice_payload": "x",
+            },
+        }
+    )
+    message = Update.model_validate(
+        {"update_id": 3, "message": {"message_id": 1, "date": 1, "chat": chat, "text": "hi"}}
+    )
+    assert is_urgent(press)
+    assert is_urgent(checkout)
+    assert not is_urgent(message)
+    paid = {"currency": "XTR", "total_amount": 5, "invoice_payload": "x"}
+    for field, extra in (
+        ("successful_payment", {"provider_payment_charge_id": ""}),
+        ("refunded_payment", {}),
+    ):
+        service = {"message_id": 2, "date": 1, "chat": chat, "from": user}
+        service[field] = {**paid, "telegram_payment_charge_id": "c", **extra}
+        assert is_urgent(Update.model_validate({"update_id": 4, "message": service}))
+
+
+async def test_an_urgent_update_runs_at_once_though_every_handler_slot_is_busy(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    inbox = MemoryInbox()
+    finished: list[tuple[str, float]] = []
+    checkout = Update.model_validate(
+        {
+            "update_id": 99,
+            "pre_checkout_query": {
+                "id": "p",
+                "from": USER,
+                "currency": "XTR",
+                "total_amount": 5,
+                "invoice_payload": "x",
+            },
+        }
+    )
+
+    async def handle(update: Update) -> None:
+        if update.pre_checkout_query is not None:
+            finished.append(("checkout", trio.current_time()))
+            raise RuntimeError("a failing urgent handler is logged and parked, never raised")
+        await trio.sleep(10)
+        finished.append((text_of(update), trio.current_time()))
+
+    busy = [message(n, CHAT_A + n, f"m{n}") for n in range(1, 4)]
+    await dispatch_all([*busy, checkout], handle, inbox, max_concurrent=1)
+    assert finished[0] == ("checkout", 0.0)
+    assert [at for _, at in finished[1:]] == [10.0, 20.0, 30.0]
+    assert sorted(inbox.done) == [1, 2, 3]
+    assert [update_id for update_id, _ in inbox.parked] == [99]

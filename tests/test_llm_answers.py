@@ -121,7 +121,9 @@ async def test_an_endless_answer_gives_the_user_the_polite_fallback(
     bot = await start_bot(nursery, tmp_path, fake_telegram, llm=llm)
     fake_telegram.user_says("раз")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
-    assert fake_telegram.sent[0].text == t("llm_fallback", "ru")
+    assert fake_telegram.sent[0].text == t(
+        "llm_fallback_feminine", "ru"
+    )  # Алиса speaks of herself in the feminine
     fake_telegram.user_says("два")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 2)
     assert fake_telegram.sent[1].text == "да"

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from bot.chat.handlers import fallback_line
 from bot.personas import PersonasError, load_personas
 from bot.settings import SHIPPED_PERSONAS
+from bot.texts import t
 
 
 def shipped() -> dict[str, Any]:
@@ -90,3 +92,14 @@ def test_unreadable_and_broken_json(tmp_path: Path) -> None:
     broken.write_text("{", encoding="utf-8")
     with pytest.raises(PersonasError, match="not valid JSON"):
         load_personas(broken)
+
+
+def test_the_fallback_line_follows_the_personas_gender_or_their_own_line() -> None:
+    book = load_personas(SHIPPED_PERSONAS)
+    alice, max_ = book.get("alice"), book.get("max")
+    assert "задумалась" in fallback_line(alice, "ru")
+    assert "задумался" in fallback_line(max_, "ru")
+    assert fallback_line(alice, "en") == t("llm_fallback", "en")
+    own = alice.model_copy(update={"fallback_line": "Ой, я отвлеклась на чайник."})
+    assert fallback_line(own, "ru") == "Ой, я отвлеклась на чайник."
+    assert book.texts.paysupport is not None

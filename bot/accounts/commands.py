@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
+from bot.buy_buttons import buy_keyboard
 from bot.deps import Deps
 from bot.routing import AdminCmd, BalanceCmd
 from bot.texts import t
@@ -40,7 +41,12 @@ async def handle_balance(deps: Deps, cmd: BalanceCmd) -> None:
                 daily=daily,
             )
         )
-    await deps.api.send_message(cmd.ctx.chat_id, "\n".join(lines))
+        if deps.store.payments.last_subscription_charge(cmd.ctx.user_id) is not None:
+            # A paid subscription renews on its last day (docs/product.md, P18).
+            until = view.subscription_until.strftime(DATE_FORMAT)
+            lines.append(t("balance_renewal", cmd.ctx.lang, until=until))
+    markup = buy_keyboard(deps.settings, cmd.ctx.lang)
+    await deps.api.send_message(cmd.ctx.chat_id, "\n".join(lines), reply_markup=markup)
 
 
 def _parse_args(args: tuple[str, ...], *, maximum: int) -> tuple[int, int] | None:

@@ -30,6 +30,7 @@ from bot.telegram.errors import TelegramError
 from bot.texts import t
 
 __all__ = [
+    "fallback_line",
     "handle_chat_text",
     "handle_help",
     "handle_non_text",
@@ -53,7 +54,7 @@ async def send_persona_text(deps: Deps, ctx: Context, persona: Persona, text: st
     The stored row is what makes a later press on the button genuine.
     """
     text = text[:MAX_REPLY_CHARS]
-    markup = look_keyboard() if ctx.private and deps.settings.images_available else None
+    markup = look_keyboard(ctx.lang) if ctx.private and deps.settings.images_available else None
     message = await deps.api.send_message(ctx.chat_id, text, reply_markup=markup)
     await deps.write(
         f"text {message.message_id} sent to chat {ctx.chat_id}",
@@ -69,6 +70,13 @@ async def send_persona_text(deps: Deps, ctx: Context, persona: Persona, text: st
     return message.message_id
 
 
+def fallback_line(persona: Persona, lang: str) -> str:
+    """The line shown when the LLM fails, in the persona's own grammatical gender."""
+    if persona.fallback_line is not None and lang != "en":
+        return persona.fallback_line
+    return t("llm_fallback_feminine" if persona.gender == "feminine" else "llm_fallback", lang)
+
+
 async def handle_start(deps: Deps, cmd: StartCmd) -> None:
     user = await deps.ensure_user(cmd.ctx)
     name = cmd.ctx.first_name or t("friend", cmd.ctx.lang)
@@ -80,7 +88,10 @@ async def handle_start(deps: Deps, cmd: StartCmd) -> None:
 
 
 async def handle_help(deps: Deps, cmd: HelpCmd) -> None:
-    await deps.api.send_message(cmd.ctx.chat_id, t("help", cmd.ctx.lang))
+    text = t("help", cmd.ctx.lang)
+    if deps.settings.payments_on:
+        text += "\n" + t("help_payments", cmd.ctx.lang)
+    await deps.api.send_message(cmd.ctx.chat_id, text)
 
 
 async def handle_persona(deps: Deps, cmd: PersonaCmd) -> None:
@@ -136,7 +147,7 @@ async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
         )
     except LlmError as exc:
         log.warning("llm reply failed user=%s persona=%s: %s", cmd.ctx.user_id, persona.key, exc)
-        return t("llm_fallback", cmd.ctx.lang)
+        return fallback_line(persona, cmd.ctx.lang)
     reply = reply[:MAX_REPLY_CHARS]
     await deps.write(
         f"conversation of user {cmd.ctx.user_id}",

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from bot.callback_data import ChoosePersona, LookPress, encode
 from bot.personas import Persona
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from bot.texts import LOOK_BUTTON
+from bot.texts import Lang, t
 
 __all__ = ["look_keyboard", "persona_keyboard"]
 
 
-def look_keyboard() -> InlineKeyboardMarkup:
+def look_keyboard(lang: Lang) -> InlineKeyboardMarkup:
     """The button under a reply in a private chat."""
-    button = InlineKeyboardButton(text=LOOK_BUTTON, callback_data=encode(LookPress()))
+    button = InlineKeyboardButton(text=t("look_button", lang), callback_data=encode(LookPress()))
     return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
 

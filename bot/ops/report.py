@@ -19,6 +19,7 @@ from typing import Final
 from bot.analytics import EventName, Reason
 from bot.texts import t
 from store.clock import to_iso
+from store.payments import RevenueSummary
 from store.stats import ImageEventRow
 
 __all__ = [
@@ -29,9 +30,11 @@ __all__ = [
     "ImageCounts",
     "StatsSummary",
     "format_json",
+    "format_payments_text",
     "format_text",
     "nearest_rank",
     "parse_since",
+    "payments_json",
     "summarize",
 ]
 
@@ -233,3 +236,47 @@ def format_json(summary: StatsSummary) -> str:
         "personas": {key: _counts_json(counts) for key, counts in summary.personas.items()},
     }
     return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+# Payments (docs/product.md, P18): a section of its own after the pictures, from SQL
+# aggregates over ``payments`` and ``jobs`` (store.payments.Payments.summary).
+
+_PAYMENT_KEYS: Final = (
+    "revenue", "refunded", "packs", "subscriptions", "subscribers",
+    "paid_pictures", "free_pictures", "sub_pictures",
+)  # fmt: skip
+
+
+def _payment_numbers(revenue: RevenueSummary) -> dict[str, int]:
+    return {
+        "revenue": revenue.stars,
+        "refunded": revenue.refunded_stars,
+        "packs": revenue.packs_sold,
+        "subscriptions": revenue.subscriptions_paid,
+        "subscribers": revenue.active_subscribers,
+        "paid_pictures": revenue.paid_pictures,
+        "free_pictures": revenue.free_pictures,
+        "sub_pictures": revenue.subscription_pictures,
+    }
+
+
+def format_payments_text(revenue: RevenueSummary, lang: str = "en") -> str:
+    """The payments section: stars earned (net of refunds), sales, where pictures came from."""
+    numbers = _payment_numbers(revenue)
+    rows = [[t(f"stats_{key}", lang), str(numbers[key])] for key in _PAYMENT_KEYS]
+    return "\n".join([t("stats_payments", lang), *_table(rows)])
+
+
+def payments_json(revenue: RevenueSummary) -> dict[str, int]:
+    """The payments section for ``--json``: stars net of refunds, counts."""
+    numbers = _payment_numbers(revenue)
+    return {
+        "revenue_stars": numbers["revenue"],
+        "refunded_stars": numbers["refunded"],
+        "packs_sold": numbers["packs"],
+        "subscription_payments": numbers["subscriptions"],
+        "active_subscribers": numbers["subscribers"],
+        "pictures_from_paid_balance": numbers["paid_pictures"],
+        "pictures_from_free_balance": numbers["free_pictures"],
+        "pictures_by_subscription": numbers["sub_pictures"],
+    }

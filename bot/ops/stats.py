@@ -8,6 +8,7 @@ command line opens the database read-only beside a running bot and needs only
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -16,10 +17,13 @@ from typing import TYPE_CHECKING, Final
 
 from bot.ops.report import (
     DEFAULT_SINCE,
+    MAX_MESSAGE_CHARS,
     WINDOW_FORMS,
     format_json,
+    format_payments_text,
     format_text,
     parse_since,
+    payments_json,
     summarize,
 )
 from bot.settings import SettingsError, load_settings
@@ -27,6 +31,7 @@ from bot.telegram.redact import Redactor
 from bot.texts import t
 from store.clock import utc_now
 from store.errors import StoreError
+from store.payments import revenue_summary
 from store.stats import image_events, open_readonly
 
 if TYPE_CHECKING:
@@ -64,13 +69,24 @@ def stats_main(args: argparse.Namespace, *, now: Callable[[], datetime] = utc_no
         db = open_readonly(path)
         try:
             rows = image_events(db, since=since, until=until)
+            revenue = revenue_summary(db, since=since, until=until)
         finally:
             db.close()
     except (ValueError, StoreError, SettingsError) as exc:
         print(redact(f"stats: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     summary = summarize(rows, since=since, until=until)
-    print(redact(format_json(summary) if args.json else format_text(summary)))
+    if args.json:
+        document = json.loads(format_json(summary))
+        if revenue is not None:
+            document["payments"] = payments_json(revenue)
+        output = json.dumps(document, ensure_ascii=False, indent=2)
+    else:
+        sections = [format_text(summary)]
+        if revenue is not None:
+            sections.append(format_payments_text(revenue))
+        output = "\n\n".join(sections)
+    print(redact(output))
     return 0
 
 
@@ -86,5 +102,15 @@ async def handle_stats(deps: Deps, cmd: AdminCmd) -> None:
         return
     rows = image_events(deps.store.db, since=since, until=until)
     summary = summarize(rows, since=since, until=until)
-    text = Redactor(deps.settings.secrets())(format_text(summary, lang))
-    await deps.api.send_message(cmd.ctx.chat_id, text)
+    redact = Redactor(deps.settings.secrets())
+    report = redact(format_text(summary, lang))
+    revenue = revenue_summary(deps.store.db, since=since, until=until)
+    if revenue is None:
+        await deps.api.send_message(cmd.ctx.chat_id, report)
+        return
+    payments = format_payments_text(revenue, lang)
+    if len(report) + 2 + len(payments) <= MAX_MESSAGE_CHARS:
+        await deps.api.send_message(cmd.ctx.chat_id, f"{report}\n\n{payments}")
+    else:  # a long per-persona table: the payments follow in a message of their own
+        await deps.api.send_message(cmd.ctx.chat_id, report)
+        await deps.api.send_message(cmd.ctx.chat_id, payments)

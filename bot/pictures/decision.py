@@ -6,7 +6,7 @@ this order:
 1. :class:`Stale`: the button is not under a text this bot sent to this user in this
    private chat (forged data, a foreign chat, a message the store does not know);
 2. :class:`Resend`: its picture was delivered already; the same ``file_id`` is sent again,
-   free;
+   free (not for «🔄 Ещё вариант», which asks for another picture of the same scene);
 3. :class:`AlreadyDrawing`: a job for this message is active; nothing new starts;
 4. :class:`Refuse` ``disabled``: pictures are off (``IMAGE_ENABLED=false`` or no ComfyUI);
 5. :class:`Reserve`: reserve one picture and queue a job.
@@ -52,6 +52,7 @@ class PressFacts:
     sent: SentMessage | None  # the stored text under the pressed button, if any
     job_active: bool  # a job for this message is queued, drawing or being delivered
     pictures_on: bool  # IMAGE_ENABLED and a ComfyUI configured
+    variant: bool = False  # «🔄 Ещё вариант»: a new job (fresh seed) even after delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ def decide_press(facts: PressFacts) -> Stale | Resend | AlreadyDrawing | Refuse 
     )
     if not genuine or sent is None:
         return Stale()
-    if sent.photo_file_id is not None:
+    if sent.photo_file_id is not None and not facts.variant:
         return Resend(sent, sent.photo_file_id)
     if facts.job_active:
         return AlreadyDrawing()

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 
 from bot.analytics import EventName, event_record, log_events
+from bot.callback_data import VariantPress, encode
 from bot.deps import Deps
 from bot.telegram.errors import TelegramBadRequest, TelegramError, TelegramForbidden
-from bot.telegram.types import Message
+from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from bot.texts import t
 from store import SentMessage
 
-__all__ = ["DeliveryFailed", "file_id_of", "resend", "send_picture"]
+__all__ = ["DeliveryFailed", "file_id_of", "resend", "send_picture", "variant_keyboard"]
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,22 @@ def file_id_of(message: Message) -> str:
     raise DeliveryFailed("Telegram's answer carries no photo or document")
 
 
+def variant_keyboard(message_id: int, lang: str) -> InlineKeyboardMarkup:
+    """«🔄 Ещё вариант» under a picture of the text *message_id*."""
+    button = InlineKeyboardButton(
+        text=t("variant_button", lang), callback_data=encode(VariantPress(message_id))
+    )
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+
 async def send_picture(
-    deps: Deps, *, chat_id: int, reply_to: int, data: bytes, filename: str
+    deps: Deps,
+    *,
+    chat_id: int,
+    reply_to: int,
+    data: bytes,
+    filename: str,
+    reply_markup: InlineKeyboardMarkup | None = None,
 ) -> str:
     """Send *data* as a reply to the text it illustrates; its ``file_id``.
 
@@ -48,12 +64,20 @@ async def send_picture(
     try:
         try:
             message = await deps.api.send_photo(
-                chat_id, data, filename=filename, reply_to_message_id=reply_to
+                chat_id,
+                data,
+                filename=filename,
+                reply_to_message_id=reply_to,
+                reply_markup=reply_markup,
             )
         except TelegramBadRequest as exc:
             log.info("photo refused, sending as a document chat=%s: %s", chat_id, exc.description)
             message = await deps.api.send_document(
-                chat_id, data, filename=filename, reply_to_message_id=reply_to
+                chat_id,
+                data,
+                filename=filename,
+                reply_to_message_id=reply_to,
+                reply_markup=reply_markup,
             )
     except TelegramForbidden as exc:
         raise DeliveryFailed(f"user blocked the bot: {exc.description}", blocked=True) from None

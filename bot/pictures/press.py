@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Final
 
 from bot.analytics import EventName, Reason, announce, event_record, log_events
+from bot.buy_buttons import buy_keyboard
 from bot.deps import Deps
 from bot.persist import STORE_PATIENCE_S
 from bot.pictures.decision import (
@@ -46,9 +48,15 @@ __all__ = ["handle_cancel", "request_image_on_demand"]
 
 log = logging.getLogger(__name__)
 
+VARIANT_DETAIL: Final = "variant"  # image_requested's detail for «🔄 Ещё вариант»
+
 
 async def request_image_on_demand(deps: Deps, press: ImagePress) -> None:
-    """Handle one press on «👁️ Посмотреть»."""
+    """Handle one press on «👁️ Посмотреть» or «🔄 Ещё вариант».
+
+    A variant is a new job for the same text, reserved, queued, shown and ended exactly
+    like the first picture; only its ``image_requested`` says ``detail=variant``.
+    """
     ctx = press.ctx
     facts = PressFacts(
         private_chat=ctx.private,
@@ -60,6 +68,7 @@ async def request_image_on_demand(deps: Deps, press: ImagePress) -> None:
         )
         is not None,
         pictures_on=deps.settings.images_available and deps.pictures is not None,
+        variant=press.variant,
     )
     decision: PressDecision = decide_press(facts)
     if isinstance(decision, Reserve):
@@ -89,6 +98,7 @@ async def _reserve(deps: Deps, press: ImagePress, reserve: Reserve) -> PressDeci
         chat_id=new.chat_id,
         persona=new.persona_key,
         job_id=new.job_id,
+        detail=VARIANT_DETAIL if press.variant else None,
     )
     result = await deps.write(
         f"reserve a picture for user {ctx.user_id}",
@@ -125,7 +135,15 @@ async def _perform(deps: Deps, press: ImagePress, decision: PressDecision) -> No
         case Refuse(reason):
             await _log_refused(deps, press, reason)
             refusal = REFUSALS[reason]
-            await deps.answer_query(press.query_id, text=t(refusal.text_key, lang), show_alert=True)
+            offers = buy_keyboard(deps.settings, lang) if reason is Reason.NO_QUOTA else None
+            if offers is None:
+                alert = t(refusal.text_key, lang)
+                await deps.answer_query(press.query_id, text=alert, show_alert=True)
+            else:
+                # An alert cannot carry buttons: the offers follow as a message.
+                await deps.answer_query(press.query_id)
+                text = t("fail_no_quota_buy", lang)
+                await deps.api.send_message(press.ctx.chat_id, text, reply_markup=offers)
         case Queue(job):
             assert deps.pictures is not None
             await _queue(deps, deps.pictures, press, job)

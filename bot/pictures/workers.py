@@ -28,7 +28,7 @@ import trio
 
 from bot.deps import Deps
 from bot.persist import FOREVER
-from bot.pictures.delivery import DeliveryFailed, send_picture
+from bot.pictures.delivery import DeliveryFailed, send_picture, variant_keyboard
 from bot.pictures.lifecycle import ENDS, STEPS, Exit, Step, start_of
 from bot.pictures.prompts import describe_scene, prompt_params
 from bot.pictures.queue import Ticket
@@ -242,6 +242,7 @@ async def _deliver(
                 reply_to=job.message_id,
                 data=picture,
                 filename=filename,
+                reply_markup=variant_keyboard(job.message_id, job.language),
             )
         except DeliveryFailed as exc:
             if exc.blocked:

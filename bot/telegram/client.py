@@ -35,7 +35,14 @@ from bot.telegram.errors import (
     parse_response,
 )
 from bot.telegram.redact import redact_token
-from bot.telegram.types import BotCommand, InlineKeyboardMarkup, Message, User, WebhookInfo
+from bot.telegram.types import (
+    BotCommand,
+    InlineKeyboardMarkup,
+    LabeledPrice,
+    Message,
+    User,
+    WebhookInfo,
+)
 from comfy.backoff import backoff_delays
 
 __all__ = [
@@ -58,6 +65,7 @@ LONG_POLL_MARGIN_S: Final = 10  # read timeout = long-poll timeout + this (docs/
 CONNECT_TIMEOUT_S: Final = 10.0
 UPLOAD_TIMEOUT: Final = httpx.Timeout(CONNECT_TIMEOUT_S, read=60.0, write=60.0)
 _NOT_MODIFIED: Final = "message is not modified"
+STARS_CURRENCY: Final = "XTR"  # Telegram Stars (docs/telegram.md, T15)
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +331,76 @@ class TelegramApi:
     async def get_webhook_info(self) -> WebhookInfo:
         """Return the webhook state; an empty ``url`` means long polling may run."""
         return await self.call("getWebhookInfo", result=WebhookInfo)
+
+    async def send_invoice(
+        self,
+        chat_id: int,
+        *,
+        title: str,
+        description: str,
+        payload: str,
+        price: LabeledPrice,
+    ) -> Message:
+        """An invoice in Telegram Stars: currency XTR, no provider token, one price line.
+
+        See docs/telegram.md, T15.
+        """
+        params = {
+            "chat_id": chat_id,
+            "title": title,
+            "description": description,
+            "payload": payload,
+            "currency": STARS_CURRENCY,
+            "prices": [price],
+        }
+        return await self.call("sendInvoice", params, result=Message)
+
+    async def create_invoice_link(
+        self,
+        *,
+        title: str,
+        description: str,
+        payload: str,
+        price: LabeledPrice,
+        subscription_period: int | None = None,
+    ) -> str:
+        """A link to an invoice; the only way to sell a subscription (docs/telegram.md, T15)."""
+        params = {
+            "title": title,
+            "description": description,
+            "payload": payload,
+            "currency": STARS_CURRENCY,
+            "prices": [price],
+            "subscription_period": subscription_period,
+        }
+        return await self.call("createInvoiceLink", params, result=str)
+
+    async def answer_pre_checkout_query(
+        self, pre_checkout_query_id: str, *, ok: bool, error_message: str | None = None
+    ) -> bool:
+        """Let the payment go on, or stop it with a sentence the buyer reads."""
+        params = {
+            "pre_checkout_query_id": pre_checkout_query_id,
+            "ok": ok,
+            "error_message": None if ok else error_message,
+        }
+        return await self.call("answerPreCheckoutQuery", params, result=bool)
+
+    async def refund_star_payment(self, user_id: int, telegram_payment_charge_id: str) -> bool:
+        """Give the stars of one payment back to the buyer."""
+        params = {"user_id": user_id, "telegram_payment_charge_id": telegram_payment_charge_id}
+        return await self.call("refundStarPayment", params, result=bool)
+
+    async def edit_user_star_subscription(
+        self, user_id: int, telegram_payment_charge_id: str, *, is_canceled: bool
+    ) -> bool:
+        """Stop (or allow again) the renewal of a subscription; it runs to its paid end."""
+        params = {
+            "user_id": user_id,
+            "telegram_payment_charge_id": telegram_payment_charge_id,
+            "is_canceled": is_canceled,
+        }
+        return await self.call("editUserStarSubscription", params, result=bool)
 
     async def send_photo(
         self,

@@ -4,8 +4,8 @@ A user waiting for an LLM reply or a picture must not hold up anyone else, yet o
 messages must be handled in the order they were sent. So:
 
 * **Urgent updates** (:func:`is_urgent`: button presses, which Telegram shows a spinner
-  for until they are answered) run at once in a task of their own, before any lane or
-  limit.
+  for until they are answered; pre-checkout queries, which it cancels after 10 s; payment
+  messages) run at once in a task of their own, before any lane or limit.
 * **Throttled updates** (the caller's ``throttled`` rule, e.g. a user over their message
   rate) are handed to ``handle_throttled`` at once as well; it only tells the user, and
   they never take a place in a lane.
@@ -77,8 +77,20 @@ class TryAgainLater(Exception):
 
 
 def is_urgent(update: Update) -> bool:
-    """Updates with a deadline on Telegram's side: handled at once, outside lanes."""
-    return update.callback_query is not None
+    """Handle this update at once, beside everything, never queued behind a chat.
+
+    Telegram waits for an answer to a press and to a ``pre_checkout_query`` (unanswered
+    after 10 s, the payment is cancelled: docs/telegram.md, T15). A ``successful_payment``
+    or ``refunded_payment`` message waits for nobody, but it is a user's money: each is
+    idempotent and independent of the chat's other messages, so it is credited at once
+    rather than behind a slow LLM reply.
+    """
+    if update.callback_query is not None or update.pre_checkout_query is not None:
+        return True
+    message = update.message
+    return message is not None and (
+        message.successful_payment is not None or message.refunded_payment is not None
+    )
 
 
 def lane_key(update: Update) -> LaneKey:

@@ -37,7 +37,7 @@ __all__ = [
     "run_polling",
 ]
 
-ALLOWED_UPDATES: Final = ("message", "callback_query", "my_chat_member")
+ALLOWED_UPDATES: Final = ("message", "callback_query", "my_chat_member", "pre_checkout_query")
 LONG_POLL_TIMEOUT_S: Final = 50  # seconds; Telegram's server caps it at 50 (docs/telegram.md, T4)
 CONFLICT_BACKOFF_INITIAL_S: Final = 10.0  # seconds; equal jitter: the first wait is 5-10 s
 CONFLICT_BACKOFF_MAXIMUM_S: Final = 60.0  # seconds; waits grow to 30-60 s

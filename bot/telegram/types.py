@@ -21,10 +21,14 @@ __all__ = [
     "Document",
     "InlineKeyboardButton",
     "InlineKeyboardMarkup",
+    "LabeledPrice",
     "Message",
     "PhotoSize",
+    "PreCheckoutQuery",
+    "RefundedPayment",
     "RepliedMessage",
     "ResponseParameters",
+    "SuccessfulPayment",
     "Update",
     "User",
     "WebhookInfo",
@@ -105,6 +109,52 @@ class BotCommand(BaseModel):
     description: str
 
 
+class LabeledPrice(BaseModel):
+    """One price line of an invoice; in Telegram Stars, whole stars (docs/telegram.md, T15)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    amount: int
+
+
+class SuccessfulPayment(_Inbound):
+    """The service message that a payment went through: the only moment to credit (T15).
+
+    ``subscription_expiration_date`` (Unix time) and the recurring flags are set for
+    subscription payments only.
+    """
+
+    currency: str
+    total_amount: int
+    invoice_payload: str
+    telegram_payment_charge_id: str
+    provider_payment_charge_id: str = ""
+    subscription_expiration_date: int | None = None
+    is_recurring: bool = False
+    is_first_recurring: bool = False
+
+
+class RefundedPayment(_Inbound):
+    """The service message that a payment was refunded (docs/telegram.md, T15)."""
+
+    currency: str
+    total_amount: int
+    invoice_payload: str
+    telegram_payment_charge_id: str
+    provider_payment_charge_id: str | None = None
+
+
+class PreCheckoutQuery(_Inbound):
+    """A buyer pressed "Pay": answer within 10 seconds or Telegram cancels (T15)."""
+
+    id: str
+    from_: User = Field(alias="from")
+    currency: str
+    total_amount: int
+    invoice_payload: str
+
+
 class _MessageFields(_Inbound):
     message_id: int
     date: int
@@ -115,6 +165,8 @@ class _MessageFields(_Inbound):
     photo: list[PhotoSize] | None = None
     document: Document | None = None
     reply_markup: InlineKeyboardMarkup | None = None
+    successful_payment: SuccessfulPayment | None = None
+    refunded_payment: RefundedPayment | None = None
 
 
 class RepliedMessage(_MessageFields):
@@ -170,11 +222,18 @@ class Update(_Inbound):
     edited_message: Message | None = None
     callback_query: CallbackQuery | None = None
     my_chat_member: ChatMemberUpdated | None = None
+    pre_checkout_query: PreCheckoutQuery | None = None
 
     @property
     def kind(self) -> str:
         """The name of the field that is set, or "unknown" for a type we do not read."""
-        for name in ("message", "edited_message", "callback_query", "my_chat_member"):
+        for name in (
+            "message",
+            "edited_message",
+            "callback_query",
+            "my_chat_member",
+            "pre_checkout_query",
+        ):
             if getattr(self, name) is not None:
                 return name
         return "unknown"
@@ -195,7 +254,13 @@ class Update(_Inbound):
     @property
     def user(self) -> User | None:
         """The user who caused the update, when known."""
-        for source in (self.message, self.edited_message, self.callback_query, self.my_chat_member):
+        for source in (
+            self.message,
+            self.edited_message,
+            self.callback_query,
+            self.my_chat_member,
+            self.pre_checkout_query,
+        ):
             if source is not None:
                 return source.from_
         return None

@@ -27,13 +27,17 @@ import trio
 
 __all__ = [
     "BOT_USER_ID",
+    "CHARGE_NOT_FOUND",
     "DEFAULT_USER_ID",
     "FAKE_BASE_URL",
     "TEST_TOKEN",
     "CallbackAnswer",
+    "Charge",
     "ChatAction",
+    "CheckoutAnswer",
     "EditRecord",
     "FakeTelegram",
+    "Invoice",
     "MemoryInbox",
     "RecordedRequest",
     "SentRecord",
@@ -64,6 +68,9 @@ CONFLICT_WEBHOOK: Final = (
 )
 BLOCKED: Final = "Forbidden: bot was blocked by the user"
 WRONG_FILE_ID: Final = "Bad Request: wrong file identifier/HTTP URL specified"
+CHARGE_NOT_FOUND: Final = "Bad Request: CHARGE_NOT_FOUND"
+CHARGE_ALREADY_REFUNDED: Final = "Bad Request: CHARGE_ALREADY_REFUNDED"
+SUBSCRIPTION_PERIOD_S: Final = 2_592_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,40 @@ class CallbackAnswer:
     text: str | None
     show_alert: bool
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutAnswer:
+    """``answerPreCheckoutQuery``: ok, or the sentence the buyer reads."""
+
+    ok: bool
+    error_message: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    """``sendInvoice`` or ``createInvoiceLink`` as the fake received it (validated)."""
+
+    method: str
+    chat_id: int | None
+    title: str
+    description: str
+    payload: str
+    amount: int
+    subscription_period: int | None
+    link: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """A payment the fake made: the user paid *amount* stars for *payload*."""
+
+    charge_id: str
+    user_id: int
+    payload: str
+    amount: int
+    refunded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +334,11 @@ class FakeTelegram:
         self.calls: list[str] = []
         self.requests: list[RecordedRequest] = []
         self.blocked: set[int] = set()
+        self.invoices: list[Invoice] = []
+        self.checkout_answers: dict[str, CheckoutAnswer] = {}
+        self.charges: dict[str, Charge] = {}
+        self.subscription_cancels: list[tuple[int, str, bool]] = []
+        self._charge_ids = itertools.count(1)
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(700_000_001)
         self._query_ids = itertools.count(1)
@@ -320,6 +366,11 @@ class FakeTelegram:
             "editMessageReplyMarkup": lambda p: self._edit(p, with_text=False),
             "deleteMessage": self._delete_message,
             "setMyCommands": self._set_my_commands,
+            "sendInvoice": self._send_invoice,
+            "createInvoiceLink": self._create_invoice_link,
+            "answerPreCheckoutQuery": self._answer_pre_checkout_query,
+            "refundStarPayment": self._refund_star_payment,
+            "editUserStarSubscription": self._edit_user_star_subscription,
         }
 
     # What users do.
@@ -386,6 +437,93 @@ class FakeTelegram:
             "new_chat_member": {"status": "kicked", "user": self.bot_user, "until_date": 0},
         }
         return self.add_raw_update({"my_chat_member": member_update})
+
+    def user_checks_out(
+        self,
+        payload: str,
+        total_amount: int,
+        *,
+        user_id: int = DEFAULT_USER_ID,
+        currency: str = "XTR",
+        language_code: str = "ru",
+    ) -> str:
+        """The user presses "Pay" on an invoice: a ``pre_checkout_query``; its id."""
+        user = self._user(user_id, language_code, "Аня")
+        query_id = f"pcq{next(self._query_ids)}"
+        query = {
+            "id": query_id,
+            "from": user,
+            "currency": currency,
+            "total_amount": total_amount,
+            "invoice_payload": payload,
+        }
+        self.add_raw_update({"pre_checkout_query": query})
+        return query_id
+
+    def payment_succeeds(
+        self,
+        payload: str,
+        total_amount: int,
+        *,
+        user_id: int = DEFAULT_USER_ID,
+        charge_id: str | None = None,
+        subscription_expiration_date: int | None = None,
+        is_recurring: bool = False,
+        is_first_recurring: bool = False,
+        language_code: str = "ru",
+    ) -> str:
+        """Telegram's ``successful_payment`` service message; the charge id.
+
+        Pass the same *charge_id* again to redeliver the same payment.
+        """
+        charge_id = charge_id or f"stxCharge{next(self._charge_ids):06d}"
+        self.charges.setdefault(charge_id, Charge(charge_id, user_id, payload, total_amount))
+        paid: dict[str, Any] = {
+            "currency": "XTR",
+            "total_amount": total_amount,
+            "invoice_payload": payload,
+            "telegram_payment_charge_id": charge_id,
+            "provider_payment_charge_id": "",
+        }
+        if subscription_expiration_date is not None:
+            paid["subscription_expiration_date"] = subscription_expiration_date
+        if is_recurring:
+            paid["is_recurring"] = True
+        if is_first_recurring:
+            paid["is_first_recurring"] = True
+        self._service_message(user_id, language_code, {"successful_payment": paid})
+        return charge_id
+
+    def payment_refunded(self, charge_id: str, *, language_code: str = "ru") -> int:
+        """Telegram's ``refunded_payment`` service message for a known charge."""
+        charge = self.charges[charge_id]
+        self.charges[charge_id] = Charge(
+            charge.charge_id, charge.user_id, charge.payload, charge.amount, refunded=True
+        )
+        refunded = {
+            "currency": "XTR",
+            "total_amount": charge.amount,
+            "invoice_payload": charge.payload,
+            "telegram_payment_charge_id": charge_id,
+        }
+        return self._service_message(charge.user_id, language_code, {"refunded_payment": refunded})
+
+    async def user_buys(
+        self, payload: str, total_amount: int, *, user_id: int = DEFAULT_USER_ID
+    ) -> str | None:
+        """Checkout, then (if the bot said ok) the payment; the charge id or None."""
+        query_id = self.user_checks_out(payload, total_amount, user_id=user_id)
+        await self.wait_for(lambda: query_id in self.checkout_answers)
+        if not self.checkout_answers[query_id].ok:
+            return None
+        return self.payment_succeeds(payload, total_amount, user_id=user_id)
+
+    def _service_message(self, user_id: int, language_code: str, fields: dict[str, Any]) -> int:
+        user = self._user(user_id, language_code, "Аня")
+        chat = self._chat(user_id, "private", user)
+        message = self._new_message(chat, user, text=None)
+        message.update(fields)
+        return self.add_raw_update({"message": message})
 
     def add_raw_update(self, update: dict[str, Any]) -> int:
         """Queue any update as is (forged shapes too); an ``update_id`` is added if absent."""
@@ -675,6 +813,102 @@ class FakeTelegram:
         if not isinstance(commands, list):
             raise _ApiError(400, "Bad Request: parameter 'commands' is required")
         self.commands[str(params.get("language_code") or "")] = commands
+        return True
+
+    def _check_invoice(self, params: dict[str, Any]) -> tuple[str, str, str, int]:
+        title, description = str(params.get("title", "")), str(params.get("description", ""))
+        payload = str(params.get("payload", ""))
+        if not 1 <= len(title) <= 32:
+            raise _ApiError(400, "Bad Request: invoice title length must be 1-32 characters")
+        if not 1 <= len(description) <= 255:
+            raise _ApiError(400, "Bad Request: invoice description length must be 1-255")
+        if not 1 <= len(payload.encode()) <= 128:
+            raise _ApiError(400, "Bad Request: invoice payload length must be 1-128 bytes")
+        if params.get("currency") != "XTR":
+            raise _ApiError(400, "Bad Request: CURRENCY_INVALID")
+        if params.get("provider_token"):
+            raise _ApiError(400, "Bad Request: PROVIDER_TOKEN_INVALID (Stars need none)")
+        prices = _json(params, "prices")
+        if not isinstance(prices, list) or len(prices) != 1:
+            raise _ApiError(400, "Bad Request: STARS_INVOICE_INVALID (one price item)")
+        amount = prices[0].get("amount") if isinstance(prices[0], dict) else None
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 1:
+            raise _ApiError(400, "Bad Request: STARS_INVOICE_INVALID (whole stars)")
+        return title, description, payload, amount
+
+    def _send_invoice(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._writable_chat(params)
+        if "subscription_period" in params:
+            raise _ApiError(400, "Bad Request: subscription_period is for createInvoiceLink")
+        title, description, payload, amount = self._check_invoice(params)
+        self.invoices.append(
+            Invoice("sendInvoice", chat["id"], title, description, payload, amount, None, None)
+        )
+        message = self._deliver(chat, params, "message")
+        message["invoice"] = {
+            "title": title,
+            "description": description,
+            "start_parameter": "",
+            "currency": "XTR",
+            "total_amount": amount,
+        }
+        return message
+
+    def _create_invoice_link(self, params: dict[str, Any]) -> str:
+        title, description, payload, amount = self._check_invoice(params)
+        period = params.get("subscription_period")
+        if period is not None:
+            if int(period) != SUBSCRIPTION_PERIOD_S:
+                raise _ApiError(400, "Bad Request: SUBSCRIPTION_PERIOD_INVALID")
+            if amount > 10_000:
+                raise _ApiError(400, "Bad Request: STARS_INVOICE_INVALID (at most 10000)")
+        link = f"https://t.me/$invoice{len(self.invoices) + 1}"
+        self.invoices.append(
+            Invoice(
+                "createInvoiceLink",
+                None,
+                title,
+                description,
+                payload,
+                amount,
+                None if period is None else int(period),
+                link,
+            )
+        )
+        return link
+
+    def _answer_pre_checkout_query(self, params: dict[str, Any]) -> bool:
+        query_id = str(params.get("pre_checkout_query_id"))
+        if query_id in self.checkout_answers:
+            raise _ApiError(400, QUERY_TOO_OLD)
+        ok = _bool(params, "ok")
+        error = params.get("error_message")
+        if not ok and not error:
+            raise _ApiError(400, "Bad Request: error_message is required when ok is false")
+        self.checkout_answers[query_id] = CheckoutAnswer(
+            ok, None if error is None else str(error), trio.current_time()
+        )
+        return True
+
+    def _refund_star_payment(self, params: dict[str, Any]) -> bool:
+        user_id = _int(params, "user_id")
+        charge = self.charges.get(str(params.get("telegram_payment_charge_id")))
+        if charge is None or charge.user_id != user_id:
+            raise _ApiError(400, CHARGE_NOT_FOUND)
+        if charge.refunded:
+            raise _ApiError(400, CHARGE_ALREADY_REFUNDED)
+        self.charges[charge.charge_id] = Charge(
+            charge.charge_id, charge.user_id, charge.payload, charge.amount, refunded=True
+        )
+        return True
+
+    def _edit_user_star_subscription(self, params: dict[str, Any]) -> bool:
+        user_id = _int(params, "user_id")
+        charge_id = str(params.get("telegram_payment_charge_id"))
+        charge = self.charges.get(charge_id)
+        if charge is None or charge.user_id != user_id:
+            raise _ApiError(400, CHARGE_NOT_FOUND)
+        self.subscription_cancels.append((user_id, charge_id, _bool(params, "is_canceled")))
         return True
 
     # Helpers.

@@ -1,0 +1,1 @@
+"""Telegram Stars: picture packs, the monthly subscription, pre-checkout, credit, refunds."""
