@@ -63,6 +63,7 @@ class _Work:
     spool: Path | None
     picture: bytes | None = None  # in memory once drawn by this process
     file_id: str = ""
+    server: str | None = None  # the ComfyUI server it was last handed to
 
 
 async def run_workers(
@@ -93,13 +94,14 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
     runtime.board.show(job.job_id, Waiting())  # out of our queue, not yet drawn
     exit_, detail = Exit.DELIVERED, ""
     work = _Work(job, json.loads(job.graph) if job.graph else None, _spool_of(job))
+    work.server = job.server
     with runtime.queue.drawing(job.job_id) as own_scope:
         try:
             await _run_steps(deps, runtime, work, resumed=ticket.resumed)
         except JobEnded as exc:
             exit_, detail = exc.exit, exc.detail
         except Exception as exc:
-            log.exception("job crashed job=%s", job.job_id)
+            log.exception("job crashed job=%s server=%s", job.job_id, work.server)
             exit_, detail = Exit.CRASHED, f"internal error: {exc!r}"
     if own_scope.cancelled_caught:
         exit_, detail = Exit.CANCELLED, "cancelled by the user"
@@ -109,7 +111,9 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
         # A delivered picture is charged at once, stop or not.
         await trio.lowlevel.checkpoint_if_cancelled()
     if exit_ is not Exit.DELIVERED:
-        log.info("job failed job=%s exit=%s: %s", job.job_id, exit_.value, detail)
+        log.info(
+            "job failed job=%s server=%s exit=%s: %s", job.job_id, work.server, exit_.value, detail
+        )
     if settle(deps, job, exit_, detail=detail, file_id=work.file_id):
         await tell_user(deps, job, exit_)
     runtime.board.close(job.job_id)
@@ -139,7 +143,7 @@ async def _run_steps(deps: Deps, runtime: PicturesRuntime, work: _Work, *, resum
             case Step.GENERATE:
                 assert work.graph is not None
                 work.spool, work.picture = await _generate(
-                    deps, runtime, job, work.graph, look_up_first=start.look_up_first
+                    deps, runtime, work, work.graph, look_up_first=start.look_up_first
                 )
                 deps.store.jobs.advance(
                     job.job_id, to=STEPS[step].records, now=deps.now(), spool_path=str(work.spool)
@@ -173,16 +177,19 @@ async def _prepare(deps: Deps, runtime: PicturesRuntime, job: Job) -> dict[str, 
 
 
 async def _generate(
-    deps: Deps, runtime: PicturesRuntime, job: Job, graph: dict[str, Any], *, look_up_first: bool
+    deps: Deps, runtime: PicturesRuntime, work: _Work, graph: dict[str, Any], *, look_up_first: bool
 ) -> tuple[Path, bytes]:
     """ComfyUI draws the picture; it is kept on disk before the row says ``downloaded``."""
+    job = work.job
     try:
-        image = await runtime.generator.generate(
+        image = await runtime.servers.generate(
             graph,
             prompt_id=job.prompt_id,
             timeout_s=deps.settings.comfyui_timeout_seconds,
             on_progress=lambda progress: runtime.board.show_progress(job.job_id, progress),
             recover=look_up_first,
+            last_server=job.server,
+            on_server=lambda server: _handed_to(deps, work, server),
         )
     except ComfyError as exc:
         raise JobEnded(Exit.GENERATION_FAILED, f"{type(exc).__name__}: {exc.detail}") from None
@@ -192,6 +199,13 @@ async def _generate(
     # steps in order with no await between the file and its row.
     spool.write_bytes(image.data)
     return spool, image.data
+
+
+def _handed_to(deps: Deps, work: _Work, server: str) -> None:
+    """Recorded before the prompt reaches *server*: a restart looks for it there first."""
+    work.server = server
+    deps.store.jobs.set_server(work.job.job_id, server)
+    log.info("job handed to server job=%s server=%s", work.job.job_id, server)
 
 
 async def _deliver(
