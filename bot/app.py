@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from functools import partial
@@ -92,7 +92,7 @@ async def run(
     *,
     telegram_transport: httpx.AsyncBaseTransport | None = None,
     comfy_transport: httpx.AsyncBaseTransport | None = None,
-    open_ws: OpenWebsocket | None = None,
+    open_ws: OpenWebsocket | Mapping[str, OpenWebsocket] | None = None,
     now: Callable[[], datetime] = utc_now,
     rng: random.Random | None = None,
     stopper: Stopper | None = None,
@@ -170,20 +170,22 @@ def _pictures(
     store: Store,
     template: WorkflowTemplate | None,
     comfy_http: list[httpx.AsyncClient],
-    open_ws: OpenWebsocket | None,
+    open_ws: OpenWebsocket | Mapping[str, OpenWebsocket] | None,
     rng: random.Random,
     make_generator: GeneratorFactory,
 ) -> PicturesRuntime | None:
     """The picture machinery, or None without ``COMFYUI_BASE_URL``.
 
-    *open_ws* (tests) serves every server; without it each server's own URL is opened.
+    *open_ws* (tests) serves every server, or each by its name (``host:port``); without
+    it each server's own URL is opened.
     """
     if not settings.comfyui_servers or template is None:
         return None
     servers: list[Server] = []
     for spec, http in zip(settings.comfyui_servers, comfy_http, strict=True):
         client = ComfyClient(http)
-        follower = Follower(client, open_ws or websocket_opener(spec.url), rng=rng)
+        opener = open_ws.get(spec.name) if isinstance(open_ws, Mapping) else open_ws
+        follower = Follower(client, opener or websocket_opener(spec.url), rng=rng)
         generator = make_generator(client, follower, concurrency=spec.slots)
         servers.append(Server(spec, client, follower, generator, rng))
     spool_dir = settings.database_path.parent / "spool"

@@ -62,14 +62,8 @@ def _load(view: ServerView) -> tuple[int, float]:
     return (max(view.busy, view.queue_remaining), view.busy / view.slots)
 
 
-def place(
-    servers: Sequence[ServerView], needs: Sequence[str], *, prefer: str | None = None
-) -> Placement:
-    """Where a job that needs the model files *needs* goes now.
-
-    *prefer* names the server the job was last on (recovery looks there first): it wins
-    whenever it is capable and has a free slot.
-    """
+def place(servers: Sequence[ServerView], needs: Sequence[str]) -> Placement:
+    """Where a job that needs the model files *needs* goes now."""
     healthy = [view for view in servers if view.healthy]
     if not healthy:
         return Placement(Verdict.WAIT_FOR_SERVER)
@@ -80,8 +74,5 @@ def place(
     free = [view for view in capable if view.busy < view.slots]
     if not free:
         return Placement(Verdict.WAIT_FOR_SLOT)
-    preferred = next((view for view in free if view.name == prefer), None)
-    if preferred is not None:
-        return Placement(Verdict.CHOSEN, server=preferred.name)
     # min() keeps the first of equals: ties go to the server listed first.
     return Placement(Verdict.CHOSEN, server=min(free, key=_load).name)

@@ -307,7 +307,8 @@ class ServerPool:
                 server.mark_down(exc.detail)
                 error = exc
             except PromptRejected as exc:
-                if "value_not_in_list" not in exc.detail or server.name in rejected:
+                # value_not_in_list reads "... 'x.safetensors' not in list" (comfy.client)
+                if "not in list" not in exc.detail or server.name in rejected:
                     raise
                 rejected.add(server.name)
                 await self._read_models(server)  # it may have lost a file: look again
@@ -422,7 +423,7 @@ class ServerPool:
 
 def _missing_detail(placement: Placement) -> str:
     files = ", ".join(placement.missing)
-    return f"no healthy ComfyUI server has the model file(s) {files} (value_not_in_list)"
+    return f"no healthy ComfyUI server has the model file(s) {files}"
 
 
 def _ignore(_: PromptProgress) -> None:
