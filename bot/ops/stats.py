@@ -8,6 +8,7 @@ command line opens the database read-only beside a running bot and needs only
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -16,16 +17,19 @@ from typing import TYPE_CHECKING, Final
 
 from bot.ops.report import (
     DEFAULT_SINCE,
+    MAX_MESSAGE_CHARS,
     WINDOW_FORMS,
     format_json,
     format_text,
     parse_since,
     summarize,
 )
+from bot.ops.server_report import server_json, server_lines
 from bot.settings import SettingsError, load_settings
 from bot.texts import t
 from store.clock import utc_now
 from store.errors import StoreError
+from store.server_stats import ServerCounts, server_counts
 from store.stats import image_events, open_readonly
 
 if TYPE_CHECKING:
@@ -58,14 +62,35 @@ def stats_main(args: argparse.Namespace, *, now: Callable[[], datetime] = utc_no
         db = open_readonly(path)
         try:
             rows = image_events(db, since=since, until=until)
+            servers = server_counts(db, since=since, until=until)
         finally:
             db.close()
     except (ValueError, StoreError, SettingsError) as exc:
         print(f"stats: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     summary = summarize(rows, since=since, until=until)
-    print(format_json(summary) if args.json else format_text(summary))
+    if args.json:
+        print(_with_servers_json(format_json(summary), servers))
+    else:
+        print(_with_servers_text(format_text(summary), servers))
     return 0
+
+
+def _with_servers_text(report: str, servers: list[ServerCounts], lang: str = "en") -> str:
+    """The report, then a table per ComfyUI server (left out if it would not fit)."""
+    lines = server_lines(servers, lang)
+    if not lines:
+        return report
+    section = "\n".join(["", *lines])
+    return report + "\n" + section if len(report) + len(section) < MAX_MESSAGE_CHARS else report
+
+
+def _with_servers_json(report: str, servers: list[ServerCounts]) -> str:
+    if not server_lines(servers):
+        return report
+    document = json.loads(report)
+    document["servers"] = server_json(servers)
+    return json.dumps(document, ensure_ascii=False, indent=2)
 
 
 async def handle_stats(deps: Deps, cmd: AdminCmd) -> None:
@@ -79,5 +104,7 @@ async def handle_stats(deps: Deps, cmd: AdminCmd) -> None:
         await deps.api.send_message(cmd.ctx.chat_id, t("stats_usage", lang))
         return
     rows = image_events(deps.store.db, since=since, until=until)
+    servers = server_counts(deps.store.db, since=since, until=until)
     summary = summarize(rows, since=since, until=until)
-    await deps.api.send_message(cmd.ctx.chat_id, format_text(summary, lang))
+    report = _with_servers_text(format_text(summary, lang), servers, lang)
+    await deps.api.send_message(cmd.ctx.chat_id, report)
