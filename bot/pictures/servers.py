@@ -48,7 +48,7 @@ from comfy import (
 from comfy.backoff import backoff_delays
 from comfy.follower import probe_prompt
 from comfy.generate import RESUBMIT_MIN_REMAINING_S
-from comfy.preflight import input_options
+from comfy.preflight import MODEL_INPUTS, model_files
 from comfy.protocol import Signal
 from comfy.servers import ServerSpec
 
@@ -75,8 +75,6 @@ MODELS_TIMEOUT_S: Final = 10.0
 DOWN_BACKOFF_INITIAL_S: Final = 2.0  # a server marked down is not tried again for this,
 DOWN_BACKOFF_MAXIMUM_S: Final = 60.0  # doubling while it keeps failing
 CLEANUP_TIMEOUT_S: Final = 5.0
-# The loaders whose files a job needs, and the input that names the file.
-MODEL_INPUTS: Final = (("CheckpointLoaderSimple", "ckpt_name"), ("LoraLoader", "lora_name"))
 
 Builds = Callable[[ComfyClient, Follower], PictureGenerator]
 
@@ -204,16 +202,13 @@ class ServerPool:
             await self._read_models(server)
 
     async def _read_models(self, server: Server) -> None:
-        files: set[str] = set()
         with trio.move_on_after(MODELS_TIMEOUT_S):
             try:
-                for class_type, input_name in MODEL_INPUTS:
-                    info = await server.client.object_info(class_type)
-                    files |= input_options(info, input_name)
+                files = await model_files(server.client)
             except ComfyError as exc:
                 log.info("comfy models not read server=%s: %s", server.name, exc.detail)
                 return
-            server.models = frozenset(files)
+            server.models = files
             log.debug("comfy models server=%s: %d file(s)", server.name, len(files))
             self._notify()
 
