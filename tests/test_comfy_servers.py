@@ -279,3 +279,97 @@ async def test_a_value_not_in_list_rejection_rereads_the_models_and_moves_the_jo
         assert ("POST", "/prompt") in [(m, p) for m, p, _ in first.requests]
         assert len(photos(fake_telegram)) == 1
         await bot.stop()
+
+
+async def test_a_server_failing_a_call_is_left_for_another_and_backed_off(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    async with fake_servers(ALL_LORAS, ALL_LORAS) as (failing, other):
+        bot = await start_bot(nursery, tmp_path, fake_telegram, comfies=[failing, other])
+        await trio.sleep(CONNECTED_S)
+        failing.reject_next_with(500, "Internal Server Error")
+        await press(fake_telegram, 1001)
+        await press(fake_telegram, 1002)  # while the first server is in its backoff
+        rows = await settled(bot, jobs=2)
+        assert [r["state"] for r in rows] == ["delivered", "delivered"]
+        assert [r["server"] for r in rows] == [comfy_name(2), comfy_name(2)]
+        assert failing.submitted == []
+        assert len(other.submitted) == 2
+        await bot.stop()
+
+
+async def test_one_server_failing_a_call_fails_the_job_then_takes_the_next_after_backoff(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    async with fake_servers(ALL_LORAS) as (only,):
+        bot = await start_bot(nursery, tmp_path, fake_telegram, comfies=[only], free_images=2)
+        await trio.sleep(CONNECTED_S)
+        only.reject_next_with(500, "Internal Server Error")
+        await press(fake_telegram, 1001)
+        [first] = await settled(bot)
+        assert (first["state"], first["reason"]) == ("failed", "generation_error")
+        assert "ComfyUnavailable" in first["detail"]
+        pressed = trio.current_time()
+        await press(fake_telegram, 1002)  # the server is still in its backoff
+        rows = await settled(bot, jobs=2)
+        assert rows[1]["state"] == "delivered"
+        # taken when the backoff ended (1-2 s), not after the 10 s wait for a server
+        assert trio.current_time() - pressed < 3.0 + 3.0 + 2.0  # backoff + drawing + slack
+        await bot.stop()
+
+
+async def test_a_job_whose_own_server_is_gone_at_restart_moves_and_is_tidied_there_later(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    async with fake_servers(ALL_LORAS, ALL_LORAS) as (gone, other):
+        gone.default_script = PromptScript(outcome=Outcome.HANG)
+        bot = await start_bot(nursery, tmp_path, fake_telegram, comfies=[gone, other])
+        await trio.sleep(CONNECTED_S)
+        await press(fake_telegram)
+        await fake_telegram.wait_for(lambda: gone.started != [])
+        await bot.kill()
+        gone.unreachable = True
+        gone.drop_websockets()
+
+        bot = await start_bot(nursery, tmp_path, fake_telegram, comfies=[gone, other])
+        [row] = await settled(bot)
+        assert (row["state"], row["server"]) == ("delivered", comfy_name(2))
+        assert prompt_ids(other) == [row["prompt_id"]]
+        assert len(photos(fake_telegram)) == 1
+        gone.unreachable = False  # back: the copy it still draws is stopped by its id
+        await trio.sleep(60)
+        assert gone.interrupted == [row["prompt_id"]]
+        await bot.stop()
+
+
+async def test_a_moved_job_waiting_for_a_slot_still_ends_at_its_one_budget(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    async with fake_servers(ALL_LORAS, ALL_LORAS, run_s=100) as (dying, full):
+        dying.default_script = PromptScript(outcome=Outcome.HANG)
+        bot = await start_bot(
+            nursery,
+            tmp_path,
+            fake_telegram,
+            comfies=[dying, full],
+            comfyui_concurrency=1,
+            comfyui_timeout_seconds=60,
+            free_images=1,
+        )
+        await trio.sleep(CONNECTED_S)
+        pressed = trio.current_time()
+        await press(fake_telegram)  # to the first server
+        await fake_telegram.wait_for(lambda: dying.started != [])
+        await press(fake_telegram, 1001)  # to the second, which it keeps for 60 s
+        await fake_telegram.wait_for(lambda: full.started != [])
+        dying.unreachable = True
+        dying.drop_websockets()
+        rows = await settled(bot, jobs=2)
+        mine = next(r for r in rows if r["chat_id"] == USER)
+        assert (mine["state"], mine["reason"]) == ("failed", "generation_error")
+        assert "no other ComfyUI server was free in time" in mine["detail"]
+        assert 60 <= trio.current_time() - pressed < 60 + CONNECTED_S + 5
+        assert prompt_ids(full) == [r["prompt_id"] for r in rows if r["chat_id"] == 1001]
+        with bot.store() as store:
+            assert balance(store, USER) == 1
+        await bot.stop()

@@ -41,6 +41,7 @@ from comfy import (
     ComfyUnavailable,
     Follower,
     GeneratedImage,
+    GenerationTimedOut,
     ProgressStage,
     PromptProgress,
     PromptRejected,
@@ -266,12 +267,21 @@ class ServerPool:
         needs = model_needs(graph)
         report = on_progress or _ignore
         deadline: float | None = None
+        # Recovery looks on the job's own server first. A job that names no server we know
+        # (a row from before the bot drove several) is looked up wherever it is placed.
         own = self.server(last_server) if recover else None
-        if recover and own is None:
-            recover = False  # handed to no server we know: nothing to look up
         rejected: set[str] = set()
         while True:
-            server = await self._wait_for_place(needs, own=own, report=report)
+            if deadline is None:
+                server = await self._wait_for_place(needs, own=own, report=report)
+            else:  # moved on after a failure: the wait counts against its budget
+                with trio.move_on_at(deadline) as waiting:
+                    server = await self._wait_for_place(needs, own=own, report=report)
+                if waiting.cancelled_caught:
+                    raise GenerationTimedOut(
+                        f"no picture within {timeout_s:g} s (prompt {prompt_id});"
+                        " no other ComfyUI server was free in time"
+                    )
             if server is None:
                 assert own is not None
                 own.abandoned.add(prompt_id)  # tidied there once it is back
@@ -288,7 +298,7 @@ class ServerPool:
                 on_server(server.name)
             try:
                 return await self._attempt(
-                    server, graph, prompt_id, deadline, report, recover=recover and server is own
+                    server, graph, prompt_id, deadline, report, recover=recover
                 )
             except _ServerLost:
                 server.abandoned.add(prompt_id)
@@ -310,7 +320,7 @@ class ServerPool:
                 error = exc
             finally:
                 self._notify()
-            own = None
+            own, recover = None, False  # where it was is known now: nowhere else
             if not self._may_move(needs, deadline, error):
                 raise error
             log.warning(
@@ -353,11 +363,17 @@ class ServerPool:
                         return None  # its own server stays away: the caller moves on
                     raise ComfyUnavailable(self._none_reachable(limit))
                 report(PromptProgress(ProgressStage.WAITING_FOR_SERVER))
-                with trio.move_on_after(left):
+                with trio.move_on_at(min(now + left, self._next_back_up())):
                     await changed.wait()
                 continue
             no_server_since = None
-            await changed.wait()
+            with trio.move_on_at(self._next_back_up()):
+                await changed.wait()
+
+    def _next_back_up(self) -> float:
+        """When the first server in a backoff may be tried again (nothing announces it)."""
+        now = trio.current_time()
+        return min((s.down_until for s in self.servers if s.down_until > now), default=math.inf)
 
     async def _attempt(
         self,

@@ -114,6 +114,8 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
         log.info(
             "job failed job=%s server=%s exit=%s: %s", job.job_id, work.server, exit_.value, detail
         )
+    else:
+        log.info("job delivered job=%s server=%s", job.job_id, work.server)
     if settle(deps, job, exit_, detail=detail, file_id=work.file_id):
         await tell_user(deps, job, exit_)
     runtime.board.close(job.job_id)
