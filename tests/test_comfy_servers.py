@@ -373,3 +373,27 @@ async def test_a_moved_job_waiting_for_a_slot_still_ends_at_its_one_budget(
         with bot.store() as store:
             assert balance(store, USER) == 1
         await bot.stop()
+
+
+async def test_admin_stats_break_pictures_down_by_server(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    admin = 4242
+    async with fake_servers(ALL_LORAS, ALL_LORAS) as (first, second):
+        bot = await start_bot(
+            nursery, tmp_path, fake_telegram, comfies=[first, second], admin_user_ids=str(admin)
+        )
+        await trio.sleep(CONNECTED_S)
+        await press(fake_telegram, 1001)
+        await press(fake_telegram, 1002)
+        await settled(bot, jobs=2)
+        fake_telegram.user_says("/stats", user_id=admin)
+        await fake_telegram.wait_for(lambda: fake_telegram.texts_to(admin) != [])
+        [report] = fake_telegram.texts_to(admin)
+        lines = report.splitlines()
+        header = next(i for i, line in enumerate(lines) if line.startswith("сервер"))
+        assert [line.split()[:3] for line in lines[header + 1 :]] == [
+            [comfy_name(1), "1", "0"],
+            [comfy_name(2), "1", "0"],
+        ]
+        await bot.stop()
