@@ -397,3 +397,22 @@ async def test_admin_stats_break_pictures_down_by_server(
             [comfy_name(2), "1", "0"],
         ]
         await bot.stop()
+
+
+async def test_one_server_down_longer_than_the_grace_keeps_its_job_as_before(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    async with fake_servers(ALL_LORAS, run_s=5) as (only,):
+        bot = await start_bot(nursery, tmp_path, fake_telegram, comfies=[only], free_images=2)
+        await trio.sleep(CONNECTED_S)
+        await press(fake_telegram)
+        await fake_telegram.wait_for(lambda: only.started != [])
+        only.restart()  # the host reboots: down for longer than the failover grace
+        only.unreachable = True
+        await trio.sleep(FAILOVER_AFTER_S * 2)
+        only.unreachable = False
+        [row] = await settled(bot)
+        assert (row["state"], row["server"]) == ("delivered", comfy_name(1))
+        assert prompt_ids(only) == [row["prompt_id"]] * 2  # resubmitted under its own id
+        assert len(photos(fake_telegram)) == 1
+        await bot.stop()

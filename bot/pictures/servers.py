@@ -11,8 +11,9 @@ and waits, in the bot, while every capable server is full. The job's one budget
 server it is tried on; the prompt keeps its ``prompt_id`` throughout, so the charge stays
 one (docs/architecture.md, §7). A server is left behind when:
 
-* its websocket stays lost for ``FAILOVER_AFTER_S`` while the job is on it (a shorter
-  blip, or a ComfyUI restart, is the follower's to reconcile: the job stays), or
+* its websocket stays lost for ``FAILOVER_AFTER_S`` while the job is on it and another
+  capable server is healthy (a shorter blip, or a loss with nowhere else to go, is the
+  follower's to reconcile when the server is back, as with one server), or
 * a call to it fails as ``ComfyUnavailable``.
 
 It is then marked down for a backoff, the prompt is remembered as abandoned there
@@ -219,6 +220,8 @@ class ServerPool:
             with trio.move_on_after(CLEANUP_TIMEOUT_S):
                 try:
                     probe = await probe_prompt(server.client, prompt_id)
+                    if prompt_id not in server.abandoned:
+                        continue  # handed back to this server meanwhile: its own now
                     if probe.signal is Signal.SEEN_PENDING:
                         await server.client.delete_queued(prompt_id)
                     elif probe.signal is Signal.SEEN_RUNNING:
@@ -270,6 +273,7 @@ class ServerPool:
         # Recovery looks on the job's own server first. A job that names no server we know
         # (a row from before the bot drove several) is looked up wherever it is placed.
         own = self.server(last_server) if recover else None
+        look_up = recover
         rejected: set[str] = set()
         while True:
             if deadline is None:
@@ -290,15 +294,19 @@ class ServerPool:
                     prompt_id,
                     own.name,
                 )
-                own, recover = None, False
+                own = None  # look_up stays: it may still be anywhere an earlier process put it
                 continue
             if deadline is None:
                 deadline = trio.current_time() + timeout_s
             if on_server is not None:
                 on_server(server.name)
+            # Back on a server it was taken from: the old copy may still be there, so look
+            # it up instead of queueing a second one, and keep the tidy-up off it.
+            here = look_up or prompt_id in server.abandoned
+            server.abandoned.discard(prompt_id)
             try:
                 return await self._attempt(
-                    server, graph, prompt_id, deadline, report, recover=recover
+                    server, graph, prompt_id, deadline, report, needs, recover=here
                 )
             except _ServerLost:
                 server.abandoned.add(prompt_id)
@@ -320,7 +328,7 @@ class ServerPool:
                 error = exc
             finally:
                 self._notify()
-            own, recover = None, False  # where it was is known now: nowhere else
+            own, look_up = None, False  # where it was is known now: nowhere else
             if not self._may_move(needs, deadline, error):
                 raise error
             log.warning(
@@ -382,6 +390,7 @@ class ServerPool:
         prompt_id: str,
         deadline: float,
         report: Callable[[PromptProgress], None],
+        needs: Sequence[str],
         *,
         recover: bool,
     ) -> GeneratedImage:
@@ -395,7 +404,7 @@ class ServerPool:
         outcome: list[GeneratedImage | ComfyError] = []
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_server, server, nursery.cancel_scope)
+                nursery.start_soon(self._watch_server, server, needs, nursery.cancel_scope)
                 try:
                     outcome.append(
                         await server.generator.generate(
@@ -417,15 +426,29 @@ class ServerPool:
             raise outcome[0]
         return outcome[0]
 
-    async def _watch_server(self, server: Server, attempt: trio.CancelScope) -> None:
-        """Cancel *attempt* once the server's websocket has been lost for too long."""
+    async def _watch_server(
+        self, server: Server, needs: Sequence[str], attempt: trio.CancelScope
+    ) -> None:
+        """Cancel *attempt* once the server's websocket has been lost for
+        ``FAILOVER_AFTER_S`` and another capable server is healthy. With none, the job
+        stays, as with one server: its follower reconciles it when the server is back."""
         while True:
             await server.follower.wait_disconnected()
             with trio.move_on_after(FAILOVER_AFTER_S):
                 await server.follower.wait_connected()
                 continue
-            attempt.cancel()
-            return
+            while not server.follower.connected:
+                if self._elsewhere(server, needs):
+                    attempt.cancel()
+                    return
+                changed = self._changed  # a connect or a loss anywhere, a model list
+                with trio.move_on_at(self._next_back_up()):
+                    await changed.wait()
+
+    def _elsewhere(self, server: Server, needs: Sequence[str]) -> bool:
+        """Another healthy server could take the job now or once it has a free slot."""
+        others = [s.view() for s in self.servers if s is not server]
+        return place(others, needs).verdict in (Verdict.CHOSEN, Verdict.WAIT_FOR_SLOT)
 
     def _none_reachable(self, waited_s: float) -> str:
         why = "; ".join(f"{s.name}: {s.follower.last_error}" for s in self.servers)
