@@ -44,6 +44,9 @@ async def _check_server(deps: Deps, client: ComfyClient) -> None:
             exc.detail,
         )
         return
+    except Exception:  # started with start_soon in the root nursery: a bug must not end it
+        log.exception("comfyui preflight server=%s failed; the models were not checked", server)
+        return
     for model in missing:
         folder = "models/checkpoints" if model.kind == "checkpoint" else "models/loras"
         log.warning(
