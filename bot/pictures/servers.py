@@ -298,15 +298,20 @@ class ServerPool:
                 continue
             if deadline is None:
                 deadline = trio.current_time() + timeout_s
-            if on_server is not None:
-                on_server(server.name)
             # Back on a server it was taken from: the old copy may still be there, so look
             # it up instead of queueing a second one, and keep the tidy-up off it.
             here = look_up or prompt_id in server.abandoned
             server.abandoned.discard(prompt_id)
             try:
                 return await self._attempt(
-                    server, graph, prompt_id, deadline, report, needs, recover=here
+                    server,
+                    graph,
+                    prompt_id,
+                    deadline,
+                    report,
+                    needs,
+                    recover=here,
+                    on_server=on_server,
                 )
             except _ServerLost:
                 server.abandoned.add(prompt_id)
@@ -393,8 +398,12 @@ class ServerPool:
         needs: Sequence[str],
         *,
         recover: bool,
+        on_server: Callable[[str], None] | None,
     ) -> GeneratedImage:
-        """One server's try, watched: a lost server cancels it (its cleanup runs there)."""
+        """One server's try, watched: a lost server cancels it (its cleanup runs there).
+
+        The slot *server* was given is given back however this ends.
+        """
 
         def progress(update: PromptProgress) -> None:
             if update.stage is ProgressStage.QUEUED and update.queue_remaining is not None:
@@ -403,6 +412,8 @@ class ServerPool:
 
         outcome: list[GeneratedImage | ComfyError] = []
         try:
+            if on_server is not None:
+                on_server(server.name)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_server, server, needs, nursery.cancel_scope)
                 try:
