@@ -148,6 +148,7 @@ class Follower:
         self._reconcile_now = trio.Event()
         self._reconcile_error = ""
         self.last_error = "not connected yet"
+        self.queue_remaining = 0  # from the last status frame (docs/comfyui.md, C20)
 
     @property
     def connected(self) -> bool:
@@ -274,6 +275,8 @@ class Follower:
             except ConnectionClosed as exc:
                 return f"closed by server ({exc.reason})"
             event = parse_ws_message(raw)
+            if isinstance(event, Status) and event.queue_remaining is not None:
+                self.queue_remaining = event.queue_remaining  # the whole server's, ours too
             if isinstance(event, Garbage):
                 log.warning("comfy ws frame ignored: %s", event.reason)
             elif isinstance(event, Unknown):

@@ -416,3 +416,20 @@ async def test_one_server_down_longer_than_the_grace_keeps_its_job_as_before(
         assert prompt_ids(only) == [row["prompt_id"]] * 2  # resubmitted under its own id
         assert len(photos(fake_telegram)) == 1
         await bot.stop()
+
+
+async def test_a_server_busy_with_someone_else_s_prompts_is_passed_over(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    async with fake_servers(ALL_LORAS, ALL_LORAS) as (shared, idle):
+        for index in range(3):  # another client's work, queued on the first server
+            prompt_id = f"someone-else-{index}"
+            shared.script(prompt_id, PromptScript(outcome=Outcome.HANG))
+            await shared.enqueue({"prompt": {}, "prompt_id": prompt_id})
+        bot = await start_bot(nursery, tmp_path, fake_telegram, comfies=[shared, idle])
+        await trio.sleep(CONNECTED_S)
+        await press(fake_telegram)
+        [row] = await settled(bot)
+        assert (row["state"], row["server"]) == ("delivered", comfy_name(2))
+        assert [p.prompt_id for p in shared.submitted] == [f"someone-else-{i}" for i in range(3)]
+        await bot.stop()

@@ -110,7 +110,6 @@ class Server:
     generator: PictureGenerator
     rng: random.Random
     busy: int = 0
-    queue_remaining: int = 0
     models: frozenset[str] | None = None
     down_until: float = -math.inf
     abandoned: set[str] = field(default_factory=set)
@@ -131,7 +130,7 @@ class Server:
             healthy=self.healthy,
             slots=self.spec.slots,
             busy=self.busy,
-            queue_remaining=self.queue_remaining,
+            queue_remaining=self.follower.queue_remaining,
             models=self.models,
         )
 
@@ -405,11 +404,6 @@ class ServerPool:
         The slot *server* was given is given back however this ends.
         """
 
-        def progress(update: PromptProgress) -> None:
-            if update.stage is ProgressStage.QUEUED and update.queue_remaining is not None:
-                server.queue_remaining = update.queue_remaining
-            report(update)
-
         outcome: list[GeneratedImage | ComfyError] = []
         try:
             if on_server is not None:
@@ -422,7 +416,7 @@ class ServerPool:
                             graph,
                             prompt_id=prompt_id,
                             timeout_s=max(deadline - trio.current_time(), 0.0),
-                            on_progress=progress,
+                            on_progress=report,
                             recover=recover,
                         )
                     )
