@@ -333,13 +333,13 @@ class ServerPool:
             finally:
                 self._notify()
             own, look_up = None, False  # where it was is known now: nowhere else
-            if not self._may_move(needs, deadline, error):
+            if not self._may_move(needs, deadline):
                 raise error
             log.warning(
                 "comfy job moves prompt_id=%s from server=%s: %s", prompt_id, server.name, error
             )
 
-    def _may_move(self, needs: Sequence[str], deadline: float, error: ComfyError) -> bool:
+    def _may_move(self, needs: Sequence[str], deadline: float) -> bool:
         """Another server may take the job: one is healthy and capable, and time is left."""
         if deadline - trio.current_time() < RESUBMIT_MIN_REMAINING_S:
             return False
