@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from functools import partial
 from typing import Final
@@ -32,6 +32,7 @@ from bot.pictures.preflight import run_preflight
 from bot.pictures.queue import JobQueue
 from bot.pictures.recovery import resume_unfinished
 from bot.pictures.runtime import GeneratorFactory, PicturesRuntime
+from bot.pictures.servers import Server, ServerPool
 from bot.pictures.spool import spool_folder
 from bot.pictures.status import StatusBoard
 from bot.pictures.uploading import run_chat_actions
@@ -113,7 +114,7 @@ async def run(
     *,
     telegram_transport: httpx.AsyncBaseTransport | None = None,
     comfy_transport: httpx.AsyncBaseTransport | None = None,
-    open_ws: OpenWebsocket | None = None,
+    open_ws: OpenWebsocket | Mapping[str, OpenWebsocket] | None = None,
     now: Callable[[], datetime] = utc_now,
     rng: random.Random | None = None,
     stopper: Stopper | None = None,
@@ -123,8 +124,8 @@ async def run(
 ) -> None:
     """Run the bot until stopped. Every external edge can be injected (tests).
 
-    *make_generator* builds what draws the pictures from the ComfyUI client and follower
-    (``comfy.Comfy``; the benchmarks' baseline passes a ``/history`` poller).
+    *make_generator* builds what draws the pictures on one server from its ComfyUI client
+    and follower (``comfy.Comfy``; the benchmarks' baseline passes a ``/history`` poller).
 
     Raises:
         PersonasError, WorkflowError, StoreError, TelegramUnauthorized: start-up
@@ -193,14 +194,18 @@ async def run(
     log.info("bot stopped")
 
 
-def _comfy_http(
+@asynccontextmanager
+async def _comfy_http(
     settings: Settings, transport: httpx.AsyncBaseTransport | None
-) -> AbstractAsyncContextManager[httpx.AsyncClient | None]:
-    if settings.comfyui_base_url is None:
-        return nullcontext(None)
-    return httpx.AsyncClient(
-        base_url=str(settings.comfyui_base_url), transport=transport, timeout=HTTP_TIMEOUT
-    )
+) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """One HTTP client per ComfyUI server (each with its own base URL and connections)."""
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=spec.url, transport=transport, timeout=HTTP_TIMEOUT)
+            )
+            for spec in settings.comfyui_servers
+        ]
 
 
 def _pictures(
@@ -208,27 +213,32 @@ def _pictures(
     api: TelegramApi,
     store: Store,
     template: WorkflowTemplate | None,
-    comfy_http: httpx.AsyncClient | None,
-    open_ws: OpenWebsocket | None,
+    comfy_http: list[httpx.AsyncClient],
+    open_ws: OpenWebsocket | Mapping[str, OpenWebsocket] | None,
     rng: random.Random,
     make_generator: GeneratorFactory,
 ) -> PicturesRuntime | None:
-    """The picture machinery, or None without ``COMFYUI_BASE_URL``."""
-    if settings.comfyui_base_url is None or comfy_http is None or template is None:
+    """The picture machinery, or None without ``COMFYUI_BASE_URL``.
+
+    *open_ws* (tests) serves every server, or each by its name (``host:port``); without
+    it each server's own URL is opened.
+    """
+    if not settings.comfyui_servers or template is None:
         return None
-    client = ComfyClient(comfy_http)
-    follower = Follower(
-        client, open_ws or websocket_opener(str(settings.comfyui_base_url)), rng=rng
-    )
+    servers: list[Server] = []
+    for spec, http in zip(settings.comfyui_servers, comfy_http, strict=True):
+        client = ComfyClient(http)
+        opener = open_ws.get(spec.name) if isinstance(open_ws, Mapping) else open_ws
+        follower = Follower(client, opener or websocket_opener(spec.url), rng=rng)
+        generator = make_generator(client, follower, concurrency=spec.slots)
+        servers.append(Server(spec, client, follower, generator, rng))
     spool_dir = spool_folder(settings.database_path)
     spool_dir.mkdir(parents=True, exist_ok=True)
     board = StatusBoard(api, store.jobs)
     return PicturesRuntime(
         queue=JobQueue(size=settings.image_queue_size, on_change=board.show_places),
         board=board,
-        generator=make_generator(client, follower, concurrency=settings.comfyui_concurrency),
-        client=client,
-        follower=follower,
+        servers=ServerPool(servers),
         template=template,
         spool_dir=spool_dir,
     )
@@ -239,12 +249,12 @@ async def _start_pictures(root: trio.Nursery, deps: Deps) -> None:
     resume old jobs."""
     pictures = deps.pictures
     if pictures is not None:
-        await root.start(pictures.follower.run)
+        await root.start(pictures.servers.run)
         await root.start(pictures.board.run)
-        # Twice as many workers as ComfyUI slots (the generator holds at most
-        # COMFYUI_CONCURRENCY on the server): one job's prompt is built and another's
-        # photo uploaded while the GPU already draws the next.
-        workers = WORKERS_PER_SLOT * deps.settings.comfyui_concurrency
+        # Twice as many workers as ComfyUI slots, summed over the servers (the pool holds
+        # at most a server's slots on it): one job's prompt is built and another's photo
+        # uploaded while the GPUs already draw the next.
+        workers = WORKERS_PER_SLOT * pictures.servers.slots
         await root.start(partial(run_workers, count=workers), deps, pictures)
         await root.start(run_chat_actions, deps, pictures)
         root.start_soon(run_preflight, deps)

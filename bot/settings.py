@@ -4,6 +4,7 @@ Examples::
 
     TELEGRAM_BOT_TOKEN=123456:ABC...        # required
     COMFYUI_BASE_URL=http://gpu-host:8188   # empty: the image feature is skipped
+    COMFYUI_BASE_URL=http://gpu1:8188#3,http://gpu2:8188   # several servers, #N slots
     ADMIN_USER_IDS=111,222
 
 A bad or missing value stops the start with one line that names the variable
@@ -20,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.offers import MAX_SUBSCRIPTION_STARS, Pack, parse_packs
 from bot.telegram.redact import TOKEN_PATTERN
+from comfy.servers import ServerSpec, parse_servers
 
 __all__ = ["SECRET_FIELDS", "Settings", "SettingsError", "load_settings"]
 
@@ -49,7 +51,8 @@ class Settings(BaseSettings):
     personas_file: Path = SHIPPED_PERSONAS
     workflow_file: Path = Path("workflows/sdxl_lora.json")
 
-    comfyui_base_url: HttpUrl | None = None
+    # One URL or a comma-separated list, each with an optional "#N" slots (comfy.servers).
+    comfyui_base_url: str | None = None
     comfyui_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
     comfyui_concurrency: int = Field(default=2, ge=1, le=64)
     comfyui_default_checkpoint: str = Field(default="sd_xl_base_1.0.safetensors", min_length=1)
@@ -89,6 +92,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("comfyui_base_url")
+    @classmethod
+    def _server_list(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_servers(value, default_slots=1)  # the shape only; slots are read later
+        return value
 
     @field_validator("personas_file", mode="before")
     @classmethod
@@ -131,6 +141,13 @@ class Settings(BaseSettings):
     def pack(self, pictures: int) -> Pack | None:
         """The pack of *pictures* on sale now, if any."""
         return next((pack for pack in self.stars_packs if pack.pictures == pictures), None)
+
+    @property
+    def comfyui_servers(self) -> tuple[ServerSpec, ...]:
+        """The ComfyUI servers, in the order given; empty without ``COMFYUI_BASE_URL``."""
+        if self.comfyui_base_url is None:
+            return ()
+        return parse_servers(self.comfyui_base_url, default_slots=self.comfyui_concurrency)
 
     @property
     def token(self) -> SecretStr:

@@ -326,6 +326,7 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     "stats_p50": {"ru": "время p50", "en": "time p50"},
     "stats_p95": {"ru": "время p95", "en": "time p95"},
     "stats_persona": {"ru": "персонаж", "en": "persona"},
+    "stats_server": {"ru": "сервер", "en": "server"},
 }
 
 

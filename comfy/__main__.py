@@ -7,6 +7,11 @@ Examples::
     python -m comfy --url http://gpu:8188 --check --checkpoint sd_xl_base_1.0.safetensors \\
         --lora anna.safetensors --lora bob.safetensors
 
+``--url`` takes the bot's ``COMFYUI_BASE_URL`` as it is, one server or a comma-separated
+list (``#N`` slots are read and ignored here, see ``comfy.servers``): ``--check`` checks
+every server, each line led by its ``host:port``; a picture is drawn on the first server
+that has the checkpoint and the LoRA.
+
 Uses the same code path as the bot (template, websocket follower, timeout and cleanup).
 Exit code 0 on success, 1 with a one-line error otherwise.
 """
@@ -17,7 +22,8 @@ import argparse
 import random
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from typing import Final
 
 import httpx
@@ -28,6 +34,7 @@ from comfy.errors import ComfyError
 from comfy.follower import Follower, OpenWebsocket, websocket_opener
 from comfy.generate import Comfy, GeneratedImage, ProgressStage, PromptProgress
 from comfy.preflight import check_models
+from comfy.servers import ServerSpec, parse_servers
 from comfy.workflow import MAX_SEED, PromptParams, WorkflowError, WorkflowTemplate
 
 __all__ = ["build_parser", "main", "run_cli"]
@@ -43,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m comfy", description="Draw one picture on ComfyUI, or check its models."
     )
-    parser.add_argument("--url", required=True, help="ComfyUI base URL, e.g. http://gpu:8188")
+    parser.add_argument(
+        "--url",
+        required=True,
+        help="ComfyUI base URL, e.g. http://gpu:8188, or a comma-separated list of them",
+    )
     parser.add_argument("--checkpoint", default="sd_xl_base_1.0.safetensors")
     parser.add_argument(
         "--lora", action="append", default=[], help="LoRA file (repeat for --check)"
@@ -86,6 +97,39 @@ async def _check(client: ComfyClient, args: argparse.Namespace, say: Say) -> int
     if not missing:
         say(f"ok: checkpoint and {len(args.lora)} LoRA file(s) present")
     return 1 if missing else 0
+
+
+async def _check_each(clients: Sequence[ComfyClient], args: argparse.Namespace, say: Say) -> int:
+    """Every server in turn; one that cannot be reached is a failed line, not the end."""
+    code = 0
+    for client in clients:
+
+        def said(line: str, name: str = client.server) -> None:
+            say(f"{name}: {line}")
+
+        try:
+            code = max(code, await _check(client, args, said))
+        except ComfyError as exc:
+            said(f"error: {type(exc).__name__}: {exc.detail}")
+            code = 1
+    return code
+
+
+async def _first_capable(
+    clients: Sequence[ComfyClient], args: argparse.Namespace, say: Say
+) -> ComfyClient | None:
+    """The first server with the checkpoint and the LoRA, or None (each reason said)."""
+    for client in clients:
+        try:
+            missing = await check_models(client, checkpoint=args.checkpoint, loras=args.lora[:1])
+        except ComfyError as exc:
+            say(f"{client.server}: {type(exc).__name__}: {exc.detail}")
+            continue
+        if not missing:
+            say(f"server {client.server}")
+            return client
+        say(f"{client.server}: missing " + ", ".join(model.name for model in missing))
+    return None
 
 
 async def _generate(
@@ -134,27 +178,49 @@ async def run_cli(
     args: argparse.Namespace,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    open_ws: OpenWebsocket | None = None,
+    open_ws: OpenWebsocket | Mapping[str, OpenWebsocket] | None = None,
     say: Say = print,
 ) -> int:
-    """Run the command; *transport* and *open_ws* replace the network in tests."""
+    """Run the command; *transport* and *open_ws* (one, or one per ``host:port``) replace
+    the network in tests."""
     if not args.check and (not args.prompt or not args.lora or not args.output):
         say("error: --prompt, --lora and -o are required to draw a picture")
         return 2
     try:
-        opener = open_ws or websocket_opener(args.url)
-        async with httpx.AsyncClient(
-            base_url=args.url, transport=transport, timeout=HTTP_TIMEOUT
-        ) as http:
-            client = ComfyClient(http)
+        servers = parse_servers(args.url, default_slots=1)
+        if not servers:
+            raise ValueError("--url names no server")
+        async with AsyncExitStack() as stack:
+            clients: list[ComfyClient] = []
+            for spec in servers:
+                http = httpx.AsyncClient(
+                    base_url=spec.url, transport=transport, timeout=HTTP_TIMEOUT
+                )
+                clients.append(ComfyClient(await stack.enter_async_context(http)))
+            if len(clients) == 1:  # as it always was: no server names in the output
+                if args.check:
+                    return await _check(clients[0], args, say)
+                return await _generate(clients[0], _opener(open_ws, servers[0]), args, say)
             if args.check:
-                return await _check(client, args, say)
-            return await _generate(client, opener, args, say)
+                return await _check_each(clients, args, say)
+            client = await _first_capable(clients, args, say)
+            if client is None:
+                say("error: no server has the checkpoint and the LoRA")
+                return 1
+            spec = servers[clients.index(client)]
+            return await _generate(client, _opener(open_ws, spec), args, say)
     except ComfyError as exc:
         say(f"error: {type(exc).__name__}: {exc.detail}")
     except (WorkflowError, ValueError, OSError) as exc:
         say(f"error: {exc}")
     return 1
+
+
+def _opener(
+    open_ws: OpenWebsocket | Mapping[str, OpenWebsocket] | None, spec: ServerSpec
+) -> OpenWebsocket:
+    opener = open_ws.get(spec.name) if isinstance(open_ws, Mapping) else open_ws
+    return opener or websocket_opener(spec.url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,6 +91,10 @@ class ComfyClient:
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
+        url = http.base_url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        # host:port names the server in logs, the jobs table and the reports (comfy.servers).
+        self.server = f"{url.host}:{port}" if url.host else "comfyui"
 
     async def submit(self, graph: dict[str, Any], *, prompt_id: str, client_id: str | None) -> None:
         """POST /prompt with our prompt_id; ComfyUI must echo it back.

@@ -140,12 +140,15 @@ class Follower:
         self._ids = itertools.count(1)
         self._client_id: str | None = None
         self._connected = trio.Event()
+        self._disconnected = trio.Event()
+        self._disconnected.set()
         self._healthy = False
         self._tracker = PromptTracker()
         self._watches: dict[str, PromptWatch] = {}
         self._reconcile_now = trio.Event()
         self._reconcile_error = ""
         self.last_error = "not connected yet"
+        self.queue_remaining = 0  # from the last status frame (docs/comfyui.md, C20)
 
     @property
     def connected(self) -> bool:
@@ -167,7 +170,12 @@ class Follower:
                 if self._healthy:
                     delays = self._reconnect_delays()
                 sleep_s = next(delays)
-                log.warning("comfy ws lost: %s; reconnecting in %.1f s", self.last_error, sleep_s)
+                log.warning(
+                    "comfy ws lost server=%s: %s; reconnecting in %.1f s",
+                    self._client.server,
+                    self.last_error,
+                    sleep_s,
+                )
                 await trio.sleep(sleep_s)
 
     def _reconnect_delays(self) -> Iterator[float]:
@@ -183,6 +191,10 @@ class Follower:
         while self._client_id is None:
             await self._connected.wait()
         return self._client_id
+
+    async def wait_disconnected(self) -> None:
+        """Wait until the live socket is lost (at once if there is none)."""
+        await self._disconnected.wait()
 
     def watch(
         self, prompt_id: str, *, client_id: str | None, submitted: bool = False
@@ -263,6 +275,8 @@ class Follower:
             except ConnectionClosed as exc:
                 return f"closed by server ({exc.reason})"
             event = parse_ws_message(raw)
+            if isinstance(event, Status) and event.queue_remaining is not None:
+                self.queue_remaining = event.queue_remaining  # the whole server's, ours too
             if isinstance(event, Garbage):
                 log.warning("comfy ws frame ignored: %s", event.reason)
             elif isinstance(event, Unknown):
@@ -277,14 +291,16 @@ class Follower:
         self._client_id = client_id
         self._healthy = True
         self._connected.set()
+        self._disconnected = trio.Event()
         self._reconcile_now.set()  # prompts of the previous socket may have ended meanwhile
-        log.info("comfy ws connected client_id=%s", client_id)
+        log.info("comfy ws connected server=%s client_id=%s", self._client.server, client_id)
 
     def _set_disconnected(self) -> None:
         if self._client_id is None:
             return
         self._client_id = None
         self._connected = trio.Event()
+        self._disconnected.set()
         self._reconcile_now.set()
 
     # -- delivery and reconciliation ------------------------------------------------------

@@ -128,7 +128,12 @@ class Comfy:
                 with trio.fail_after(timeout_s) as budget:
                     image = await self._run(prompt, recover=recover, deadline=budget.deadline)
             except trio.TooSlowError:
-                log.warning("comfy prompt timed out prompt_id=%s after %g s", prompt_id, timeout_s)
+                log.warning(
+                    "comfy prompt timed out prompt_id=%s server=%s after %g s",
+                    prompt_id,
+                    self._client.server,
+                    timeout_s,
+                )
                 cancelled = (
                     "; cancelled on ComfyUI" if prompt.on_server and not prompt.ended else ""
                 )
@@ -159,7 +164,9 @@ class Comfy:
                     )
                 resubmits_left -= 1
                 log.warning(
-                    "comfy prompt vanished prompt_id=%s; submitting again", prompt.prompt_id
+                    "comfy prompt vanished prompt_id=%s server=%s; submitting again",
+                    prompt.prompt_id,
+                    self._client.server,
                 )
             outcome = await self._submit_and_wait(prompt)
         prompt.ended = True
@@ -183,7 +190,12 @@ class Comfy:
         tracker.add(prompt.prompt_id)
         updates = tracker.reconcile(prompt.prompt_id, probe)
         state = tracker.state(prompt.prompt_id)
-        log.info("comfy recover prompt_id=%s: %s", prompt.prompt_id, probe.signal.value)
+        log.info(
+            "comfy recover prompt_id=%s server=%s: %s",
+            prompt.prompt_id,
+            self._client.server,
+            probe.signal.value,
+        )
         if state in (PromptState.VANISHED, PromptState.INTERRUPTED):
             return None
         if updates and updates[-1].terminal:
@@ -217,7 +229,12 @@ class Comfy:
             prompt.on_server = False
             raise
         self._follower.mark_submitted(prompt.watch)
-        log.info("comfy prompt submitted prompt_id=%s client_id=%s", prompt.prompt_id, client_id)
+        log.info(
+            "comfy prompt submitted prompt_id=%s server=%s client_id=%s",
+            prompt.prompt_id,
+            self._client.server,
+            client_id,
+        )
         prompt.report(PromptProgress(ProgressStage.QUEUED))
         return await self._wait(prompt, prompt.watch)
 
@@ -250,6 +267,7 @@ class Comfy:
 
     async def _cancel_on_server(self, prompt_id: str) -> None:
         """Shielded: delete the prompt if pending; interrupt it only if it is running."""
+        server = self._client.server
         with trio.move_on_after(CLEANUP_TIMEOUT_S, shield=True) as cleanup:
             try:
                 await self._client.delete_queued(prompt_id)
@@ -259,11 +277,15 @@ class Comfy:
                     queue = await self._client.get_queue()
                 if prompt_id in queue.running:
                     await self._client.interrupt(prompt_id)
-                    log.info("comfy prompt interrupted prompt_id=%s", prompt_id)
+                    log.info("comfy prompt interrupted prompt_id=%s server=%s", prompt_id, server)
                 else:
-                    log.info("comfy prompt removed from queue prompt_id=%s", prompt_id)
+                    log.info(
+                        "comfy prompt removed from queue prompt_id=%s server=%s", prompt_id, server
+                    )
             except ComfyError as exc:
-                log.warning("comfy cleanup failed prompt_id=%s: %s", prompt_id, exc.detail)
+                log.warning(
+                    "comfy cleanup failed prompt_id=%s server=%s: %s", prompt_id, server, exc.detail
+                )
         if cleanup.cancelled_caught:
             log.warning(
                 "comfy cleanup gave up after %g s prompt_id=%s", CLEANUP_TIMEOUT_S, prompt_id

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from comfy.client import ComfyClient
 from comfy.messages import NodeInfo
 
-__all__ = ["MissingModel", "check_models", "input_options"]
+__all__ = ["MODEL_INPUTS", "MissingModel", "check_models", "input_options", "model_files"]
+
+# The loaders whose files a picture needs, and the input that names the file.
+MODEL_INPUTS: Final = (("CheckpointLoaderSimple", "ckpt_name"), ("LoraLoader", "lora_name"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +68,15 @@ async def check_models(
             missing.append(MissingModel("lora", name))
         seen.add(name)
     return missing
+
+
+async def model_files(client: ComfyClient) -> frozenset[str]:
+    """Every checkpoint and LoRA file the server lists.
+
+    Raises:
+        ComfyUnavailable, ComfyProtocolError: as :func:`check_models`.
+    """
+    files: set[str] = set()
+    for class_type, input_name in MODEL_INPUTS:
+        files |= input_options(await client.object_info(class_type), input_name)
+    return frozenset(files)

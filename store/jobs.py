@@ -55,6 +55,7 @@ class Job:
     reason: str | None
     detail: str | None
     created_at: datetime
+    server: str | None = None  # the ComfyUI server it was last handed to (host:port)
 
     @property
     def active(self) -> bool:
@@ -79,6 +80,7 @@ def row_to_job(row: dict[str, Any]) -> Job:
         reason=row["reason"],
         detail=row["detail"],
         created_at=from_iso(row["created_at"]),
+        server=row.get("server"),
     )
 
 
@@ -141,6 +143,13 @@ class Jobs:
             [to.value, to_iso(now), spool_path, graph, job_id],
         )
         return cursor.rowcount == 1
+
+    def set_server(self, job_id: str, server: str) -> None:
+        """Record the ComfyUI server an active job is handed to, before it is submitted."""
+        self._db.execute(
+            f"UPDATE jobs SET server = ? WHERE job_id = ? AND state IN {ACTIVE_SQL}",
+            [server, job_id],
+        )
 
     def set_status_message(self, job_id: str, message_id: int | None) -> None:
         self._db.execute(

@@ -143,6 +143,14 @@ def _payments(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
+@MIGRATIONS(name="0005_job_server")
+def _job_server(db: sqlite_utils.Database) -> None:
+    # The ComfyUI server (its host:port) a job was last handed to: recovery looks the
+    # prompt up there first, and the report breaks pictures down by it. NULL: not yet
+    # handed to any, or handed over before the bot drove several servers.
+    db.execute("ALTER TABLE jobs ADD COLUMN server TEXT")
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring *db* to the latest schema; a no-op when it is already there."""
     MIGRATIONS.apply(db)

@@ -9,7 +9,7 @@ wall clock. ``Bot.stop()`` asks for the same graceful stop a SIGTERM would.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,11 +23,16 @@ from bot.settings import Settings, load_settings
 from store import Store, open_store
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
 
-__all__ = ["LLM_BASE_URL", "Bot", "Clock", "host_router", "start_bot"]
+__all__ = ["LLM_BASE_URL", "Bot", "Clock", "comfy_name", "host_router", "start_bot"]
 
 LLM_BASE_URL = "http://llm.test/v1"
 COMFY_BASE_URL = "http://comfy.test:8188"
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+def comfy_name(index: int) -> str:
+    """The name (host:port) of the *index*-th of several fake ComfyUI servers, from 1."""
+    return f"comfy{index}.test:8188"
 
 
 @dataclass
@@ -132,12 +137,17 @@ async def start_bot(
     telegram: FakeTelegram,
     *,
     comfy: Any | None = None,
+    comfies: Sequence[Any] = (),
     llm: Handler | None = None,
     clock: Clock | None = None,
     seed: int = 1,
     **overrides: object,
 ) -> Bot:
-    """Start the bot and return once it is polling."""
+    """Start the bot and return once it is polling.
+
+    *comfies* are several fake ComfyUI servers, named ``comfy_name(1)``, ``comfy_name(2)``,
+    ...; pass ``comfyui_base_url`` to give them slots of their own (``http://...#N``).
+    """
     values: dict[str, object] = {
         "telegram_bot_token": TEST_TOKEN,
         "telegram_api_base": FAKE_BASE_URL,
@@ -146,6 +156,10 @@ async def start_bot(
         "llm_base_url": LLM_BASE_URL if llm is not None else "",
         "workflow_file": Path(__file__).parent.parent / "workflows" / "sdxl_lora.json",
     }
+    if comfies:
+        values["comfyui_base_url"] = ",".join(
+            f"http://{comfy_name(i)}" for i in range(1, len(comfies) + 1)
+        )
     values.update(overrides)
     settings = load_settings(env_file=None, **values)
     process = Process()
@@ -157,16 +171,29 @@ async def start_bot(
     process.also_on_kill.append(stopper.force)
     done = trio.Event()
 
+    comfy_transport: httpx.AsyncBaseTransport | None = None
+    open_ws: Any = None
+    if comfy is not None:
+        comfy_transport = httpx.MockTransport(process.guard(comfy.handler))
+        open_ws = comfy.open_ws
+    elif comfies:
+        names = [comfy_name(i) for i in range(1, len(comfies) + 1)]
+        comfy_transport = host_router(
+            {
+                name.split(":")[0]: process.guard(fake.handler)
+                for name, fake in zip(names, comfies, strict=True)
+            }
+        )
+        open_ws = {name: fake.open_ws for name, fake in zip(names, comfies, strict=True)}
+
     async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             with process.scope:
                 await app.run(
                     settings,
                     telegram_transport=host_router(routes),
-                    comfy_transport=httpx.MockTransport(process.guard(comfy.handler))
-                    if comfy
-                    else None,
-                    open_ws=comfy.open_ws if comfy else None,
+                    comfy_transport=comfy_transport,
+                    open_ws=open_ws,
                     now=clock,
                     rng=random.Random(seed),
                     stopper=stopper,

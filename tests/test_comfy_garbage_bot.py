@@ -114,11 +114,14 @@ async def test_an_html_page_from_view_is_neither_sent_nor_charged(
     [
         (
             broken_gzip,
-            "comfyui preflight: cannot list the models (ComfyProtocolError: "
+            "comfyui preflight server=comfy.test:8188: cannot list the models (ComfyProtocolError: "
             "GET /object_info/CheckpointLoaderSimple answered something httpx cannot read "
             "(DecodingError: ",
         ),
-        (transport_bug, "comfyui preflight failed; the models were not checked"),
+        (
+            transport_bug,
+            "comfyui preflight server=comfy.test:8188 failed; the models were not checked",
+        ),
     ],
     ids=["broken-gzip", "bug-below-the-client"],
 )

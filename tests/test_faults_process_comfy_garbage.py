@@ -65,7 +65,7 @@ async def test_a_garbling_proxy_before_comfyui_never_stops_the_process(tmp_path:
         )
         async with running_bot(env) as (process, output):
             with trio.fail_after(START_TIMEOUT_S):
-                await wait_output(output, b"comfyui preflight: cannot list the models")
+                await wait_output(output, b": cannot list the models (")
                 # /view answers a page: the user is told, nothing is sent or charged
                 telegram.user_says("привет")
                 await telegram.wait_for(lambda: len(telegram.sent) == 1, timeout_s=START_TIMEOUT_S)

@@ -45,7 +45,9 @@ def test_env_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     )
     monkeypatch.setenv("COMFYUI_CONCURRENCY", "4")
     settings = load_settings(env_file=env)
-    assert str(settings.comfyui_base_url) == "http://gpu:8188/"
+    assert settings.comfyui_base_url == "http://gpu:8188"
+    (server,) = settings.comfyui_servers
+    assert (server.url, server.name, server.slots) == ("http://gpu:8188", "gpu:8188", 4)
     assert settings.admin_user_ids == frozenset({1, 22})
     assert settings.comfyui_concurrency == 4
     assert settings.images_available
@@ -111,3 +113,32 @@ def test_env_example_lists_every_setting_and_loads(monkeypatch: pytest.MonkeyPat
     settings = load_settings(env_file=example)
     assert settings.comfyui_base_url is None
     assert not settings.images_available
+
+
+def test_several_comfyui_servers_each_with_its_own_slots_or_the_default() -> None:
+    settings = load_settings(
+        env_file=None,
+        telegram_bot_token=TOKEN,
+        comfyui_base_url=" http://gpu1:8188#3 , http://gpu2:8188/ ",
+        comfyui_concurrency=2,
+    )
+    servers = [(s.url, s.name, s.slots) for s in settings.comfyui_servers]
+    assert servers == [("http://gpu1:8188", "gpu1:8188", 3), ("http://gpu2:8188", "gpu2:8188", 2)]
+
+
+@pytest.mark.parametrize(
+    ("value", "names"),
+    [
+        ("http://gpu1:8188#0", "#0"),
+        ("http://gpu1:8188#many", "#many"),
+        ("gpu1:8188", "gpu1:8188"),
+        ("http://gpu1:8188, http://gpu1:8188#2", "gpu1:8188"),
+    ],
+)
+def test_a_bad_server_list_is_one_line_naming_the_entry(value: str, names: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=None, telegram_bot_token=TOKEN, comfyui_base_url=value)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("COMFYUI_BASE_URL: ")
+    assert names in message

@@ -4,15 +4,18 @@ Each check prints ``✓`` or ``✗`` and, when it fails, what to change (usually
 The exit code is 0 only when every check passed, so the command also fits a deploy
 script. Checks: settings, personas file, Telegram token and webhook, ComfyUI HTTP and
 websocket, the checkpoint and every persona's LoRA, the workflow template, the LLM, and
-the database.
+the database. With several ComfyUI servers, each is checked in turn (its checks carry its
+``host:port``), with one more line saying which personas it can draw.
 """
 
 from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 import httpx
@@ -35,6 +38,8 @@ from comfy import (
     check_models,
     websocket_opener,
 )
+from comfy.preflight import model_files
+from comfy.servers import ServerSpec
 from store import StoreError, open_store
 from store.instance_lock import NO_PID, lock_holder
 
@@ -59,12 +64,18 @@ class Check:
 
 
 @dataclass
+class _Server:
+    spec: ServerSpec
+    http: httpx.AsyncClient
+    open_ws: OpenWebsocket
+
+
+@dataclass
 class _Context:
     settings: Settings
     personas: PersonaBook | None
     http: httpx.AsyncClient
-    comfy_http: httpx.AsyncClient | None
-    open_ws: OpenWebsocket | None
+    servers: list[_Server]
 
 
 async def run_checks(
@@ -72,28 +83,33 @@ async def run_checks(
     *,
     telegram_transport: httpx.AsyncBaseTransport | None = None,
     comfy_transport: httpx.AsyncBaseTransport | None = None,
-    open_ws: OpenWebsocket | None = None,
+    open_ws: OpenWebsocket | Mapping[str, OpenWebsocket] | None = None,
 ) -> list[Check]:
-    """Every check after the settings, in order, each under its own time limit."""
+    """Every check after the settings, in order, each under its own time limit.
+
+    *open_ws* (tests) serves every ComfyUI server, or each by its ``host:port``.
+    """
     personas_check, personas = _check_personas(settings)
     checks = [personas_check]
-    async with httpx.AsyncClient(transport=telegram_transport, timeout=HTTP_TIMEOUT) as http:
-        comfy_http = None
-        if settings.comfyui_base_url is not None:
-            comfy_http = httpx.AsyncClient(
-                base_url=str(settings.comfyui_base_url),
-                transport=comfy_transport,
-                timeout=HTTP_TIMEOUT,
+    async with (
+        httpx.AsyncClient(transport=telegram_transport, timeout=HTTP_TIMEOUT) as http,
+        AsyncExitStack() as stack,
+    ):
+        servers: list[_Server] = []
+        for spec in settings.comfyui_servers:
+            client = httpx.AsyncClient(
+                base_url=spec.url, transport=comfy_transport, timeout=HTTP_TIMEOUT
             )
-            if open_ws is None:
-                open_ws = websocket_opener(str(settings.comfyui_base_url))
-        ctx = _Context(settings, personas, http, comfy_http, open_ws)
-        try:
-            for step in _STEPS:
+            await stack.enter_async_context(client)
+            opener = open_ws.get(spec.name) if isinstance(open_ws, Mapping) else open_ws
+            servers.append(_Server(spec, client, opener or websocket_opener(spec.url)))
+        ctx = _Context(settings, personas, http, servers)
+        for step in _STEPS:
+            if step is _comfyui and len(servers) > 1:
+                for server in servers:  # each under its own limit: one down, not all
+                    checks += await _bounded(partial(_comfyui_server, server=server), ctx)
+            else:
                 checks += await _bounded(step, ctx)
-        finally:
-            if comfy_http is not None:
-                await comfy_http.aclose()
     return checks
 
 
@@ -102,7 +118,7 @@ async def _bounded(
 ) -> list[Check]:
     with trio.move_on_after(CHECK_TIMEOUT_S):
         return await step(ctx)
-    name = step.__name__.strip("_").replace("_", " ")
+    name = getattr(step, "__name__", "comfyui").strip("_").replace("_", " ")
     return [Check(name, False, f"no answer within {CHECK_TIMEOUT_S:g} s")]
 
 
@@ -148,7 +164,7 @@ async def _telegram(ctx: _Context) -> list[Check]:
 
 
 async def _comfyui(ctx: _Context) -> list[Check]:
-    if ctx.comfy_http is None:
+    if not ctx.servers:
         return [
             Check(
                 "comfyui",
@@ -156,14 +172,23 @@ async def _comfyui(ctx: _Context) -> list[Check]:
                 "COMFYUI_BASE_URL is empty: pictures are off (set it to turn them on)",
             )
         ]
-    client = ComfyClient(ctx.comfy_http)
-    base = str(ctx.settings.comfyui_base_url)
+    return await _comfyui_server(ctx, server=ctx.servers[0])
+
+
+async def _comfyui_server(ctx: _Context, *, server: _Server) -> list[Check]:
+    """One server's checks; named plainly with one server, by host:port with several."""
+    several = len(ctx.servers) > 1
+    suffix = f" {server.spec.name}" if several else ""
+    client = ComfyClient(server.http)
+    base = server.spec.url
     try:
         stats = await client.system_stats()
     except ComfyError as exc:
         return [
             Check(
-                "comfyui", False, f"{exc.detail}; is ComfyUI running at {base} (COMFYUI_BASE_URL)?"
+                f"comfyui{suffix}",
+                False,
+                f"{exc.detail}; is ComfyUI running at {base} (COMFYUI_BASE_URL)?",
             )
         ]
     device = stats.devices[0] if stats.devices else {}
@@ -171,51 +196,78 @@ async def _comfyui(ctx: _Context) -> list[Check]:
     version = stats.system.get("comfyui_version", "?")
     checks = [
         Check(
-            "comfyui",
+            f"comfyui{suffix}",
             True,
             f"{base} ComfyUI {version}, {device.get('name', '?')}, {free_gib:.1f} GiB free",
         )
     ]
-    checks.append(await _websocket(ctx))
-    checks += await _models(ctx, client)
+    checks.append(await _websocket(server.open_ws, suffix))
+    checks += await _models(ctx, client, suffix)
+    if several and ctx.personas is not None:
+        checks.append(await _drawable(ctx, ctx.personas, client, suffix))
     return checks
 
 
-async def _websocket(ctx: _Context) -> Check:
-    assert ctx.open_ws is not None
+async def _websocket(open_ws: OpenWebsocket, suffix: str) -> Check:
     try:
         with trio.fail_after(WEBSOCKET_TIMEOUT_S):
-            async with ctx.open_ws("persona-bot-doctor") as ws:
+            async with open_ws("persona-bot-doctor") as ws:
                 await ws.get_message()
     except Exception as exc:  # every failure here means the same thing to the operator
         return Check(
-            "comfyui websocket",
+            f"comfyui websocket{suffix}",
             False,
             f"{type(exc).__name__}: {exc}; a proxy must pass /ws upgrades",
         )
-    return Check("comfyui websocket", True, "/ws answers")
+    return Check(f"comfyui websocket{suffix}", True, "/ws answers")
 
 
-async def _models(ctx: _Context, client: ComfyClient) -> list[Check]:
+async def _models(ctx: _Context, client: ComfyClient, suffix: str) -> list[Check]:
     book = ctx.personas
     loras = book.lora_files() if book else []
     checkpoint = ctx.settings.comfyui_default_checkpoint
     try:
         missing = await check_models(client, checkpoint=checkpoint, loras=loras)
     except ComfyError as exc:
-        return [Check("models", False, exc.detail)]
+        return [Check(f"models{suffix}", False, exc.detail)]
     if not missing:
         return [
-            Check("models", True, f"checkpoint {checkpoint} and {len(loras)} LoRA file(s) present")
+            Check(
+                f"models{suffix}",
+                True,
+                f"checkpoint {checkpoint} and {len(loras)} LoRA file(s) present",
+            )
         ]
     return [
         Check(
-            "models",
+            f"models{suffix}",
             False,
             f"{model.kind} {model.name!r} is missing; put it in ComfyUI's " + _WHERE[model.kind],
         )
         for model in missing
     ]
+
+
+async def _drawable(ctx: _Context, book: PersonaBook, client: ComfyClient, suffix: str) -> Check:
+    """Which personas this server can draw; fails only if it can draw none."""
+    try:
+        files = await model_files(client)
+    except ComfyError as exc:
+        return Check(f"personas{suffix}", False, exc.detail)
+    default = ctx.settings.comfyui_default_checkpoint
+    can, cannot = [], []
+    for persona in book.personas:
+        config = book.image_config(persona)
+        needs = (config.checkpoint or default, config.lora_filename)
+        lacking = [name for name in needs if name not in files]
+        if lacking:
+            cannot.append(f"{persona.key} (no {', '.join(lacking)})")
+        else:
+            can.append(persona.key)
+    detail = f"draws {', '.join(can) or 'none'}"
+    if cannot:
+        detail += f"; cannot draw {'; '.join(cannot)}"
+    return Check(f"personas{suffix}", bool(can), detail)
 
 
 async def _workflow(ctx: _Context) -> list[Check]:

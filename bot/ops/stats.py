@@ -26,12 +26,14 @@ from bot.ops.report import (
     payments_json,
     summarize,
 )
+from bot.ops.server_report import server_json, server_lines
 from bot.settings import SettingsError, load_settings
 from bot.telegram.redact import Redactor
 from bot.texts import t
 from store.clock import utc_now
 from store.errors import StoreError
 from store.payments import revenue_summary
+from store.server_stats import ServerCounts, server_counts
 from store.stats import image_events, open_readonly
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ def stats_main(args: argparse.Namespace, *, now: Callable[[], datetime] = utc_no
         try:
             rows = image_events(db, since=since, until=until)
             revenue = revenue_summary(db, since=since, until=until)
+            servers = server_counts(db, since=since, until=until)
         finally:
             db.close()
     except (ValueError, StoreError, SettingsError) as exc:
@@ -77,17 +80,34 @@ def stats_main(args: argparse.Namespace, *, now: Callable[[], datetime] = utc_no
         return EXIT_BAD_INPUT
     summary = summarize(rows, since=since, until=until)
     if args.json:
-        document = json.loads(format_json(summary))
+        document = json.loads(_with_servers_json(format_json(summary), servers))
         if revenue is not None:
             document["payments"] = payments_json(revenue)
         output = json.dumps(document, ensure_ascii=False, indent=2)
     else:
-        sections = [format_text(summary)]
+        sections = [_with_servers_text(format_text(summary), servers)]
         if revenue is not None:
             sections.append(format_payments_text(revenue))
         output = "\n\n".join(sections)
     print(redact(output))
     return 0
+
+
+def _with_servers_text(report: str, servers: list[ServerCounts], lang: str = "en") -> str:
+    """The report, then a table per ComfyUI server (left out if it would not fit)."""
+    lines = server_lines(servers, lang)
+    if not lines:
+        return report
+    section = "\n".join(["", *lines])
+    return report + "\n" + section if len(report) + len(section) < MAX_MESSAGE_CHARS else report
+
+
+def _with_servers_json(report: str, servers: list[ServerCounts]) -> str:
+    if not server_lines(servers):
+        return report
+    document = json.loads(report)
+    document["servers"] = server_json(servers)
+    return json.dumps(document, ensure_ascii=False, indent=2)
 
 
 async def handle_stats(deps: Deps, cmd: AdminCmd) -> None:
@@ -101,9 +121,10 @@ async def handle_stats(deps: Deps, cmd: AdminCmd) -> None:
         await deps.api.send_message(cmd.ctx.chat_id, t("stats_usage", lang))
         return
     rows = image_events(deps.store.db, since=since, until=until)
+    servers = server_counts(deps.store.db, since=since, until=until)
     summary = summarize(rows, since=since, until=until)
     redact = Redactor(deps.settings.secrets())
-    report = redact(format_text(summary, lang))
+    report = redact(_with_servers_text(format_text(summary, lang), servers, lang))
     revenue = revenue_summary(deps.store.db, since=since, until=until)
     if revenue is None:
         await deps.api.send_message(cmd.ctx.chat_id, report)

@@ -5,6 +5,7 @@ The rules, pure and tested without an event loop:
     decision    what a press may do (stale, resend, in flight, off, reserve)
     lifecycle   the job's steps, where a resumed job starts, how each exit ends it
     status      what the status message shows (``next_action``), and its one writer
+    placement   which ComfyUI server draws a job, or why none does yet
 
 The I/O around them:
 
@@ -16,6 +17,7 @@ The I/O around them:
     prompts     persona core + style + scene → the workflow's parameters
     uploading   "sending a photo…" in chats with an active job
     recovery    jobs left by an earlier process, at start
-    preflight   does ComfyUI have the checkpoint and every LoRA?
+    preflight   does each ComfyUI server have the checkpoint and every LoRA?
+    servers     the ComfyUI servers: followers, model lists, placing, failover
     runtime     the machinery one process runs
 """

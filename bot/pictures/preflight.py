@@ -1,4 +1,4 @@
-"""At start, ask ComfyUI whether the checkpoint and every persona's LoRA exist.
+"""At start, ask each ComfyUI server whether the checkpoint and every persona's LoRA exist.
 
 A missing file is one loud warning per file, never a crash (docs/product.md, P15): the
 chat works regardless, and pictures for that persona will fail with a clear
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 
+import trio
+
 from bot.deps import Deps
-from comfy import ComfyError, check_models
+from comfy import ComfyClient, ComfyError, check_models
 
 __all__ = ["run_preflight"]
 
@@ -20,36 +22,47 @@ log = logging.getLogger(__name__)
 
 
 async def run_preflight(deps: Deps) -> None:
-    """Log what ComfyUI lacks; runs once, in the background."""
+    """Log what each ComfyUI server lacks; runs once, in the background."""
     if deps.pictures is None:
         return
+    async with trio.open_nursery() as nursery:
+        for server in deps.pictures.servers.servers:
+            nursery.start_soon(_check_server, deps, server.client)
+
+
+async def _check_server(deps: Deps, client: ComfyClient) -> None:
+    server = client.server
     checkpoints = deps.personas.checkpoints(deps.settings.comfyui_default_checkpoint)
     try:
         missing = await check_models(
-            deps.pictures.client,
+            client,
             checkpoint=checkpoints[0],
             loras=deps.personas.lora_files(),
         )
     except ComfyError as exc:
         log.warning(
-            "comfyui preflight: cannot list the models (%s: %s); pictures fail until it answers",
+            "comfyui preflight server=%s: cannot list the models (%s: %s); pictures fail"
+            " there until it answers",
+            server,
             type(exc).__name__,
             exc.detail,
         )
         return
-    except Exception:  # started with start_soon in the root nursery: a bug here must not end it
-        log.exception("comfyui preflight failed; the models were not checked")
+    except Exception:  # started with start_soon in the root nursery: a bug must not end it
+        log.exception("comfyui preflight server=%s failed; the models were not checked", server)
         return
     for model in missing:
         folder = "models/checkpoints" if model.kind == "checkpoint" else "models/loras"
         log.warning(
-            "comfyui preflight: %s %r is missing on the ComfyUI host; put it in ComfyUI's %s/",
+            "comfyui preflight server=%s: %s %r is missing; put it in ComfyUI's %s/",
+            server,
             model.kind,
             model.name,
             folder,
         )
     if not missing:
         log.info(
-            "comfyui preflight: checkpoint and %d LoRA file(s) present",
+            "comfyui preflight server=%s: checkpoint and %d LoRA file(s) present",
+            server,
             len(deps.personas.lora_files()),
         )

@@ -50,7 +50,13 @@ async def resume_unfinished(
             if notify:
                 await tell_user(deps, job, Exit.NO_COMFYUI)
             continue
-        log.info("resuming job=%s state=%s prompt_id=%s", job.job_id, job.state, job.prompt_id)
+        log.info(
+            "resuming job=%s state=%s prompt_id=%s server=%s",
+            job.job_id,
+            job.state,
+            job.prompt_id,
+            job.server,
+        )
         if job.status_message_id is not None:
             runtime.board.adopt(
                 job.job_id,

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.pictures.deliveries import Deliveries
 from bot.pictures.queue import JobQueue
 from bot.pictures.status import StatusBoard
 from comfy import ComfyClient, Follower, GeneratedImage, PromptProgress, WorkflowTemplate
+
+if TYPE_CHECKING:
+    from bot.pictures.servers import ServerPool
 
 __all__ = ["GeneratorFactory", "PictureGenerator", "PicturesRuntime"]
 
@@ -30,7 +33,10 @@ class PictureGenerator(Protocol):
 
 
 class GeneratorFactory(Protocol):
-    """Builds the generator at start-up; ``comfy.Comfy`` is the production one."""
+    """Builds one server's generator at start-up; ``comfy.Comfy`` is the production one.
+
+    *concurrency* is that server's slots; the pool never hands it more jobs at once.
+    """
 
     def __call__(
         self, client: ComfyClient, follower: Follower, *, concurrency: int
@@ -41,9 +47,7 @@ class GeneratorFactory(Protocol):
 class PicturesRuntime:
     queue: JobQueue
     board: StatusBoard
-    generator: PictureGenerator
-    client: ComfyClient
-    follower: Follower
+    servers: ServerPool  # every ComfyUI server; its generate() places and draws a job
     template: WorkflowTemplate
     spool_dir: Path
     deliveries: Deliveries = field(default_factory=Deliveries)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -37,7 +38,7 @@ from bot.pictures.settle import settle, tell_user
 from bot.pictures.spool import discard
 from bot.pictures.status import Sending, Waiting
 from comfy import ComfyError, WorkflowError, describe_body, picture_format
-from store import Job
+from store import Job, is_transient
 
 __all__ = ["DEFAULT_IMAGE_EXTENSION", "JobEnded", "run_job", "run_workers"]
 
@@ -66,6 +67,7 @@ class _Work:
     spool: Path | None
     picture: bytes | None = None  # in memory once drawn by this process
     file_id: str = ""
+    server: str | None = None  # the ComfyUI server it was last handed to
 
 
 async def run_workers(
@@ -96,13 +98,14 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
     runtime.board.show(job.job_id, Waiting())  # out of our queue, not yet drawn
     exit_, detail = Exit.DELIVERED, ""
     work = _Work(job, json.loads(job.graph) if job.graph else None, _spool_of(job))
+    work.server = job.server
     with runtime.queue.drawing(job.job_id) as own_scope:
         try:
             await _run_steps(deps, runtime, work, resumed=ticket.resumed)
         except JobEnded as exc:
             exit_, detail = exc.exit, exc.detail
         except Exception as exc:
-            log.exception("job crashed job=%s", job.job_id)
+            log.exception("job crashed job=%s server=%s", job.job_id, work.server)
             exit_, detail = Exit.CRASHED, f"internal error: {exc!r}"
     if own_scope.cancelled_caught:
         exit_, detail = Exit.CANCELLED, "cancelled by the user"
@@ -112,7 +115,11 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
         # A delivered picture is charged at once, stop or not.
         await trio.lowlevel.checkpoint_if_cancelled()
     if exit_ is not Exit.DELIVERED:
-        log.info("job failed job=%s exit=%s: %s", job.job_id, exit_.value, detail)
+        log.info(
+            "job failed job=%s server=%s exit=%s: %s", job.job_id, work.server, exit_.value, detail
+        )
+    else:
+        log.info("job delivered job=%s server=%s", job.job_id, work.server)
     if await settle(deps, job, exit_, detail=detail, file_id=work.file_id):
         await tell_user(deps, job, exit_)
     runtime.board.close(job.job_id)
@@ -154,7 +161,7 @@ async def _run_steps(deps: Deps, runtime: PicturesRuntime, work: _Work, *, resum
             case Step.GENERATE:
                 assert work.graph is not None
                 work.spool, work.picture = await _generate(
-                    deps, runtime, job, work.graph, look_up_first=start.look_up_first
+                    deps, runtime, work, work.graph, look_up_first=start.look_up_first
                 )
                 await _record(deps, job, step, spool_path=str(work.spool))
             case Step.DELIVER:
@@ -203,16 +210,19 @@ async def _prepare(deps: Deps, runtime: PicturesRuntime, job: Job) -> dict[str, 
 
 
 async def _generate(
-    deps: Deps, runtime: PicturesRuntime, job: Job, graph: dict[str, Any], *, look_up_first: bool
+    deps: Deps, runtime: PicturesRuntime, work: _Work, graph: dict[str, Any], *, look_up_first: bool
 ) -> tuple[Path, bytes]:
     """ComfyUI draws the picture; it is kept on disk before the row says ``downloaded``."""
+    job = work.job
     try:
-        image = await runtime.generator.generate(
+        image = await runtime.servers.generate(
             graph,
             prompt_id=job.prompt_id,
             timeout_s=deps.settings.comfyui_timeout_seconds,
             on_progress=lambda progress: runtime.board.show_progress(job.job_id, progress),
             recover=look_up_first,
+            last_server=job.server,
+            on_server=lambda server: _handed_to(deps, work, server),
         )
     except ComfyError as exc:
         raise JobEnded(Exit.GENERATION_FAILED, f"{type(exc).__name__}: {exc.detail}") from None
@@ -225,6 +235,22 @@ async def _generate(
     # steps in order with no await between the file and its row.
     spool.write_bytes(image.data)
     return spool, image.data
+
+
+def _handed_to(deps: Deps, work: _Work, server: str) -> None:
+    """Recorded before the prompt reaches *server*: a restart looks for it there first.
+
+    Only a hint for recovery, which otherwise looks on every server: a database locked
+    at this moment is logged, not waited for (this runs inside the placement, no await).
+    """
+    work.server = server
+    try:
+        deps.store.jobs.set_server(work.job.job_id, server)
+    except sqlite3.Error as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("job server not recorded job=%s server=%s: %s", work.job.job_id, server, exc)
+    log.info("job handed to server job=%s server=%s", work.job.job_id, server)
 
 
 async def _deliver(

@@ -1,0 +1,475 @@
+"""The ComfyUI servers of one process, and the one ``generate`` the workers call.
+
+Each server has its own client, follower (websocket, heartbeat, reconnect,
+reconciliation) and generator (``comfy.Comfy``, whose limiter holds its slots); all of
+them run in the root nursery (``ServerPool.run``), so a server that is down only keeps its
+own tasks busy.
+
+``ServerPool.generate`` places a job by the pure rule of :mod:`bot.pictures.placement`
+and waits, in the bot, while every capable server is full. The job's one budget
+(``COMFYUI_TIMEOUT_SECONDS``) starts when it first reaches a server and covers every
+server it is tried on; the prompt keeps its ``prompt_id`` throughout, so the charge stays
+one (docs/architecture.md, §7). A server is left behind when:
+
+* its websocket stays lost for ``FAILOVER_AFTER_S`` while the job is on it and another
+  capable server is healthy (a shorter blip, or a loss with nowhere else to go, is the
+  follower's to reconcile when the server is back, as with one server), or
+* a call to it fails as ``ComfyUnavailable``.
+
+It is then marked down for a backoff, the prompt is remembered as abandoned there
+(deleted or interrupted once the server answers again, so it is never drawn to the end
+twice), and the job moves on to another capable server if there is one; with none left,
+the job fails with the error that ended its last attempt. A ``value_not_in_list``
+rejection re-reads that server's model list and places the job again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from bot.pictures.placement import Placement, ServerView, Verdict, place
+from bot.pictures.runtime import PictureGenerator
+from comfy import (
+    ComfyClient,
+    ComfyError,
+    ComfyUnavailable,
+    Follower,
+    GeneratedImage,
+    GenerationTimedOut,
+    ProgressStage,
+    PromptProgress,
+    PromptRejected,
+)
+from comfy.backoff import backoff_delays
+from comfy.follower import probe_prompt
+from comfy.generate import RESUBMIT_MIN_REMAINING_S
+from comfy.preflight import MODEL_INPUTS, model_files
+from comfy.protocol import Signal
+from comfy.servers import ServerSpec
+
+__all__ = [
+    "FAILOVER_AFTER_S",
+    "MODELS_REFRESH_S",
+    "WAIT_FOR_SERVER_S",
+    "Server",
+    "ServerPool",
+    "model_needs",
+]
+
+log = logging.getLogger(__name__)
+
+# A lost websocket that is back within this is a blip (or a restart the follower
+# reconciles); longer, and the jobs on that server move. Above the follower's first
+# reconnect waits (1-2 s, then 2-4 s).
+FAILOVER_AFTER_S: Final = 5.0
+# With no server healthy, a job waits this long for one before it fails, as a single
+# server's prompt waits for its websocket (comfy.generate.WAIT_CONNECTED_S).
+WAIT_FOR_SERVER_S: Final = 10.0
+MODELS_REFRESH_S: Final = 300.0  # each server's model list is read again this often
+MODELS_TIMEOUT_S: Final = 10.0
+DOWN_BACKOFF_INITIAL_S: Final = 2.0  # a server marked down is not tried again for this,
+DOWN_BACKOFF_MAXIMUM_S: Final = 60.0  # doubling while it keeps failing
+CLEANUP_TIMEOUT_S: Final = 5.0
+
+Builds = Callable[[ComfyClient, Follower], PictureGenerator]
+
+
+def model_needs(graph: dict[str, Any]) -> tuple[str, ...]:
+    """The checkpoint and LoRA files a filled-in workflow loads, in graph order."""
+    needs: list[str] = []
+    for node in graph.values():
+        if not isinstance(node, dict):
+            continue
+        inputs = node.get("inputs")
+        for class_type, input_name in MODEL_INPUTS:
+            if node.get("class_type") == class_type and isinstance(inputs, dict):
+                value = inputs.get(input_name)
+                if isinstance(value, str) and value not in needs:
+                    needs.append(value)
+    return tuple(needs)
+
+
+class _ServerLost(Exception):
+    """The job's server stayed unreachable for ``FAILOVER_AFTER_S``."""
+
+
+@dataclass(eq=False)
+class Server:
+    """One ComfyUI server and what the pool knows of it."""
+
+    spec: ServerSpec
+    client: ComfyClient
+    follower: Follower
+    generator: PictureGenerator
+    rng: random.Random
+    busy: int = 0
+    models: frozenset[str] | None = None
+    down_until: float = -math.inf
+    abandoned: set[str] = field(default_factory=set)
+    refresh_now: trio.Event = field(default_factory=trio.Event)
+    _downs: Iterator[float] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def healthy(self) -> bool:
+        return self.follower.connected and trio.current_time() >= self.down_until
+
+    def view(self) -> ServerView:
+        return ServerView(
+            name=self.name,
+            healthy=self.healthy,
+            slots=self.spec.slots,
+            busy=self.busy,
+            queue_remaining=self.follower.queue_remaining,
+            models=self.models,
+        )
+
+    def mark_down(self, why: str) -> None:
+        if self._downs is None:
+            self._downs = backoff_delays(
+                initial_s=DOWN_BACKOFF_INITIAL_S,
+                maximum_s=DOWN_BACKOFF_MAXIMUM_S,
+                jitter="equal",
+                rng=self.rng,
+            )
+        delay = next(self._downs)
+        self.down_until = trio.current_time() + delay
+        log.warning("comfy server down server=%s for %.1f s: %s", self.name, delay, why)
+
+    def mark_up(self) -> None:
+        self._downs = None  # the next failure starts the backoff afresh
+
+
+class ServerPool:
+    """Every ComfyUI server of the process; a ``PictureGenerator`` for the workers."""
+
+    def __init__(self, servers: Sequence[Server]) -> None:
+        if not servers:
+            raise ValueError("a server pool needs at least one server")
+        self.servers = tuple(servers)
+        self._by_name = {server.name: server for server in self.servers}
+        self._changed = trio.Event()
+
+    @property
+    def slots(self) -> int:
+        return sum(server.spec.slots for server in self.servers)
+
+    def server(self, name: str | None) -> Server | None:
+        return self._by_name.get(name) if name is not None else None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Every server's follower and upkeep; until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for server in self.servers:
+                await nursery.start(server.follower.run)
+                nursery.start_soon(self._keep, server, name=f"comfy-server-{server.name}")
+            task_status.started()
+
+    # -- upkeep ---------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _keep(self, server: Server) -> None:
+        """Per server: wake waiters on every connect and loss; tidy up; read the models."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._refresh_models, server)
+            while True:
+                await server.follower.wait_connected()
+                server.mark_up()
+                server.refresh_now.set()
+                self._notify()
+                if server.abandoned:
+                    nursery.start_soon(self._clean_abandoned, server)
+                await server.follower.wait_disconnected()
+                self._notify()
+
+    async def _refresh_models(self, server: Server) -> None:
+        while True:
+            with trio.move_on_after(MODELS_REFRESH_S):
+                await server.refresh_now.wait()
+            server.refresh_now = trio.Event()
+            await self._read_models(server)
+
+    async def _read_models(self, server: Server) -> None:
+        with trio.move_on_after(MODELS_TIMEOUT_S):
+            try:
+                files = await model_files(server.client)
+            except ComfyError as exc:
+                log.info("comfy models not read server=%s: %s", server.name, exc.detail)
+                return
+            except Exception:  # a bug below the client must not end the root nursery
+                log.exception("comfy models not read server=%s", server.name)
+                return
+            server.models = files
+            log.debug("comfy models server=%s: %d file(s)", server.name, len(files))
+            self._notify()
+
+    async def _clean_abandoned(self, server: Server) -> None:
+        """Prompts left on a server that was lost: never let them draw to the end."""
+        for prompt_id in sorted(server.abandoned):
+            with trio.move_on_after(CLEANUP_TIMEOUT_S):
+                try:
+                    probe = await probe_prompt(server.client, prompt_id)
+                    if prompt_id not in server.abandoned:
+                        continue  # handed back to this server meanwhile: its own now
+                    if probe.signal is Signal.SEEN_PENDING:
+                        await server.client.delete_queued(prompt_id)
+                    elif probe.signal is Signal.SEEN_RUNNING:
+                        await server.client.interrupt(prompt_id)
+                    log.info(
+                        "comfy abandoned prompt tidied prompt_id=%s server=%s: %s",
+                        prompt_id,
+                        server.name,
+                        probe.signal.value,
+                    )
+                except ComfyError as exc:
+                    log.info(
+                        "comfy abandoned prompt not tidied prompt_id=%s server=%s: %s",
+                        prompt_id,
+                        server.name,
+                        exc.detail,
+                    )
+                    return  # down again: the next connect tries again
+                except Exception:  # a bug below the client must not end the root nursery
+                    log.exception("comfy abandoned prompt not tidied prompt_id=%s", prompt_id)
+                    return
+            server.abandoned.discard(prompt_id)
+
+    # -- one job --------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        graph: dict[str, Any],
+        *,
+        prompt_id: str,
+        timeout_s: float,
+        on_progress: Callable[[PromptProgress], None] | None = None,
+        recover: bool = False,
+        last_server: str | None = None,
+        on_server: Callable[[str], None] | None = None,
+    ) -> GeneratedImage:
+        """Draw *graph* as *prompt_id* on whichever server can; see the module docstring.
+
+        Args:
+            recover: the prompt may already be on *last_server* (an earlier process handed
+                it there): it is looked up there first.
+            on_server: called with the server's name before the job is handed to it.
+
+        Raises:
+            ComfyError: the last attempt's error, or ``PromptRejected`` naming the model
+                files no healthy server has, or ``ComfyUnavailable`` when no server was
+                reachable for ``WAIT_FOR_SERVER_S``.
+        """
+        needs = model_needs(graph)
+        report = on_progress or _ignore
+        deadline: float | None = None
+        # Recovery looks on the job's own server first. A job that names no server we know
+        # (a row from before the bot drove several) is looked up wherever it is placed.
+        own = self.server(last_server) if recover else None
+        look_up = recover
+        rejected: set[str] = set()
+        while True:
+            if deadline is None:
+                server = await self._wait_for_place(needs, own=own, report=report)
+            else:  # moved on after a failure: the wait counts against its budget
+                with trio.move_on_at(deadline) as waiting:
+                    server = await self._wait_for_place(needs, own=own, report=report)
+                if waiting.cancelled_caught:
+                    raise GenerationTimedOut(
+                        f"no picture within {timeout_s:g} s (prompt {prompt_id});"
+                        " no other ComfyUI server was free in time"
+                    )
+            if server is None:
+                assert own is not None
+                own.abandoned.add(prompt_id)  # tidied there once it is back
+                log.warning(
+                    "comfy job leaves its unreachable server prompt_id=%s server=%s",
+                    prompt_id,
+                    own.name,
+                )
+                own = None  # look_up stays: it may still be anywhere an earlier process put it
+                continue
+            if deadline is None:
+                deadline = trio.current_time() + timeout_s
+            # Back on a server it was taken from: the old copy may still be there, so look
+            # it up instead of queueing a second one, and keep the tidy-up off it.
+            here = look_up or prompt_id in server.abandoned
+            server.abandoned.discard(prompt_id)
+            try:
+                return await self._attempt(
+                    server,
+                    graph,
+                    prompt_id,
+                    deadline,
+                    report,
+                    needs,
+                    recover=here,
+                    on_server=on_server,
+                )
+            except _ServerLost:
+                server.abandoned.add(prompt_id)
+                server.mark_down(f"websocket lost for {FAILOVER_AFTER_S:g} s with a job on it")
+                error: ComfyError = ComfyUnavailable(
+                    f"ComfyUI server {server.name} lost with prompt {prompt_id} on it"
+                    f" ({server.follower.last_error})"
+                )
+            except ComfyUnavailable as exc:
+                server.abandoned.add(prompt_id)
+                server.mark_down(exc.detail)
+                error = exc
+            except PromptRejected as exc:
+                # value_not_in_list reads "... 'x.safetensors' not in list" (comfy.client)
+                if "not in list" not in exc.detail or server.name in rejected:
+                    raise
+                rejected.add(server.name)
+                await self._read_models(server)  # it may have lost a file: look again
+                error = exc
+            finally:
+                self._notify()
+            own, look_up = None, False  # where it was is known now: nowhere else
+            if not self._may_move(needs, deadline):
+                raise error
+            log.warning(
+                "comfy job moves prompt_id=%s from server=%s: %s", prompt_id, server.name, error
+            )
+
+    def _may_move(self, needs: Sequence[str], deadline: float) -> bool:
+        """Another server may take the job: one is healthy and capable, and time is left."""
+        if deadline - trio.current_time() < RESUBMIT_MIN_REMAINING_S:
+            return False
+        placement = place([server.view() for server in self.servers], needs)
+        return placement.verdict in (Verdict.CHOSEN, Verdict.WAIT_FOR_SLOT)
+
+    async def _wait_for_place(
+        self, needs: Sequence[str], *, own: Server | None, report: Callable[[PromptProgress], None]
+    ) -> Server | None:
+        """A free slot on a capable server, taken; waits in the bot, not on ComfyUI.
+
+        With *own*, only that server is considered; None if it stays unreachable for
+        ``FAILOVER_AFTER_S``.
+        """
+        no_server_since: float | None = None
+        while True:
+            changed = self._changed
+            candidates = [own] if own is not None else self.servers
+            placement = place([server.view() for server in candidates], needs)
+            if placement.verdict is Verdict.CHOSEN:
+                server = self._by_name[placement.server]
+                server.busy += 1
+                return server
+            if placement.verdict is Verdict.MISSING:
+                raise PromptRejected(_missing_detail(placement))
+            if placement.verdict is Verdict.WAIT_FOR_SERVER:
+                now = trio.current_time()
+                no_server_since = now if no_server_since is None else no_server_since
+                limit = FAILOVER_AFTER_S if own is not None else WAIT_FOR_SERVER_S
+                left = no_server_since + limit - now
+                if left <= 0:
+                    if own is not None:
+                        return None  # its own server stays away: the caller moves on
+                    raise ComfyUnavailable(self._none_reachable(limit))
+                report(PromptProgress(ProgressStage.WAITING_FOR_SERVER))
+                with trio.move_on_at(min(now + left, self._next_back_up())):
+                    await changed.wait()
+                continue
+            no_server_since = None
+            with trio.move_on_at(self._next_back_up()):
+                await changed.wait()
+
+    def _next_back_up(self) -> float:
+        """When the first server in a backoff may be tried again (nothing announces it)."""
+        now = trio.current_time()
+        return min((s.down_until for s in self.servers if s.down_until > now), default=math.inf)
+
+    async def _attempt(
+        self,
+        server: Server,
+        graph: dict[str, Any],
+        prompt_id: str,
+        deadline: float,
+        report: Callable[[PromptProgress], None],
+        needs: Sequence[str],
+        *,
+        recover: bool,
+        on_server: Callable[[str], None] | None,
+    ) -> GeneratedImage:
+        """One server's try, watched: a lost server cancels it (its cleanup runs there).
+
+        The slot *server* was given is given back however this ends.
+        """
+
+        outcome: list[GeneratedImage | ComfyError] = []
+        try:
+            if on_server is not None:
+                on_server(server.name)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_server, server, needs, nursery.cancel_scope)
+                try:
+                    outcome.append(
+                        await server.generator.generate(
+                            graph,
+                            prompt_id=prompt_id,
+                            timeout_s=max(deadline - trio.current_time(), 0.0),
+                            on_progress=report,
+                            recover=recover,
+                        )
+                    )
+                except ComfyError as exc:  # kept out of the nursery's exception group
+                    outcome.append(exc)
+                nursery.cancel_scope.cancel()
+        finally:
+            server.busy -= 1
+        if not outcome:
+            raise _ServerLost()
+        if isinstance(outcome[0], ComfyError):
+            raise outcome[0]
+        return outcome[0]
+
+    async def _watch_server(
+        self, server: Server, needs: Sequence[str], attempt: trio.CancelScope
+    ) -> None:
+        """Cancel *attempt* once the server's websocket has been lost for
+        ``FAILOVER_AFTER_S`` and another capable server is healthy. With none, the job
+        stays, as with one server: its follower reconciles it when the server is back."""
+        while True:
+            await server.follower.wait_disconnected()
+            with trio.move_on_after(FAILOVER_AFTER_S):
+                await server.follower.wait_connected()
+                continue
+            while not server.follower.connected:
+                if self._elsewhere(server, needs):
+                    attempt.cancel()
+                    return
+                changed = self._changed  # a connect or a loss anywhere, a model list
+                with trio.move_on_at(self._next_back_up()):
+                    await changed.wait()
+
+    def _elsewhere(self, server: Server, needs: Sequence[str]) -> bool:
+        """Another healthy server could take the job now or once it has a free slot."""
+        others = [s.view() for s in self.servers if s is not server]
+        return place(others, needs).verdict in (Verdict.CHOSEN, Verdict.WAIT_FOR_SLOT)
+
+    def _none_reachable(self, waited_s: float) -> str:
+        why = "; ".join(f"{s.name}: {s.follower.last_error}" for s in self.servers)
+        return f"no ComfyUI server reachable within {waited_s:g} s ({why})"
+
+
+def _missing_detail(placement: Placement) -> str:
+    files = ", ".join(placement.missing)
+    return f"no healthy ComfyUI server has the model file(s) {files}"
+
+
+def _ignore(_: PromptProgress) -> None:
+    pass
