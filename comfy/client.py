@@ -11,9 +11,10 @@ exception (docs/comfyui.md, C26). Each method is one request and keeps no state,
 tasks may call one client at once.
 
 Every answer is streamed and read up to a cap (``MAX_JSON_BYTES``, ``MAX_QUEUE_BYTES``,
-``MAX_IMAGE_BYTES``), counted after decompression, so a runaway or hostile body costs at
-most its cap in memory. Bodies are decoded here, never through ``Response.text``, whose
-charset comes from the server's header.
+``MAX_IMAGE_BYTES``), counted after decompression by ``comfy.bodies.read_body``, so a
+runaway, endless or compressed-bomb body costs at most its cap in memory. Bodies are
+decoded here, never through ``Response.text``, whose charset comes from the server's
+header.
 
 Error bodies vary (docs/comfyui.md, C12): JSON 400 for validation, ``text/plain`` 500 for bad JSON
 or a heap comparison failure, ``text/plain`` 413 for oversize bodies, empty 404/400/403.
