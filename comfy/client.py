@@ -197,6 +197,8 @@ class ComfyClient:
             raise _translated(what, exc) from exc
         except BodyError as exc:
             raise ComfyProtocolError(f"{what}: {exc}") from None
+        except (httpx.InvalidURL, UnicodeError) as exc:  # a name no URL can carry
+            raise ComfyProtocolError(f"{what} cannot be requested: {exc}") from None
         found = picture_format(data)
         if found is None:
             found_instead = describe_body(data, content_type=content_type)
@@ -246,6 +248,8 @@ class ComfyClient:
             raise _translated(what, exc) from exc
         except BodyError as exc:
             raise ComfyProtocolError(f"{what}: {exc}") from None
+        except (httpx.InvalidURL, UnicodeError) as exc:  # an id or name no URL can carry
+            raise ComfyProtocolError(f"{what!r} cannot be requested: {exc}") from None
         return _Reply(status, content_type, body)
 
     def _expect_ok(self, reply: _Reply, what: str) -> None:

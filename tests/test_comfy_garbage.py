@@ -344,6 +344,37 @@ async def test_an_endless_view_stops_at_the_picture_cap() -> None:
     assert stream.sent <= 1_000_000 + CHUNK
 
 
+@pytest.mark.parametrize(
+    ("image", "detail"),
+    [
+        (
+            ImageRef(filename="\ud800.png"),
+            "GET /view for '\\ud800.png' cannot be requested: 'utf-8' codec can't encode "
+            "character '\\ud800' in position 0: surrogates not allowed",
+        ),
+        (
+            ImageRef(filename="a.png", subfolder="\udcff"),
+            "GET /view for 'a.png' cannot be requested: 'utf-8' codec can't encode "
+            "character '\\udcff' in position 0: surrogates not allowed",
+        ),
+        (
+            ImageRef(filename="x" * 100_000),
+            f"GET /view for '{'x' * 400}",  # cut short, as every detail is
+        ),
+    ],
+    ids=["surrogate-name", "surrogate-folder", "too-long"],
+)
+async def test_a_file_name_no_url_can_carry_is_a_protocol_error(
+    image: ImageRef, detail: str
+) -> None:
+    client = client_for(lambda: httpx.Response(200, content=PNG_MAGIC))
+    with pytest.raises(ComfyProtocolError) as caught:
+        await client.download(image)
+    assert caught.value.detail.startswith(detail[:290])
+    with pytest.raises(ComfyProtocolError, match="cannot be requested"):
+        await client.get_history("\ud800")
+
+
 # -- the pure describers ------------------------------------------------------------------
 
 
