@@ -6,8 +6,9 @@ endpoint (Ollama, llama.cpp server, vLLM, OpenAI, OpenRouter) over the process's
 tests. Without it, the persona answers with its offline lines, which is enough to try
 the picture flow. Every LLM failure becomes a polite sentence, never a silent chat.
 
-The answer is streamed and read up to ``MAX_ANSWER_BYTES`` (counted after decompression):
-a server that sends more, or sends it forever within the timeout, costs at most that much
+The answer is streamed and read up to ``MAX_ANSWER_BYTES`` (counted after decompression,
+through the same bounded reader as ComfyUI's answers, ``comfy.bodies.read_body``): a
+server that sends more, or sends it forever within the timeout, costs at most that much
 memory and ends as an ``LlmError``. Its text is decoded here as UTF-8, never through the
 charset its header names (docs/libraries.md, L30).
 """
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from bot.personas import Persona
 from bot.telegram.redact import Redactor
+from comfy.bodies import ACCEPT_ENCODING, BodyError, read_body
 from store import Turn
 
 __all__ = [
@@ -107,7 +109,7 @@ class ChatCompletions:
             LlmError: timeout, network error, non-2xx, an answer over ``MAX_ANSWER_BYTES``,
                 or an answer without text.
         """
-        headers = {}
+        headers = {"accept-encoding": ACCEPT_ENCODING}  # what read_body can decode
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         body = {
@@ -122,11 +124,13 @@ class ChatCompletions:
                     "POST", self._url, json=body, headers=headers, timeout=self._timeout_s
                 ) as response:
                     status = response.status_code
-                    content = await _read_capped(response, limit=MAX_ANSWER_BYTES)
+                    content = await read_body(response, limit=MAX_ANSWER_BYTES)
         except trio.TooSlowError:
             raise LlmError(f"no answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise LlmError(self._redact(f"{type(exc).__name__}: {exc}")) from None
+        except BodyError as exc:
+            raise LlmError(self._redact(f"answer unreadable: {exc}")) from None
         if status // 100 != 2:
             raise LlmError(f"HTTP {status}: {self._quote(content)}")
         try:
@@ -143,21 +147,6 @@ class ChatCompletions:
         part of a secret survives the cut."""
         text = content[: QUOTED_BODY_CHARS * 4].decode("utf-8", "replace")
         return repr(self._redact(text)[:QUOTED_BODY_CHARS])
-
-
-async def _read_capped(response: httpx.Response, *, limit: int) -> bytes:
-    """The body, decompressed; ``LlmError`` as soon as it passes *limit* bytes."""
-    declared = response.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise LlmError(f"answer of {declared} bytes is over the {limit}-byte cap")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise LlmError(f"answer is over the {limit}-byte cap; stopped reading")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def persona_messages(

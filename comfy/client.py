@@ -11,9 +11,10 @@ exception (docs/comfyui.md, C26). Each method is one request and keeps no state,
 tasks may call one client at once.
 
 Every answer is streamed and read up to a cap (``MAX_JSON_BYTES``, ``MAX_QUEUE_BYTES``,
-``MAX_IMAGE_BYTES``), counted after decompression, so a runaway or hostile body costs at
-most its cap in memory. Bodies are decoded here, never through ``Response.text``, whose
-charset comes from the server's header.
+``MAX_IMAGE_BYTES``), counted after decompression by ``comfy.bodies.read_body``, so a
+runaway, endless or compressed-bomb body costs at most its cap in memory. Bodies are
+decoded here, never through ``Response.text``, whose charset comes from the server's
+header.
 
 Error bodies vary (docs/comfyui.md, C12): JSON 400 for validation, ``text/plain`` 500 for bad JSON
 or a heap comparison failure, ``text/plain`` 413 for oversize bodies, empty 404/400/403.
@@ -30,7 +31,7 @@ from typing import Any, Final, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from comfy.bodies import describe_body, picture_format
+from comfy.bodies import ACCEPT_ENCODING, BodyError, describe_body, picture_format, read_body
 from comfy.errors import ComfyProtocolError, ComfyUnavailable, PromptRejected, one_line
 from comfy.messages import (
     HistoryEntry,
@@ -64,6 +65,7 @@ MAX_ERROR_BYTES: Final = 64 * 1024  # of a 5xx or an unexpected status: enough t
 QUOTED_BODY_CHARS: Final = 120  # of an unexpected body, in an error's detail
 _M = TypeVar("_M", bound=BaseModel)
 
+_HEADERS: Final = {"accept-encoding": ACCEPT_ENCODING}  # what read_body can decode
 # A value ComfyUI echoes back in a 400 (``received_value``) is quoted short and shallow.
 _QUOTE_VALUE = reprlib.Repr()
 _QUOTE_VALUE.maxlevel, _QUOTE_VALUE.maxstring, _QUOTE_VALUE.maxother = 3, 80, 80
@@ -185,22 +187,27 @@ class ComfyClient:
         that is not a PNG, JPEG or WebP picture whatever its ``Content-Type`` says
         (docs/comfyui.md, C26)."""
         params = {"filename": image.filename, "subfolder": image.subfolder, "type": image.type}
-        what = "GET /view"
-        too_large = f"picture {image.filename!r} is larger than {max_bytes} bytes"
+        what = f"GET /view for {image.filename!r}"
         try:
-            async with self._http.stream("GET", "/view", params=params) as response:
+            async with self._http.stream(
+                "GET", "/view", params=params, headers=_HEADERS
+            ) as response:
                 content_type = response.headers.get("content-type", "")
                 if response.status_code != 200:
-                    body = await _read_capped(response, limit=MAX_ERROR_BYTES, too_large=None)
-                    self._expect_ok(_Reply(response.status_code, content_type, body), what)
-                data = await _read_capped(response, limit=max_bytes, too_large=too_large)
+                    body = await _error_body(response)
+                    self._expect_ok(_Reply(response.status_code, content_type, body), "GET /view")
+                data = await read_body(response, limit=max_bytes)
         except httpx.HTTPError as exc:
             raise _translated(what, exc) from exc
+        except BodyError as exc:
+            raise ComfyProtocolError(f"{what}: {exc}") from None
+        except (httpx.InvalidURL, UnicodeError) as exc:  # a name no URL can carry
+            raise ComfyProtocolError(f"{what} cannot be requested: {exc}") from None
         found = picture_format(data)
         if found is None:
+            found_instead = describe_body(data, content_type=content_type)
             raise ComfyProtocolError(
-                f"{what} for {image.filename!r} answered "
-                f"{describe_body(data, content_type=content_type)}, not a PNG, JPEG or WebP picture"
+                f"{what} answered {found_instead}, not a PNG, JPEG or WebP picture"
             )
         return DownloadedImage(data, found.value)
 
@@ -234,16 +241,19 @@ class ComfyClient:
         """One request, its answer read up to *limit* bytes; 5xx raises at once."""
         what = f"{method} {path}"
         try:
-            async with self._http.stream(method, path, json=json) as response:
+            async with self._http.stream(method, path, json=json, headers=_HEADERS) as response:
                 status = response.status_code
                 content_type = response.headers.get("content-type", "")
                 if status >= 500:
-                    body = await _read_capped(response, limit=MAX_ERROR_BYTES, too_large=None)
-                    raise ComfyUnavailable(f"ComfyUI answered {status} to {what}: {_quote(body)}")
-                too_large = f"{what} answered more than {limit} bytes, the cap for this answer"
-                body = await _read_capped(response, limit=limit, too_large=too_large)
+                    quoted = _quote(await _error_body(response))
+                    raise ComfyUnavailable(f"ComfyUI answered {status} to {what}: {quoted}")
+                body = await read_body(response, limit=limit)
         except httpx.HTTPError as exc:
             raise _translated(what, exc) from exc
+        except BodyError as exc:
+            raise ComfyProtocolError(f"{what}: {exc}") from None
+        except (httpx.InvalidURL, UnicodeError) as exc:  # an id or name no URL can carry
+            raise ComfyProtocolError(f"{what!r} cannot be requested: {exc}") from None
         return _Reply(status, content_type, body)
 
     def _expect_ok(self, reply: _Reply, what: str) -> None:
@@ -271,29 +281,12 @@ class ComfyClient:
             ) from None
 
 
-async def _read_capped(response: httpx.Response, *, limit: int, too_large: str | None) -> bytes:
-    """The body, decompressed, up to *limit* bytes. Past it: ``ComfyProtocolError``
-    (*too_large*), or, with *too_large* None, the first *limit* bytes (an error page is
-    only quoted)."""
-    declared = _declared_length(response)
-    if too_large is not None and declared is not None and declared > limit:
-        raise ComfyProtocolError(f"{too_large} (Content-Length {declared})")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        if size + len(chunk) > limit:
-            if too_large is not None:
-                raise ComfyProtocolError(too_large)
-            chunks.append(chunk[: limit - size])
-            break
-        size += len(chunk)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _declared_length(response: httpx.Response) -> int | None:
-    value = response.headers.get("content-length", "")
-    return int(value) if value.isascii() and value.isdigit() else None
+async def _error_body(response: httpx.Response) -> bytes:
+    """The start of an error answer, only to quote it; one we cannot read quotes as empty."""
+    try:
+        return await read_body(response, limit=MAX_ERROR_BYTES, truncate=True)
+    except BodyError:
+        return b""
 
 
 def _priority(number: Any) -> float:

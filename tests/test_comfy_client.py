@@ -188,7 +188,7 @@ async def test_download_streams_with_a_size_cap() -> None:
     client = client_for(replying(200, content=picture, headers={"content-type": "image/png"}))
     image = await client.download(ImageRef(filename="a.png"), max_bytes=1000)
     assert (len(image.data), image.content_type) == (1000, "image/png")
-    with pytest.raises(ComfyProtocolError, match="larger than 999 bytes"):
+    with pytest.raises(ComfyProtocolError, match="over its cap of 999 bytes"):
         await client.download(ImageRef(filename="a.png"), max_bytes=999)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,7 +17,15 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from comfy.bodies import PictureFormat, describe_body, describe_head, picture_format
+from comfy.bodies import (
+    BodyReader,
+    BodyTooLarge,
+    BodyUndecodable,
+    PictureFormat,
+    describe_body,
+    describe_head,
+    picture_format,
+)
 from comfy.client import MAX_JSON_BYTES, MAX_QUEUE_BYTES, ComfyClient, DownloadedImage
 from comfy.errors import ComfyError, ComfyProtocolError, ComfyUnavailable
 from comfy.events import BinaryFrame, Garbage, parse_ws_message
@@ -47,6 +57,17 @@ CALLS: dict[str, Call] = {
     "download": lambda c: c.download(ImageRef(filename="a.png")),
 }
 READS_JSON = ("submit", "get_queue", "get_history", "object_info", "system_stats")
+
+
+class Chunks(httpx.AsyncByteStream):
+    """A body in the given raw chunks, as a network read would deliver them."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
 
 
 class Endless(httpx.AsyncByteStream):
@@ -132,12 +153,31 @@ async def test_json_endpoints_refuse_what_is_not_their_json(
         await CALLS[call](client_for(reply))
 
 
-async def test_a_broken_gzip_body_names_the_decoding_error() -> None:
+async def test_a_broken_gzip_body_says_so() -> None:
     with pytest.raises(ComfyProtocolError) as caught:
         await client_for(broken_gzip).object_info("LoraLoader")
     assert caught.value.detail.startswith(
-        "GET /object_info/LoraLoader answered something httpx cannot read (DecodingError: "
+        "GET /object_info/LoraLoader: compressed body does not decompress: Error -3 "
     )
+
+
+async def test_an_unknown_content_encoding_is_refused_and_only_known_ones_are_asked_for() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["accept-encoding"])
+        headers = {"content-encoding": "br"}
+        return httpx.Response(200, headers=headers, stream=httpx.ByteStream(b"{}"))
+
+    client = ComfyClient(
+        httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url=FAKE_BASE_URL)
+    )
+    with pytest.raises(ComfyProtocolError) as caught:
+        await client.system_stats()
+    assert caught.value.detail == (
+        "GET /system_stats: Content-Encoding 'br' is not gzip or deflate"
+    )
+    assert seen == ["gzip, deflate"]
 
 
 async def test_an_html_page_for_json_says_what_came_back() -> None:
@@ -160,15 +200,13 @@ async def test_an_endless_json_body_is_read_only_up_to_its_cap() -> None:
     client = client_for(lambda: httpx.Response(200, stream=stream))
     with pytest.raises(ComfyProtocolError) as caught:
         await client.get_history("p")
-    assert caught.value.detail == (
-        f"GET /history/p answered more than {MAX_JSON_BYTES} bytes, the cap for this answer"
-    )
+    assert caught.value.detail == f"GET /history/p: body is over its cap of {MAX_JSON_BYTES} bytes"
     assert MAX_JSON_BYTES < stream.sent <= MAX_JSON_BYTES + CHUNK
 
 
 async def test_the_queue_has_a_larger_cap_and_an_endless_500_is_quoted_not_read() -> None:
     stream = Endless()
-    with pytest.raises(ComfyProtocolError, match=f"more than {MAX_QUEUE_BYTES} bytes"):
+    with pytest.raises(ComfyProtocolError, match=f"over its cap of {MAX_QUEUE_BYTES} bytes"):
         await client_for(lambda: httpx.Response(200, stream=stream)).get_queue()
     assert MAX_QUEUE_BYTES < stream.sent <= MAX_QUEUE_BYTES + CHUNK
     error_page = Endless(b"x" * CHUNK)
@@ -180,18 +218,37 @@ async def test_the_queue_has_a_larger_cap_and_an_endless_500_is_quoted_not_read(
 async def test_a_declared_length_over_the_cap_is_refused_before_reading() -> None:
     stream = Endless()
     headers = {"content-length": str(MAX_JSON_BYTES + 1)}
-    with pytest.raises(ComfyProtocolError, match=rf"\(Content-Length {MAX_JSON_BYTES + 1}\)$"):
+    with pytest.raises(
+        ComfyProtocolError,
+        match=rf"{MAX_JSON_BYTES + 1} bytes \(Content-Length\) is over its cap of \d+$",
+    ):
         await client_for(lambda: httpx.Response(200, headers=headers, stream=stream)).system_stats()
     assert stream.sent == 0
 
 
-async def test_a_gzip_bomb_is_counted_after_decompression() -> None:
-    bomb = gzip.compress(b"[" + b" " * (MAX_JSON_BYTES + 10) + b"]")
-    assert len(bomb) < MAX_JSON_BYTES // 100
+def gzip_bomb(size: int) -> bytes:
+    """*size* spaces, gzipped a MiB at a time (about a thousandth of *size*)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = b" " * 2**20
+    parts = [packer.compress(block) for _ in range(size // len(block))]
+    return b"".join([*parts, packer.flush()])
+
+
+@pytest.mark.parametrize("one_raw_chunk", [True, False])
+async def test_a_gzip_bomb_is_inflated_only_up_to_the_cap(one_raw_chunk: bool) -> None:
+    bomb = gzip_bomb(256 * 2**20)
+    assert len(bomb) < 2**20
+    chunks = [bomb] if one_raw_chunk else [bomb[i : i + CHUNK] for i in range(0, len(bomb), CHUNK)]
     headers = {"content-encoding": "gzip", "content-length": str(len(bomb))}
-    client = client_for(lambda: httpx.Response(200, headers=headers, stream=httpx.ByteStream(bomb)))
-    with pytest.raises(ComfyProtocolError, match="more than"):
-        await client.object_info("LoraLoader")
+    client = client_for(lambda: httpx.Response(200, headers=headers, stream=Chunks(chunks)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ComfyProtocolError, match="body is over its cap"):
+            await client.object_info("LoraLoader")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < MAX_JSON_BYTES + 2**20  # the cap and change; not 256 MiB, nor 64 MiB a read
 
 
 async def test_a_queue_number_too_large_for_a_float_sorts_last() -> None:
@@ -281,10 +338,41 @@ async def test_an_endless_view_stops_at_the_picture_cap() -> None:
     stream = Endless(PNG_MAGIC * (CHUNK // 8))
     client = client_for(lambda: httpx.Response(200, stream=stream))
     with pytest.raises(
-        ComfyProtocolError, match=r"^picture 'a\.png' is larger than 1000000 bytes$"
+        ComfyProtocolError, match=r"^GET /view for 'a\.png': body is over its cap of 1000000 bytes$"
     ):
         await client.download(ImageRef(filename="a.png"), max_bytes=1_000_000)
     assert stream.sent <= 1_000_000 + CHUNK
+
+
+@pytest.mark.parametrize(
+    ("image", "detail"),
+    [
+        (
+            ImageRef(filename="\ud800.png"),
+            "GET /view for '\\ud800.png' cannot be requested: 'utf-8' codec can't encode "
+            "character '\\ud800' in position 0: surrogates not allowed",
+        ),
+        (
+            ImageRef(filename="a.png", subfolder="\udcff"),
+            "GET /view for 'a.png' cannot be requested: 'utf-8' codec can't encode "
+            "character '\\udcff' in position 0: surrogates not allowed",
+        ),
+        (
+            ImageRef(filename="x" * 100_000),
+            f"GET /view for '{'x' * 400}",  # cut short, as every detail is
+        ),
+    ],
+    ids=["surrogate-name", "surrogate-folder", "too-long"],
+)
+async def test_a_file_name_no_url_can_carry_is_a_protocol_error(
+    image: ImageRef, detail: str
+) -> None:
+    client = client_for(lambda: httpx.Response(200, content=PNG_MAGIC))
+    with pytest.raises(ComfyProtocolError) as caught:
+        await client.download(image)
+    assert caught.value.detail.startswith(detail[:290])
+    with pytest.raises(ComfyProtocolError, match="cannot be requested"):
+        await client.get_history("\ud800")
 
 
 # -- the pure describers ------------------------------------------------------------------
@@ -321,6 +409,42 @@ def test_websocket_frames_nested_past_the_stack_are_garbage_not_a_crash() -> Non
     meta = b"[" * 100_000
     frame = b"\x00\x00\x00\x04" + len(meta).to_bytes(4, "big") + meta
     assert parse_ws_message(frame) == BinaryFrame(4, None, len(frame))
+
+
+def read(encoding: str, raw: bytes, *, limit: int = 100, truncate: bool = False) -> bytes:
+    reader = BodyReader(encoding, limit=limit, truncate=truncate)
+    for i in range(0, len(raw), 7):  # odd raw chunk sizes, as a network delivers them
+        reader.feed(raw[i : i + 7])
+    return reader.finish()
+
+
+def test_the_body_reader_decodes_what_it_offers_and_nothing_else() -> None:
+    text = b'{"a": "' + b"x" * 50 + b'"}'
+    raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    assert read("", text) == text
+    assert read("identity", text) == text
+    assert read("gzip", gzip.compress(text)) == text
+    assert read("X-Gzip, identity", gzip.compress(text)) == text
+    assert read("deflate", zlib.compress(text)) == text
+    assert read("deflate", raw_deflate.compress(text) + raw_deflate.flush()) == text
+    assert read("gzip", gzip.compress(text) + b"trailing junk") == text  # as httpx does
+    assert read("gzip", gzip.compress(text)[:-8]) == text  # no trailer: what it held
+    with pytest.raises(BodyUndecodable, match=r"^Content-Encoding 'gzip, gzip' is not gzip"):
+        BodyReader("gzip, gzip", limit=100)
+    with pytest.raises(BodyUndecodable, match=r"^compressed body does not decompress: "):
+        read("gzip", b"\x1f\x8b\x08\x00 not really")
+    with pytest.raises(BodyUndecodable):
+        read("deflate", b"neither zlib nor raw deflate \xff\xff\xff")
+
+
+def test_the_body_reader_caps_and_truncates() -> None:
+    assert read("", b"x" * 100) == b"x" * 100
+    with pytest.raises(BodyTooLarge, match=r"^body is over its cap of 100 bytes$"):
+        read("", b"x" * 101)
+    with pytest.raises(BodyTooLarge):
+        read("gzip", gzip.compress(b"x" * 101))
+    assert read("", b"x" * 500, truncate=True) == b"x" * 100
+    assert read("gzip", gzip.compress(b"y" * 10_000), truncate=True) == b"y" * 100
 
 
 # -- the reconciler survives anything -----------------------------------------------------
@@ -367,7 +491,7 @@ async def test_the_reconciler_outlives_garbage_and_a_bug_then_finds_the_prompt(
                 nursery.cancel_scope.cancel()
     failures = [r for r in caplog.records if r.getMessage().startswith("comfy reconcile failed:")]
     assert [r.levelname for r in failures] == ["WARNING", "ERROR"]  # once per distinct failure
-    assert "DecodingError" in failures[0].getMessage()
+    assert "compressed body does not decompress" in failures[0].getMessage()
     assert failures[1].getMessage() == (
         "comfy reconcile failed: unexpected RuntimeError: a bug under the client"
     )

@@ -47,7 +47,9 @@ async def test_an_endless_answer_is_read_only_up_to_the_cap() -> None:
     llm = llm_for(lambda: httpx.Response(200, stream=stream))
     with pytest.raises(LlmError) as caught:
         await llm.complete(MESSAGES, max_tokens=10)
-    assert caught.value.detail == f"answer is over the {MAX_ANSWER_BYTES}-byte cap; stopped reading"
+    assert caught.value.detail == (
+        f"answer unreadable: body is over its cap of {MAX_ANSWER_BYTES} bytes"
+    )
     assert MAX_ANSWER_BYTES < stream.sent <= MAX_ANSWER_BYTES + CHUNK
 
 
@@ -58,7 +60,8 @@ async def test_a_declared_length_over_the_cap_is_refused_before_reading() -> Non
     with pytest.raises(LlmError) as caught:
         await llm.complete(MESSAGES, max_tokens=10)
     assert caught.value.detail == (
-        f"answer of {MAX_ANSWER_BYTES + 1} bytes is over the {MAX_ANSWER_BYTES}-byte cap"
+        f"answer unreadable: body of {MAX_ANSWER_BYTES + 1} bytes (Content-Length) "
+        f"is over its cap of {MAX_ANSWER_BYTES}"
     )
     assert stream.sent == 0
 
@@ -67,7 +70,7 @@ async def test_a_gzip_bomb_is_counted_after_decompression() -> None:
     bomb = gzip.compress(b" " * (MAX_ANSWER_BYTES + 1) + answer("hi"))
     headers = {"content-encoding": "gzip"}
     llm = llm_for(lambda: httpx.Response(200, headers=headers, stream=httpx.ByteStream(bomb)))
-    with pytest.raises(LlmError, match="over the"):
+    with pytest.raises(LlmError, match="over its cap"):
         await llm.complete(MESSAGES, max_tokens=10)
 
 
@@ -87,7 +90,7 @@ async def test_a_gzipped_answer_within_the_cap_is_read() -> None:
                 headers={"content-encoding": "gzip"},
                 stream=httpx.ByteStream(b"\x1f\x8b\x08 not gzip"),
             ),
-            "DecodingError: ",
+            "answer unreadable: compressed body does not decompress: ",
         ),
         (
             lambda: httpx.Response(
