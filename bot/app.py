@@ -3,8 +3,8 @@
 ``run()`` opens the store and the HTTP clients, then starts side by side in one
 nursery: the signal watcher, the ComfyUI websocket follower, the generation workers,
 the status board and the "sending a photo" ticker, the resumption of jobs left by a
-previous run, the model preflight, and the chat (long polling feeding the per-chat
-dispatcher).
+previous run, the model preflight, the retention pruner, and the chat (long polling
+feeding the per-chat dispatcher).
 A stop request ends polling first, lets the updates in hand finish for
 ``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in SQLite and
 are resumed at the next start.
@@ -25,6 +25,7 @@ import trio
 
 from bot.deps import Deps
 from bot.llm import ChatCompletions
+from bot.ops.retention import run_retention
 from bot.personas import load_personas
 from bot.pictures.preflight import run_preflight
 from bot.pictures.queue import JobQueue
@@ -144,6 +145,7 @@ async def run(
             await prepare_polling(api)
             await set_commands(api)
             await _start_pictures(root, deps)
+            await root.start(run_retention, store, settings.retention, now)
             await _run_chat(deps, stopper, task_status=task_status)
             root.cancel_scope.cancel()
     log.info("bot stopped")

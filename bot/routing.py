@@ -23,6 +23,7 @@ __all__ = [
     "ChatText",
     "Command",
     "Context",
+    "ForgetCmd",
     "HelpCmd",
     "Ignored",
     "ImagePress",
@@ -74,6 +75,13 @@ class PersonaCmd:
 
 @dataclass(frozen=True, slots=True)
 class BalanceCmd:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetCmd:
+    """``/forget``: delete my conversation and the texts the bot keeps of it."""
+
     ctx: Context
 
 
@@ -152,6 +160,7 @@ Command = (
     | HelpCmd
     | PersonaCmd
     | BalanceCmd
+    | ForgetCmd
     | AdminCmd
     | UnknownCmd
     | ChatText
@@ -164,12 +173,15 @@ Command = (
     | Ignored
 )
 
-_SIMPLE_COMMANDS: Final[dict[str, type[StartCmd | HelpCmd | PersonaCmd | BalanceCmd]]] = {
+_SIMPLE_COMMANDS: Final[
+    dict[str, type[StartCmd | HelpCmd | PersonaCmd | BalanceCmd | ForgetCmd]]
+] = {
     "start": StartCmd,
     "help": HelpCmd,
     "persona": PersonaCmd,
     "balance": BalanceCmd,
     "quota": BalanceCmd,
+    "forget": ForgetCmd,
 }
 ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe", "stats"})
 

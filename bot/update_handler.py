@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from bot.accounts.commands import handle_balance, handle_grant, handle_subscribe
+from bot.chat.forget import handle_forget
 from bot.chat.handlers import (
     handle_chat_text,
     handle_help,
@@ -31,6 +32,7 @@ from bot.routing import (
     CancelPress,
     ChatText,
     Command,
+    ForgetCmd,
     HelpCmd,
     Ignored,
     ImagePress,
@@ -78,6 +80,8 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_persona(deps, command)
         case BalanceCmd():
             await handle_balance(deps, command)
+        case ForgetCmd():
+            await handle_forget(deps, command)
         case AdminCmd():
             await _admin(deps, command)
         case UnknownCmd():

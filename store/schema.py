@@ -104,6 +104,35 @@ def _initial(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
+# Indexes for the report (docs/decisions.md, D20) and for retention (docs/product.md, P18).
+# The report: events_image_counts holds the counting GROUP BY's rows already grouped and
+# covers them (no sort, no table lookups; it replaces events_by_name_time, its prefix);
+# the two partial indexes hold the generated durations in order, so a percentile is an
+# index walk instead of a sort.
+# Retention: each table's age column, and the user's rows for /forget (an active job
+# has no finished_at, so the jobs' index range holds only final ones).
+_RETENTION = """
+CREATE INDEX events_image_counts ON events_analytics (event, persona, reason, ts, duration_ms);
+DROP INDEX events_by_name_time;
+CREATE INDEX events_durations ON events_analytics (duration_ms, ts)
+    WHERE event = 'image_generated' AND duration_ms IS NOT NULL;
+CREATE INDEX events_durations_by_persona ON events_analytics (persona, duration_ms, ts)
+    WHERE event = 'image_generated' AND duration_ms IS NOT NULL;
+CREATE INDEX events_by_time ON events_analytics (ts);
+CREATE INDEX turns_by_time ON turns (created_at);
+CREATE INDEX sent_messages_by_time ON sent_messages (created_at);
+CREATE INDEX sent_messages_by_user ON sent_messages (user_id);
+CREATE INDEX jobs_by_finish ON jobs (finished_at);
+"""
+
+
+@MIGRATIONS(name="0003_retention")
+def _retention(db: sqlite_utils.Database) -> None:
+    for statement in _RETENTION.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring *db* to the latest schema; a no-op when it is already there."""
     MIGRATIONS.apply(db)

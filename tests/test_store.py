@@ -18,7 +18,7 @@ def test_open_creates_the_folder_and_migrations_are_idempotent(tmp_path: Path) -
     open_store(path).close()
     store = open_store(path)  # second start: nothing to do, nothing fails
     applied = list(store.db.query("SELECT name FROM _sqlite_migrations"))
-    assert [row["name"] for row in applied] == ["0001_initial"]
+    assert [row["name"] for row in applied] == ["0001_initial", "0003_retention"]
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
 
