@@ -4,11 +4,12 @@ The operator runs the report beside a live bot, so the command line opens the fi
 read-only: it never creates, migrates or locks the database for writing. ``/stats`` opens
 its own read-only connection too, in a worker thread (:func:`database_file` tells where).
 
-:func:`image_stats` aggregates in SQL, so the report's time and memory stay flat however
-many events the window holds (docs/decisions.md, D20): one ``GROUP BY`` over a
-covering index counts every slice, and each nearest-rank percentile is one
-``ORDER BY duration_ms LIMIT 1 OFFSET rank - 1`` that walks a partial index already in
-duration order, so nothing is sorted and no row reaches Python.
+:func:`image_stats` aggregates in SQL (docs/decisions.md, D20): one ``GROUP BY`` over a
+covering index already in its order counts every slice, and each nearest-rank
+percentile is one ``ORDER BY duration_ms LIMIT 1 OFFSET k`` that walks a partial index
+already in duration order. Nothing is sorted and no event row reaches Python, so memory
+stays flat however many events there are, and time is an index walk in C at tens of
+nanoseconds per retained event.
 :func:`image_events` (every row) stays for tests that compare the two.
 """
 

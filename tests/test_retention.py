@@ -332,3 +332,22 @@ def test_help_lists_forget_in_both_languages() -> None:
 def test_the_settings_token_is_not_needed_for_the_policy() -> None:
     settings = load_settings(env_file=None, telegram_bot_token=TEST_TOKEN, jobs_retention_days=3)
     assert settings.retention.jobs_days == 3
+
+
+async def test_the_running_bot_prunes_at_start_under_its_own_settings(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    path = tmp_path / "data" / "bot.db"
+    with open_store(path) as store:
+        add_turn(store, USER, NOW - timedelta(days=8), text="old")
+        add_turn(store, USER, NOW - timedelta(days=6), text="kept")
+        store.events.add(EventRecord(ts=NOW - timedelta(days=8), event="image_requested"))
+    bot = await start_bot(
+        nursery, tmp_path, fake_telegram, clock=Clock(NOW), turns_retention_days=7
+    )
+    await trio.sleep(1)
+    with bot.store() as store:
+        texts = [row["text"] for row in store.db.query("SELECT text FROM turns")]
+        assert texts == ["kept"]
+        assert count(store, "events_analytics") == 1  # 400 days for events
+    await bot.stop()
