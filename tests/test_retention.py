@@ -13,7 +13,7 @@ import trio
 
 from bot.ops.retention import BATCH_PAUSE_S, BATCH_ROWS, PRUNE_EVERY_S, prune_once, run_retention
 from bot.routing import ForgetCmd, route
-from bot.settings import load_settings
+from bot.settings import SettingsError, load_settings
 from bot.telegram.types import Update
 from bot.texts import t
 from store import EventRecord, JobState, NewJob, Store, open_store, to_iso
@@ -78,7 +78,7 @@ def test_the_default_settings_keep_events_longer_than_texts() -> None:
 
 
 def test_a_negative_retention_is_refused_by_name() -> None:
-    with pytest.raises(Exception, match="TURNS_RETENTION_DAYS") as info:
+    with pytest.raises(SettingsError, match="TURNS_RETENTION_DAYS") as info:
         load_settings(env_file=None, require_token=False, turns_retention_days=-1)
     assert "\n" not in str(info.value)
 
@@ -329,9 +329,18 @@ def test_help_lists_forget_in_both_languages() -> None:
     assert t("forget_done", "ru") != t("forget_done", "en")
 
 
-def test_the_settings_token_is_not_needed_for_the_policy() -> None:
-    settings = load_settings(env_file=None, telegram_bot_token=TEST_TOKEN, jobs_retention_days=3)
-    assert settings.retention.jobs_days == 3
+def test_each_setting_reaches_its_table_in_the_policy() -> None:
+    settings = load_settings(
+        env_file=None,
+        telegram_bot_token=TEST_TOKEN,
+        turns_retention_days=1,
+        sent_messages_retention_days=2,
+        jobs_retention_days=3,
+        events_retention_days=0,
+    )
+    assert settings.retention == RetentionPolicy(
+        turns_days=1, sent_messages_days=2, jobs_days=3, events_days=0
+    )
 
 
 async def test_the_running_bot_prunes_at_start_under_its_own_settings(
