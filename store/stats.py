@@ -20,11 +20,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import sqlite_utils
 
 from store.clock import to_iso
+from store.db import query_one
 from store.errors import StoreError
 
 __all__ = [
@@ -48,21 +49,42 @@ _QUERY: Final = (
     " WHERE event IN (?, ?, ?) AND ts >= ? AND ts <= ? ORDER BY id"
 )
 
-# One row per (event, persona, reason) of the window, read from events_image_counts
-# (migration 0003_retention) in its own order: no sort and no table lookup, whatever the
-# window. The index is walked for every retained picture event, at a few tens of
-# nanoseconds each; EVENTS_RETENTION_DAYS bounds how many there are.
+# Counting the window. events_image_counts (migration 0003_retention) is ordered by
+# (event, persona, reason, ts): each group's rows of the window are one contiguous range
+# of it. So the groups are found by a loose index scan (the next persona, the next
+# reason: one index seek each) and each group's window is counted by one range seek. Time
+# follows the rows of the window, not the table; nothing is sorted.
+# {op} is ">" for the next value, "=" to ask whether the empty text is there.
+_NEXT_PERSONA: Final = (
+    "SELECT persona AS value FROM events_analytics WHERE event = ? AND persona {op} ?"
+    " ORDER BY persona LIMIT 1"
+)
+_NEXT_REASON: Final = (
+    "SELECT reason AS value FROM events_analytics WHERE event = ? AND persona IS ?"
+    " AND reason {op} ? ORDER BY reason LIMIT 1"
+)
+_GROUP_COUNT: Final = (
+    "SELECT count(*) AS n, count(duration_ms) AS timed FROM events_analytics"
+    " WHERE event = ? AND persona IS ? AND reason IS ? AND ts >= ? AND ts <= ?"
+)
+# A file not yet migrated by this version lacks the index: one GROUP BY does it there.
 _COUNTS: Final = (
     "SELECT event, persona, reason, count(*) AS n, count(duration_ms) AS timed"
     " FROM events_analytics WHERE event IN (?, ?, ?) AND ts >= ? AND ts <= ?"
     " GROUP BY event, persona, reason"
 )
+_COUNTS_INDEX: Final = "events_image_counts"
+_SMALLEST: Final = ""  # every text sorts after it; the empty text itself is looked up too
 # The durations that count are those of image_generated rows. The partial indexes of
-# 0003_retention hold them sorted by duration; a percentile walks one of them from the
-# nearer end (the WHERE repeats the index's literally, as SQLite requires). SQLite would
-# rather seek events_image_counts and sort, hence INDEXED BY when the indexes exist.
+# 0003_retention hold them sorted by duration; a percentile of many rows walks one of
+# them from the nearer end, skipping rows outside the window (the WHERE repeats the
+# index's literally, as SQLite requires). A percentile of a few rows sorts just the
+# window's, found by time (events_by_time): walking would skip every older row. SQLite
+# picks neither on its own, hence INDEXED BY when the indexes exist.
 _TIMED: Final = "event = 'image_generated' AND duration_ms IS NOT NULL"
 _DURATION_INDEXES: Final = ("events_durations", "events_durations_by_persona")
+_TIME_INDEX: Final = "events_by_time"
+SORT_AT_MOST: Final = 500  # timed rows of a slice sorted rather than walked to (measured)
 _RANK: Final = (
     "SELECT duration_ms FROM events_analytics {hint} WHERE {timed} AND {persona}"
     " ts >= :since AND ts <= :until ORDER BY duration_ms {order} LIMIT 1 OFFSET :offset"
@@ -183,7 +205,10 @@ def image_stats(
     window = {"since": to_iso(since), "until": to_iso(until)}
     generated = IMAGE_EVENTS[1]
     try:
-        rows = list(db.query(_COUNTS, [*IMAGE_EVENTS, window["since"], window["until"]]))
+        if _has_indexes(db, (_COUNTS_INDEX,)):
+            rows = _window_counts(db, window["since"], window["until"])
+        else:
+            rows = list(db.query(_COUNTS, [*IMAGE_EVENTS, window["since"], window["until"]]))
         by_slice: dict[str, list[EventCount]] = {}
         timed: dict[str, int] = {}
         for row in rows:
@@ -193,7 +218,8 @@ def image_stats(
             )
             if row["event"] == generated:  # only their durations are generation times
                 timed[key] = timed.get(key, 0) + int(row["timed"])
-        ranks = _Ranks(db, window, percents, indexed=_has_indexes(db, _DURATION_INDEXES))
+        indexed = _has_indexes(db, (*_DURATION_INDEXES, _TIME_INDEX))
+        ranks = _Ranks(db, window, percents, indexed=indexed)
         total = SliceStats(
             counts=_merge([count for counts in by_slice.values() for count in counts]),
             percentiles=ranks.of(_ANY_PERSONA, None, sum(timed.values())),
@@ -210,6 +236,30 @@ def image_stats(
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read the events: {exc}") from exc
     return ImageStats(total=total, personas=personas)
+
+
+def _window_counts(db: sqlite_utils.Database, since: str, until: str) -> list[dict[str, Any]]:
+    """The (event, persona, reason) groups with rows in the window, and their counts."""
+    rows = []
+    for event in IMAGE_EVENTS:
+        for persona in _values(db, _NEXT_PERSONA, [event]):
+            for reason in _values(db, _NEXT_REASON, [event, persona]):
+                group = query_one(db, _GROUP_COUNT, [event, persona, reason, since, until])
+                if group is not None and group["n"]:
+                    rows.append({"event": event, "persona": persona, "reason": reason, **group})
+    return rows
+
+
+def _values(db: sqlite_utils.Database, next_sql: str, params: Sequence[object]) -> list[str | None]:
+    """NULL, the empty text if present, then each distinct value *next_sql* steps to."""
+    values: list[str | None] = [None]
+    if query_one(db, next_sql.format(op="="), [*params, _SMALLEST]) is not None:
+        values.append(_SMALLEST)
+    after: str = _SMALLEST
+    while (row := query_one(db, next_sql.format(op=">"), [*params, after])) is not None:
+        after = row["value"]
+        values.append(after)
+    return values
 
 
 def _has_indexes(db: sqlite_utils.Database, names: Sequence[str]) -> bool:
@@ -242,8 +292,15 @@ class _Ranks:
         """The percentiles of the *count* timed rows *persona_filter* selects."""
         if not count:
             return dict.fromkeys(self.percents)
-        index = _DURATION_INDEXES[0] if persona_filter == _ANY_PERSONA else _DURATION_INDEXES[1]
-        hint = f"INDEXED BY {index}" if self.indexed and persona_filter != _NO_PERSONA else ""
+        if count <= SORT_AT_MOST:
+            index = _TIME_INDEX
+        elif persona_filter == _ANY_PERSONA:
+            index = _DURATION_INDEXES[0]
+        else:
+            index = _DURATION_INDEXES[1]
+        # The unnamed slice's OR does not fit the persona index; SQLite plans it alone.
+        usable = self.indexed and (index == _TIME_INDEX or persona_filter != _NO_PERSONA)
+        hint = f"INDEXED BY {index}" if usable else ""
         result: dict[int, int | None] = {}
         for percent in self.percents:
             rank = nearest_rank_position(count, percent)

@@ -17,8 +17,11 @@ from bot.ops import stats as stats_module
 from bot.ops.report import NO_PERSONA, PERCENTS, format_json, format_text, summarize
 from bot.ops.stats import read_summary, read_summary_sync
 from store import EventRecord, Store, open_store
+from store import stats as store_stats
 from store.stats import (
-    _COUNTS,
+    _GROUP_COUNT,
+    _NEXT_PERSONA,
+    _NEXT_REASON,
     _RANK,
     _TIMED,
     IMAGE_EVENTS,
@@ -51,8 +54,16 @@ def random_events(store: Store, rng: random.Random, rows: int) -> None:
         )
 
 
+@pytest.fixture(params=["sort", "walk"])
+def percentile_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Percentiles by sorting the window's rows, or (forced here) by walking an index."""
+    if request.param == "walk":
+        monkeypatch.setattr(store_stats, "SORT_AT_MOST", 0)
+    return str(request.param)
+
+
 @pytest.mark.parametrize(("seed", "rows"), [(1, 0), (2, 1), (3, 7), (4, 60), (5, 400)])
-def test_sql_counts_equal_the_python_reference(seed: int, rows: int) -> None:
+def test_sql_counts_equal_the_python_reference(seed: int, rows: int, percentile_path: str) -> None:
     with open_store(":memory:") as store:
         random_events(store, random.Random(seed), rows)
         expected = summarize(image_events(store.db, since=SINCE, until=NOW), since=SINCE, until=NOW)
@@ -63,7 +74,9 @@ def test_sql_counts_equal_the_python_reference(seed: int, rows: int) -> None:
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 19, 20, 21, 100, 101])
-def test_percentiles_walked_from_either_end_match_nearest_rank(count: int) -> None:
+def test_percentiles_walked_from_either_end_match_nearest_rank(
+    count: int, percentile_path: str
+) -> None:
     durations = random.Random(count).sample(range(1, 10_000), count)
     durations += durations[: count // 3]  # ties
     with open_store(":memory:") as store:
@@ -87,9 +100,19 @@ def plan(store: Store, sql: str, params: Any) -> str:
 def test_the_queries_walk_indexes_and_never_sort() -> None:
     window = {"since": "a", "until": "b", "persona": "alice", "offset": 3}
     with open_store(":memory:") as store:
-        counts = plan(store, _COUNTS, [*IMAGE_EVENTS, "a", "b"])
-        assert "COVERING INDEX events_image_counts" in counts
-        assert "TEMP B-TREE" not in counts
+        # Each step of the loose index scan is one seek, and each group's window one range.
+        for sql, params in [
+            (_NEXT_PERSONA.format(op=">"), ["e", "p"]),
+            (_NEXT_PERSONA.format(op="="), ["e", ""]),
+            (_NEXT_REASON.format(op=">"), ["e", "p", "r"]),
+        ]:
+            detail = plan(store, sql, params)
+            assert "COVERING INDEX events_image_counts (event=?" in detail, detail
+            assert "TEMP B-TREE" not in detail, detail
+        counts = plan(store, _GROUP_COUNT, ["e", "p", None, "a", "b"])
+        assert (
+            "events_image_counts (event=? AND persona=? AND reason=? AND ts>? AND ts<?)" in counts
+        )
         for hint, persona in [
             ("INDEXED BY events_durations", ""),
             ("INDEXED BY events_durations_by_persona", "persona = :persona AND"),
@@ -98,13 +121,17 @@ def test_the_queries_walk_indexes_and_never_sort() -> None:
                 sql = _RANK.format(hint=hint, timed=_TIMED, persona=persona, order=order)
                 detail = plan(store, sql, window)
                 assert "TEMP B-TREE" not in detail, detail
+        # A few rows: the window's, found by time, then sorted.
+        sql = _RANK.format(hint="INDEXED BY events_by_time", timed=_TIMED, persona="", order="")
+        assert "events_by_time (ts>? AND ts<?)" in plan(store, sql, window)
 
 
-def test_a_database_not_yet_migrated_is_still_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("index", ["events_durations", "events_image_counts"])
+def test_a_database_not_yet_migrated_is_still_read(tmp_path: Path, index: str) -> None:
     path = tmp_path / "bot.db"
     with open_store(path) as store:
         random_events(store, random.Random(7), 50)
-        store.db.execute("DROP INDEX events_durations")
+        store.db.execute(f"DROP INDEX {index}")
         expected = summarize(image_events(store.db, since=SINCE, until=NOW), since=SINCE, until=NOW)
     db = open_readonly(path)
     try:
