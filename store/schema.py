@@ -105,10 +105,10 @@ def _initial(db: sqlite_utils.Database) -> None:
 
 
 # Indexes for the report (docs/decisions.md, D20) and for retention (docs/product.md, P18).
-# The report: events_image_counts holds the counting GROUP BY's rows already grouped and
-# covers them (no sort, no table lookups; it replaces events_by_name_time, its prefix);
-# the two partial indexes hold the generated durations in order, so a percentile is an
-# index walk instead of a sort.
+# The report: in events_image_counts each (event, persona, reason) group's rows of a
+# window are one range, counted without a table lookup (it replaces events_by_name_time,
+# its prefix); the two partial indexes hold the generated durations in order, so a
+# percentile is an index walk instead of a sort; events_by_time finds a window's rows.
 # Retention: each table's age column, and the user's rows for /forget (an active job
 # has no finished_at, so the jobs' index range holds only final ones).
 _RETENTION = """

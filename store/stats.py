@@ -4,12 +4,13 @@ The operator runs the report beside a live bot, so the command line opens the fi
 read-only: it never creates, migrates or locks the database for writing. ``/stats`` opens
 its own read-only connection too, in a worker thread (:func:`database_file` tells where).
 
-:func:`image_stats` aggregates in SQL (docs/decisions.md, D20): one ``GROUP BY`` over a
-covering index already in its order counts every slice, and each nearest-rank
-percentile is one ``ORDER BY duration_ms LIMIT 1 OFFSET k`` that walks a partial index
-already in duration order. Nothing is sorted and no event row reaches Python, so memory
-stays flat however many events there are, and time is an index walk in C at tens of
-nanoseconds per retained event.
+:func:`image_stats` aggregates in SQL (docs/decisions.md, D20). Counting: a loose scan
+of an index ordered by (event, persona, reason, ts) finds the groups, one seek each, and
+each group's rows of the window are counted by one range seek. Percentiles: each is one
+``ORDER BY duration_ms LIMIT 1 OFFSET k``, over a partial index already in duration
+order (walked from the nearer end) or, for a slice of a few rows, over the window's rows
+found by time. No event row reaches Python, so memory stays flat however many events
+there are; time follows the window's rows.
 :func:`image_events` (every row) stays for tests that compare the two.
 """
 
@@ -30,6 +31,7 @@ from store.errors import StoreError
 
 __all__ = [
     "IMAGE_EVENTS",
+    "SORT_AT_MOST",
     "EventCount",
     "ImageEventRow",
     "ImageStats",
@@ -78,13 +80,13 @@ _SMALLEST: Final = ""  # every text sorts after it; the empty text itself is loo
 # The durations that count are those of image_generated rows. The partial indexes of
 # 0003_retention hold them sorted by duration; a percentile of many rows walks one of
 # them from the nearer end, skipping rows outside the window (the WHERE repeats the
-# index's literally, as SQLite requires). A percentile of a few rows sorts just the
-# window's, found by time (events_by_time): walking would skip every older row. SQLite
+# index's literally, as SQLite requires). In a window of a few rows a percentile sorts
+# the window's, found by time (events_by_time): walking would skip every older row. SQLite
 # picks neither on its own, hence INDEXED BY when the indexes exist.
 _TIMED: Final = "event = 'image_generated' AND duration_ms IS NOT NULL"
 _DURATION_INDEXES: Final = ("events_durations", "events_durations_by_persona")
 _TIME_INDEX: Final = "events_by_time"
-SORT_AT_MOST: Final = 500  # timed rows of a slice sorted rather than walked to (measured)
+SORT_AT_MOST: Final = 500  # a window with more timed rows is walked, not sorted (measured)
 _RANK: Final = (
     "SELECT duration_ms FROM events_analytics {hint} WHERE {timed} AND {persona}"
     " ts >= :since AND ts <= :until ORDER BY duration_ms {order} LIMIT 1 OFFSET :offset"
@@ -219,7 +221,7 @@ def image_stats(
             if row["event"] == generated:  # only their durations are generation times
                 timed[key] = timed.get(key, 0) + int(row["timed"])
         indexed = _has_indexes(db, (*_DURATION_INDEXES, _TIME_INDEX))
-        ranks = _Ranks(db, window, percents, indexed=indexed)
+        ranks = _Ranks(db, window, percents, indexed=indexed, window_rows=sum(timed.values()))
         total = SliceStats(
             counts=_merge([count for counts in by_slice.values() for count in counts]),
             percentiles=ranks.of(_ANY_PERSONA, None, sum(timed.values())),
@@ -287,12 +289,13 @@ class _Ranks:
     window: Mapping[str, str]
     percents: Sequence[int]
     indexed: bool
+    window_rows: int  # timed rows in the whole window: what sorting by time would read
 
     def of(self, persona_filter: str, persona: str | None, count: int) -> dict[int, int | None]:
         """The percentiles of the *count* timed rows *persona_filter* selects."""
         if not count:
             return dict.fromkeys(self.percents)
-        if count <= SORT_AT_MOST:
+        if self.window_rows <= SORT_AT_MOST:
             index = _TIME_INDEX
         elif persona_filter == _ANY_PERSONA:
             index = _DURATION_INDEXES[0]
