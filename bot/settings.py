@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     llm_history_turns: int = Field(default=12, ge=0, le=200)
 
-    # How long users' data is kept, in days; 0 keeps it forever (docs/product.md, P18).
+    # How long users' data is kept, in days; 0 keeps it forever (docs/product.md, P20).
     # Texts go first; events (no texts) stay longer so the picture report keeps its history.
     turns_retention_days: int = Field(default=90, ge=0, le=36_500)
     sent_messages_retention_days: int = Field(default=90, ge=0, le=36_500)

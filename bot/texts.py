@@ -152,7 +152,7 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "ru": "Подписка пользователя {user_id} действует до {until} (UTC).",
         "en": "User {user_id} is subscribed until {until} (UTC).",
     },
-    # /forget (docs/product.md, P18): what went, and that the balance stays.
+    # /forget (docs/product.md, P20): what went, and that the balance stays.
     "forget_done": {
         "ru": (
             "Готово: я стёр нашу переписку и тексты своих ответов. "

@@ -1,4 +1,4 @@
-"""How long users' data is kept: pruning by age, and ``/forget`` (docs/product.md, P18).
+"""How long users' data is kept: pruning by age, and ``/forget`` (docs/product.md, P20).
 
 Four tables grow with use. What each keeps and for how long is decided here, as data:
 :func:`prune_rules` turns a :class:`RetentionPolicy` and the time into one

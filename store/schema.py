@@ -104,7 +104,7 @@ def _initial(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
-# Indexes for the report (docs/decisions.md, D20) and for retention (docs/product.md, P18).
+# Indexes for the report (docs/decisions.md, D26) and for retention (docs/product.md, P20).
 # The report: in events_image_counts each (event, persona, reason) group's rows of a
 # window are one range, counted without a table lookup (it replaces events_by_name_time,
 # its prefix); the two partial indexes hold the generated durations in order, so a

@@ -4,7 +4,7 @@ The operator runs the report beside a live bot, so the command line opens the fi
 read-only: it never creates, migrates or locks the database for writing. ``/stats`` opens
 its own read-only connection too, in a worker thread (:func:`database_file` tells where).
 
-:func:`image_stats` aggregates in SQL (docs/decisions.md, D20). Counting: a loose scan
+:func:`image_stats` aggregates in SQL (docs/decisions.md, D26). Counting: a loose scan
 of an index ordered by (event, persona, reason, ts) finds the groups, one seek each, and
 each group's rows of the window are counted by one range seek. Percentiles: each is one
 ``ORDER BY duration_ms LIMIT 1 OFFSET k``, over a partial index already in duration

@@ -1,4 +1,4 @@
-"""``/forget``: a user deletes their conversation and the texts kept of it (docs/product.md, P18).
+"""``/forget``: a user deletes their conversation and the texts kept of it (docs/product.md, P20).
 
 One transaction in the store (``store.retention.forget_user``); the balance, the
 subscription and the record of what was charged stay. The confirmation names both, so

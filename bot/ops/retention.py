@@ -1,4 +1,4 @@
-"""The background task that deletes what has been kept long enough (docs/product.md, P18).
+"""The background task that deletes what has been kept long enough (docs/product.md, P20).
 
 Every ``PRUNE_EVERY_S`` (and once at start) each table's rule from
 ``store.retention.prune_rules`` is applied in batches of ``BATCH_ROWS``, one transaction
