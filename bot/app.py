@@ -3,8 +3,8 @@
 ``run()`` opens the store and the HTTP clients, then starts side by side in one
 nursery: the signal watcher, the ComfyUI websocket follower, the generation workers,
 the status board and the "sending a photo" ticker, the resumption of jobs left by a
-previous run, the model preflight, and the chat (long polling feeding the per-chat
-dispatcher).
+previous run, the model preflight, the retention pruner, and the chat (long polling
+feeding the per-chat dispatcher).
 A stop request ends polling first, lets the updates in hand finish for
 ``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in SQLite and
 are resumed at the next start. A stop before polling has begun (Telegram unreachable at
@@ -26,6 +26,7 @@ import trio
 
 from bot.deps import Deps
 from bot.llm import ChatCompletions
+from bot.ops.retention import run_retention
 from bot.personas import load_personas
 from bot.pictures.deliveries import Deliveries
 from bot.pictures.preflight import run_preflight
@@ -189,6 +190,7 @@ async def run(
             )
             await set_commands(api, payments_on=settings.payments_on)
             await _start_pictures(root, deps)
+            await root.start(run_retention, store, settings.retention, now)
             await _run_chat(deps, stopper, task_status=task_status)
             root.cancel_scope.cancel()
     log.info("bot stopped")

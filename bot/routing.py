@@ -41,6 +41,7 @@ __all__ = [
     "ChatText",
     "Command",
     "Context",
+    "ForgetCmd",
     "HelpCmd",
     "Ignored",
     "ImagePress",
@@ -96,6 +97,13 @@ class PersonaCmd:
 
 @dataclass(frozen=True, slots=True)
 class BalanceCmd:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetCmd:
+    """``/forget``: delete my conversation and the texts the bot keeps of it."""
+
     ctx: Context
 
 
@@ -219,6 +227,7 @@ Command = (
     | BalanceCmd
     | BuyCmd
     | PayInfoCmd
+    | ForgetCmd
     | AdminCmd
     | UnknownCmd
     | ChatText
@@ -235,13 +244,16 @@ Command = (
     | Ignored
 )
 
-_SIMPLE_COMMANDS: Final[dict[str, type[StartCmd | HelpCmd | PersonaCmd | BalanceCmd | BuyCmd]]] = {
+_SIMPLE_COMMANDS: Final[
+    dict[str, type[StartCmd | HelpCmd | PersonaCmd | BalanceCmd | BuyCmd | ForgetCmd]]
+] = {
     "start": StartCmd,
     "buy": BuyCmd,
     "help": HelpCmd,
     "persona": PersonaCmd,
     "balance": BalanceCmd,
     "quota": BalanceCmd,
+    "forget": ForgetCmd,
 }
 PAY_INFO_COMMANDS: Final = frozenset({"paysupport", "terms"})
 ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe", "stats", "refund", "stoprenewal"})

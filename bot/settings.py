@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.offers import MAX_SUBSCRIPTION_STARS, Pack, parse_packs
 from bot.telegram.redact import TOKEN_PATTERN
 from comfy.servers import ServerSpec, parse_servers
+from store.retention import RetentionPolicy
 
 __all__ = ["SECRET_FIELDS", "Settings", "SettingsError", "load_settings"]
 
@@ -75,6 +76,13 @@ class Settings(BaseSettings):
     llm_replies_per_user_per_minute: int = Field(
         default=DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE, ge=0
     )
+
+    # How long users' data is kept, in days; 0 keeps it forever (docs/product.md, P20).
+    # Texts go first; events (no texts) stay longer so the picture report keeps its history.
+    turns_retention_days: int = Field(default=90, ge=0, le=36_500)
+    sent_messages_retention_days: int = Field(default=90, ge=0, le=36_500)
+    jobs_retention_days: int = Field(default=90, ge=0, le=36_500)
+    events_retention_days: int = Field(default=400, ge=0, le=36_500)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
@@ -155,6 +163,16 @@ class Settings(BaseSettings):
         if self.telegram_bot_token is None:
             raise SettingsError(_REQUIRED.format(name="TELEGRAM_BOT_TOKEN"))
         return self.telegram_bot_token
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        """The four retention settings, as the store's pruning rules take them."""
+        return RetentionPolicy(
+            turns_days=self.turns_retention_days,
+            sent_messages_days=self.sent_messages_retention_days,
+            jobs_days=self.jobs_retention_days,
+            events_days=self.events_retention_days,
+        )
 
     def is_admin(self, user_id: int) -> bool:
         """May *user_id* run ``/grant``, ``/subscribe`` and ``/stats``?"""

@@ -66,12 +66,13 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
             "Просто пиши мне — я отвечу от лица выбранного персонажа.\n"
             "Под ответом есть кнопка «👁️ Посмотреть»: она рисует картинку к этой сцене.\n\n"
             "/persona — выбрать персонажа\n/balance — сколько картинок осталось\n"
-            "/help — эта подсказка"
+            "/forget — стереть нашу переписку\n/help — эта подсказка"
         ),
         "en": (
             "Just write to me and I will answer as the persona you chose.\n"
             "Under a reply, the «👁️ Посмотреть» button draws a picture of that scene.\n\n"
-            "/persona — choose a persona\n/balance — images left\n/help — this help"
+            "/persona — choose a persona\n/balance — images left\n"
+            "/forget — erase our conversation\n/help — this help"
         ),
     },
     "help_payments": {
@@ -307,6 +308,19 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     "subscribe_done": {
         "ru": "Подписка пользователя {user_id} действует до {until} (UTC).",
         "en": "User {user_id} is subscribed until {until} (UTC).",
+    },
+    # /forget (docs/product.md, P20): what went, and that the balance stays.
+    "forget_done": {
+        "ru": (
+            "Готово: я стёр нашу переписку и тексты своих ответов. "
+            "Кнопки «👁️ Посмотреть» под старыми ответами больше не работают. "
+            "Баланс картинок и подписка остались как были."
+        ),
+        "en": (
+            "Done: I erased our conversation and the texts of my replies. "
+            "The «👁️ Посмотреть» buttons under old replies no longer work. "
+            "Your picture balance and subscription are unchanged."
+        ),
     },
     # The picture report: /stats for admins, python -m bot stats for operators (English).
     "stats_usage": {

@@ -14,6 +14,7 @@ from typing import Final
 import trio
 
 from bot.accounts.commands import handle_balance, handle_grant, handle_subscribe
+from bot.chat.forget import handle_forget
 from bot.chat.handlers import (
     handle_chat_text,
     handle_help,
@@ -46,6 +47,7 @@ from bot.routing import (
     CancelPress,
     ChatText,
     Command,
+    ForgetCmd,
     HelpCmd,
     Ignored,
     ImagePress,
@@ -163,6 +165,8 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_payment_received(deps, command)
         case PaymentRefunded():
             await handle_payment_refunded(deps, command)
+        case ForgetCmd():
+            await handle_forget(deps, command)
         case AdminCmd():
             await _admin(deps, command)
         case UnknownCmd():

@@ -104,6 +104,44 @@ def _initial(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
+@MIGRATIONS(name="0002_parked_updates")
+def _parked_updates(db: sqlite_utils.Database) -> None:
+    # Updates whose handler kept failing: kept for the operator, never handled again.
+    db.execute(
+        "CREATE TABLE parked_updates (update_id INTEGER PRIMARY KEY, raw TEXT NOT NULL,"
+        " reason TEXT NOT NULL, parked_at TEXT NOT NULL)"
+    )
+
+
+# Indexes for the report (docs/decisions.md, D27) and for retention (docs/product.md, P20).
+# The report: in events_image_counts each (event, persona, reason) group's rows of a
+# window are one range, counted without a table lookup (it replaces events_by_name_time,
+# its prefix); the two partial indexes hold the generated durations in order, so a
+# percentile is an index walk instead of a sort; events_by_time finds a window's rows.
+# Retention: each table's age column, and the user's rows for /forget (an active job
+# has no finished_at, so the jobs' index range holds only final ones).
+_RETENTION = """
+CREATE INDEX events_image_counts ON events_analytics (event, persona, reason, ts, duration_ms);
+DROP INDEX events_by_name_time;
+CREATE INDEX events_durations ON events_analytics (duration_ms, ts)
+    WHERE event = 'image_generated' AND duration_ms IS NOT NULL;
+CREATE INDEX events_durations_by_persona ON events_analytics (persona, duration_ms, ts)
+    WHERE event = 'image_generated' AND duration_ms IS NOT NULL;
+CREATE INDEX events_by_time ON events_analytics (ts);
+CREATE INDEX turns_by_time ON turns (created_at);
+CREATE INDEX sent_messages_by_time ON sent_messages (created_at);
+CREATE INDEX sent_messages_by_user ON sent_messages (user_id);
+CREATE INDEX jobs_by_finish ON jobs (finished_at);
+"""
+
+
+@MIGRATIONS(name="0003_retention")
+def _retention(db: sqlite_utils.Database) -> None:
+    for statement in _RETENTION.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 # Telegram Stars. The unique index on telegram_payment_charge_id is what makes a credit
 # happen once however often Telegram delivers the payment (docs/product.md, P18); the
 # credit is written in the same transaction as the row. ``users.paid_images`` is the
@@ -154,12 +192,3 @@ def _job_server(db: sqlite_utils.Database) -> None:
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring *db* to the latest schema; a no-op when it is already there."""
     MIGRATIONS.apply(db)
-
-
-@MIGRATIONS(name="0002_parked_updates")
-def _parked_updates(db: sqlite_utils.Database) -> None:
-    # Updates whose handler kept failing: kept for the operator, never handled again.
-    db.execute(
-        "CREATE TABLE parked_updates (update_id INTEGER PRIMARY KEY, raw TEXT NOT NULL,"
-        " reason TEXT NOT NULL, parked_at TEXT NOT NULL)"
-    )

@@ -9,7 +9,8 @@ wall clock. ``Bot.stop()`` asks for the same graceful stop a SIGTERM would.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,13 +18,22 @@ from typing import Any
 
 import httpx
 import trio
+import trio.testing
 
 from bot import app
 from bot.settings import Settings, load_settings
 from store import Store, open_store
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
 
-__all__ = ["LLM_BASE_URL", "Bot", "Clock", "comfy_name", "host_router", "start_bot"]
+__all__ = [
+    "LLM_BASE_URL",
+    "Bot",
+    "Clock",
+    "comfy_name",
+    "host_router",
+    "start_bot",
+    "threads_run_in_real_time",
+]
 
 LLM_BASE_URL = "http://llm.test/v1"
 COMFY_BASE_URL = "http://comfy.test:8188"
@@ -212,3 +222,20 @@ async def start_bot(
         done=done,
         process=process,
     )
+
+
+@contextmanager
+def threads_run_in_real_time(clock: object, *, idle_s: float = 5.0) -> Iterator[None]:
+    """Inside: the autojump clock jumps only after *idle_s* of real idleness.
+
+    A worker thread (``/stats`` reads its report in one) is invisible to trio, so with the
+    default threshold of 0 the clock would jump to the test's next deadline while the
+    thread still runs. Waiting on a thread's answer needs this around it.
+    """
+    assert isinstance(clock, trio.testing.MockClock)
+    before = clock.autojump_threshold
+    clock.autojump_threshold = idle_s
+    try:
+        yield
+    finally:
+        clock.autojump_threshold = before

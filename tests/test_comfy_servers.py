@@ -18,7 +18,7 @@ from bot.pictures.servers import FAILOVER_AFTER_S, WAIT_FOR_SERVER_S
 from bot.settings import SHIPPED_PERSONAS
 from tests.fakes.comfy import DEFAULT_LORAS, FakeComfy, Outcome, PromptScript
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
-from tests.harness import Bot, comfy_name, start_bot
+from tests.harness import Bot, comfy_name, start_bot, threads_run_in_real_time
 from tests.rows import balance
 
 USER = DEFAULT_USER_ID
@@ -388,7 +388,8 @@ async def test_admin_stats_break_pictures_down_by_server(
         await press(fake_telegram, 1002)
         await settled(bot, jobs=2)
         fake_telegram.user_says("/stats", user_id=admin)
-        await fake_telegram.wait_for(lambda: fake_telegram.texts_to(admin) != [])
+        with threads_run_in_real_time(autojump_clock):  # the report is read in a thread
+            await fake_telegram.wait_for(lambda: fake_telegram.texts_to(admin) != [])
         [report] = fake_telegram.texts_to(admin)
         lines = report.splitlines()
         header = next(i for i, line in enumerate(lines) if line.startswith("сервер"))

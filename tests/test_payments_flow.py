@@ -11,7 +11,7 @@ from bot.texts import t
 from store import NewJob, Store
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
-from tests.harness import Bot, start_bot
+from tests.harness import Bot, start_bot, threads_run_in_real_time
 from tests.rows import balance, user_row
 from tests.test_image_flow import photos, press_look, say_and_get_reply, wait_job_settled
 
@@ -241,7 +241,8 @@ async def test_an_admin_refund_after_the_pictures_were_spent_takes_back_what_is_
     assert again.text == t("refund_again", "ru", charge=charge)
     with bot.store() as store:
         assert [e for e, _ in events(store)] == ["payment_succeeded", "payment_refunded"]
-    report = await command(tg, "/stats", user_id=ADMIN)
+    with threads_run_in_real_time(autojump_clock):  # the report is read in a thread
+        report = await command(tg, "/stats", user_id=ADMIN)
     assert "\n\nПлатежи\n" in (report.text or "")
     unknown = await command(tg, "/refund nope", user_id=ADMIN)
     assert unknown.text == t("refund_unknown", "ru", charge="nope")

@@ -2,8 +2,10 @@
 
 Operators need a quick answer to "how many presses, how many pictures, why did the
 others fail, how long does ComfyUI take" without writing SQL against
-``events_analytics``. :func:`parse_since` reads a window, :func:`summarize` turns event
-rows into a :class:`StatsSummary`, :func:`format_text` / :func:`format_json` render it.
+``events_analytics``. :func:`parse_since` reads a window, :func:`summarize_stats` turns
+the counts SQL made (``store.stats.image_stats``) into a :class:`StatsSummary`,
+:func:`format_text` / :func:`format_json` render it. :func:`summarize` counts event rows
+in Python: the same numbers, kept as the reference the SQL is tested against.
 The command line and the admins' ``/stats`` (:mod:`bot.ops.stats`) wrap it.
 """
 
@@ -20,12 +22,13 @@ from bot.analytics import EventName, Reason
 from bot.texts import t
 from store.clock import to_iso
 from store.payments import RevenueSummary
-from store.stats import ImageEventRow
+from store.stats import ImageEventRow, ImageStats, SliceStats, nearest_rank_position
 
 __all__ = [
     "DEFAULT_SINCE",
     "MAX_MESSAGE_CHARS",
     "NO_PERSONA",
+    "PERCENTS",
     "WINDOW_FORMS",
     "ImageCounts",
     "StatsSummary",
@@ -36,11 +39,13 @@ __all__ = [
     "parse_since",
     "payments_json",
     "summarize",
+    "summarize_stats",
 ]
 
 DEFAULT_SINCE: Final = "7d"
 MAX_MESSAGE_CHARS: Final = 4096  # Telegram's limit for one text message
 NO_PERSONA: Final = "-"  # the persona key shown for events recorded without one
+PERCENTS: Final = (50, 95)  # the duration percentiles the report shows
 WINDOW_FORMS: Final = "use 30m, 12h, 7d, 2w or a UTC date like 2026-11-01"
 
 _WINDOW: Final = re.compile(r"(\d{1,6})([mhdw])")
@@ -109,8 +114,7 @@ def nearest_rank(values: Sequence[int], percent: int) -> int | None:
     """The nearest-rank percentile of *values* (sorted here); None when empty."""
     if not values:
         return None
-    rank = max(1, -(-percent * len(values) // 100))  # ceil without floats
-    return sorted(values)[rank - 1]
+    return sorted(values)[nearest_rank_position(len(values), percent) - 1]
 
 
 def _count(rows: Sequence[ImageEventRow]) -> ImageCounts:
@@ -145,6 +149,35 @@ def summarize(rows: Iterable[ImageEventRow], *, since: datetime, until: datetime
         since=since,
         until=until,
         personas={key: _count(by_persona[key]) for key in sorted(by_persona)},
+    )
+
+
+def _slice_counts(stats: SliceStats) -> ImageCounts:
+    failures = dict.fromkeys(Reason, 0)
+    totals = dict.fromkeys(EventName, 0)
+    for count in stats.counts:
+        if count.event in totals:
+            totals[EventName(count.event)] += count.count
+        if count.event == EventName.IMAGE_FAILED and count.reason in failures:
+            failures[Reason(count.reason)] += count.count
+    p50, p95 = (stats.percentiles.get(percent) for percent in PERCENTS)
+    return ImageCounts(
+        presses=totals[EventName.IMAGE_REQUESTED],
+        generated=totals[EventName.IMAGE_GENERATED],
+        failed=totals[EventName.IMAGE_FAILED],
+        failures=failures,
+        p50_ms=p50,
+        p95_ms=p95,
+    )
+
+
+def summarize_stats(stats: ImageStats, *, since: datetime, until: datetime) -> StatsSummary:
+    """The report from the counts and percentiles SQL made (the same as :func:`summarize`)."""
+    return StatsSummary(
+        **asdict(_slice_counts(stats.total)),
+        since=since,
+        until=until,
+        personas={key: _slice_counts(stats.personas[key]) for key in sorted(stats.personas)},
     )
 
 

@@ -1,0 +1,34 @@
+"""``/forget``: a user deletes their conversation and the texts kept of it (docs/product.md, P20).
+
+One transaction in the store (``store.retention.forget_user``); the balance, the
+subscription and the record of what was charged stay. The confirmation names both, so
+nobody fears for their pictures.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.deps import Deps
+from bot.routing import ForgetCmd
+from bot.texts import t
+from store.retention import forget_user
+
+__all__ = ["handle_forget"]
+
+log = logging.getLogger(__name__)
+
+
+async def handle_forget(deps: Deps, cmd: ForgetCmd) -> None:
+    """Delete, then confirm: the deletion is committed before the answer is sent."""
+    gone = await deps.write(
+        f"forget user {cmd.ctx.user_id}", lambda: forget_user(deps.store.db, cmd.ctx.user_id)
+    )
+    log.info(
+        "user forgot their texts user=%s turns=%s texts=%s scenes=%s",
+        cmd.ctx.user_id,
+        gone.turns,
+        gone.texts,
+        gone.scenes,
+    )
+    await deps.api.send_message(cmd.ctx.chat_id, t("forget_done", cmd.ctx.lang))
