@@ -6,6 +6,7 @@ nothing here awaits, so the whole table is tested with plain functions.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,6 +30,7 @@ __all__ = [
     "NonText",
     "PersonaChoice",
     "PersonaCmd",
+    "ResetCmd",
     "StartCmd",
     "UnknownCallback",
     "UnknownCmd",
@@ -36,6 +38,9 @@ __all__ = [
 ]
 
 MAX_USER_TEXT_CHARS: Final = 2000  # what reaches the LLM; Telegram allows 4096
+# A deep link's payload (t.me/<bot>?start=<payload>): Telegram allows up to 64 of these
+# characters (docs/telegram.md, T16); anything else is not a payload we made.
+_START_PAYLOAD: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,10 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class StartCmd:
+    """``/start``, or ``/start <payload>`` from a deep link (``t.me/<bot>?start=vera``)."""
+
     ctx: Context
+    payload: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,13 @@ class HelpCmd:
 
 @dataclass(frozen=True, slots=True)
 class PersonaCmd:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class ResetCmd:
+    """``/reset``: the conversation with the current persona starts over."""
+
     ctx: Context
 
 
@@ -152,6 +167,7 @@ Command = (
     | HelpCmd
     | PersonaCmd
     | BalanceCmd
+    | ResetCmd
     | AdminCmd
     | UnknownCmd
     | ChatText
@@ -164,12 +180,12 @@ Command = (
     | Ignored
 )
 
-_SIMPLE_COMMANDS: Final[dict[str, type[StartCmd | HelpCmd | PersonaCmd | BalanceCmd]]] = {
-    "start": StartCmd,
+_SIMPLE_COMMANDS: Final[dict[str, type[HelpCmd | PersonaCmd | BalanceCmd | ResetCmd]]] = {
     "help": HelpCmd,
     "persona": PersonaCmd,
     "balance": BalanceCmd,
     "quota": BalanceCmd,
+    "reset": ResetCmd,
 }
 ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe", "stats"})
 
@@ -220,6 +236,9 @@ def _route_command(ctx: Context, text: str, *, bot_username: str | None) -> Comm
     if addressee and bot_username and addressee.lower() != bot_username.lower():
         return Ignored("command for another bot")
     name = name.lower()
+    if name == "start":
+        payload = args[0] if args and _START_PAYLOAD.fullmatch(args[0]) else None
+        return StartCmd(ctx, payload=payload)
     if name in _SIMPLE_COMMANDS:
         return _SIMPLE_COMMANDS[name](ctx)
     if name in ADMIN_COMMANDS:

@@ -17,6 +17,7 @@ from bot.chat.handlers import (
     handle_non_text,
     handle_persona,
     handle_persona_choice,
+    handle_reset,
     handle_start,
     handle_unknown_callback,
     handle_unknown_command,
@@ -37,6 +38,7 @@ from bot.routing import (
     NonText,
     PersonaChoice,
     PersonaCmd,
+    ResetCmd,
     StartCmd,
     UnknownCallback,
     UnknownCmd,
@@ -78,6 +80,8 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_persona(deps, command)
         case BalanceCmd():
             await handle_balance(deps, command)
+        case ResetCmd():
+            await handle_reset(deps, command)
         case AdminCmd():
             await _admin(deps, command)
         case UnknownCmd():
