@@ -28,11 +28,17 @@ from comfy.errors import ComfyError
 from comfy.follower import Follower, OpenWebsocket, websocket_opener
 from comfy.generate import Comfy, GeneratedImage, ProgressStage, PromptProgress
 from comfy.preflight import check_models
-from comfy.workflow import MAX_SEED, PromptParams, WorkflowError, WorkflowTemplate
+from comfy.workflow import (
+    MAX_SEED,
+    SHIPPED_WORKFLOW,
+    PromptParams,
+    WorkflowError,
+    WorkflowTemplate,
+)
 
 __all__ = ["build_parser", "main", "run_cli"]
 
-DEFAULT_WORKFLOW: Final = "workflows/sdxl_lora.json"
+DEFAULT_WORKFLOW: Final = str(SHIPPED_WORKFLOW)
 DEFAULT_TIMEOUT_S: Final = 120.0
 HTTP_TIMEOUT: Final = httpx.Timeout(30.0)
 

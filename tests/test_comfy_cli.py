@@ -7,11 +7,12 @@ from pathlib import Path
 import httpx
 import trio
 
+from comfy import SHIPPED_WORKFLOW
 from comfy.__main__ import build_parser, run_cli
 from tests.fakes.comfy import PNG_MAGIC, open_fake_comfy
 from tests.fakes.comfy_fixtures import FAKE_BASE_URL
 
-WORKFLOW = str(Path(__file__).resolve().parent.parent / "workflows" / "sdxl_lora.json")
+WORKFLOW = str(SHIPPED_WORKFLOW)
 
 
 def test_parser_defaults_and_repeatable_lora() -> None:
@@ -30,7 +31,7 @@ def test_parser_defaults_and_repeatable_lora() -> None:
     assert (args.checkpoint, args.timeout, args.workflow) == (
         "sd_xl_base_1.0.safetensors",
         120.0,
-        "workflows/sdxl_lora.json",
+        WORKFLOW,
     )
     assert args.check
     assert args.seed is None

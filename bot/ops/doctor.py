@@ -9,10 +9,12 @@ the database.
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import httpx
@@ -22,7 +24,7 @@ from bot.llm import ChatCompletions, LlmError
 from bot.logging_setup import setup_logging
 from bot.personas import PersonaBook, PersonasError, load_personas
 from bot.pictures.prompts import prompt_params
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, environment_warnings, load_settings
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError, TelegramUnauthorized
 from comfy import (
@@ -34,7 +36,9 @@ from comfy import (
     check_models,
     websocket_opener,
 )
-from store import StoreError, open_store
+from store import StoreError
+from store.db import connect
+from store.maintenance import SchemaStatus, schema_status
 
 __all__ = ["Check", "doctor_main", "run_checks"]
 
@@ -252,16 +256,52 @@ async def _llm(ctx: _Context) -> list[Check]:
 
 
 async def _database(ctx: _Context) -> list[Check]:
+    """Writable, and which migrations the next start applies; the doctor applies none."""
     path = ctx.settings.database_path
+    if not path.exists():
+        return [_new_database(path)]
     try:
-        open_store(path).close()  # migrates, and proves it can take the write lock
+        db = connect(path)
+        try:
+            status = schema_status(db)
+            db.execute("BEGIN IMMEDIATE")  # proves the bot could take the write lock
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
     except (StoreError, OSError) as exc:
         return [Check("database", False, f"{exc}; check DATABASE_PATH")]
     except Exception as exc:  # sqlite3 errors: a read-only file, a full disk
         return [
             Check("database", False, f"{str(path)!r}: {exc}; check DATABASE_PATH and permissions")
         ]
-    return [Check("database", True, f"{str(path)!r} writable and migrated")]
+    return [_schema_check(path, status)]
+
+
+def _new_database(path: Path) -> Check:
+    folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    if not os.access(folder, os.W_OK):
+        return Check("database", False, f"cannot create {str(path)!r}: {folder} is not writable")
+    return Check("database", True, f"no file yet; the bot creates {str(path)!r} at start")
+
+
+def _schema_check(path: Path, status: SchemaStatus) -> Check:
+    if status.unknown:
+        return Check(
+            "database",
+            False,
+            f"{str(path)!r} has migrations this version does not know "
+            f"({', '.join(status.unknown)}): a newer version used it; migrations only go "
+            "forward, so install that version again or restore a backup",
+        )
+    where = f"{str(path)!r} writable, schema {status.version}"
+    if not status.pending:
+        return Check("database", True, f"{where}, no migrations pending")
+    return Check(
+        "database",
+        True,
+        f"{where}, {len(status.pending)} migration(s) pending "
+        f"({', '.join(status.pending)}); the next start applies them",
+    )
 
 
 _WHERE: Final = {
@@ -281,7 +321,8 @@ def doctor_main() -> int:
     # Retries are worth a line in the bot's log, not in this report.
     setup_logging(level="ERROR", secrets=[settings.token.get_secret_value()], stream=sys.stderr)
     print(Check("settings", True, f"images {'on' if settings.images_available else 'off'}").line())
-    checks = trio.run(run_checks, settings)
+    checks = [Check("environment", False, line) for line in environment_warnings()]
+    checks += trio.run(run_checks, settings)
     for check in checks:
         print(check.line())
     return 0 if all(check.ok for check in checks) else 1
