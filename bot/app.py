@@ -42,6 +42,7 @@ from bot.telegram.polling import prepare_polling, run_polling
 from bot.telegram.types import Update
 from bot.update_handler import make_handler
 from comfy import Comfy, ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
+from comfy.logfields import fields
 from store import Store, open_store, utc_now
 
 __all__ = ["STOP_GRACE_S", "Stopper", "run"]
@@ -136,10 +137,12 @@ async def run(
                 pictures=pictures,
             )  # fmt: skip
             log.info(
-                "bot @%s starting: replies=%s images=%s",
+                "bot @%s starting:",
                 me.username,
-                "llm" if deps.llm else "offline lines",
-                "on" if settings.images_available else "off",
+                extra=fields(
+                    replies="llm" if deps.llm else "offline lines",
+                    images="on" if settings.images_available else "off",
+                ),
             )
             await prepare_polling(api)
             await set_commands(api)

@@ -20,6 +20,7 @@ from bot.routing import Context
 from bot.settings import Settings
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError
+from comfy.logfields import fields
 from store import Store, User
 
 __all__ = ["Deps"]
@@ -60,4 +61,6 @@ class Deps:
         try:
             await self.api.answer_callback_query(query_id, text=text, show_alert=show_alert)
         except TelegramError as exc:
-            log.info("callback query not answered query=%s: %s", query_id, exc.description)
+            log.info(
+                "callback query not answered", extra=fields(query=query_id, error=exc.description)
+            )

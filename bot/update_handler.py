@@ -47,6 +47,7 @@ from bot.routing import (
 from bot.telegram.errors import TelegramForbidden
 from bot.telegram.types import Update
 from bot.texts import t
+from comfy.logfields import fields
 
 __all__ = ["ADMIN_HANDLERS", "dispatch_command", "make_handler"]
 
@@ -62,7 +63,7 @@ def make_handler(deps: Deps) -> Callable[[Update], Awaitable[None]]:
             await dispatch_command(deps, command)
         except TelegramForbidden as exc:
             user_id = update.user.id if update.user is not None else None
-            log.info("user blocked the bot user=%s: %s", user_id, exc.description)
+            log.info("user blocked the bot", extra=fields(user=user_id, error=exc.description))
             if user_id is not None:
                 deps.store.users.set_blocked(user_id, blocked=True, now=deps.now())
 
@@ -100,9 +101,9 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_unknown_callback(deps, command)
         case BlockedChange():
             log.info(
-                "user %s the bot user=%s",
+                "user %s the bot",
                 "blocked" if command.blocked else "unblocked",
-                command.user_id,
+                extra=fields(user=command.user_id),
             )
             deps.store.users.set_blocked(command.user_id, blocked=command.blocked, now=deps.now())
         case Ignored():
@@ -119,7 +120,9 @@ ADMIN_HANDLERS: Final = {
 async def _admin(deps: Deps, command: AdminCmd) -> None:
     """``ADMIN_USER_IDS`` may run admin commands; everyone else is told so."""
     if not deps.settings.is_admin(command.ctx.user_id):
-        log.warning("admin command refused user=%s command=%s", command.ctx.user_id, command.name)
+        log.warning(
+            "admin command refused", extra=fields(user=command.ctx.user_id, command=command.name)
+        )
         await deps.api.send_message(command.ctx.chat_id, t("admin_only", command.ctx.lang))
         return
     await ADMIN_HANDLERS[command.name](deps, command)

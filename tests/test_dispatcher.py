@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 
+from bot.logging_setup import plain_fields
 from bot.telegram.dispatcher import lane_key, run_dispatcher
 from bot.telegram.types import Update
 from tests.fakes.telegram import MemoryInbox
@@ -114,7 +115,7 @@ async def test_a_failing_handler_is_logged_and_the_update_marked_done(
     assert handled == ["after"]
     assert inbox.done == [1, 2]
     failures = [r for r in caplog.records if r.name == "bot.telegram.dispatcher"]
-    assert [(r.levelno, r.getMessage()) for r in failures] == [
+    assert [(r.levelno, r.getMessage() + plain_fields(r)) for r in failures] == [
         (logging.ERROR, "telegram_handler_failed update_id=1 type=message")
     ]
     assert failures[0].exc_info is not None
@@ -173,9 +174,13 @@ async def test_a_flooding_chat_drops_beyond_its_lane(
             await send.send(message(3, CHAT_A, "dropped"))
     assert handled == ["first", "queued"]
     assert inbox.done == [3, 1, 2]
-    dropped = [r.getMessage() for r in caplog.records if r.name == "bot.telegram.dispatcher"]
+    dropped = [
+        r.getMessage() + plain_fields(r)
+        for r in caplog.records
+        if r.name == "bot.telegram.dispatcher"
+    ]
     assert dropped == [
-        f"telegram_update_dropped update_id=3 lane=chat:{CHAT_A} reason=lane full (1 queued)"
+        f'telegram_update_dropped update_id=3 lane=chat:{CHAT_A} reason="lane full (1 queued)"'
     ]
 
 

@@ -11,6 +11,7 @@ from typing import Final
 from bot.deps import Deps
 from bot.routing import AdminCmd, BalanceCmd
 from bot.texts import t
+from comfy.logfields import fields
 
 __all__ = ["handle_balance", "handle_grant", "handle_subscribe"]
 
@@ -66,7 +67,8 @@ async def handle_grant(deps: Deps, cmd: AdminCmd) -> None:
         user_id, images, now=now, free_images=deps.settings.free_images
     )
     log.info(
-        "admin grant by=%s user=%s images=%s balance=%s", cmd.ctx.user_id, user_id, images, balance
+        "admin grant",
+        extra=fields(by=cmd.ctx.user_id, user=user_id, images=images, balance=balance),
     )
     deps.ensure_user(cmd.ctx)
     text = t("grant_done", lang, user_id=user_id, images=images, balance=balance)
@@ -86,7 +88,7 @@ async def handle_subscribe(deps: Deps, cmd: AdminCmd) -> None:
         user_id, days, now=now, free_images=deps.settings.free_images
     )
     log.info(
-        "admin subscribe by=%s user=%s days=%s until=%s", cmd.ctx.user_id, user_id, days, until
+        "admin subscribe", extra=fields(by=cmd.ctx.user_id, user=user_id, days=days, until=until)
     )
     deps.ensure_user(cmd.ctx)
     text = t("subscribe_done", lang, user_id=user_id, until=until.strftime(DATE_FORMAT))

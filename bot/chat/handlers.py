@@ -29,6 +29,7 @@ from bot.routing import (
 )
 from bot.telegram.errors import TelegramError
 from bot.texts import t
+from comfy.logfields import fields
 
 __all__ = [
     "handle_chat_text",
@@ -80,7 +81,10 @@ async def handle_start(deps: Deps, cmd: StartCmd) -> None:
         await send_persona_text(deps, cmd.ctx, persona, persona.greeting)
         return
     if cmd.payload is not None:
-        log.info("deep link with an unknown persona user=%s payload=%s", user.user_id, cmd.payload)
+        log.info(
+            "deep link with an unknown persona",
+            extra=fields(user=user.user_id, payload=cmd.payload),
+        )
     name = cmd.ctx.first_name or t("friend", cmd.ctx.lang)
     await deps.api.send_message(
         cmd.ctx.chat_id,
@@ -121,7 +125,9 @@ async def handle_reset(deps: Deps, cmd: ResetCmd) -> None:
     user = deps.ensure_user(cmd.ctx)
     persona = deps.personas.get(user.persona_key)
     dropped = deps.store.conversation.clear(user_id=cmd.ctx.user_id, persona_key=persona.key)
-    log.info("conversation reset user=%s persona=%s turns=%s", user.user_id, persona.key, dropped)
+    log.info(
+        "conversation reset", extra=fields(user=user.user_id, persona=persona.key, turns=dropped)
+    )
     await deps.api.send_message(
         cmd.ctx.chat_id, t("conversation_reset", cmd.ctx.lang, persona=persona.name)
     )
@@ -156,7 +162,10 @@ async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
             answer = exc
         nursery.cancel_scope.cancel()
     if isinstance(answer, LlmError):
-        log.warning("llm reply failed user=%s persona=%s: %s", cmd.ctx.user_id, persona.key, answer)
+        log.warning(
+            "llm reply failed",
+            extra=fields(user=cmd.ctx.user_id, persona=persona.key, error=str(answer)),
+        )
         return t("llm_fallback", cmd.ctx.lang)
     reply = answer[:MAX_REPLY_CHARS]
     now = deps.now()
@@ -175,7 +184,7 @@ async def _keep_typing(deps: Deps, chat_id: int) -> None:
             with trio.move_on_after(TYPING_DEADLINE_S):
                 await deps.api.send_chat_action(chat_id, TYPING_ACTION)
         except TelegramError as exc:
-            log.debug("typing action failed chat=%s: %s", chat_id, exc)
+            log.debug("typing action failed", extra=fields(chat=chat_id, error=str(exc)))
         await trio.sleep(TYPING_RENEW_S)
 
 
@@ -190,5 +199,5 @@ async def handle_unknown_command(deps: Deps, cmd: UnknownCmd) -> None:
 
 async def handle_unknown_callback(deps: Deps, cmd: UnknownCallback) -> None:
     """A forged or stale button: stop the spinner, do nothing else."""
-    log.info("ignored callback with unknown data user=%s", cmd.user_id)
+    log.info("ignored callback with unknown data", extra=fields(user=cmd.user_id))
     await deps.answer_query(cmd.query_id, text=t("toast_stale", cmd.lang))

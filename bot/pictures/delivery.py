@@ -12,6 +12,7 @@ from bot.analytics import EventName, log_event
 from bot.deps import Deps
 from bot.telegram.errors import TelegramBadRequest, TelegramError, TelegramForbidden
 from bot.telegram.types import Message
+from comfy.logfields import fields
 from store import SentMessage
 
 __all__ = ["DeliveryFailed", "file_id_of", "resend", "send_picture"]
@@ -51,7 +52,10 @@ async def send_picture(
                 chat_id, data, filename=filename, reply_to_message_id=reply_to
             )
         except TelegramBadRequest as exc:
-            log.info("photo refused, sending as a document chat=%s: %s", chat_id, exc.description)
+            log.info(
+                "photo refused, sending as a document",
+                extra=fields(chat=chat_id, error=exc.description),
+            )
             message = await deps.api.send_document(
                 chat_id, data, filename=filename, reply_to_message_id=reply_to
             )
@@ -71,7 +75,10 @@ async def resend(deps: Deps, sent: SentMessage, file_id: str) -> None:
             # Delivered as a document: its file_id is not a photo's.
             await deps.api.send_document(sent.chat_id, file_id, reply_to_message_id=sent.message_id)
     except TelegramError as exc:
-        log.warning("resend failed chat=%s message=%s: %s", sent.chat_id, sent.message_id, exc)
+        log.warning(
+            "resend failed",
+            extra=fields(chat=sent.chat_id, message=sent.message_id, error=str(exc)),
+        )
         return
     log_event(
         deps.store,

@@ -19,6 +19,7 @@ from bot.pictures.lifecycle import Exit
 from bot.pictures.queue import Ticket
 from bot.pictures.settle import settle, tell_user
 from bot.telegram.errors import TelegramError
+from comfy.logfields import fields
 
 __all__ = ["resume_unfinished"]
 
@@ -40,7 +41,10 @@ async def resume_unfinished(
             if settle(deps, job, Exit.NO_COMFYUI, detail="COMFYUI_BASE_URL is not set"):
                 await tell_user(deps, job, Exit.NO_COMFYUI)
             continue
-        log.info("resuming job=%s state=%s prompt_id=%s", job.job_id, job.state, job.prompt_id)
+        log.info(
+            "resuming",
+            extra=fields(job=job.job_id, state=job.state.value, prompt_id=job.prompt_id),
+        )
         if job.status_message_id is not None:
             runtime.board.adopt(
                 job.job_id,
@@ -58,5 +62,7 @@ async def _delete_left_over_status_messages(deps: Deps) -> None:
         try:
             await deps.api.delete_message(job.chat_id, job.status_message_id)
         except TelegramError as exc:
-            log.debug("old status message not deleted job=%s: %s", job.job_id, exc)
+            log.debug(
+                "old status message not deleted", extra=fields(job=job.job_id, error=str(exc))
+            )
         deps.store.jobs.set_status_message(job.job_id, None)

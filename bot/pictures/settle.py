@@ -19,6 +19,7 @@ from bot.deps import Deps
 from bot.pictures.lifecycle import ENDS, Exit, Settle
 from bot.telegram.errors import TelegramError
 from bot.texts import t
+from comfy.logfields import fields
 from store import Job
 
 __all__ = ["MAX_DETAIL_CHARS", "NOTICE_DEADLINE_S", "settle", "tell_user"]
@@ -43,7 +44,7 @@ def settle(deps: Deps, job: Job, exit_: Exit, *, detail: str = "", file_id: str 
         return False
     if end.settle is Settle.CHARGE:
         if not deps.store.quota.consume(job.job_id, file_id=file_id, now=now):
-            log.warning("job already finished, not charged again job=%s", job.job_id)
+            log.warning("job already finished, not charged again", extra=fields(job=job.job_id))
             return False
     else:
         assert end.reason is not None
@@ -81,4 +82,4 @@ async def tell_user(deps: Deps, job: Job, exit_: Exit) -> None:
                 job.chat_id, t(notice, job.language), reply_to_message_id=job.message_id
             )
         except TelegramError as exc:
-            log.info("failure notice not sent job=%s: %s", job.job_id, exc)
+            log.info("failure notice not sent", extra=fields(job=job.job_id, error=str(exc)))

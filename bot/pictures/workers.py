@@ -35,6 +35,7 @@ from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.settle import settle, tell_user
 from bot.pictures.status import Sending, Waiting
 from comfy import ComfyError, WorkflowError
+from comfy.logfields import fields
 from store import Job
 
 __all__ = ["DEFAULT_IMAGE_EXTENSION", "JobEnded", "run_job", "run_workers"]
@@ -81,7 +82,7 @@ async def run_workers(
 
 async def _work(deps: Deps, runtime: PicturesRuntime, index: int) -> None:
     async for ticket in runtime.queue.tickets():
-        log.debug("worker %s takes job=%s", index, ticket.job_id)
+        log.debug("worker %s takes a job", index, extra=fields(job=ticket.job_id))
         await run_job(deps, runtime, ticket)
 
 
@@ -99,7 +100,7 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
         except JobEnded as exc:
             exit_, detail = exc.exit, exc.detail
         except Exception as exc:
-            log.exception("job crashed job=%s", job.job_id)
+            log.exception("job crashed", extra=fields(job=job.job_id))
             exit_, detail = Exit.CRASHED, f"internal error: {exc!r}"
     if own_scope.cancelled_caught:
         exit_, detail = Exit.CANCELLED, "cancelled by the user"
@@ -109,7 +110,7 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
         # A delivered picture is charged at once, stop or not.
         await trio.lowlevel.checkpoint_if_cancelled()
     if exit_ is not Exit.DELIVERED:
-        log.info("job failed job=%s exit=%s: %s", job.job_id, exit_.value, detail)
+        log.info("job failed", extra=fields(job=job.job_id, exit=exit_.value, detail=detail))
     if settle(deps, job, exit_, detail=detail, file_id=work.file_id):
         await tell_user(deps, job, exit_)
     runtime.board.close(job.job_id)

@@ -22,6 +22,7 @@ import trio
 
 from bot.telegram.inbox import Inbox
 from bot.telegram.types import Update
+from comfy.logfields import fields
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT",
@@ -90,11 +91,12 @@ async def run_dispatcher(
                 lane.send_nowait(update)
             except trio.WouldBlock:
                 log.warning(
-                    "telegram_update_dropped update_id=%d lane=%s:%d reason=lane full (%d queued)",
-                    update.update_id,
-                    key[0],
-                    key[1],
-                    lane_capacity,
+                    "telegram_update_dropped",
+                    extra=fields(
+                        update_id=update.update_id,
+                        lane=f"{key[0]}:{key[1]}",
+                        reason=f"lane full ({lane_capacity} queued)",
+                    ),
                 )
                 inbox.mark_done(update.update_id)
 
@@ -128,6 +130,7 @@ async def _handle_one(
             await handle(update)
         except Exception:
             log.exception(
-                "telegram_handler_failed update_id=%d type=%s", update.update_id, update.kind
+                "telegram_handler_failed",
+                extra=fields(update_id=update.update_id, type=update.kind),
             )
     inbox.mark_done(update.update_id)
