@@ -4,7 +4,7 @@ Both work beside a running bot. Reading the migration record takes no write lock
 :func:`backup` uses SQLite's online backup API in one step: it copies every page under
 one read transaction, so the copy is the database as of one moment, whatever the bot
 writes meanwhile (in WAL mode readers and the writer do not wait for each other;
-docs/libraries.md, L30).
+docs/libraries.md, L31).
 """
 
 from __future__ import annotations

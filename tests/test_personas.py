@@ -90,3 +90,14 @@ def test_unreadable_and_broken_json(tmp_path: Path) -> None:
     broken.write_text("{", encoding="utf-8")
     with pytest.raises(PersonasError, match="not valid JSON"):
         load_personas(broken)
+
+
+def test_a_rule_of_the_file_is_reported_without_pydantics_prefix(tmp_path: Path) -> None:
+    data = shipped()
+    data["personas"].append(dict(data["personas"][0]))
+    path = write(tmp_path, data)
+    with pytest.raises(PersonasError) as caught:
+        load_personas(path)
+    message = str(caught.value)
+    assert "Value error" not in message
+    assert message.endswith(": (top level): duplicate persona keys ['alice']")

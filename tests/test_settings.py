@@ -117,6 +117,8 @@ def test_env_example_lists_every_setting_and_loads(monkeypatch: pytest.MonkeyPat
     assert names == {field.upper() for field in Settings.model_fields}
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)  # the one value the example leaves empty
     settings = load_settings(env_file=example)
+    assert settings.workflow_file.is_file()  # every path the example names exists
+    assert settings.personas_file.is_file()
     assert settings.comfyui_base_url is None
     assert not settings.images_available
 
