@@ -27,7 +27,7 @@ import yaml
 
 from bot.app import STOP_GRACE_S
 from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
+from bot.settings import SHIPPED_PERSONAS, unknown_names
 from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
 from tests.processes import ROOT, START_TIMEOUT_S, STOP_TIMEOUT_S, running_bot, serve_fakes
@@ -276,5 +276,7 @@ def test_compose_runs_the_image_with_the_env_file_and_a_chosen_comfyui_image() -
     assert bot["volumes"] == [f"bot-data:{_dockerfile()['WORKDIR'][0]}"]
     assert float(bot["stop_grace_period"].removesuffix("s")) > STOP_GRACE_S
     comfyui = compose["services"]["comfyui"]
-    assert comfyui["image"].startswith("${COMFYUI_IMAGE:?")  # the operator names it
+    assert comfyui["image"].startswith("${COMFY_IMAGE:?")  # the operator names it
+    # Compose reads it from deploy/.env too, which the bot also gets: no typo warning.
+    assert unknown_names(["COMFY_IMAGE"], where="deploy/.env") == []
     assert set(compose["volumes"]) == {"bot-data", "comfyui-models"}
