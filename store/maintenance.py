@@ -21,7 +21,7 @@ from store.db import BUSY_TIMEOUT_MS, translate
 from store.errors import StoreError
 from store.schema import MIGRATIONS
 
-__all__ = ["BackupResult", "SchemaStatus", "backup", "schema_status"]
+__all__ = ["BackupResult", "SchemaStatus", "backup", "open_as_is", "schema_status"]
 
 _PARTIAL_SUFFIX: Final = ".partial"
 
@@ -60,6 +60,22 @@ def schema_status(db: sqlite_utils.Database) -> SchemaStatus:
     )
 
 
+def open_as_is(path: Path) -> sqlite_utils.Database:
+    """Open an existing database without changing it: no migration, no journal mode switch.
+
+    Raises:
+        StoreError: there is no file at *path*, or SQLite cannot open it.
+    """
+    try:
+        # mode=rw: never create an empty database where the real one is missing.
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+    except sqlite3.OperationalError as exc:
+        raise translate(exc, path) from exc
+    return sqlite_utils.Database(conn)
+
+
 def backup(source: Path, target: Path) -> BackupResult:
     """Copy the database at *source* to *target*, consistent even while the bot writes.
 
@@ -78,13 +94,7 @@ def backup(source: Path, target: Path) -> BackupResult:
     if not target.parent.is_dir():
         raise StoreError(f"cannot write the backup {str(target)!r}: its folder does not exist")
     partial = target.with_name(target.name + _PARTIAL_SUFFIX)
-    try:
-        # mode=rw: never create an empty database where the real one is missing.
-        src = sqlite3.connect(
-            f"{source.resolve().as_uri()}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
-        )
-    except sqlite3.OperationalError as exc:
-        raise translate(exc, source) from exc
+    src = open_as_is(source).conn
     try:
         partial.unlink(missing_ok=True)
         dst = sqlite3.connect(partial)

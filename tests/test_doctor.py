@@ -149,7 +149,10 @@ async def test_the_database_check_names_the_schema_and_pending_migrations(
     checks = await checks_for(settings, fake_telegram, fake_comfy)
     assert checks["database"].ok
     assert "schema empty, 1 migration(s) pending (0001_initial)" in checks["database"].detail
-    assert schema_status(sqlite_utils.Database(path)).pending == ("0001_initial",)  # untouched
+    untouched = sqlite_utils.Database(path)
+    assert schema_status(untouched).pending == ("0001_initial",)
+    assert untouched.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # not switched
+    untouched.close()
 
     open_store(path).close()
     checks = await checks_for(settings, fake_telegram, fake_comfy)

@@ -37,8 +37,7 @@ from comfy import (
     websocket_opener,
 )
 from store import StoreError
-from store.db import connect
-from store.maintenance import SchemaStatus, schema_status
+from store.maintenance import SchemaStatus, open_as_is, schema_status
 
 __all__ = ["Check", "doctor_main", "run_checks"]
 
@@ -261,7 +260,7 @@ async def _database(ctx: _Context) -> list[Check]:
     if not path.exists():
         return [_new_database(path)]
     try:
-        db = connect(path)
+        db = open_as_is(path)
         try:
             status = schema_status(db)
             db.execute("BEGIN IMMEDIATE")  # proves the bot could take the write lock
