@@ -3,6 +3,7 @@
     python -m bot                      run the bot (reads .env)
     python -m bot doctor               check a deployment, one line per check
     python -m bot stats [--since 7d]   the picture report from the database
+    python -m bot backup FILE          a consistent copy of the database, while it runs
 
 Start-up problems an operator must fix (a bad setting, an unreadable personas file, a
 broken workflow template, a locked or damaged database, another bot already running on the
@@ -25,7 +26,7 @@ from bot import __version__, app
 from bot.logging_setup import setup_logging
 from bot.personas import PersonasError
 from bot.pictures.runtime import GeneratorFactory
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, environment_warnings, load_settings
 from bot.telegram.errors import TelegramUnauthorized
 from bot.telegram.redact import Redactor
 from comfy import WorkflowError
@@ -40,6 +41,7 @@ _FATAL: Final = (PersonasError, WorkflowError, StoreError, TelegramUnauthorized)
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: no command runs the bot; ``doctor`` and ``stats`` report."""
+    from bot.ops.backup import add_backup_arguments
     from bot.ops.stats import add_stats_arguments
 
     parser = argparse.ArgumentParser(
@@ -65,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Picture presses, results and timings, read from the database (read-only).",
     )
     add_stats_arguments(stats)
+    backup = commands.add_parser(
+        "backup",
+        help="copy the database to FILE, consistent even while the bot runs",
+        description=(
+            "A consistent copy of the database through SQLite's online backup API, safe "
+            "while the bot runs; FILE is replaced only once the copy is complete and checked."
+        ),
+    )
+    add_backup_arguments(backup)
     return parser
 
 
@@ -83,6 +94,10 @@ def main(argv: list[str] | None = None, *, make_generator: GeneratorFactory | No
         from bot.ops.stats import stats_main
 
         return stats_main(args)
+    if args.command == "backup":
+        from bot.ops.backup import backup_main
+
+        return backup_main(args)
     if args.command == "doctor":
         from bot.ops.doctor import doctor_main
 
@@ -97,6 +112,8 @@ def _run_bot(make_generator: GeneratorFactory | None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     _setup_logging(settings)
+    for line in environment_warnings():
+        logging.getLogger("bot").warning("%s", line)
     fatal: BaseException | None = None
     crashed = False
     run = app.run if make_generator is None else partial(app.run, make_generator=make_generator)

@@ -28,6 +28,7 @@ from bot.settings import (
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError
 from bot.throttle import UserLimits
+from comfy.logfields import fields
 from store import Store, User
 
 __all__ = ["Deps"]
@@ -87,4 +88,6 @@ class Deps:
         try:
             await self.api.answer_callback_query(query_id, text=text, show_alert=show_alert)
         except TelegramError as exc:
-            log.info("callback query not answered query=%s: %s", query_id, exc.description)
+            log.info(
+                "callback query not answered", extra=fields(query=query_id, error=exc.description)
+            )

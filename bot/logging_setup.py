@@ -21,10 +21,11 @@ from types import TracebackType
 from typing import Final, TextIO
 
 from bot.telegram.redact import Redactor
+from comfy.logfields import FIELDS_ATTRIBUTE
 
-__all__ = ["EVENT_FIELDS_KEY", "RedactingFormatter", "setup_logging"]
+__all__ = ["EVENT_FIELDS_KEY", "RedactingFormatter", "plain_fields", "setup_logging"]
 
-EVENT_FIELDS_KEY: Final = "event_fields"
+EVENT_FIELDS_KEY: Final = FIELDS_ATTRIBUTE  # where comfy.logfields.fields puts a line's data
 _QUIET_LOGGERS: Final = ("httpx", "httpcore", "hpack", "trio-websocket")
 
 
@@ -44,11 +45,11 @@ class RedactingFormatter(logging.Formatter):
         return self._redactor(text)
 
     def _format_plain(self, record: logging.LogRecord) -> str:
-        fields = getattr(record, EVENT_FIELDS_KEY, None)
-        text = super().format(record)
-        if isinstance(fields, dict) and fields:
-            text += " " + " ".join(f"{key}={_plain_value(value)}" for key, value in fields.items())
-        return text
+        return super().format(record)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # The fields follow the message on its own line, before any traceback.
+        return super().formatMessage(record) + plain_fields(record)
 
     def _format_json(self, record: logging.LogRecord) -> str:
         payload: dict[str, object] = {
@@ -63,6 +64,14 @@ class RedactingFormatter(logging.Formatter):
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def plain_fields(record: logging.LogRecord) -> str:
+    """The record's fields as `` key=value`` pairs (empty without fields), as plain lines show."""
+    fields = getattr(record, EVENT_FIELDS_KEY, None)
+    if not isinstance(fields, dict) or not fields:
+        return ""
+    return " " + " ".join(f"{key}={_plain_value(value)}" for key, value in fields.items())
 
 
 def _plain_value(value: object) -> str:

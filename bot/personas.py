@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -172,7 +172,7 @@ def load_personas(path: Path) -> PersonaBook:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise PersonasError(
-            f"PERSONAS_FILE {str(path)!r}: {where}: {first['msg']}"
+            f"PERSONAS_FILE {str(path)!r}: {where}: {_sentence(first)}"
             + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
         ) from None
     return PersonaBook(
@@ -181,3 +181,10 @@ def load_personas(path: Path) -> PersonaBook:
         default_image=parsed.default_image,
         texts=parsed.texts,
     )
+
+
+def _sentence(error: Any) -> str:
+    """pydantic's message, without the "Value error, " it puts before a validator's own."""
+    if error.get("type") == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    return str(error["msg"])

@@ -6,6 +6,7 @@ nothing here awaits, so the whole table is tested with plain functions.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -52,6 +53,7 @@ __all__ = [
     "PersonaChoice",
     "PersonaCmd",
     "PreCheckout",
+    "ResetCmd",
     "StartCmd",
     "UnknownCallback",
     "UnknownCmd",
@@ -59,6 +61,9 @@ __all__ = [
 ]
 
 MAX_USER_TEXT_CHARS: Final = 2000  # what reaches the LLM; Telegram allows 4096
+# A deep link's payload (t.me/<bot>?start=<payload>): Telegram allows up to 64 of these
+# characters (docs/telegram.md, T16); anything else is not a payload we made.
+_START_PAYLOAD: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,10 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class StartCmd:
+    """``/start``, or ``/start <payload>`` from a deep link (``t.me/<bot>?start=vera``)."""
+
     ctx: Context
+    payload: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,13 @@ class HelpCmd:
 
 @dataclass(frozen=True, slots=True)
 class PersonaCmd:
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class ResetCmd:
+    """``/reset``: the conversation with the current persona starts over."""
+
     ctx: Context
 
 
@@ -228,6 +243,7 @@ Command = (
     | BuyCmd
     | PayInfoCmd
     | ForgetCmd
+    | ResetCmd
     | AdminCmd
     | UnknownCmd
     | ChatText
@@ -245,15 +261,15 @@ Command = (
 )
 
 _SIMPLE_COMMANDS: Final[
-    dict[str, type[StartCmd | HelpCmd | PersonaCmd | BalanceCmd | BuyCmd | ForgetCmd]]
+    dict[str, type[HelpCmd | PersonaCmd | BalanceCmd | BuyCmd | ForgetCmd | ResetCmd]]
 ] = {
-    "start": StartCmd,
     "buy": BuyCmd,
     "help": HelpCmd,
     "persona": PersonaCmd,
     "balance": BalanceCmd,
     "quota": BalanceCmd,
     "forget": ForgetCmd,
+    "reset": ResetCmd,
 }
 PAY_INFO_COMMANDS: Final = frozenset({"paysupport", "terms"})
 ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe", "stats", "refund", "stoprenewal"})
@@ -312,6 +328,9 @@ def _route_command(ctx: Context, text: str, *, bot_username: str | None) -> Comm
     if addressee and bot_username and addressee.lower() != bot_username.lower():
         return Ignored("command for another bot")
     name = name.lower()
+    if name == "start":
+        payload = args[0] if args and _START_PAYLOAD.fullmatch(args[0]) else None
+        return StartCmd(ctx, payload=payload)
     if name in _SIMPLE_COMMANDS:
         return _SIMPLE_COMMANDS[name](ctx)
     if name in PAY_INFO_COMMANDS:

@@ -8,30 +8,59 @@ Examples::
     ADMIN_USER_IDS=111,222
 
 A bad or missing value stops the start with one line that names the variable
-(:class:`SettingsError`); the token never appears in it.
+(:class:`SettingsError`); the token never appears in it. So does a name in ``.env`` that
+looks meant for the bot but is no setting (``COMFYUI_CONCURENCY=3``): the line says which
+known name is closest. The same name in the environment is only warned about
+(:func:`environment_warnings`), since the environment is shared with other programs.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from dotenv import dotenv_values
+from pydantic import (
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.offers import MAX_SUBSCRIPTION_STARS, Pack, parse_packs
 from bot.telegram.redact import TOKEN_PATTERN
 from comfy.servers import ServerSpec, parse_servers
+from comfy.workflow import SHIPPED_WORKFLOW
 from store.retention import RetentionPolicy
 
-__all__ = ["SECRET_FIELDS", "Settings", "SettingsError", "load_settings"]
+__all__ = [
+    "SECRET_FIELDS",
+    "SETTING_NAMES",
+    "Settings",
+    "SettingsError",
+    "environment_warnings",
+    "load_settings",
+    "unknown_names",
+]
 
 DEFAULT_TELEGRAM_API_BASE: Final = "https://api.telegram.org"
-SHIPPED_PERSONAS: Final = Path(__file__).with_name("personas.json")
+# Inside the package, so an installed wheel finds it from any working folder.
+SHIPPED_PERSONAS: Final = Path(str(resources.files("bot").joinpath("personas.json")))
 SECRET_FIELDS: Final = frozenset({"telegram_bot_token", "llm_api_key"})
 DEFAULT_USER_MESSAGES_PER_MINUTE: Final = 20
 DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE: Final = 6
 _REQUIRED: Final = "{name} is required; set it in .env (see .env.example)"
+# difflib's similarity from which a name counts as a typo of a setting even without one of
+# the settings' prefixes (COMFUI_BASE_URL); measured on the names here, 0.8 catches one
+# dropped, doubled or swapped letter and no unrelated variable of a usual environment.
+_TYPO_SIMILARITY: Final = 0.8
 
 
 class SettingsError(Exception):
@@ -50,7 +79,7 @@ class Settings(BaseSettings):
     telegram_api_base: HttpUrl = HttpUrl(DEFAULT_TELEGRAM_API_BASE)
     database_path: Path = Path("data/bot.db")
     personas_file: Path = SHIPPED_PERSONAS
-    workflow_file: Path = Path("workflows/sdxl_lora.json")
+    workflow_file: Path = SHIPPED_WORKFLOW
 
     # One URL or a comma-separated list, each with an optional "#N" slots (comfy.servers).
     comfyui_base_url: str | None = None
@@ -108,17 +137,23 @@ class Settings(BaseSettings):
             parse_servers(value, default_slots=1)  # the shape only; slots are read later
         return value
 
-    @field_validator("personas_file", mode="before")
+    @field_validator("personas_file", "workflow_file", mode="before")
     @classmethod
-    def _empty_is_shipped(cls, value: object) -> object:
-        return SHIPPED_PERSONAS if isinstance(value, str) and not value.strip() else value
+    def _empty_is_shipped(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and not value.strip():
+            return SHIPPED_PERSONAS if info.field_name == "personas_file" else SHIPPED_WORKFLOW
+        return value
 
     @field_validator("admin_user_ids", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
-        return value
+        if not isinstance(value, str):
+            return value
+        parts = [part for part in value.replace(" ", "").split(",") if part]
+        bad = [part for part in parts if not part.lstrip("-").isdigit()]
+        if bad:
+            raise ValueError(f"not a comma-separated list of Telegram user ids: {bad[0]!r}")
+        return frozenset(int(part) for part in parts)
 
     @field_validator("stars_packs", mode="before")
     @classmethod
@@ -184,6 +219,11 @@ class Settings(BaseSettings):
         return tuple(value.get_secret_value() for value in values if value is not None)
 
 
+SETTING_NAMES: Final = frozenset(name.upper() for name in Settings.model_fields)
+# A variable with one of these prefixes is meant for the bot (TELEGRAM_, COMFYUI_, LLM_…).
+_PREFIXES: Final = frozenset(name.split("_", 1)[0] + "_" for name in SETTING_NAMES)
+
+
 def load_settings(
     *, env_file: str | Path | None = ".env", require_token: bool = True, **overrides: object
 ) -> Settings:
@@ -192,15 +232,50 @@ def load_settings(
     *overrides* replace values (tests); the environment and *env_file* fill the rest.
     *require_token* is False only for commands that read the database and nothing else.
     """
+    problems = unknown_names(_names_in_file(env_file), where=str(env_file))
+    settings: Settings | None = None
     try:
         # ``_env_file`` is pydantic-settings' init-time override of model_config's file.
         factory: Any = Settings
-        settings: Settings = factory(_env_file=env_file, **overrides)
+        settings = factory(_env_file=env_file, **overrides)
     except ValidationError as exc:
-        raise SettingsError("; ".join(_describe(error) for error in exc.errors())) from None
+        problems = [_describe(error) for error in exc.errors()] + problems
+    if settings is None or problems:
+        raise SettingsError("; ".join(problems))
     if require_token and settings.telegram_bot_token is None:
         raise SettingsError(_REQUIRED.format(name="TELEGRAM_BOT_TOKEN"))
     return settings
+
+
+def unknown_names(names: Iterable[str], *, where: str) -> list[str]:
+    """PURE: one line per name that looks meant for the bot but is no setting.
+
+    A name looks meant for the bot when it starts with a setting's prefix (``COMFYUI_``)
+    or is a near miss of a setting's name. Case does not matter, as in pydantic-settings.
+    """
+    lines: list[str] = []
+    for raw in names:
+        name = raw.upper()
+        if name in SETTING_NAMES:
+            continue
+        closest = difflib.get_close_matches(name, SETTING_NAMES, n=1, cutoff=0.6)
+        near = difflib.get_close_matches(name, SETTING_NAMES, n=1, cutoff=_TYPO_SIMILARITY)
+        if not near and not name.startswith(tuple(_PREFIXES)):
+            continue
+        hint = f"did you mean {closest[0]}?" if closest else "see .env.example for the names"
+        lines.append(f"{raw} in {where} is not a setting; {hint}")
+    return lines
+
+
+def environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per variable in the environment that looks like a mistyped setting."""
+    return unknown_names(os.environ if environ is None else environ, where="the environment")
+
+
+def _names_in_file(env_file: str | Path | None) -> list[str]:
+    if env_file is None or not Path(env_file).is_file():
+        return []
+    return list(dotenv_values(env_file))
 
 
 def _describe(error: object) -> str:
@@ -210,6 +285,9 @@ def _describe(error: object) -> str:
     if error.get("type") == "missing":
         return _REQUIRED.format(name=name)
     message = str(error.get("msg", "invalid value"))
+    if error.get("type") == "value_error":
+        # pydantic prefixes a validator's own sentence with "Value error, ".
+        message = str(error.get("ctx", {}).get("error", message))
     if field in SECRET_FIELDS:
         return f"{name}: {message}"
     return f"{name}: {message} (got {error.get('input')!r})"

@@ -21,12 +21,14 @@ COMMAND_MENU: Final[dict[Lang, tuple[tuple[str, str], ...]]] = {
         ("start", "начать и выбрать персонажа"),
         ("persona", "сменить персонажа"),
         ("balance", "сколько картинок осталось"),
+        ("reset", "начать разговор заново"),
         ("help", "что я умею"),
     ),
     "en": (
         ("start", "start and choose a persona"),
         ("persona", "switch persona"),
         ("balance", "images left"),
+        ("reset", "start the conversation over"),
         ("help", "what I can do"),
     ),
 }
@@ -66,13 +68,15 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
             "Просто пиши мне — я отвечу от лица выбранного персонажа.\n"
             "Под ответом есть кнопка «👁️ Посмотреть»: она рисует картинку к этой сцене.\n\n"
             "/persona — выбрать персонажа\n/balance — сколько картинок осталось\n"
-            "/forget — стереть нашу переписку\n/help — эта подсказка"
+            "/reset — начать разговор заново\n/forget — стереть нашу переписку\n"
+            "/help — эта подсказка"
         ),
         "en": (
             "Just write to me and I will answer as the persona you chose.\n"
             "Under a reply, the «👁️ Посмотреть» button draws a picture of that scene.\n\n"
             "/persona — choose a persona\n/balance — images left\n"
-            "/forget — erase our conversation\n/help — this help"
+            "/reset — start the conversation over\n/forget — erase our conversation\n"
+            "/help — this help"
         ),
     },
     "help_payments": {
@@ -80,6 +84,10 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "/terms — условия",
         "en": "/buy — buy pictures with Stars\n/paysupport — help with purchases\n"
         "/terms — terms of service",
+    },
+    "conversation_reset": {
+        "ru": "Начинаем заново: {persona} не помнит прошлого разговора.",
+        "en": "Starting over: {persona} does not remember the earlier conversation.",
     },
     "balance": {
         "ru": "Картинок на балансе: {balance}.",

@@ -21,6 +21,7 @@ from bot.chat.handlers import (
     handle_non_text,
     handle_persona,
     handle_persona_choice,
+    handle_reset,
     handle_start,
     handle_unknown_callback,
     handle_unknown_command,
@@ -58,6 +59,7 @@ from bot.routing import (
     PersonaChoice,
     PersonaCmd,
     PreCheckout,
+    ResetCmd,
     StartCmd,
     UnknownCallback,
     UnknownCmd,
@@ -67,6 +69,7 @@ from bot.telegram.dispatcher import TryAgainLater
 from bot.telegram.errors import TelegramForbidden
 from bot.telegram.types import Update
 from bot.texts import t
+from comfy.logfields import fields
 from store import StoreError, is_transient
 
 __all__ = ["ADMIN_HANDLERS", "dispatch_command", "make_handler", "make_throttle"]
@@ -88,7 +91,7 @@ def make_handler(deps: Deps) -> Callable[[Update], Awaitable[None]]:
             await dispatch_command(deps, command)
         except TelegramForbidden as exc:
             user_id = update.user.id if update.user is not None else None
-            log.info("user blocked the bot user=%s: %s", user_id, exc.description)
+            log.info("user blocked the bot", extra=fields(user=user_id, error=exc.description))
             if user_id is not None:
                 await _set_blocked(deps, user_id, blocked=True)
         except (StoreError, sqlite3.Error) as exc:
@@ -167,6 +170,8 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_payment_refunded(deps, command)
         case ForgetCmd():
             await handle_forget(deps, command)
+        case ResetCmd():
+            await handle_reset(deps, command)
         case AdminCmd():
             await _admin(deps, command)
         case UnknownCmd():
@@ -185,9 +190,9 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_unknown_callback(deps, command)
         case BlockedChange():
             log.info(
-                "user %s the bot user=%s",
+                "user %s the bot",
                 "blocked" if command.blocked else "unblocked",
-                command.user_id,
+                extra=fields(user=command.user_id),
             )
             await _set_blocked(deps, command.user_id, blocked=command.blocked)
         case Ignored():
@@ -206,7 +211,9 @@ ADMIN_HANDLERS: Final = {
 async def _admin(deps: Deps, command: AdminCmd) -> None:
     """``ADMIN_USER_IDS`` may run admin commands; everyone else is told so."""
     if not deps.settings.is_admin(command.ctx.user_id):
-        log.warning("admin command refused user=%s command=%s", command.ctx.user_id, command.name)
+        log.warning(
+            "admin command refused", extra=fields(user=command.ctx.user_id, command=command.name)
+        )
         await deps.api.send_message(command.ctx.chat_id, t("admin_only", command.ctx.lang))
         return
     await ADMIN_HANDLERS[command.name](deps, command)

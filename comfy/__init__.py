@@ -25,10 +25,17 @@ from comfy.errors import (
 from comfy.follower import Follower, OpenWebsocket, websocket_opener
 from comfy.generate import Comfy, GeneratedImage, ProgressStage, PromptProgress
 from comfy.preflight import MissingModel, check_models
-from comfy.workflow import MAX_SEED, PromptParams, WorkflowError, WorkflowTemplate
+from comfy.workflow import (
+    MAX_SEED,
+    SHIPPED_WORKFLOW,
+    PromptParams,
+    WorkflowError,
+    WorkflowTemplate,
+)
 
 __all__ = [
     "MAX_SEED",
+    "SHIPPED_WORKFLOW",
     "Comfy",
     "ComfyClient",
     "ComfyError",

@@ -14,20 +14,29 @@ that has the checkpoint and the LoRA.
 
 Uses the same code path as the bot (template, websocket follower, timeout and cleanup).
 Exit code 0 on success, 1 with a one-line error otherwise.
+
+The defaults come from the bot's own settings, read from ``.env`` in the working folder
+and the environment (the environment wins, as for the bot): ``COMFYUI_BASE_URL`` for
+``--url``, ``COMFYUI_DEFAULT_CHECKPOINT``, ``COMFYUI_TIMEOUT_SECONDS`` and
+``WORKFLOW_FILE``. So next to the bot's ``.env``, ``python -m comfy --check --lora
+anna.safetensors`` needs nothing exported.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Final
 
 import httpx
 import trio
+from dotenv import dotenv_values
 
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
@@ -35,27 +44,62 @@ from comfy.follower import Follower, OpenWebsocket, websocket_opener
 from comfy.generate import Comfy, GeneratedImage, ProgressStage, PromptProgress
 from comfy.preflight import check_models
 from comfy.servers import ServerSpec, parse_servers
-from comfy.workflow import MAX_SEED, PromptParams, WorkflowError, WorkflowTemplate
+from comfy.workflow import (
+    MAX_SEED,
+    SHIPPED_WORKFLOW,
+    PromptParams,
+    WorkflowError,
+    WorkflowTemplate,
+)
 
-__all__ = ["build_parser", "main", "run_cli"]
+__all__ = ["bot_settings", "build_parser", "main", "run_cli"]
 
-DEFAULT_WORKFLOW: Final = "workflows/sdxl_lora.json"
+DEFAULT_WORKFLOW: Final = str(SHIPPED_WORKFLOW)
+DEFAULT_CHECKPOINT: Final = "sd_xl_base_1.0.safetensors"
 DEFAULT_TIMEOUT_S: Final = 120.0
+ENV_FILE: Final = ".env"
 HTTP_TIMEOUT: Final = httpx.Timeout(30.0)
 
 Say = Callable[[str], None]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def bot_settings(
+    env_file: str | Path = ENV_FILE, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The bot's variables from *env_file* and the environment (which wins), upper-cased.
+
+    ``comfy`` knows nothing of the bot's settings model, so it reads the file itself;
+    empty values count as unset, as they do for the bot.
+    """
+    values = {
+        name.upper(): value
+        for name, value in dotenv_values(env_file).items()
+        if value is not None and value.strip()
+    }
+    environ = os.environ if environ is None else environ
+    values.update({name.upper(): value for name, value in environ.items() if value.strip()})
+    return values
+
+
+def build_parser(settings: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The command line; *settings* (see :func:`bot_settings`) give the defaults."""
+    known = settings or {}
+    url = known.get("COMFYUI_BASE_URL")
     parser = argparse.ArgumentParser(
         prog="python -m comfy", description="Draw one picture on ComfyUI, or check its models."
     )
     parser.add_argument(
         "--url",
-        required=True,
-        help="ComfyUI base URL, e.g. http://gpu:8188, or a comma-separated list of them",
+        required=url is None,
+        default=url,
+        help=(
+            "ComfyUI base URL, e.g. http://gpu:8188, or a comma-separated list of them"
+            " (default: COMFYUI_BASE_URL from .env)"
+        ),
     )
-    parser.add_argument("--checkpoint", default="sd_xl_base_1.0.safetensors")
+    parser.add_argument(
+        "--checkpoint", default=known.get("COMFYUI_DEFAULT_CHECKPOINT", DEFAULT_CHECKPOINT)
+    )
     parser.add_argument(
         "--lora", action="append", default=[], help="LoRA file (repeat for --check)"
     )
@@ -66,8 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int)
     parser.add_argument("--height", type=int)
     parser.add_argument("--steps", type=int)
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds")
-    parser.add_argument("--workflow", default=DEFAULT_WORKFLOW)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=known.get("COMFYUI_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_S),
+        help="seconds",
+    )
+    parser.add_argument("--workflow", default=known.get("WORKFLOW_FILE", DEFAULT_WORKFLOW))
     parser.add_argument("-o", "--output", help="file to write the picture to")
     parser.add_argument("--check", action="store_true", help="only check the models exist")
     return parser
@@ -224,7 +273,7 @@ def _opener(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(bot_settings()).parse_args(argv)
     return trio.run(run_cli, args)
 
 

@@ -36,6 +36,7 @@ from comfy.backoff import backoff_delays
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from comfy.events import Garbage, Status, Unknown, parse_ws_message
+from comfy.logfields import fields
 from comfy.protocol import (
     Probe,
     PromptTracker,
@@ -104,7 +105,10 @@ class PromptWatch:
         try:
             self._send.send_nowait(update)
         except trio.WouldBlock:
-            log.debug("comfy progress dropped prompt_id=%s (its waiter is behind)", self.prompt_id)
+            log.debug(
+                "comfy progress dropped (its waiter is behind)",
+                extra=fields(prompt_id=self.prompt_id),
+            )
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
@@ -240,7 +244,7 @@ class Follower:
                 cause = exc.__cause__ or exc
                 self.last_error = f"cannot connect: {type(cause).__name__}: {cause}".rstrip(": ")
         except Exception as exc:  # a bug here must not end pictures for the process's life
-            log.exception("comfy ws reader failed client_id=%s", client_id)
+            log.exception("comfy ws reader failed", extra=fields(client_id=client_id))
             self.last_error = f"unexpected {type(exc).__name__}"
         finally:
             self._set_disconnected()
@@ -293,7 +297,9 @@ class Follower:
         self._connected.set()
         self._disconnected = trio.Event()
         self._reconcile_now.set()  # prompts of the previous socket may have ended meanwhile
-        log.info("comfy ws connected server=%s client_id=%s", self._client.server, client_id)
+        log.info(
+            "comfy ws connected", extra=fields(server=self._client.server, client_id=client_id)
+        )
 
     def _set_disconnected(self) -> None:
         if self._client_id is None:
@@ -312,7 +318,8 @@ class Follower:
                 watch.offer(update)
             if update.terminal:
                 log.info(
-                    "comfy prompt ended prompt_id=%s state=%s", update.prompt_id, update.state.value
+                    "comfy prompt ended",
+                    extra=fields(prompt_id=update.prompt_id, state=update.state.value),
                 )
 
     def _is_orphan(self, watch: PromptWatch) -> bool:
@@ -340,7 +347,8 @@ class Follower:
                 self._reconcile_error = ""
                 if self._watches.get(watch.prompt_id) is watch:
                     log.debug(
-                        "comfy reconciled prompt_id=%s: %s", watch.prompt_id, probe.signal.value
+                        "comfy reconciled",
+                        extra=fields(prompt_id=watch.prompt_id, signal=probe.signal.value),
                     )
                     self._deliver(self._tracker.reconcile(watch.prompt_id, probe))
 

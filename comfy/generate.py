@@ -31,6 +31,7 @@ from comfy.errors import (
     PromptRejected,
 )
 from comfy.follower import Follower, PromptWatch, probe_prompt
+from comfy.logfields import fields
 from comfy.messages import ImageRef
 from comfy.protocol import PromptState, PromptTracker, PromptUpdate, probe_from_history
 
@@ -129,10 +130,10 @@ class Comfy:
                     image = await self._run(prompt, recover=recover, deadline=budget.deadline)
             except trio.TooSlowError:
                 log.warning(
-                    "comfy prompt timed out prompt_id=%s server=%s after %g s",
-                    prompt_id,
-                    self._client.server,
-                    timeout_s,
+                    "comfy prompt timed out",
+                    extra=fields(
+                        prompt_id=prompt_id, server=self._client.server, after_s=timeout_s
+                    ),
                 )
                 cancelled = (
                     "; cancelled on ComfyUI" if prompt.on_server and not prompt.ended else ""
@@ -164,9 +165,8 @@ class Comfy:
                     )
                 resubmits_left -= 1
                 log.warning(
-                    "comfy prompt vanished prompt_id=%s server=%s; submitting again",
-                    prompt.prompt_id,
-                    self._client.server,
+                    "comfy prompt vanished; submitting again",
+                    extra=fields(prompt_id=prompt.prompt_id, server=self._client.server),
                 )
             outcome = await self._submit_and_wait(prompt)
         prompt.ended = True
@@ -191,10 +191,12 @@ class Comfy:
         updates = tracker.reconcile(prompt.prompt_id, probe)
         state = tracker.state(prompt.prompt_id)
         log.info(
-            "comfy recover prompt_id=%s server=%s: %s",
-            prompt.prompt_id,
-            self._client.server,
-            probe.signal.value,
+            "comfy recover",
+            extra=fields(
+                prompt_id=prompt.prompt_id,
+                server=self._client.server,
+                signal=probe.signal.value,
+            ),
         )
         if state in (PromptState.VANISHED, PromptState.INTERRUPTED):
             return None
@@ -230,10 +232,10 @@ class Comfy:
             raise
         self._follower.mark_submitted(prompt.watch)
         log.info(
-            "comfy prompt submitted prompt_id=%s server=%s client_id=%s",
-            prompt.prompt_id,
-            self._client.server,
-            client_id,
+            "comfy prompt submitted",
+            extra=fields(
+                prompt_id=prompt.prompt_id, server=self._client.server, client_id=client_id
+            ),
         )
         prompt.report(PromptProgress(ProgressStage.QUEUED))
         return await self._wait(prompt, prompt.watch)
@@ -277,18 +279,24 @@ class Comfy:
                     queue = await self._client.get_queue()
                 if prompt_id in queue.running:
                     await self._client.interrupt(prompt_id)
-                    log.info("comfy prompt interrupted prompt_id=%s server=%s", prompt_id, server)
+                    log.info(
+                        "comfy prompt interrupted", extra=fields(prompt_id=prompt_id, server=server)
+                    )
                 else:
                     log.info(
-                        "comfy prompt removed from queue prompt_id=%s server=%s", prompt_id, server
+                        "comfy prompt removed from queue",
+                        extra=fields(prompt_id=prompt_id, server=server),
                     )
             except ComfyError as exc:
                 log.warning(
-                    "comfy cleanup failed prompt_id=%s server=%s: %s", prompt_id, server, exc.detail
+                    "comfy cleanup failed",
+                    extra=fields(prompt_id=prompt_id, server=server, error=exc.detail),
                 )
         if cleanup.cancelled_caught:
             log.warning(
-                "comfy cleanup gave up after %g s prompt_id=%s", CLEANUP_TIMEOUT_S, prompt_id
+                "comfy cleanup gave up after %g s",
+                CLEANUP_TIMEOUT_S,
+                extra=fields(prompt_id=prompt_id),
             )
 
     async def _forget_history(self, prompt_id: str) -> None:
@@ -296,4 +304,7 @@ class Comfy:
             try:
                 await self._client.delete_history(prompt_id)
             except ComfyError as exc:
-                log.info("comfy history delete failed prompt_id=%s: %s", prompt_id, exc.detail)
+                log.info(
+                    "comfy history delete failed",
+                    extra=fields(prompt_id=prompt_id, error=exc.detail),
+                )

@@ -19,13 +19,17 @@ import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["MAX_SEED", "PromptParams", "WorkflowError", "WorkflowTemplate"]
+__all__ = ["MAX_SEED", "SHIPPED_WORKFLOW", "PromptParams", "WorkflowError", "WorkflowTemplate"]
 
 MAX_SEED: Final = 2**64 - 1  # KSampler's seed input accepts 0..18446744073709551615
 _EXPORT_HINT: Final = "re-export it from ComfyUI with 'Export (API)'"
+# The SDXL + LoRA template shipped inside the package, so an installed wheel finds it from
+# any working folder. pip unpacks wheels, so the resource is a real file with a path.
+SHIPPED_WORKFLOW: Final = Path(str(resources.files("comfy").joinpath("workflows/sdxl_lora.json")))
 
 
 class WorkflowError(ValueError):

@@ -44,6 +44,13 @@ class Conversation:
                 user_id=user_id, persona_key=persona_key, role="assistant", text=answered, now=now
             )
 
+    def clear(self, *, user_id: int, persona_key: str) -> int:
+        """Forget this user's turns with this persona (``/reset``); how many there were."""
+        cursor = self._db.execute(
+            "DELETE FROM turns WHERE user_id = ? AND persona_key = ?", [user_id, persona_key]
+        )
+        return cursor.rowcount
+
     def last(self, *, user_id: int, persona_key: str, limit: int) -> list[Turn]:
         """The newest *limit* turns, oldest first."""
         rows = self._db.query(

@@ -22,6 +22,7 @@ import trio.testing
 
 from bot import app
 from bot.settings import Settings, load_settings
+from comfy import SHIPPED_WORKFLOW
 from store import Store, open_store
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
 
@@ -164,7 +165,7 @@ async def start_bot(
         "database_path": tmp_path / "data" / "bot.db",
         "comfyui_base_url": COMFY_BASE_URL if comfy is not None else "",
         "llm_base_url": LLM_BASE_URL if llm is not None else "",
-        "workflow_file": Path(__file__).parent.parent / "workflows" / "sdxl_lora.json",
+        "workflow_file": SHIPPED_WORKFLOW,
     }
     if comfies:
         values["comfyui_base_url"] = ",".join(

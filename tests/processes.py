@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -45,12 +45,14 @@ def bot_environment(tmp_path: Path, **values: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running_bot(env: dict[str, str]) -> AsyncIterator[tuple[trio.Process, bytearray]]:
-    """``python -m bot`` with its output collected; killed if the test leaves it running."""
+async def running_bot(
+    env: dict[str, str], *, command: Sequence[str] | None = None, cwd: Path = ROOT
+) -> AsyncIterator[tuple[trio.Process, bytearray]]:
+    """``python -m bot`` (or *command*) with its output collected; killed if left running."""
     output = bytearray()
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "bot"],
-        cwd=ROOT,
+        list(command) if command is not None else [sys.executable, "-m", "bot"],
+        cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -14,6 +14,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("usage: python -m bot")
     assert "doctor" in out
     assert "stats" in out
+    assert "backup" in out
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -22,7 +23,12 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("command", "says"), [("doctor", "with what to change when it fails"), ("stats", "--since")]
+    ("command", "says"),
+    [
+        ("doctor", "with what to change when it fails"),
+        ("stats", "--since"),
+        ("backup", "online backup API"),
+    ],
 )
 def test_each_command_has_its_help(
     command: str, says: str, capsys: pytest.CaptureFixture[str]

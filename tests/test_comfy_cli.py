@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
-from comfy.__main__ import build_parser, run_cli
+from comfy import SHIPPED_WORKFLOW
+from comfy.__main__ import bot_settings, build_parser, run_cli
 from tests.fakes.comfy import PNG_MAGIC, open_fake_comfy
 from tests.fakes.comfy_fixtures import FAKE_BASE_URL
 
-WORKFLOW = str(Path(__file__).resolve().parent.parent / "workflows" / "sdxl_lora.json")
+WORKFLOW = str(SHIPPED_WORKFLOW)
 
 
 def test_parser_defaults_and_repeatable_lora() -> None:
@@ -30,7 +32,7 @@ def test_parser_defaults_and_repeatable_lora() -> None:
     assert (args.checkpoint, args.timeout, args.workflow) == (
         "sd_xl_base_1.0.safetensors",
         120.0,
-        "workflows/sdxl_lora.json",
+        WORKFLOW,
     )
     assert args.check
     assert args.seed is None
@@ -125,3 +127,35 @@ async def test_drawing_needs_prompt_lora_and_output() -> None:
     lines: list[str] = []
     code = await run_cli(build_parser().parse_args(["--url", FAKE_BASE_URL]), say=lines.append)
     assert (code, lines) == (2, ["error: --prompt, --lora and -o are required to draw a picture"])
+
+
+def test_defaults_come_from_the_bots_env_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("COMFYUI_BASE_URL", "COMFYUI_TIMEOUT_SECONDS", "COMFYUI_DEFAULT_CHECKPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("WORKFLOW_FILE", raising=False)
+    (tmp_path / ".env").write_text(
+        "COMFYUI_BASE_URL=http://gpu:8188\nCOMFYUI_TIMEOUT_SECONDS=45\nWORKFLOW_FILE=\n"
+        "comfyui_default_checkpoint=own.safetensors\n"
+    )
+    monkeypatch.setenv("COMFYUI_TIMEOUT_SECONDS", "30")  # the environment wins, as for the bot
+    args = build_parser(bot_settings()).parse_args(["--check", "--lora", "a.safetensors"])
+    assert args.url == "http://gpu:8188"
+    assert args.timeout == 30.0
+    assert args.checkpoint == "own.safetensors"
+    assert args.workflow == WORKFLOW  # empty means the shipped template
+    explicit = build_parser(bot_settings()).parse_args(["--url", "http://other:1", "--check"])
+    assert explicit.url == "http://other:1"
+
+
+def test_without_a_url_anywhere_the_usage_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("COMFYUI_BASE_URL", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        build_parser(bot_settings()).parse_args(["--check"])
+    assert exited.value.code == 2
+    assert "the following arguments are required: --url" in capsys.readouterr().err

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import random
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from comfy import Follower, PromptParams, PromptProgress, WorkflowTemplate
+from comfy import SHIPPED_WORKFLOW, Follower, PromptParams, PromptProgress, WorkflowTemplate
 from comfy.backoff import backoff_delays
 from comfy.follower import (
     HEARTBEAT_INTERVAL_S,
@@ -24,9 +23,7 @@ from comfy.follower import (
 from tests.fakes.comfy import PromptScript, open_fake_comfy
 from tests.fakes.comfy_fixtures import ComfyStack, open_comfy_stack
 
-TEMPLATE = WorkflowTemplate.from_file(
-    Path(__file__).resolve().parent.parent / "workflows" / "sdxl_lora.json"
-)
+TEMPLATE = WorkflowTemplate.from_file(SHIPPED_WORKFLOW)
 GRAPH = TEMPLATE.build(
     PromptParams("sd_xl_base_1.0.safetensors", "anna.safetensors", 1.0, 1.0, "a", "b", 1)
 )

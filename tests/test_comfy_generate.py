@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ import trio
 import trio.testing
 
 from comfy import (
+    SHIPPED_WORKFLOW,
     ComfyUnavailable,
     GeneratedImage,
     GenerationFailed,
@@ -29,9 +29,7 @@ from comfy.generate import WAIT_CONNECTED_S
 from tests.fakes.comfy import PNG_MAGIC, Outcome, PromptScript, open_fake_comfy
 from tests.fakes.comfy_fixtures import ComfyStack, open_comfy_stack
 
-TEMPLATE = WorkflowTemplate.from_file(
-    Path(__file__).resolve().parent.parent / "workflows" / "sdxl_lora.json"
-)
+TEMPLATE = WorkflowTemplate.from_file(SHIPPED_WORKFLOW)
 HANG = PromptScript(outcome=Outcome.HANG, run_s=10.0, steps=2)
 
 

@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.testing
 
+from bot.logging_setup import plain_fields
 from bot.telegram.dispatcher import TryAgainLater, is_urgent, lane_key, run_dispatcher
 from bot.telegram.types import Update
 from tests.fakes.comfy_fixtures import NoJitter
@@ -126,11 +127,11 @@ async def test_a_failing_handler_is_logged_and_its_update_parked_not_lost(
     assert inbox.done == [2]
     assert inbox.parked == [(1, "ValueError: handler bug")]
     failures = [r for r in caplog.records if r.name == "bot.telegram.dispatcher"]
-    assert [(r.levelno, r.getMessage()) for r in failures] == [
+    assert [(r.levelno, r.getMessage() + plain_fields(r)) for r in failures] == [
         (logging.ERROR, "telegram_handler_failed update_id=1 type=message"),
         (
             logging.ERROR,
-            "telegram_update_parked update_id=1 type=message reason=ValueError: handler bug",
+            'telegram_update_parked update_id=1 type=message reason="ValueError: handler bug"',
         ),
     ]
     assert failures[0].exc_info is not None

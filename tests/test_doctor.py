@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlite_utils
 
 from bot.ops.doctor import Check, doctor_main, run_checks
 from bot.settings import Settings, load_settings
+from comfy import SHIPPED_WORKFLOW
+from store import open_store
+from store.maintenance import schema_status
+from store.schema import MIGRATIONS
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
 from tests.harness import LLM_BASE_URL, host_router
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> Settings:
@@ -23,7 +27,7 @@ def settings_for(tmp_path: Path, **overrides: object) -> Settings:
         "telegram_api_base": FAKE_BASE_URL,
         "comfyui_base_url": "http://comfy.test:8188",
         "database_path": tmp_path / "data" / "bot.db",
-        "workflow_file": ROOT / "workflows" / "sdxl_lora.json",
+        "workflow_file": SHIPPED_WORKFLOW,
     }
     values.update(overrides)
     return load_settings(env_file=None, **values)
@@ -58,7 +62,8 @@ async def test_a_healthy_deployment_passes_every_check(
     assert all(check.ok for check in checks.values()), [c.line() for c in checks.values()]
     assert checks["telegram"].line() == "✓ telegram: token valid, bot @persona_test_bot"
     assert "present" in checks["models"].detail
-    assert (tmp_path / "data" / "bot.db").exists()
+    assert "the bot creates" in checks["database"].detail
+    assert not (tmp_path / "data" / "bot.db").exists()  # the doctor changes nothing
 
 
 async def test_each_broken_part_is_one_line_with_its_fix(
@@ -119,3 +124,69 @@ def test_doctor_main_reports_bad_settings_and_exits_1(
     assert doctor_main() == 1
     out = capsys.readouterr().out
     assert out.startswith("✗ settings: TELEGRAM_BOT_TOKEN is required")
+
+
+async def test_with_pictures_off_a_broken_workflow_is_still_reported(
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_comfy: FakeComfy, autojump_clock: object
+) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    settings = settings_for(
+        tmp_path, comfyui_base_url="", image_enabled=False, workflow_file=broken
+    )
+    checks = await checks_for(settings, fake_telegram, fake_comfy)
+    assert checks["comfyui"].ok
+    assert not checks["workflow"].ok
+    assert "WORKFLOW_FILE" in checks["workflow"].detail
+
+
+async def test_the_database_check_names_the_schema_and_pending_migrations(
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_comfy: FakeComfy, autojump_clock: object
+) -> None:
+    path = tmp_path / "data" / "bot.db"
+    path.parent.mkdir()
+    sqlite3.connect(path).close()  # a file no bot has started on yet
+    settings = settings_for(tmp_path)
+    checks = await checks_for(settings, fake_telegram, fake_comfy)
+    assert checks["database"].ok
+    every = tuple(migration.name for migration in MIGRATIONS._migrations)
+    pending = f"schema empty, {len(every)} migration(s) pending ({', '.join(every)})"
+    assert pending in checks["database"].detail
+    untouched = sqlite_utils.Database(path)
+    assert schema_status(untouched).pending == every
+    assert untouched.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # not switched
+    untouched.close()
+
+    open_store(path).close()
+    checks = await checks_for(settings, fake_telegram, fake_comfy)
+    assert checks["database"].line().endswith(f"schema {every[-1]}, no migrations pending")
+
+
+async def test_a_database_from_a_newer_version_is_refused_by_the_doctor(
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_comfy: FakeComfy, autojump_clock: object
+) -> None:
+    path = tmp_path / "data" / "bot.db"
+    with open_store(path) as store:
+        store.db["_sqlite_migrations"].insert(
+            {"migration_set": "persona_bot", "name": "0999_future", "applied_at": "2027"}
+        )
+    checks = await checks_for(settings_for(tmp_path), fake_telegram, fake_comfy)
+    assert not checks["database"].ok
+    assert "0999_future" in checks["database"].detail
+    assert "forward" in checks["database"].detail
+
+
+def test_doctor_main_reports_a_mistyped_variable_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TEST_TOKEN)
+    monkeypatch.setenv("TELEGRAM_API_BASE", "http://127.0.0.1:9")  # refused at once
+    monkeypatch.setenv("COMFYUI_CONCURENCY", "3")
+    assert doctor_main() == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("✓ settings")
+    assert lines[1] == (
+        "✗ environment: COMFYUI_CONCURENCY in the environment is not a setting;"
+        " did you mean COMFYUI_CONCURRENCY?"
+    )

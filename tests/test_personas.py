@@ -103,3 +103,14 @@ def test_the_fallback_line_follows_the_personas_gender_or_their_own_line() -> No
     own = alice.model_copy(update={"fallback_line": "Ой, я отвлеклась на чайник."})
     assert fallback_line(own, "ru") == "Ой, я отвлеклась на чайник."
     assert book.texts.paysupport is not None
+
+
+def test_a_rule_of_the_file_is_reported_without_pydantics_prefix(tmp_path: Path) -> None:
+    data = shipped()
+    data["personas"].append(dict(data["personas"][0]))
+    path = write(tmp_path, data)
+    with pytest.raises(PersonasError) as caught:
+        load_personas(path)
+    message = str(caught.value)
+    assert "Value error" not in message
+    assert message.endswith(": (top level): duplicate persona keys ['alice']")

@@ -14,6 +14,7 @@ import pytest
 import trio
 from pydantic import SecretStr
 
+from bot.logging_setup import plain_fields
 from bot.telegram.client import DEFAULT_MAX_ATTEMPTS, LONG_POLL_MARGIN_S, TelegramApi
 from bot.telegram.dispatcher import run_dispatcher
 from bot.telegram.errors import TelegramUnauthorized
@@ -188,12 +189,14 @@ async def test_a_malformed_update_is_logged_and_skipped_not_the_batch(
     assert [i for i, _ in inbox.pending()] == [before, after]
     assert inbox.done == [bad]
     skipped = [
-        r.getMessage() for r in caplog.records if "telegram_update_skipped" in r.getMessage()
+        r.getMessage() + plain_fields(r)
+        for r in caplog.records
+        if "telegram_update_skipped" in r.getMessage()
     ]
     assert skipped == [
-        f"telegram_update_skipped update_id={bad} reason=1 validation errors, "
+        f'telegram_update_skipped update_id={bad} reason="1 validation errors, '
         "first: message.chat.id: Input should be a valid integer, "
-        "unable to parse string as an integer"
+        'unable to parse string as an integer"'
     ]
 
 
@@ -300,7 +303,11 @@ async def test_transient_failures_never_end_polling(
         receive = await start_polling(nursery, telegram_api, MemoryInbox())
         assert await receive_ids(receive, 1) == [said]
         nursery.cancel_scope.cancel()
-    failed = [r.getMessage() for r in caplog.records if "telegram_poll_failed" in r.getMessage()]
+    failed = [
+        r.getMessage() + plain_fields(r)
+        for r in caplog.records
+        if "telegram_poll_failed" in r.getMessage()
+    ]
     assert len(failed) == 2
     assert "getUpdates: ConnectError: [Errno 111] Connection refused" in failed[0]
     assert "getUpdates: Internal Server Error (error 500)" in failed[1]
@@ -309,8 +316,8 @@ async def test_transient_failures_never_end_polling(
         maximum_s=ERROR_BACKOFF_MAXIMUM_S,
         rng=random.Random(POLL_SEED),
     )
-    assert f"delay_s={next(outer):.3f}" in failed[0]
-    assert f"delay_s={next(outer):.3f}" in failed[1]
+    assert f"delay_s={round(next(outer), 3)}" in failed[0]
+    assert f"delay_s={round(next(outer), 3)}" in failed[1]
     # ten refused, one answered with the update, one long poll in flight when cancelled
     assert fake_telegram.calls.count("getUpdates") == 2 * DEFAULT_MAX_ATTEMPTS + 2
 

@@ -17,6 +17,7 @@ from bot.routing import (
     ImagePress,
     NonText,
     PersonaChoice,
+    ResetCmd,
     StartCmd,
     UnknownCallback,
     UnknownCmd,
@@ -156,3 +157,25 @@ def test_every_admin_command_has_a_handler() -> None:
     from bot.update_handler import ADMIN_HANDLERS
 
     assert set(ADMIN_HANDLERS) == ADMIN_COMMANDS
+
+
+def test_start_carries_a_deep_link_payload_and_refuses_forged_ones() -> None:
+    plain = route(message("/start"))
+    assert isinstance(plain, StartCmd)
+    assert plain.payload is None
+    linked = route(message("/start vera"))
+    assert isinstance(linked, StartCmd)
+    assert linked.payload == "vera"
+    addressed = route(message("/start@persona_bot max_2-b"), bot_username="persona_bot")
+    assert isinstance(addressed, StartCmd)
+    assert addressed.payload == "max_2-b"
+    for forged in ("/start ве ра", "/start ../x", "/start " + "a" * 65, "/start a;b"):
+        command = route(message(forged))
+        assert isinstance(command, StartCmd)
+        assert command.payload is None, forged
+
+
+def test_reset_is_its_own_command() -> None:
+    command = route(message("/reset"))
+    assert isinstance(command, ResetCmd)
+    assert command.ctx.user_id == 42

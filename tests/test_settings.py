@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import (
+    Settings,
+    SettingsError,
+    environment_warnings,
+    load_settings,
+    unknown_names,
+)
+from comfy import SHIPPED_WORKFLOW
 
 TOKEN = "123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
@@ -33,7 +40,8 @@ def test_seed_defaults() -> None:
     assert settings.comfyui_concurrency == 2
     assert settings.comfyui_default_checkpoint == "sd_xl_base_1.0.safetensors"
     assert settings.image_enabled is True
-    assert settings.workflow_file == Path("workflows/sdxl_lora.json")
+    assert settings.workflow_file == SHIPPED_WORKFLOW
+    assert settings.workflow_file.is_file()
     assert settings.database_path == Path("data/bot.db")
     assert not settings.images_available  # no ComfyUI, no button
 
@@ -111,6 +119,8 @@ def test_env_example_lists_every_setting_and_loads(monkeypatch: pytest.MonkeyPat
     assert names == {field.upper() for field in Settings.model_fields}
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)  # the one value the example leaves empty
     settings = load_settings(env_file=example)
+    assert settings.workflow_file.is_file()  # every path the example names exists
+    assert settings.personas_file.is_file()
     assert settings.comfyui_base_url is None
     assert not settings.images_available
 
@@ -142,3 +152,74 @@ def test_a_bad_server_list_is_one_line_naming_the_entry(value: str, names: str) 
     assert "\n" not in message
     assert message.startswith("COMFYUI_BASE_URL: ")
     assert names in message
+
+
+def test_an_empty_token_in_env_or_environment_says_it_is_required(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = tmp_path / ".env"
+    for line in ("TELEGRAM_BOT_TOKEN=\n", "TELEGRAM_BOT_TOKEN=   \n"):
+        env.write_text(line)
+        with pytest.raises(SettingsError) as caught:
+            load_settings(env_file=env)
+        assert str(caught.value) == (
+            "TELEGRAM_BOT_TOKEN is required; set it in .env (see .env.example)"
+        )
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "")
+    with pytest.raises(SettingsError, match=r"^TELEGRAM_BOT_TOKEN is required"):
+        load_settings(env_file=None)
+
+
+def test_validator_sentences_reach_the_operator_without_pydantics_prefix() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=None, telegram_bot_token="nonsense", admin_user_ids="1,abc")
+    message = str(caught.value)
+    assert "Value error" not in message
+    assert "TELEGRAM_BOT_TOKEN: does not look like a bot token" in message
+    assert "ADMIN_USER_IDS: not a comma-separated list of Telegram user ids: 'abc'" in message
+
+
+def test_a_mistyped_name_in_env_stops_the_start_with_the_closest_name(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\nCOMFYUI_CONCURENCY=3\ncomfui_base_url=x\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=env)
+    assert str(caught.value) == (
+        f"COMFYUI_CONCURENCY in {env} is not a setting; did you mean COMFYUI_CONCURRENCY?; "
+        f"comfui_base_url in {env} is not a setting; did you mean COMFYUI_BASE_URL?"
+    )
+
+
+def test_a_bad_value_and_a_typo_are_reported_together(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\nCOMFYUI_CONCURRENCY=x\nLOG_LEVL=DEBUG\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=env)
+    message = str(caught.value)
+    assert message.startswith("COMFYUI_CONCURRENCY: ")
+    assert message.endswith(f"; LOG_LEVL in {env} is not a setting; did you mean LOG_LEVEL?")
+
+
+def test_unknown_names_keeps_to_the_bots_prefixes_and_near_misses() -> None:
+    names = ["PATH", "HOME", "LOGNAME", "PYTHONPATH", "INVOCATION_ID", "TELEGRAM_BOT_TOKEN"]
+    assert unknown_names(names, where=".env") == []
+    assert unknown_names(["COMFYUI_WHATEVER_ELSE", "IMAGES_ENABLED"], where=".env") == [
+        "COMFYUI_WHATEVER_ELSE in .env is not a setting; see .env.example for the names",
+        "IMAGES_ENABLED in .env is not a setting; did you mean IMAGE_ENABLED?",
+    ]
+
+
+def test_the_environment_is_only_warned_about() -> None:
+    environ = {"PATH": "/bin", "LLM_MODLE": "x", "TELEGRAM_BOT_TOKEN": TOKEN}
+    assert environment_warnings(environ) == [
+        "LLM_MODLE in the environment is not a setting; did you mean LLM_MODEL?"
+    ]
+    assert load_settings(env_file=None, **{"telegram_bot_token": TOKEN}).llm_model
+
+
+def test_empty_workflow_and_personas_files_mean_the_shipped_ones(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\nWORKFLOW_FILE=\nPERSONAS_FILE=\n")
+    settings = load_settings(env_file=env)
+    assert settings.workflow_file == SHIPPED_WORKFLOW
+    assert settings.personas_file.is_file()

@@ -12,6 +12,7 @@ import pytest
 import trio
 from pydantic import SecretStr
 
+from bot.logging_setup import plain_fields
 from bot.telegram.client import DEFAULT_MAX_ATTEMPTS, TelegramApi
 from bot.telegram.errors import (
     TelegramBadRequest,
@@ -348,10 +349,12 @@ async def test_each_retry_is_one_warning_line(
     fake_telegram.fail_next("sendMessage", 429, "Too Many Requests: retry after 3", retry_after=3)
     with caplog.at_level(logging.WARNING, logger="bot.telegram.client"):
         await telegram_api.send_message(CHAT, "ответ")
-    lines = [r.getMessage() for r in caplog.records if r.name == "bot.telegram.client"]
+    lines = [
+        r.getMessage() + plain_fields(r) for r in caplog.records if r.name == "bot.telegram.client"
+    ]
     assert len(lines) == 1
     assert lines[0].startswith(
-        "telegram_retry method=sendMessage failures=0/5 rate_limited=1 delay_s=3.000 "
+        "telegram_retry method=sendMessage failures=0/5 rate_limited=1 delay_s=3.0 "
     )
     assert "\n" not in lines[0]
 

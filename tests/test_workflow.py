@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from comfy.workflow import PromptParams, WorkflowError, WorkflowTemplate
+from comfy.workflow import SHIPPED_WORKFLOW, PromptParams, WorkflowError, WorkflowTemplate
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "workflows" / "sdxl_lora.json"
+SHIPPED = SHIPPED_WORKFLOW
 TRANSCRIPTS = Path(__file__).resolve().parent / "transcripts" / "comfy"
 
 PARAMS = PromptParams(
@@ -77,7 +76,8 @@ def renumbered_graph() -> dict[str, Any]:
 
 def test_shipped_template_is_a_prompt_body_with_sdxl_defaults() -> None:
     doc = json.loads(SHIPPED.read_text())
-    assert set(doc) <= {"prompt", "client_id"}  # postable as is: curl -d @workflows/sdxl_lora.json
+    # postable as is: curl -d @comfy/workflows/sdxl_lora.json
+    assert set(doc) <= {"prompt", "client_id"}
     classes = sorted(node["class_type"] for node in doc["prompt"].values())
     assert classes == sorted(
         [

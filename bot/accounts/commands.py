@@ -12,6 +12,7 @@ from bot.buy_buttons import buy_keyboard
 from bot.deps import Deps
 from bot.routing import AdminCmd, BalanceCmd
 from bot.texts import t
+from comfy.logfields import fields
 
 __all__ = ["handle_balance", "handle_grant", "handle_subscribe"]
 
@@ -78,7 +79,8 @@ async def handle_grant(deps: Deps, cmd: AdminCmd) -> None:
         ),
     )
     log.info(
-        "admin grant by=%s user=%s images=%s balance=%s", cmd.ctx.user_id, user_id, images, balance
+        "admin grant",
+        extra=fields(by=cmd.ctx.user_id, user=user_id, images=images, balance=balance),
     )
     await deps.ensure_user(cmd.ctx)
     text = t("grant_done", lang, user_id=user_id, images=images, balance=balance)
@@ -101,7 +103,7 @@ async def handle_subscribe(deps: Deps, cmd: AdminCmd) -> None:
         ),
     )
     log.info(
-        "admin subscribe by=%s user=%s days=%s until=%s", cmd.ctx.user_id, user_id, days, until
+        "admin subscribe", extra=fields(by=cmd.ctx.user_id, user=user_id, days=days, until=until)
     )
     await deps.ensure_user(cmd.ctx)
     text = t("subscribe_done", lang, user_id=user_id, until=until.strftime(DATE_FORMAT))

@@ -22,12 +22,14 @@ from bot.routing import (
     NonText,
     PersonaChoice,
     PersonaCmd,
+    ResetCmd,
     StartCmd,
     UnknownCallback,
     UnknownCmd,
 )
 from bot.telegram.errors import TelegramError
 from bot.texts import t
+from comfy.logfields import fields
 
 __all__ = [
     "fallback_line",
@@ -36,6 +38,7 @@ __all__ = [
     "handle_non_text",
     "handle_persona",
     "handle_persona_choice",
+    "handle_reset",
     "handle_start",
     "handle_unknown_callback",
     "handle_unknown_command",
@@ -45,7 +48,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TYPING_ACTION: Final = "typing"
-TYPING_DEADLINE_S: Final = 5.0  # a cosmetic chat action never holds up the reply longer
+TYPING_DEADLINE_S: Final = 5.0  # one cosmetic chat action is given up after this
+# An action shows for 5 s at most, so it is sent again this often while the LLM thinks
+# (docs/telegram.md, T9).
+TYPING_RENEW_S: Final = 4.0
 
 
 async def send_persona_text(deps: Deps, ctx: Context, persona: Persona, text: str) -> int:
@@ -78,7 +84,21 @@ def fallback_line(persona: Persona, lang: str) -> str:
 
 
 async def handle_start(deps: Deps, cmd: StartCmd) -> None:
+    """The greeting and the persona keyboard; a deep link's persona key opens that persona."""
     user = await deps.ensure_user(cmd.ctx)
+    persona = deps.personas.find(cmd.payload) if cmd.payload is not None else None
+    if persona is not None:
+        await deps.write(
+            f"persona of user {cmd.ctx.user_id}",
+            lambda: deps.store.users.set_persona(cmd.ctx.user_id, persona.key, now=deps.now()),
+        )
+        await send_persona_text(deps, cmd.ctx, persona, persona.greeting)
+        return
+    if cmd.payload is not None:
+        log.info(
+            "deep link with an unknown persona",
+            extra=fields(user=user.user_id, payload=cmd.payload),
+        )
     name = cmd.ctx.first_name or t("friend", cmd.ctx.lang)
     await deps.api.send_message(
         cmd.ctx.chat_id,
@@ -120,6 +140,23 @@ async def handle_persona_choice(deps: Deps, cmd: PersonaChoice) -> None:
     await send_persona_text(deps, cmd.ctx, persona, persona.greeting)
 
 
+async def handle_reset(deps: Deps, cmd: ResetCmd) -> None:
+    """Start the conversation with the current persona over: its turns are forgotten."""
+    user = await deps.ensure_user(cmd.ctx)
+    persona = deps.personas.get(user.persona_key)
+    dropped = await deps.write(
+        f"conversation of user {cmd.ctx.user_id} reset",
+        lambda: deps.store.conversation.clear(user_id=cmd.ctx.user_id, persona_key=persona.key),
+    )
+    log.info(
+        "conversation reset", extra=fields(user=user.user_id, persona=persona.key, turns=dropped)
+    )
+    await deps.api.send_message(
+        cmd.ctx.chat_id, t("conversation_reset", cmd.ctx.lang, persona=persona.name)
+    )
+    await send_persona_text(deps, cmd.ctx, persona, persona.greeting)
+
+
 async def handle_chat_text(deps: Deps, cmd: ChatText) -> None:
     """Answer in the persona's voice: the LLM when configured, else an offline line."""
     user = await deps.ensure_user(cmd.ctx)
@@ -134,21 +171,29 @@ async def handle_chat_text(deps: Deps, cmd: ChatText) -> None:
 async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
     assert deps.llm is not None
     if not deps.limits.llm.take(cmd.ctx.user_id, trio.current_time()):
-        log.info("llm call throttled user=%s", cmd.ctx.user_id)
+        log.info("llm call throttled", extra=fields(user=cmd.ctx.user_id))
         return t("llm_throttled", cmd.ctx.lang)
     conversation = deps.store.conversation
     history = conversation.last(
         user_id=cmd.ctx.user_id, persona_key=persona.key, limit=deps.settings.llm_history_turns
     )
-    await _show_typing(deps, cmd.ctx.chat_id)
-    try:
-        reply = await deps.llm.complete(
-            persona_messages(persona, history, cmd.text), max_tokens=REPLY_MAX_TOKENS
+    answer: str | LlmError
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_keep_typing, deps, cmd.ctx.chat_id)
+        try:
+            answer = await deps.llm.complete(
+                persona_messages(persona, history, cmd.text), max_tokens=REPLY_MAX_TOKENS
+            )
+        except LlmError as exc:  # caught inside, so it never arrives in an ExceptionGroup
+            answer = exc
+        nursery.cancel_scope.cancel()
+    if isinstance(answer, LlmError):
+        log.warning(
+            "llm reply failed",
+            extra=fields(user=cmd.ctx.user_id, persona=persona.key, error=str(answer)),
         )
-    except LlmError as exc:
-        log.warning("llm reply failed user=%s persona=%s: %s", cmd.ctx.user_id, persona.key, exc)
         return fallback_line(persona, cmd.ctx.lang)
-    reply = reply[:MAX_REPLY_CHARS]
+    reply = answer[:MAX_REPLY_CHARS]
     await deps.write(
         f"conversation of user {cmd.ctx.user_id}",
         lambda: conversation.add_exchange(
@@ -162,13 +207,15 @@ async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
     return reply
 
 
-async def _show_typing(deps: Deps, chat_id: int) -> None:
-    """ "typing…" while the LLM thinks; cosmetic, so a failure is only logged."""
-    try:
-        with trio.move_on_after(TYPING_DEADLINE_S):
-            await deps.api.send_chat_action(chat_id, TYPING_ACTION)
-    except TelegramError as exc:
-        log.debug("typing action failed chat=%s: %s", chat_id, exc)
+async def _keep_typing(deps: Deps, chat_id: int) -> None:
+    """ "typing…" until cancelled (the LLM answered); cosmetic, so failures are only logged."""
+    while True:
+        try:
+            with trio.move_on_after(TYPING_DEADLINE_S):
+                await deps.api.send_chat_action(chat_id, TYPING_ACTION)
+        except TelegramError as exc:
+            log.debug("typing action failed", extra=fields(chat=chat_id, error=str(exc)))
+        await trio.sleep(TYPING_RENEW_S)
 
 
 async def handle_non_text(deps: Deps, cmd: NonText) -> None:
@@ -182,5 +229,5 @@ async def handle_unknown_command(deps: Deps, cmd: UnknownCmd) -> None:
 
 async def handle_unknown_callback(deps: Deps, cmd: UnknownCallback) -> None:
     """A forged or stale button: stop the spinner, do nothing else."""
-    log.info("ignored callback with unknown data user=%s", cmd.user_id)
+    log.info("ignored callback with unknown data", extra=fields(user=cmd.user_id))
     await deps.answer_query(cmd.query_id, text=t("toast_stale", cmd.lang))

@@ -10,12 +10,14 @@ the database. With several ComfyUI servers, each is checked in turn (its checks 
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Final
 
 import httpx
@@ -25,7 +27,7 @@ from bot.llm import ChatCompletions, LlmError
 from bot.logging_setup import setup_logging
 from bot.personas import PersonaBook, PersonasError, load_personas
 from bot.pictures.prompts import prompt_params
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, environment_warnings, load_settings
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError, TelegramUnauthorized
 from bot.telegram.redact import Redactor
@@ -40,8 +42,9 @@ from comfy import (
 )
 from comfy.preflight import model_files
 from comfy.servers import ServerSpec
-from store import StoreError, open_store
+from store import StoreError
 from store.instance_lock import NO_PID, lock_holder
+from store.maintenance import SchemaStatus, open_as_is, schema_status
 
 __all__ = ["Check", "doctor_main", "run_checks"]
 
@@ -306,22 +309,59 @@ async def _llm(ctx: _Context) -> list[Check]:
 
 
 async def _database(ctx: _Context) -> list[Check]:
+    """Writable, and which migrations the next start applies; the doctor applies none."""
     path = ctx.settings.database_path
     holder = lock_holder(path)
+    if holder is not None:
+        # Not a failure: doctor is meant to run beside the bot.
+        who = f"pid {holder}" if holder != NO_PID else "a process"
+        running = [Check("instance", True, f"a bot is running on it ({who})")]
+    else:
+        running = []
+    if not path.exists():
+        return [_new_database(path), *running]
     try:
-        open_store(path).close()  # migrates, and proves it can take the write lock
+        db = open_as_is(path)
+        try:
+            status = schema_status(db)
+            db.execute("BEGIN IMMEDIATE")  # proves the bot could take the write lock
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
     except (StoreError, OSError) as exc:
         return [Check("database", False, f"{exc}; check DATABASE_PATH")]
     except Exception as exc:  # sqlite3 errors: a read-only file, a full disk
         return [
             Check("database", False, f"{str(path)!r}: {exc}; check DATABASE_PATH and permissions")
         ]
-    checks = [Check("database", True, f"{str(path)!r} writable and migrated")]
-    if holder is not None:
-        # Not a failure: doctor is meant to run beside the bot.
-        who = f"pid {holder}" if holder != NO_PID else "a process"
-        checks.append(Check("instance", True, f"a bot is running on it ({who})"))
-    return checks
+    return [_schema_check(path, status), *running]
+
+
+def _new_database(path: Path) -> Check:
+    folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    if not os.access(folder, os.W_OK):
+        return Check("database", False, f"cannot create {str(path)!r}: {folder} is not writable")
+    return Check("database", True, f"no file yet; the bot creates {str(path)!r} at start")
+
+
+def _schema_check(path: Path, status: SchemaStatus) -> Check:
+    if status.unknown:
+        return Check(
+            "database",
+            False,
+            f"{str(path)!r} has migrations this version does not know "
+            f"({', '.join(status.unknown)}): a newer version used it; migrations only go "
+            "forward, so install that version again or restore a backup",
+        )
+    where = f"{str(path)!r} writable, schema {status.version}"
+    if not status.pending:
+        return Check("database", True, f"{where}, no migrations pending")
+    return Check(
+        "database",
+        True,
+        f"{where}, {len(status.pending)} migration(s) pending "
+        f"({', '.join(status.pending)}); the next start applies them",
+    )
 
 
 _WHERE: Final = {
@@ -341,7 +381,8 @@ def doctor_main() -> int:
     # Retries are worth a line in the bot's log, not in this report.
     setup_logging(level="ERROR", secrets=settings.secrets(), stream=sys.stderr)
     print(Check("settings", True, f"images {'on' if settings.images_available else 'off'}").line())
-    checks = trio.run(run_checks, settings)
+    checks = [Check("environment", False, line) for line in environment_warnings()]
+    checks += trio.run(run_checks, settings)
     # A check's detail quotes what servers said, and a server may echo a secret.
     redact = Redactor(settings.secrets())
     for check in checks:

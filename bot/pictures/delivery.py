@@ -14,6 +14,7 @@ from bot.deps import Deps
 from bot.telegram.errors import TelegramBadRequest, TelegramError, TelegramForbidden
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from bot.texts import t
+from comfy.logfields import fields
 from store import SentMessage
 
 __all__ = ["DeliveryFailed", "file_id_of", "resend", "send_picture", "variant_keyboard"]
@@ -71,7 +72,10 @@ async def send_picture(
                 reply_markup=reply_markup,
             )
         except TelegramBadRequest as exc:
-            log.info("photo refused, sending as a document chat=%s: %s", chat_id, exc.description)
+            log.info(
+                "photo refused, sending as a document",
+                extra=fields(chat=chat_id, error=exc.description),
+            )
             message = await deps.api.send_document(
                 chat_id,
                 data,
@@ -95,7 +99,10 @@ async def resend(deps: Deps, sent: SentMessage, file_id: str) -> None:
             # Delivered as a document: its file_id is not a photo's.
             await deps.api.send_document(sent.chat_id, file_id, reply_to_message_id=sent.message_id)
     except TelegramError as exc:
-        log.warning("resend failed chat=%s message=%s: %s", sent.chat_id, sent.message_id, exc)
+        log.warning(
+            "resend failed",
+            extra=fields(chat=sent.chat_id, message=sent.message_id, error=str(exc)),
+        )
         return
     resent = event_record(
         EventName.IMAGE_RESENT,

@@ -42,6 +42,7 @@ from bot.pictures.spool import discard
 from bot.pictures.status import Queued
 from bot.routing import CancelPress, ImagePress
 from bot.texts import t
+from comfy.logfields import fields
 from store import Job, NewJob
 
 __all__ = ["handle_cancel", "request_image_on_demand"]
@@ -120,11 +121,10 @@ async def _perform(deps: Deps, press: ImagePress, decision: PressDecision) -> No
     match decision:
         case Stale():
             log.warning(
-                "ignored press on a message this bot did not send to this user"
-                " user=%s chat=%s message=%s",
-                press.ctx.user_id,
-                press.ctx.chat_id,
-                press.message_id,
+                "ignored press on a message this bot did not send to this user",
+                extra=fields(
+                    user=press.ctx.user_id, chat=press.ctx.chat_id, message=press.message_id
+                ),
             )
             await deps.answer_query(press.query_id, text=t("toast_stale", lang))
         case Resend(sent, file_id):

@@ -22,6 +22,7 @@ from bot.persist import FOREVER
 from bot.pictures.lifecycle import ENDS, Exit, Settle
 from bot.telegram.errors import TelegramError
 from bot.texts import t
+from comfy.logfields import fields
 from store import EventRecord, Job
 
 __all__ = ["MAX_DETAIL_CHARS", "NOTICE_DEADLINE_S", "settle", "tell_user"]
@@ -103,4 +104,4 @@ async def tell_user(deps: Deps, job: Job, exit_: Exit) -> None:
                 job.chat_id, t(notice, job.language), reply_to_message_id=job.message_id
             )
         except TelegramError as exc:
-            log.info("failure notice not sent job=%s: %s", job.job_id, exc)
+            log.info("failure notice not sent", extra=fields(job=job.job_id, error=str(exc)))

@@ -42,6 +42,7 @@ from bot.telegram.errors import TelegramError
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.texts import t
 from comfy import ProgressStage, PromptProgress
+from comfy.logfields import fields
 from store import Jobs
 
 __all__ = [
@@ -295,7 +296,7 @@ class StatusBoard:
                 disable_notification=True,
             )
         except TelegramError as exc:
-            log.info("status message not sent job=%s: %s", line.job_id, exc)
+            log.info("status message not sent", extra=fields(job=line.job_id, error=str(exc)))
             line.given_up = True
             return
         line.message_id = message.message_id
@@ -314,7 +315,7 @@ class StatusBoard:
                 line.chat_id, message_id, view.text, reply_markup=self._markup(line, view)
             )
         except TelegramError as exc:
-            log.debug("status edit failed job=%s: %s", line.job_id, exc)
+            log.debug("status edit failed", extra=fields(job=line.job_id, error=str(exc)))
         # Shown or not, this view is done with; the next change tries again.
         line.shown = view
         if line.wanted == view:
@@ -327,7 +328,7 @@ class StatusBoard:
             try:
                 await self._api.delete_message(line.chat_id, message_id)
             except TelegramError as exc:
-                log.debug("status delete failed job=%s: %s", line.job_id, exc)
+                log.debug("status delete failed", extra=fields(job=line.job_id, error=str(exc)))
         self._lines.pop(line.job_id, None)
         self._remember(line.job_id, None)
 

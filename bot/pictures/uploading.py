@@ -17,6 +17,7 @@ import trio
 from bot.deps import Deps
 from bot.pictures.runtime import PicturesRuntime
 from bot.telegram.errors import TelegramError
+from comfy.logfields import fields
 
 __all__ = ["CHAT_ACTION_INTERVAL_S", "run_chat_actions"]
 
@@ -55,4 +56,4 @@ async def _show_uploading(deps: Deps, chat_id: int) -> None:
         try:
             await deps.api.send_chat_action(chat_id, "upload_photo")
         except TelegramError as exc:
-            log.debug("chat action failed chat=%s: %s", chat_id, exc)
+            log.debug("chat action failed", extra=fields(chat=chat_id, error=str(exc)))

@@ -38,6 +38,7 @@ from bot.pictures.settle import settle, tell_user
 from bot.pictures.spool import discard
 from bot.pictures.status import Sending, Waiting
 from comfy import ComfyError, WorkflowError, describe_body, picture_format
+from comfy.logfields import fields
 from store import Job, is_transient
 
 __all__ = ["DEFAULT_IMAGE_EXTENSION", "JobEnded", "run_job", "run_workers"]
@@ -86,7 +87,7 @@ async def run_workers(
 
 async def _work(deps: Deps, runtime: PicturesRuntime, index: int) -> None:
     async for ticket in runtime.queue.tickets():
-        log.debug("worker %s takes job=%s", index, ticket.job_id)
+        log.debug("worker %s takes a job", index, extra=fields(job=ticket.job_id))
         await run_job(deps, runtime, ticket)
 
 

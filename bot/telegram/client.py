@@ -44,6 +44,7 @@ from bot.telegram.types import (
     WebhookInfo,
 )
 from comfy.backoff import backoff_delays
+from comfy.logfields import fields
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -184,13 +185,14 @@ class TelegramApi:
                     raise
                 delay, error = next(delays), exc
             log.warning(
-                "telegram_retry method=%s failures=%d/%d rate_limited=%d delay_s=%.3f error=%s",
-                method,
-                failures,
-                self._max_attempts,
-                rate_limits,
-                delay,
-                error,
+                "telegram_retry",
+                extra=fields(
+                    method=method,
+                    failures=f"{failures}/{self._max_attempts}",
+                    rate_limited=rate_limits,
+                    delay_s=round(delay, 3),
+                    error=str(error),
+                ),
             )
             await trio.sleep(delay)
 

@@ -37,6 +37,7 @@ import trio
 from bot.telegram.inbox import Inbox
 from bot.telegram.types import Update
 from comfy.backoff import backoff_delays
+from comfy.logfields import fields
 
 __all__ = [
     "ATTEMPTS",
@@ -286,16 +287,19 @@ class _Work:
                     return
                 delay = next(delays)
                 log.warning(
-                    "telegram_update_retry update_id=%d attempt=%d delay_s=%.1f reason=%s",
-                    update.update_id,
-                    attempt,
-                    delay,
-                    exc,
+                    "telegram_update_retry",
+                    extra=fields(
+                        update_id=update.update_id,
+                        attempt=attempt,
+                        delay_s=round(delay, 1),
+                        reason=str(exc),
+                    ),
                 )
                 await trio.sleep(delay)
             except Exception as exc:
                 log.exception(
-                    "telegram_handler_failed update_id=%d type=%s", update.update_id, update.kind
+                    "telegram_handler_failed",
+                    extra=fields(update_id=update.update_id, type=update.kind),
                 )
                 await self._park(update, f"{type(exc).__name__}: {exc}")
                 return
@@ -308,10 +312,8 @@ class _Work:
 
     async def _park(self, update: Update, why: str) -> None:
         log.error(
-            "telegram_update_parked update_id=%d type=%s reason=%s",
-            update.update_id,
-            update.kind,
-            why,
+            "telegram_update_parked",
+            extra=fields(update_id=update.update_id, type=update.kind, reason=why),
         )
         await self._patiently(
             f"park update {update.update_id}", lambda: self.inbox.park(update.update_id, why)
@@ -332,8 +334,8 @@ class _Work:
             except Exception as exc:
                 waited = trio.current_time() - started
                 if waited >= INBOX_PATIENCE_S:
-                    log.error("telegram_inbox_unavailable what=%s error=%s", what, exc)
+                    log.error("telegram_inbox_unavailable", extra=fields(what=what, error=str(exc)))
                     return
                 if waited == 0:
-                    log.warning("telegram_inbox_waiting what=%s error=%s", what, exc)
+                    log.warning("telegram_inbox_waiting", extra=fields(what=what, error=str(exc)))
                 await trio.sleep(next(delays))

@@ -28,6 +28,7 @@ from bot.telegram.errors import TelegramConflict, TelegramError, TelegramUnautho
 from bot.telegram.inbox import Inbox
 from bot.telegram.types import Update
 from comfy.backoff import backoff_delays
+from comfy.logfields import fields
 
 __all__ = [
     "ALLOWED_UPDATES",
@@ -111,7 +112,9 @@ async def _save_batch_patiently(
             return _save_batch(inbox, batch)
         except sqlite3.OperationalError as exc:
             delay = next(delays)
-            log.warning("telegram_updates_not_stored delay_s=%.3f error=%s", delay, exc)
+            log.warning(
+                "telegram_updates_not_stored", extra=fields(delay_s=round(delay, 3), error=str(exc))
+            )
             await trio.sleep(delay)
 
 
@@ -155,7 +158,9 @@ async def _poll_until_answered(
                     initial_s=ERROR_BACKOFF_INITIAL_S, maximum_s=ERROR_BACKOFF_MAXIMUM_S, rng=rng
                 )
             delay = next(error_delays)
-            log.warning("telegram_poll_failed delay_s=%.3f error=%s", delay, exc)
+            log.warning(
+                "telegram_poll_failed", extra=fields(delay_s=round(delay, 3), error=str(exc))
+            )
             await trio.sleep(delay)
 
 
@@ -167,7 +172,8 @@ def _save_batch(inbox: Inbox, batch: list[dict[str, Any]]) -> list[Update]:
         update_id = raw.get("update_id")
         if type(update_id) is not int:
             log.warning(
-                "telegram_update_skipped update_id=%r reason=no integer update_id", update_id
+                "telegram_update_skipped",
+                extra=fields(update_id=repr(update_id), reason="no integer update_id"),
             )
         elif offset is None or update_id >= offset:  # an already confirmed id is never resent
             entries.append((update_id, raw))
@@ -204,10 +210,10 @@ def parse_update(update_id: int, raw: object) -> Update | None:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "update"
         log.warning(
-            "telegram_update_skipped update_id=%d reason=%d validation errors, first: %s: %s",
-            update_id,
-            exc.error_count(),
-            where,
-            first["msg"],
+            "telegram_update_skipped",
+            extra=fields(
+                update_id=update_id,
+                reason=f"{exc.error_count()} validation errors, first: {where}: {first['msg']}",
+            ),
         )
         return None

@@ -1,0 +1,133 @@
+"""``python -m bot backup``: a consistent copy while another process writes, and its errors."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+import pytest
+import sqlite_utils
+
+from bot.__main__ import main
+from store import open_store
+from store.maintenance import backup, schema_status
+from store.schema import MIGRATIONS
+
+pytestmark = pytest.mark.slow
+
+START_BALANCE: Final = 1_000_000
+COPIES: Final = 5
+LATEST: Final = MIGRATIONS.pending(sqlite_utils.Database(memory=True))[-1].name
+
+# Another process, as the bot would: each transaction takes one picture from user 1's
+# balance and writes one event for it. A copy taken at any moment keeps
+# balance + events == START_BALANCE; a torn copy would not.
+WRITER: Final = """
+import sys
+from datetime import UTC, datetime
+from store import open_store
+
+store = open_store(sys.argv[1])
+now = datetime.now(UTC)
+store.users.ensure(user_id=1, first_name="w", language="ru", free_images=int(sys.argv[2]), now=now)
+print("ready", flush=True)
+n = 0
+while True:
+    with store.db.atomic():
+        store.db.execute("UPDATE users SET image_balance = image_balance - 1 WHERE user_id = 1")
+        store.db.execute(
+            "INSERT INTO events_analytics (ts, event, user_id) VALUES (?, 'moved', 1)", [str(n)]
+        )
+    n += 1
+"""
+
+
+def _moves_and_balance(path: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(path)
+    try:
+        (check,) = conn.execute("PRAGMA integrity_check").fetchone()
+        assert check == "ok"
+        (balance,) = conn.execute("SELECT image_balance FROM users WHERE user_id = 1").fetchone()
+        (moves,) = conn.execute("SELECT count(*) FROM events_analytics").fetchone()
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+        assert mode == "delete"  # one self-contained file
+    finally:
+        conn.close()
+    return moves, balance
+
+
+def test_copies_taken_while_another_process_writes_are_each_consistent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "data" / "bot.db"
+    open_store(database).close()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(database), str(START_BALANCE)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "ready\n"
+        seen: list[int] = []
+        for number in range(COPIES):
+            copy = tmp_path / "backups" / f"bot-{number}.db"
+            copy.parent.mkdir(exist_ok=True)
+            assert main(["backup", str(copy), "--database", str(database)]) == 0
+            moves, balance = _moves_and_balance(copy)
+            assert moves + balance == START_BALANCE
+            seen.append(moves)
+        assert writer.poll() is None  # still writing all along
+    finally:
+        writer.kill()
+        writer.wait()
+    assert seen == sorted(seen)
+    assert seen[-1] > seen[0]  # the writes went on between the copies
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == COPIES
+    assert f"schema {LATEST}, integrity ok" in out[0]
+
+
+def test_backup_replaces_the_target_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    database = tmp_path / "bot.db"
+    open_store(database).close()
+    target = tmp_path / "copy.db"
+    target.write_bytes(b"yesterday's copy")
+    result = backup(database, target)
+    assert result.size_bytes == target.stat().st_size
+    assert result.schema.pending == ()
+    assert result.schema.version == LATEST
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("copy")) == ["copy.db"]
+    with open_store(target) as restored:  # a copy is a database the bot opens as it is
+        assert schema_status(restored.db).pending == ()
+
+
+@pytest.mark.parametrize(
+    ("setup", "says"),
+    [
+        ("missing", "does not exist; check DATABASE_PATH"),
+        ("itself", "is the database itself; name a new file"),
+        ("no folder", "cannot write the backup"),
+    ],
+)
+def test_operator_mistakes_are_one_line_and_exit_2(
+    setup: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "bot.db"
+    target = tmp_path / "copy.db"
+    if setup != "missing":
+        open_store(database).close()
+    if setup == "itself":
+        target = database
+    if setup == "no folder":
+        target = tmp_path / "absent" / "copy.db"
+    assert main(["backup", str(target), "--database", str(database)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("backup: ")
+    assert says in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "bot.db").exists() or setup != "missing"  # never created

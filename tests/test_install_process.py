@@ -1,0 +1,282 @@
+"""Installed anywhere, run as a service: the wheel in a fresh venv, the systemd unit, the image.
+
+The wheel is built from a copy of the sources and installed into a new venv outside the
+clone; the installed ``persona-bot`` then runs from a folder that holds only ``.env``, so
+the workflow template and the personas can only come from the package. The deployment
+recipes in ``deploy/`` are linted (``systemd-analyze verify``, hadolint), and the exact
+command each one runs starts the bot against the fakes and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+import yaml
+
+from bot.app import STOP_GRACE_S
+from bot.personas import load_personas
+from bot.settings import SHIPPED_PERSONAS, unknown_names
+from tests.fakes.comfy import FakeComfy, PromptScript
+from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
+from tests.processes import ROOT, START_TIMEOUT_S, STOP_TIMEOUT_S, running_bot, serve_fakes
+
+pytestmark = pytest.mark.slow
+
+DEPLOY = ROOT / "deploy"
+RUNNER_BIN = Path(sys.executable).parent  # this venv's tools: hadolint, dumb-init
+
+
+@dataclass(frozen=True)
+class Installed:
+    wheel: Path
+    venv: Path
+
+    @property
+    def bin(self) -> Path:
+        return self.venv / "bin"
+
+
+def _run(*argv: str | Path, cwd: Path | None = None) -> str:
+    done = subprocess.run(
+        [str(arg) for arg in argv], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"{shlex.join(map(str, argv))}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The wheel, built offline from a copy of the sources, installed into a fresh venv."""
+    base = tmp_path_factory.mktemp("install")
+    source = base / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("bot", "comfy", "store"):
+        shutil.copytree(ROOT / package, source / package, ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    dist = base / "dist"
+    _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", dist, source)  # fmt: skip
+    (wheel,) = dist.glob("persona_image_bot-*.whl")
+    venv = base / "venv"
+    _run(sys.executable, "-m", "venv", "--without-pip", venv)
+    _run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q",
+         "--no-deps", "--no-index", wheel)  # fmt: skip
+    # The dependencies come from this venv, added as a plain path: a path named in a .pth
+    # file has its own .pth files ignored, so this venv's editable link to the clone stays
+    # out and the fresh venv sees only the installed wheel of the bot.
+    purelib = Path(
+        _run(
+            venv / "bin" / "python",
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ).strip()
+    )
+    (purelib / "runner_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return Installed(wheel=wheel, venv=venv)
+
+
+def test_the_wheel_carries_everything_the_bot_needs_at_run_time(installed: Installed) -> None:
+    names = set(zipfile.ZipFile(installed.wheel).namelist())
+    for needed in ("bot/personas.json", "comfy/workflows/sdxl_lora.json", "bot/texts.py",
+                   "store/schema.py", "bot/__main__.py", "bot/telegram/client.py",
+                   "bot/pictures/workers.py", "bot/ops/backup.py"):  # fmt: skip
+        assert needed in names
+    licenses = [name for name in names if name.endswith("LICENSE")]
+    assert licenses, "LICENSE is not in the wheel"
+    metadata = next(name for name in names if name.endswith(".dist-info/METADATA"))
+    text = zipfile.ZipFile(installed.wheel).read(metadata).decode()
+    assert "License: MIT" in text or "License-Expression: MIT" in text
+    for version in ("3.11", "3.12", "3.13"):
+        assert f"Programming Language :: Python :: {version}" in text
+    where = _run(
+        installed.bin / "python", "-c", "import bot, comfy; print(bot.__file__)",
+        cwd=installed.venv,
+    )  # fmt: skip
+    assert Path(where.strip()).is_relative_to(installed.venv)  # not the clone
+
+
+def _bare_environment(path: str) -> dict[str, str]:
+    """No setting of the bot: whatever it needs must come from .env or the recipe."""
+    env = {k: v for k, v in os.environ.items() if k in {"HOME", "LANG", "LC_ALL", "TMPDIR"}}
+    env["PATH"] = path
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+async def _talk_draw_and_stop(
+    command: list[str], *, cwd: Path, env: dict[str, str], dotenv: Path | None = None
+) -> str:
+    """Start *command*, chat, press for a picture, SIGTERM; its output, exit 0 asserted.
+
+    The settings that point at the fakes go into *dotenv* when given, else into the
+    environment, as systemd's ``EnvironmentFile=`` and compose's ``env_file:`` put them.
+    """
+    telegram = FakeTelegram()
+    comfy = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
+    comfy.default_script = PromptScript(run_s=0.2, steps=2)
+    async with trio.open_nursery() as nursery:
+        settings = {"TELEGRAM_BOT_TOKEN": TEST_TOKEN, **await serve_fakes(nursery, telegram, comfy)}
+        if dotenv is not None:
+            lines = "".join(f"{key}={value}\n" for key, value in settings.items())
+            await trio.Path(dotenv).write_text(lines)
+        else:
+            env = {**env, **settings}
+        async with running_bot(env, command=command, cwd=cwd) as (process, output):
+            with trio.fail_after(START_TIMEOUT_S):
+                telegram.user_says("/start vera")  # a deep link, as a user would arrive
+                await telegram.wait_for(lambda: len(telegram.sent) == 1, timeout_s=START_TIMEOUT_S)
+                telegram.user_presses(telegram.sent[0].message_id, "look")
+                await telegram.wait_for(lambda: any(s.kind == "photo" for s in telegram.sent))
+                while b"image_generated" not in output:  # noqa: ASYNC110 (a pipe, no event)
+                    await trio.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(STOP_TIMEOUT_S):
+                await process.wait()
+        nursery.cancel_scope.cancel()
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert len(comfy.submitted) == 1
+    assert "bot stopped" in text
+    return text
+
+
+async def test_the_installed_command_runs_from_a_folder_with_only_env(
+    installed: Installed, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "anywhere"
+    workdir.mkdir()
+    env = _bare_environment(f"{installed.bin}:/usr/bin:/bin")
+    await _talk_draw_and_stop(["persona-bot"], cwd=workdir, env=env, dotenv=workdir / ".env")
+    assert sorted(p.name for p in workdir.iterdir()) == [".env", "data"]
+    assert (workdir / "data" / "bot.db").is_file()
+
+
+def _unit() -> dict[str, list[str]]:
+    """The unit's directives, each with all its values (a key may repeat)."""
+    directives: dict[str, list[str]] = {}
+    for raw in (DEPLOY / "persona-bot.service").read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            directives.setdefault(key, []).append(value)
+    return directives
+
+
+def test_the_systemd_unit_passes_systemd_analyze_and_holds_the_rules(
+    installed: Installed, tmp_path: Path
+) -> None:
+    unit = _unit()
+    assert unit["User"] == ["persona-bot"]
+    assert unit["ProtectSystem"] == ["strict"]
+    assert unit["Restart"] == ["on-failure"]
+    assert float(unit["TimeoutStopSec"][0]) > STOP_GRACE_S
+    assert unit["EnvironmentFile"] == ["/etc/persona-bot/bot.env"]
+    database = Path(unit["Environment"][0].removeprefix("DATABASE_PATH="))
+    assert unit["ReadWritePaths"] == [str(database.parent)]  # the data folder, nothing else
+    assert unit["WorkingDirectory"] == [str(database.parent)]
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None, "systemd-analyze is missing: apt-get install systemd"
+    # Verified as shipped except ExecStart, which must name an executable that exists here.
+    copy = tmp_path / "persona-bot.service"
+    text = (DEPLOY / "persona-bot.service").read_text()
+    exec_start = unit["ExecStart"][0]
+    copy.write_text(
+        text.replace(f"ExecStart={exec_start}", f"ExecStart={installed.bin / 'persona-bot'}")
+    )
+    done = subprocess.run(
+        [analyze, "verify", "--man=no", str(copy)], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+async def test_the_units_command_starts_the_bot_the_way_systemd_would(
+    installed: Installed, tmp_path: Path
+) -> None:
+    unit = _unit()
+    # The unit's paths, moved under tmp_path: /opt/persona-bot is the installed venv.
+    relocate = {"/opt/persona-bot": str(installed.venv), "/var/lib/persona-bot": str(tmp_path)}
+
+    def moved(value: str) -> str:
+        for old, new in relocate.items():
+            value = value.replace(old, new)
+        return value
+
+    state = Path(moved(unit["WorkingDirectory"][0]))
+    env = _bare_environment("/usr/bin:/bin")  # systemd's PATH has no venv in it
+    for assignment in unit["Environment"]:
+        key, _, value = moved(assignment).partition("=")
+        env[key] = value
+    await _talk_draw_and_stop(shlex.split(moved(unit["ExecStart"][0])), cwd=state, env=env)
+    assert (state / "bot.db").is_file()
+
+
+def _dockerfile() -> dict[str, list[str]]:
+    """Each instruction of the final stage with its arguments, continuation lines joined."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    final = text[text.rindex("\nFROM ") :]
+    instructions: dict[str, list[str]] = {}
+    for line in final.splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, rest = line.strip().partition(" ")
+            instructions.setdefault(name, []).append(rest.strip())
+    return instructions
+
+
+def test_the_dockerfile_passes_hadolint_and_holds_the_rules() -> None:
+    hadolint = shutil.which("hadolint", path=str(RUNNER_BIN)) or shutil.which("hadolint")
+    assert hadolint is not None, "hadolint is missing: pip install -e '.[dev]' brings it"
+    done = subprocess.run(
+        [hadolint, str(DEPLOY / "Dockerfile")], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    image = _dockerfile()
+    user = image["USER"][0].split(":")[0]
+    assert user.isdigit()
+    assert int(user) != 0
+    assert image["STOPSIGNAL"] == ["SIGTERM"]
+    assert json.loads(image["ENTRYPOINT"][0]) == ["dumb-init", "--"]
+    assert "dumb-init==" in " ".join(image["RUN"])
+    workdir = image["WORKDIR"][0]
+    assert json.loads(image["VOLUME"][0]) == [workdir]
+    assert f"DATABASE_PATH={workdir}/bot.db" in " ".join(image["ENV"])
+
+
+async def test_the_images_command_starts_the_bot_and_stops_on_sigterm_through_the_init(
+    installed: Installed, tmp_path: Path
+) -> None:
+    image = _dockerfile()
+    command = json.loads(image["ENTRYPOINT"][0]) + json.loads(image["CMD"][0])
+    workdir = image["WORKDIR"][0]
+    env = _bare_environment(f"{installed.bin}:{RUNNER_BIN}:/usr/bin:/bin")
+    env["DATABASE_PATH"] = str(tmp_path / "bot.db")  # the image's ENV, moved to tmp_path
+    assert command == ["dumb-init", "--", "persona-bot"]
+    assert workdir == "/var/lib/persona-bot"
+    await _talk_draw_and_stop(command, cwd=tmp_path, env=env)
+    assert (tmp_path / "bot.db").is_file()
+
+
+def test_compose_runs_the_image_with_the_env_file_and_a_chosen_comfyui_image() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    bot = compose["services"]["bot"]
+    assert bot["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+    assert bot["env_file"] == ".env"
+    assert bot["volumes"] == [f"bot-data:{_dockerfile()['WORKDIR'][0]}"]
+    assert float(bot["stop_grace_period"].removesuffix("s")) > STOP_GRACE_S
+    comfyui = compose["services"]["comfyui"]
+    assert comfyui["image"].startswith("${COMFY_IMAGE:?")  # the operator names it
+    # Compose reads it from deploy/.env too, which the bot also gets: no typo warning.
+    assert unknown_names(["COMFY_IMAGE"], where="deploy/.env") == []
+    assert set(compose["volumes"]) == {"bot-data", "comfyui-models"}
