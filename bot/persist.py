@@ -25,6 +25,7 @@ from typing import Final, TypeVar
 import trio
 
 from comfy.backoff import backoff_delays
+from comfy.logfields import fields
 from store import StoreUnavailable, is_transient
 
 __all__ = ["FOREVER", "STORE_PATIENCE_S", "WAIT_LOG_INTERVAL_S", "persist"]
@@ -69,14 +70,20 @@ async def persist(
             now = trio.current_time()
             waited = now - started
             if waited >= patience_s:
-                log.error("store_write_gave_up what=%s waited_s=%.1f error=%s", what, waited, exc)
+                log.error(
+                    "store_write_gave_up",
+                    extra=fields(what=what, waited_s=round(waited, 1), error=str(exc)),
+                )
                 raise StoreUnavailable(f"{what}: {exc} (for {waited:.0f} s)") from exc
             if logged_at is None or now - logged_at >= WAIT_LOG_INTERVAL_S:
-                log.warning("store_write_waiting what=%s waited_s=%.1f error=%s", what, waited, exc)
+                log.warning(
+                    "store_write_waiting",
+                    extra=fields(what=what, waited_s=round(waited, 1), error=str(exc)),
+                )
                 logged_at = now
             await trio.sleep(min(next(delays), max(0.0, patience_s - waited)))
             continue
         if logged_at is not None:
             waited = trio.current_time() - started
-            log.info("store_write_done what=%s waited_s=%.1f", what, waited)
+            log.info("store_write_done", extra=fields(what=what, waited_s=round(waited, 1)))
         return result

@@ -123,7 +123,7 @@ def make_throttle(
         message, user = update.message, update.user
         assert message is not None
         assert user is not None
-        log.info("message throttled user=%s chat=%s", user.id, message.chat.id)
+        log.info("message throttled", extra=fields(user=user.id, chat=message.chat.id))
         private = message.chat.type == "private"
         if private and deps.limits.should_tell(user.id, trio.current_time()):
             await deps.api.send_message(message.chat.id, t("throttled", user.language_code))

@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from bot.deps import Deps
+from bot.logging_setup import plain_fields
 from bot.persist import persist
 from bot.personas import load_personas
 from bot.settings import SHIPPED_PERSONAS, load_settings
@@ -80,9 +81,9 @@ async def test_persist_waits_out_a_lock_without_blocking_others(
     assert result == "done after 5 calls"
     assert len(ticks) == 5  # the other task ran while the write waited
     assert 0 < trio.current_time() < 2
-    lines = [r.getMessage() for r in caplog.records if r.name == "bot.persist"]
-    assert lines[0].startswith("store_write_waiting what=a write waited_s=0.0")
-    assert lines[-1].startswith("store_write_done what=a write")
+    lines = [r.getMessage() + plain_fields(r) for r in caplog.records if r.name == "bot.persist"]
+    assert lines[0].startswith('store_write_waiting what="a write" waited_s=0.0')
+    assert lines[-1].startswith('store_write_done what="a write"')
 
 
 async def test_persist_gives_up_after_its_patience(autojump_clock: trio.abc.Clock) -> None:
@@ -184,7 +185,10 @@ async def test_a_release_while_the_database_is_locked_is_waited_out(
         assert store.jobs.unfinished() == []
         assert balance(store, USER) == 1
         assert store.events.count("image_failed") == 1
-    assert any("store_write_waiting what=release job" in r.getMessage() for r in caplog.records)
+    assert any(
+        'store_write_waiting what="release job' in r.getMessage() + plain_fields(r)
+        for r in caplog.records
+    )
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     await bot.stop()
 

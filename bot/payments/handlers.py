@@ -37,6 +37,7 @@ from bot.routing import (
 from bot.telegram.errors import TelegramBadRequest, TelegramError
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 from bot.texts import Lang, t
+from comfy.logfields import fields
 from store import PaymentKind, Refunded
 
 __all__ = [
@@ -142,7 +143,7 @@ async def handle_pre_checkout(deps: Deps, cmd: PreCheckout) -> None:
                 error_message=None if decline is None else t(decline.value, cmd.lang),
             )
         except TelegramError as exc:
-            log.warning("pre-checkout not answered query=%s: %s", query.id, exc)
+            log.warning("pre-checkout not answered", extra=fields(query=query.id, error=str(exc)))
     if scope.cancelled_caught:
         log.warning(
             "pre-checkout not answered within %.0f s query=%s", PRE_CHECKOUT_BUDGET_S, query.id
@@ -244,7 +245,7 @@ async def handle_refund(deps: Deps, cmd: AdminCmd) -> None:
     if not refunded.new:
         await deps.api.send_message(cmd.ctx.chat_id, t("refund_again", lang, charge=charge))
         return
-    log.info("admin refund by=%s charge=%s", cmd.ctx.user_id, charge)
+    log.info("admin refund", extra=fields(by=cmd.ctx.user_id, charge=charge))
     await deps.api.send_message(
         cmd.ctx.chat_id,
         t(
@@ -265,7 +266,7 @@ async def handle_refund(deps: Deps, cmd: AdminCmd) -> None:
             payment.user_id, _told_user(refunded, user.language if user else "ru")
         )
     except TelegramError as exc:
-        log.info("refund not told to user=%s: %s", payment.user_id, exc)
+        log.info("refund not told to the user", extra=fields(user=payment.user_id, error=str(exc)))
 
 
 async def _refund_refused(deps: Deps, cmd: AdminCmd, charge: str, exc: TelegramError) -> None:
@@ -278,7 +279,7 @@ async def _refund_in_store(deps: Deps, charge: str) -> Refunded | None:
         f"refund {charge}", lambda: deps.store.payments.refund(charge, now=deps.now())
     )
     if refunded is None:
-        log.warning("refund of a payment this bot never stored charge=%s", charge)
+        log.warning("refund of a payment this bot never stored", extra=fields(charge=charge))
         return None
     if refunded.new:
         event = event_record(
@@ -320,7 +321,7 @@ async def handle_stop_renewal(deps: Deps, cmd: AdminCmd) -> None:
         text = t("stoprenewal_refused", lang, error=exc.description)
         await deps.api.send_message(cmd.ctx.chat_id, text)
         return
-    log.info("admin stopped renewal by=%s user=%s charge=%s", cmd.ctx.user_id, user_id, charge)
+    log.info("admin stopped renewal", extra=fields(by=cmd.ctx.user_id, user=user_id, charge=charge))
     await deps.api.send_message(cmd.ctx.chat_id, t("stoprenewal_done", lang, user_id=user_id))
 
 

@@ -23,6 +23,7 @@ from bot.pictures.queue import Ticket
 from bot.pictures.settle import settle, tell_user
 from bot.pictures.spool import discard, spool_folder, sweep
 from bot.telegram.errors import TelegramError
+from comfy.logfields import fields
 from store import MEMORY
 
 __all__ = ["resume_unfinished"]
@@ -74,7 +75,9 @@ async def _delete_left_over_status_messages(deps: Deps) -> None:
         try:
             await deps.api.delete_message(job.chat_id, job.status_message_id)
         except TelegramError as exc:
-            log.debug("old status message not deleted job=%s: %s", job.job_id, exc)
+            log.debug(
+                "old status message not deleted", extra=fields(job=job.job_id, error=str(exc))
+            )
         await deps.write(
             f"status message of job {job.job_id} gone",
             partial(deps.store.jobs.set_status_message, job.job_id, None),

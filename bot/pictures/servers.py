@@ -50,6 +50,7 @@ from comfy import (
 from comfy.backoff import backoff_delays
 from comfy.follower import probe_prompt
 from comfy.generate import RESUBMIT_MIN_REMAINING_S
+from comfy.logfields import fields
 from comfy.preflight import MODEL_INPUTS, model_files
 from comfy.protocol import Signal
 from comfy.servers import ServerSpec
@@ -144,7 +145,10 @@ class Server:
             )
         delay = next(self._downs)
         self.down_until = trio.current_time() + delay
-        log.warning("comfy server down server=%s for %.1f s: %s", self.name, delay, why)
+        log.warning(
+            "comfy server down",
+            extra=fields(server=self.name, retry_in_s=round(delay, 1), reason=why),
+        )
 
     def mark_up(self) -> None:
         self._downs = None  # the next failure starts the backoff afresh
@@ -207,13 +211,15 @@ class ServerPool:
             try:
                 files = await model_files(server.client)
             except ComfyError as exc:
-                log.info("comfy models not read server=%s: %s", server.name, exc.detail)
+                log.info(
+                    "comfy models not read", extra=fields(server=server.name, error=str(exc.detail))
+                )
                 return
             except Exception:  # a bug below the client must not end the root nursery
-                log.exception("comfy models not read server=%s", server.name)
+                log.exception("comfy models not read", extra=fields(server=server.name))
                 return
             server.models = files
-            log.debug("comfy models server=%s: %d file(s)", server.name, len(files))
+            log.debug("comfy models read", extra=fields(server=server.name, files=len(files)))
             self._notify()
 
     async def _clean_abandoned(self, server: Server) -> None:
@@ -243,7 +249,9 @@ class ServerPool:
                     )
                     return  # down again: the next connect tries again
                 except Exception:  # a bug below the client must not end the root nursery
-                    log.exception("comfy abandoned prompt not tidied prompt_id=%s", prompt_id)
+                    log.exception(
+                        "comfy abandoned prompt not tidied", extra=fields(prompt_id=prompt_id)
+                    )
                     return
             server.abandoned.discard(prompt_id)
 

@@ -74,7 +74,7 @@ async def settle(
             patience_s=patience_s,
         )
         if not settled:
-            log.warning("job already finished, not charged again job=%s", job.job_id)
+            log.warning("job already finished, not charged again", extra=fields(job=job.job_id))
     else:
         assert end.reason is not None
         reason = end.reason.value

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from comfy.logfields import fields
+
 __all__ = ["SPOOL_FOLDER", "discard", "spool_folder", "sweep"]
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ def discard(path: str | Path | None) -> None:
     try:
         Path(path).unlink(missing_ok=True)
     except OSError as exc:
-        log.warning("spool file not deleted path=%s: %s", path, exc)
+        log.warning("spool file not deleted", extra=fields(path=path, error=str(exc)))
 
 
 def sweep(folder: Path, *, keep: Iterable[str | Path | None]) -> int:
@@ -47,7 +49,7 @@ def sweep(folder: Path, *, keep: Iterable[str | Path | None]) -> int:
     except FileNotFoundError:
         return 0
     except OSError as exc:
-        log.warning("spool folder not swept folder=%s: %s", folder, exc)
+        log.warning("spool folder not swept", extra=fields(folder=folder, error=str(exc)))
         return 0
     deleted = 0
     for entry in entries:

@@ -106,7 +106,7 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
         except JobEnded as exc:
             exit_, detail = exc.exit, exc.detail
         except Exception as exc:
-            log.exception("job crashed job=%s server=%s", job.job_id, work.server)
+            log.exception("job crashed", extra=fields(job=job.job_id, server=work.server))
             exit_, detail = Exit.CRASHED, f"internal error: {exc!r}"
     if own_scope.cancelled_caught:
         exit_, detail = Exit.CANCELLED, "cancelled by the user"
@@ -120,7 +120,7 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
             "job failed job=%s server=%s exit=%s: %s", job.job_id, work.server, exit_.value, detail
         )
     else:
-        log.info("job delivered job=%s server=%s", job.job_id, work.server)
+        log.info("job delivered", extra=fields(job=job.job_id, server=work.server))
     if await settle(deps, job, exit_, detail=detail, file_id=work.file_id):
         await tell_user(deps, job, exit_)
     runtime.board.close(job.job_id)
@@ -250,8 +250,11 @@ def _handed_to(deps: Deps, work: _Work, server: str) -> None:
     except sqlite3.Error as exc:
         if not is_transient(exc):
             raise
-        log.warning("job server not recorded job=%s server=%s: %s", work.job.job_id, server, exc)
-    log.info("job handed to server job=%s server=%s", work.job.job_id, server)
+        log.warning(
+            "job server not recorded",
+            extra=fields(job=work.job.job_id, server=server, error=str(exc)),
+        )
+    log.info("job handed to server", extra=fields(job=work.job.job_id, server=server))
 
 
 async def _deliver(
