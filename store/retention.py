@@ -1,6 +1,6 @@
 """How long users' data is kept: pruning by age, and ``/forget`` (docs/product.md, P20).
 
-Four tables grow with use. What each keeps and for how long is decided here, as data:
+Five tables grow with use. What each keeps and for how long is decided here, as data:
 :func:`prune_rules` turns a :class:`RetentionPolicy` and the time into one
 :class:`PruneRule` per table (pure), and :func:`prune_batch` deletes at most a batch of
 the rows one rule selects, in one transaction, so the caller can yield between batches.
@@ -10,12 +10,14 @@ the rows one rule selects, in one transaction, so the caller can yield between b
 - ``jobs`` by ``finished_at``, final jobs only (an active job is a reservation), and
   never one of the current UTC quota day (today's subscription pictures are counted
   from those rows);
+- ``parked_updates`` (updates the bot could not handle, kept raw for the operator; they
+  hold users' words) by ``parked_at``, as long as ``turns``;
 - ``events_analytics`` by ``ts``: no texts, only names, ids and numbers, kept longest so
   the picture report stays meaningful.
 
-:func:`forget_user` is ``/forget``: the user's turns, the texts the bot sent them and the
-scenes in their finished jobs' graphs go; their balance, subscription, job rows (what
-was charged) and events stay.
+:func:`forget_user` is ``/forget``: the user's turns, the texts the bot sent them, the
+scenes in their finished jobs' graphs and any update of theirs parked for the operator
+go; their balance, subscription, job rows (what was charged) and events stay.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Table(enum.StrEnum):
     SENT_MESSAGES = "sent_messages"
     JOBS = "jobs"
     EVENTS = "events_analytics"
+    PARKED = "parked_updates"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,7 @@ class RetentionPolicy:
             Table.SENT_MESSAGES: self.sent_messages_days,
             Table.JOBS: self.jobs_days,
             Table.EVENTS: self.events_days,
+            Table.PARKED: self.turns_days,  # raw updates hold the user's words, as turns do
         }[table]
 
 
@@ -98,6 +102,7 @@ _AGE_COLUMN: Final = {
     Table.SENT_MESSAGES: "created_at",
     Table.JOBS: "finished_at",
     Table.EVENTS: "ts",
+    Table.PARKED: "parked_at",
 }
 
 
@@ -136,6 +141,7 @@ class Forgotten:
     turns: int
     texts: int
     scenes: int
+    parked: int = 0
 
 
 def forget_user(db: sqlite_utils.Database, user_id: int) -> Forgotten:
@@ -157,4 +163,22 @@ def forget_user(db: sqlite_utils.Database, user_id: int) -> Forgotten:
             f" WHERE user_id = ? AND state IN {FINAL_SQL} AND graph IS NOT NULL",
             [user_id],
         ).rowcount
-    return Forgotten(turns=int(turns), texts=int(texts), scenes=int(scenes))
+        parked = db.execute(
+            f"DELETE FROM parked_updates WHERE {_SENDER_SQL} = ?", [user_id]
+        ).rowcount
+    return Forgotten(turns=int(turns), texts=int(texts), scenes=int(scenes), parked=int(parked))
+
+
+# Who sent a raw update, for every kind the bot takes in (docs/telegram.md).
+_SENDER_SQL: Final = "COALESCE({})".format(
+    ", ".join(
+        f"json_extract(raw, '$.{kind}.from.id')"
+        for kind in (
+            "message",
+            "edited_message",
+            "callback_query",
+            "my_chat_member",
+            "pre_checkout_query",
+        )
+    )
+)

@@ -189,6 +189,12 @@ def _job_server(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN server TEXT")
 
 
+@MIGRATIONS(name="0006_parked_updates_by_age")
+def _parked_updates_by_age(db: sqlite_utils.Database) -> None:
+    # Retention prunes parked updates (they hold users' words) oldest first.
+    db.execute("CREATE INDEX parked_updates_by_age ON parked_updates (parked_at)")
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring *db* to the latest schema; a no-op when it is already there."""
     MIGRATIONS.apply(db)

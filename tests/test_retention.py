@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -53,6 +54,8 @@ def test_each_table_gets_its_own_cutoff() -> None:
     assert rules[Table.SENT_MESSAGES].cutoff == to_iso(NOW - timedelta(days=60))
     assert rules[Table.JOBS].cutoff == to_iso(NOW - timedelta(days=90))
     assert rules[Table.EVENTS].cutoff == to_iso(NOW - timedelta(days=400))
+    assert rules[Table.PARKED].cutoff == rules[Table.TURNS].cutoff  # both hold users' words
+    assert rules[Table.PARKED].age_column == "parked_at"
     assert rules[Table.EVENTS].age_column == "ts"
     assert rules[Table.JOBS].age_column == "finished_at"
 
@@ -134,6 +137,20 @@ def test_old_turns_go_in_batches_oldest_first_and_new_ones_stay(store: Store) ->
     assert [
         turn.text for turn in store.conversation.last(user_id=USER, persona_key="alice", limit=9)
     ] == ["recent"]
+
+
+def park(store: Store, update_id: int, sender: int, when: datetime, kind: str = "message") -> None:
+    raw = json.dumps({"update_id": update_id, kind: {"from": {"id": sender}, "text": "words"}})
+    store.updates.save_batch([(update_id, raw)], next_offset=update_id + 1)
+    store.updates.park(update_id, "handler_error", now=when)
+
+
+def test_old_parked_updates_go_and_new_ones_stay(store: Store) -> None:
+    park(store, 1, USER, NOW - timedelta(days=31))
+    park(store, 2, USER, NOW - timedelta(days=29))
+    (rule,) = [r for r in prune_rules(POLICY, NOW) if r.table is Table.PARKED]
+    assert prune_batch(store.db, rule, 100) == 1
+    assert store.updates.parked() == [(2, "handler_error")]
 
 
 def test_jobs_prune_only_final_rows_and_never_today(store: Store) -> None:
@@ -263,9 +280,13 @@ def test_forget_deletes_texts_but_not_money_or_other_users(store: Store) -> None
     store.quota.consume(done, file_id="f", now=NOW)
     drawing = add_job(store, USER, 11, NOW)  # being drawn: the worker still needs its text
     store.quota.grant(USER, 5, now=NOW, free_images=0)
+    park(store, 1, USER, NOW)
+    park(store, 2, USER, NOW, kind="callback_query")
+    park(store, 3, OTHER, NOW)
     before = balance(store, USER)
     gone = forget_user(store.db, USER)
-    assert (gone.turns, gone.texts, gone.scenes) == (1, 1, 1)
+    assert (gone.turns, gone.texts, gone.scenes, gone.parked) == (1, 1, 1, 2)
+    assert store.updates.parked() == [(3, "handler_error")]
     assert store.conversation.last(user_id=USER, persona_key="alice", limit=5) == []
     assert len(store.conversation.last(user_id=OTHER, persona_key="alice", limit=5)) == 1
     assert store.sent.get(chat_id=USER, message_id=10) is None

@@ -12,6 +12,7 @@ import logging
 from bot.deps import Deps
 from bot.routing import ForgetCmd
 from bot.texts import t
+from comfy.logfields import fields
 from store.retention import forget_user
 
 __all__ = ["handle_forget"]
@@ -25,10 +26,13 @@ async def handle_forget(deps: Deps, cmd: ForgetCmd) -> None:
         f"forget user {cmd.ctx.user_id}", lambda: forget_user(deps.store.db, cmd.ctx.user_id)
     )
     log.info(
-        "user forgot their texts user=%s turns=%s texts=%s scenes=%s",
-        cmd.ctx.user_id,
-        gone.turns,
-        gone.texts,
-        gone.scenes,
+        "user forgot their texts",
+        extra=fields(
+            user=cmd.ctx.user_id,
+            turns=gone.turns,
+            texts=gone.texts,
+            scenes=gone.scenes,
+            parked=gone.parked,
+        ),
     )
     await deps.api.send_message(cmd.ctx.chat_id, t("forget_done", cmd.ctx.lang))
