@@ -39,6 +39,8 @@ from bot.startup import set_commands, wait_for_telegram
 from bot.telegram.client import TelegramApi
 from bot.telegram.dispatcher import run_dispatcher
 from bot.telegram.polling import prepare_polling, run_polling
+from bot.telegram.send_budget import SendRules
+from bot.telegram.throttle import SendThrottle
 from bot.telegram.types import Update
 from bot.update_handler import make_handler
 from comfy import Comfy, ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
@@ -124,7 +126,11 @@ async def run(
             if handle_signals:
                 await root.start(run_signal_watcher, stopper.stop, stopper.force)
             api = TelegramApi(
-                http, settings.token, base_url=str(settings.telegram_api_base), rng=rng
+                http,
+                settings.token,
+                base_url=str(settings.telegram_api_base),
+                rng=rng,
+                throttle=SendThrottle(SendRules.overall(settings.telegram_messages_per_second)),
             )
             me = await wait_for_telegram(api, rng=rng)
             pictures = _pictures(
