@@ -15,7 +15,7 @@ from typing import Final
 
 import trio
 
-from benchmarks import chat_load, gpu_busy, memory, overhead
+from benchmarks import chat_load, gpu_busy, memory, overhead, send_budget
 from benchmarks.report import Check, Report, machine_line, print_report
 
 __all__ = ["BENCHMARKS", "main", "run_all"]
@@ -25,6 +25,7 @@ BENCHMARKS: Final[tuple[Callable[[], Awaitable[Report]], ...]] = (
     gpu_busy.measure,
     chat_load.measure,
     memory.measure,
+    send_budget.measure,
 )
 TOTAL_TIMEOUT_S: Final = 900.0  # every wait inside has its own, far shorter, guard
 
