@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     # Required to run the bot (``load_settings`` checks it); reports read the database only.
     telegram_bot_token: SecretStr | None = None
     telegram_api_base: HttpUrl = HttpUrl(DEFAULT_TELEGRAM_API_BASE)
-    telegram_messages_per_second: int = Field(default=DEFAULT_PER_SECOND, ge=1, le=1000)
+    telegram_messages_per_second: int = Field(default=DEFAULT_PER_SECOND, ge=2, le=1000)
     database_path: Path = Path("data/bot.db")
     personas_file: Path = SHIPPED_PERSONAS
     workflow_file: Path = Path("workflows/sdxl_lora.json")

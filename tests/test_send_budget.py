@@ -91,6 +91,15 @@ def test_messages_in_one_chat_keep_their_order() -> None:
     assert [t.seq for t in drain(budget, 0.2)[0]] == [first.seq, second.seq]
 
 
+def test_a_toast_goes_even_when_the_second_is_full() -> None:
+    budget = SendBudget(RULES)
+    for chat in range(4):
+        budget.add(message(chat), 0.0)
+    drain(budget, 0.0)
+    toast = budget.add(TOAST, 0.2)
+    assert [t.seq for t in drain(budget, 0.2)[0]] == [toast.seq]
+
+
 def test_toasts_go_before_messages_that_waited_longer() -> None:
     budget = SendBudget(RULES)
     for chat in range(4):
@@ -122,16 +131,31 @@ def test_cosmetic_calls_wait_behind_messages() -> None:
     assert [t.seq for t in drain(budget, 1.2)[0]] == [action.seq]
 
 
-def test_a_cosmetic_call_leaves_the_chats_last_slot_to_a_message() -> None:
-    budget = SendBudget(SendRules(per_second=30, per_chat=3, chat_window_s=3.0))
-    budget.add(message(1), 0.0)
+def test_a_cosmetic_call_leaves_the_chats_last_two_slots_to_messages() -> None:
+    rules = SendRules(per_second=30, per_chat=3, chat_window_s=3.0, cosmetic_max_wait_s=10.0)
+    budget = SendBudget(rules)
     budget.add(cosmetic(1), 0.0)
-    assert len(drain(budget, 0.0)[0]) == 2
+    assert len(drain(budget, 0.0)[0]) == 1
     action = budget.add(cosmetic(1, key="another"), 0.5)
-    assert drain(budget, 0.5)[0] == []  # two of three slots used: the last is a message's
-    photo = budget.add(message(1), 0.6)
-    assert [t.seq for t in drain(budget, 0.6)[0]] == [photo.seq]
-    assert [t.seq for t in drain(budget, 3.0)[0]] == [action.seq]
+    assert drain(budget, 0.5)[0] == []  # one of three slots used: the other two are messages'
+    post = budget.add(message(1), 0.6)
+    photo = budget.add(message(1), 0.7)
+    assert [t.seq for t in drain(budget, 0.7)[0]] == [post.seq, photo.seq]
+    granted, _, wake_at = drain(budget, 3.0)
+    assert granted == []
+    assert wake_at == 3.7  # until only one of the chat's three slots is taken
+    assert [t.seq for t in drain(budget, 3.7)[0]] == [action.seq]
+
+
+def test_cosmetic_calls_never_take_the_seconds_last_slots() -> None:
+    budget = SendBudget(RULES)  # 4 a second, 2 of them at most cosmetic
+    budget.add(message(1), 0.0)
+    budget.add(message(2), 0.0)
+    assert len(drain(budget, 0.0)[0]) == 2
+    budget.add(cosmetic(3), 0.1)
+    granted, _, wake_at = drain(budget, 0.1)
+    assert granted == []  # two slots left in this second, both kept for messages
+    assert wake_at == 1.0
 
 
 def test_a_stale_cosmetic_call_is_dropped_and_a_message_never_is() -> None:
@@ -197,3 +221,12 @@ def test_rules_refuse_impossible_numbers(kwargs: dict[str, int], bad: str) -> No
 def test_overall_gives_cosmetic_calls_a_fifth() -> None:
     assert SendRules.overall(25).cosmetic_per_second == 5
     assert SendRules.overall(2).cosmetic_per_second == 1
+
+
+def test_status_posts_leave_the_seconds_last_slots_to_photos() -> None:
+    budget = SendBudget(RULES)  # 4 a second, the last 2 kept for replies and photos
+    for chat in range(4):
+        budget.add(CallClass(Priority.STATUS, chat, None), 0.0)
+    assert len(drain(budget, 0.0)[0]) == 2
+    photo = budget.add(message(9), 0.3)
+    assert [t.seq for t in drain(budget, 0.3)[0]] == [photo.seq]

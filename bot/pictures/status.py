@@ -20,9 +20,10 @@ The message id lives here, in memory, with the line. SQLite keeps a copy only fo
 recovery: a job resumed after a restart adopts its old message (:meth:`StatusBoard.adopt`),
 and a message left behind by a job that ended just before a stop is deleted at the next
 start. A failed call is logged and forgotten: a status line is never worth failing a
-picture for. Posts and deletes are messages in Telegram's send budget; edits are cosmetic,
-so under load the budget thins them (bot/telegram/send_budget.py), and an edit it drops
-is tried again by the same rules.
+picture for. In Telegram's send budget (bot/telegram/send_budget.py) posts and deletes
+are never dropped but wait behind replies and photos when the budget is short; edits are
+cosmetic, so under load the budget thins them, and an edit it drops is tried again by
+the same rules.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_EDIT_INTERVAL_S: Final = 3.0
-CLEANUP_DEADLINE_S: Final = 5.0  # a status message is deleted within this, or left
+# A status message is deleted within this, or left; long enough to wait out a busy send
+# budget, where deletes queue behind the pictures (bot/telegram/send_budget.py).
+CLEANUP_DEADLINE_S: Final = 30.0
 # Status edits in flight (or waiting in the send budget) at once: a queue moving up edits
 # every waiting job's message, and a burst of them must not crowd out the chat's replies
 # on the shared HTTP client. Posts and deletes never queue behind edits.
@@ -299,6 +302,7 @@ class StatusBoard:
                 reply_markup=self._markup(line, view),
                 reply_to_message_id=line.reply_to,
                 disable_notification=True,
+                priority=Priority.STATUS,
             )
         except TelegramError as exc:
             log.info("status message not sent job=%s: %s", line.job_id, exc)
@@ -338,7 +342,7 @@ class StatusBoard:
         assert message_id is not None
         with trio.move_on_after(CLEANUP_DEADLINE_S):
             try:
-                await self._api.delete_message(line.chat_id, message_id)
+                await self._api.delete_message(line.chat_id, message_id, priority=Priority.STATUS)
             except TelegramError as exc:
                 log.debug("status delete failed job=%s: %s", line.job_id, exc)
         self._lines.pop(line.job_id, None)

@@ -271,10 +271,11 @@ class TelegramApi:
         reply_markup: InlineKeyboardMarkup | None = None,
         reply_to_message_id: int | None = None,
         disable_notification: bool = False,
+        priority: Priority | None = None,
     ) -> Message:
         """Send plain text, without parse_mode, so user text needs no escaping.
 
-        See docs/telegram.md, T13.
+        See docs/telegram.md, T13; *priority* as in :meth:`call`.
         """
         params = {
             "chat_id": chat_id,
@@ -283,7 +284,7 @@ class TelegramApi:
             "reply_parameters": _reply_parameters(reply_to_message_id),
             "disable_notification": disable_notification or None,
         }
-        return await self.call("sendMessage", params, result=Message)
+        return await self.call("sendMessage", params, result=Message, priority=priority)
 
     async def answer_callback_query(
         self, callback_query_id: str, *, text: str | None = None, show_alert: bool = False
@@ -334,10 +335,12 @@ class TelegramApi:
             if _NOT_MODIFIED not in exc.description.lower():
                 raise
 
-    async def delete_message(self, chat_id: int, message_id: int) -> bool:
-        """Delete a message the bot may delete."""
+    async def delete_message(
+        self, chat_id: int, message_id: int, *, priority: Priority | None = None
+    ) -> bool:
+        """Delete a message the bot may delete; *priority* as in :meth:`call`."""
         params = {"chat_id": chat_id, "message_id": message_id}
-        return await self.call("deleteMessage", params, result=bool)
+        return await self.call("deleteMessage", params, result=bool, priority=priority)
 
     async def set_my_commands(
         self, commands: Sequence[BotCommand], *, language_code: str | None = None

@@ -10,23 +10,28 @@ Theory of operation:
 
 * **Classes.** :func:`classify` sorts a call by its method: a press's toast
   (``answerCallbackQuery``) is :attr:`Priority.TOAST`, Telegram refuses it after a few
-  seconds; replies, photos, status posts and deletes are :attr:`Priority.MESSAGE`, never
-  dropped; chat actions, and the edits a caller marks so (the status messages' progress),
-  are :attr:`Priority.COSMETIC`. Polling and start-up calls write nothing to a chat and
-  are not counted.
+  seconds; replies, photos and notices are :attr:`Priority.MESSAGE`; the status board
+  marks its posts and deletes :attr:`Priority.STATUS` (never dropped either, but when the
+  budget is short they wait behind the pictures themselves); chat actions, and the edits
+  the board marks so (queue places, progress), are :attr:`Priority.COSMETIC`. Polling
+  and start-up calls write nothing to a chat and are not counted.
 * **Windows.** At most ``per_second`` granted calls in any window of one second, and at
   most ``per_chat`` in any ``chat_window_s`` in one chat (an average of one a second,
   bursts of ``per_chat``). Sliding windows, not token buckets, so no one-second window
   ever holds more than ``per_second``.
 * **Order.** The waiting call with the best priority that both windows allow goes next;
-  among equals, the one that waited longest.
+  among equals, the one that waited longest. A toast is counted but never held by the
+  windows (one per press, useless when late); status and cosmetic calls never take the
+  last ``cosmetic_per_second`` slots of a second, kept for replies and photos.
 * **Thinning.** Cosmetic calls share at most ``cosmetic_per_second`` of each second and
-  leave every chat's last slot to a message. So while pictures are few every edit and
-  chat action goes out, and as the picture rate rises their share stays fixed: calls per
-  picture fall. A cosmetic call still waiting after ``cosmetic_max_wait_s`` is dropped
-  (a stale "drawing 40 %" is worth nothing), and a newer cosmetic call with the same
-  merge key (the same message's edit, the same chat's action) replaces an older one
-  still waiting. Toasts and messages are never dropped.
+  leave the last two slots of every chat's window to messages (a status post and a
+  photo). So while
+  pictures are few every edit and chat action goes out, and as the picture rate rises
+  their share stays fixed: calls per picture fall. A cosmetic call still waiting after
+  ``cosmetic_max_wait_s`` is dropped (a stale "drawing 40 %" is worth nothing), and a
+  newer cosmetic call with the same merge key (the same message's edit, the same chat's
+  action) replaces an older one still waiting. Toasts, messages and status posts and
+  deletes are never dropped.
 * **429.** :meth:`SendBudget.rate_limited` holds every call until ``retry_after`` has
   passed: Telegram's answer to one call is a verdict on the whole bot's rate.
 
@@ -61,14 +66,16 @@ __all__ = [
 DEFAULT_PER_SECOND: Final = 25  # a margin under Telegram's "about 30" (docs/telegram.md, T7)
 WINDOW_S: Final = 1.0
 COSMETIC_SHARE: Final = 5  # cosmetic calls may use one call in this many of each second
+CHAT_SLOTS_KEPT: Final = 2  # of a chat's window, kept for messages: a post and a photo
 
 
 class Priority(enum.IntEnum):
     """Lower goes first."""
 
     TOAST = 0  # answerCallbackQuery: useless once the query is too old
-    MESSAGE = 1  # replies, photos, status posts and deletes: never dropped
-    COSMETIC = 2  # chat actions, status edits: thinned under load, dropped when stale
+    MESSAGE = 1  # replies, photos, notices: never dropped
+    STATUS = 2  # status posts and their deletes: never dropped, but after the pictures
+    COSMETIC = 3  # chat actions, status edits: thinned under load, dropped when stale
 
 
 # The class of each method the bot calls; a method not listed is not counted (polling,
@@ -103,17 +110,19 @@ class SendRules:
     @classmethod
     def overall(cls, per_second: int) -> SendRules:
         """The rules for *per_second* calls overall, a fifth of them for cosmetic calls."""
-        return cls(per_second=per_second, cosmetic_per_second=max(1, per_second // COSMETIC_SHARE))
+        cosmetic = max(1, per_second // COSMETIC_SHARE)
+        return cls(per_second=per_second, cosmetic_per_second=cosmetic)
 
     def __post_init__(self) -> None:
-        if self.per_second < 1 or self.per_chat < 2 or self.cosmetic_per_second < 1:
+        if self.per_second < 1 or self.per_chat <= CHAT_SLOTS_KEPT or self.cosmetic_per_second < 1:
             raise ValueError(
-                "per_second and cosmetic_per_second must be at least 1 and per_chat at least 2,"
-                f" got {self.per_second!r}, {self.cosmetic_per_second!r}, {self.per_chat!r}"
+                "per_second and cosmetic_per_second must be at least 1 and per_chat at least"
+                f" {CHAT_SLOTS_KEPT + 1}, got {self.per_second!r}, {self.cosmetic_per_second!r},"
+                f" {self.per_chat!r}"
             )
-        if self.cosmetic_per_second > self.per_second:
+        if 2 * self.cosmetic_per_second > self.per_second:
             raise ValueError(
-                f"cosmetic_per_second {self.cosmetic_per_second!r} exceeds"
+                f"cosmetic_per_second {self.cosmetic_per_second!r} exceeds half of"
                 f" per_second {self.per_second!r}"
             )
 
@@ -179,7 +188,8 @@ class SendBudget:
 
     def __init__(self, rules: SendRules | None = None) -> None:
         self.rules = rules if rules is not None else SendRules()
-        self._waiting: dict[int, Ticket] = {}
+        # By priority, each in arrival order (so also in order of ``since``).
+        self._waiting: dict[Priority, dict[int, Ticket]] = {p: {} for p in Priority}
         self._seq = itertools.count()
         self._sent = _Sent()
         self._resume_at = -math.inf
@@ -187,22 +197,23 @@ class SendBudget:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting)
+        return sum(len(tickets) for tickets in self._waiting.values())
 
     def add(self, call: CallClass, now: float) -> Ticket:
         """A call asks for its turn; an older cosmetic call with its merge key is dropped."""
+        same_class = self._waiting[call.priority]
         if call.merge_key is not None:
-            for older in list(self._waiting.values()):
-                if older.call.merge_key == call.merge_key:
-                    del self._waiting[older.seq]
-                    self._dropped.append(Drop(older, "merged"))
+            for older in [t for t in same_class.values() if t.call.merge_key == call.merge_key]:
+                del same_class[older.seq]
+                self._dropped.append(Drop(older, "merged"))
         ticket = Ticket(next(self._seq), call, now)
-        self._waiting[ticket.seq] = ticket
+        same_class[ticket.seq] = ticket
         return ticket
 
-    def withdraw(self, ticket: Ticket) -> None:
-        """The caller gave up waiting (cancelled); nothing was sent, nothing is counted."""
-        self._waiting.pop(ticket.seq, None)
+    def withdraw(self, ticket: Ticket) -> bool:
+        """The caller gave up waiting (cancelled): nothing was sent, nothing is counted.
+        False if the ticket was no longer waiting (granted or dropped already)."""
+        return self._waiting[ticket.call.priority].pop(ticket.seq, None) is not None
 
     def rate_limited(self, now: float, retry_after_s: float) -> None:
         """Telegram answered 429: no call goes before ``now + retry_after_s``."""
@@ -215,38 +226,62 @@ class SendBudget:
             return self._dropped.popleft()
         self._forget(now)
         wake_at = math.inf
-        for ticket in sorted(self._waiting.values(), key=lambda t: t.since):
-            if ticket.call.priority is Priority.COSMETIC:
-                stale_at = ticket.since + self.rules.cosmetic_max_wait_s
-                if now >= stale_at:
-                    del self._waiting[ticket.seq]
-                    return Drop(ticket, "stale")
-                wake_at = min(wake_at, stale_at)
+        cosmetic = self._waiting[Priority.COSMETIC]
+        for ticket in cosmetic.values():  # the oldest first: only it can be stale
+            stale_at = ticket.since + self.rules.cosmetic_max_wait_s
+            if now >= stale_at:
+                del cosmetic[ticket.seq]
+                return Drop(ticket, "stale")
+            wake_at = stale_at
+            break
         if now < self._resume_at:
-            return min(wake_at, self._resume_at) if self._waiting else math.inf
-        for ticket in sorted(self._waiting.values(), key=lambda t: t.order):
-            ready_at = self._ready_at(ticket.call)
-            if ready_at <= now:
-                del self._waiting[ticket.seq]
-                self._record(ticket.call, now)
-                return Grant(ticket)
-            wake_at = min(wake_at, ready_at)
+            return min(wake_at, self._resume_at) if self.waiting else math.inf
+        for priority, tickets in self._waiting.items():
+            if not tickets:
+                continue
+            # The second's window is the same for the whole class: one look decides it.
+            class_ready = self._second_ready_at(priority)
+            if class_ready > now:
+                wake_at = min(wake_at, class_ready)
+                continue
+            for ticket in tickets.values():
+                chat_ready = self._chat_ready_at(ticket.call)
+                if chat_ready <= now:
+                    del tickets[ticket.seq]
+                    self._record(ticket.call, now)
+                    return Grant(ticket)
+                wake_at = min(wake_at, chat_ready)
         return wake_at
 
-    def _ready_at(self, call: CallClass) -> float:
-        """The earliest time the open windows let *call* go."""
+    def _second_ready_at(self, priority: Priority) -> float:
+        """When the one-second windows have room for a call of *priority*."""
         rules, sent = self.rules, self._sent
-        ready = _free_at(sent.all, rules.per_second, WINDOW_S)
-        cosmetic = call.priority is Priority.COSMETIC
-        if cosmetic:
+        if priority is Priority.TOAST:
+            # Counted, but never held by the window: an answer late by a second is refused
+            # (docs/telegram.md, T8), and there is at most one per press.
+            return -math.inf
+        if priority is Priority.MESSAGE:
+            return _free_at(sent.all, rules.per_second, WINDOW_S)
+        # Status and cosmetic calls leave the second's last slots to replies and photos,
+        # so a photo finds room at once even while status posts are queued.
+        kept = rules.cosmetic_per_second
+        ready = _free_at(sent.all, rules.per_second - kept, WINDOW_S)
+        if priority is Priority.COSMETIC:
             ready = max(ready, _free_at(sent.cosmetic, rules.cosmetic_per_second, WINDOW_S))
-        if call.chat_id is not None:
-            in_chat = sent.by_chat.get(call.chat_id)
-            if in_chat is not None:
-                # A cosmetic call leaves the chat's last slot to a message.
-                limit = rules.per_chat - 1 if cosmetic else rules.per_chat
-                ready = max(ready, _free_at(in_chat, limit, rules.chat_window_s))
         return ready
+
+    def _chat_ready_at(self, call: CallClass) -> float:
+        """When *call*'s chat window has room for it (a cosmetic call leaves the last
+        ``CHAT_SLOTS_KEPT`` slots to messages)."""
+        if call.chat_id is None:
+            return -math.inf
+        in_chat = self._sent.by_chat.get(call.chat_id)
+        if in_chat is None:
+            return -math.inf
+        limit = self.rules.per_chat
+        if call.priority is Priority.COSMETIC:
+            limit -= CHAT_SLOTS_KEPT
+        return _free_at(in_chat, limit, self.rules.chat_window_s)
 
     def _record(self, call: CallClass, now: float) -> None:
         self._sent.all.append(now)

@@ -37,6 +37,9 @@ class SendThrottle:
         self._outcomes: dict[int, tuple[_Outcome, str]] = {}
         self._changed = trio.Event()
         self._wake_at = math.inf
+        # Every waiter wakes on a change and asks for decisions; only the first needs to:
+        # until something changes or the budget's next time comes, the answer is the same.
+        self._dirty = False
 
     @property
     def rules(self) -> SendRules:
@@ -49,6 +52,7 @@ class SendThrottle:
             TelegramCallDropped: a cosmetic call dropped as stale or replaced by a newer one.
         """
         ticket = self._budget.add(call, trio.current_time())
+        self._dirty = True
         try:
             while True:
                 self._decide()
@@ -58,7 +62,8 @@ class SendThrottle:
                 with trio.move_on_at(self._wake_at):
                     await self._changed.wait()
         finally:
-            self._budget.withdraw(ticket)  # a no-op unless this call was cancelled waiting
+            if self._budget.withdraw(ticket):  # this call was cancelled while waiting
+                self._wake()
             self._outcomes.pop(ticket.seq, None)
         if outcome[0] is _Outcome.DROPPED:
             raise TelegramCallDropped(method, outcome[1])
@@ -73,6 +78,9 @@ class SendThrottle:
     def _decide(self) -> None:
         """Apply every decision the budget can make now; wake whoever they concern."""
         now = trio.current_time()
+        if not self._dirty and now < self._wake_at:
+            return
+        self._dirty = False
         decided = False
         while True:
             step = self._budget.next(now)
@@ -93,5 +101,6 @@ class SendThrottle:
         self._outcomes[ticket.seq] = (outcome, detail)
 
     def _wake(self) -> None:
+        self._dirty = True
         self._changed.set()
         self._changed = trio.Event()
