@@ -91,13 +91,16 @@ def test_messages_in_one_chat_keep_their_order() -> None:
     assert [t.seq for t in drain(budget, 0.2)[0]] == [first.seq, second.seq]
 
 
-def test_a_toast_goes_even_when_the_second_is_full() -> None:
+def test_a_toast_goes_even_when_the_second_is_full_and_takes_no_slot() -> None:
     budget = SendBudget(RULES)
     for chat in range(4):
         budget.add(message(chat), 0.0)
     drain(budget, 0.0)
-    toast = budget.add(TOAST, 0.2)
-    assert [t.seq for t in drain(budget, 0.2)[0]] == [toast.seq]
+    toasts = [budget.add(TOAST, 0.2) for _ in range(10)]
+    assert [t.seq for t in drain(budget, 0.2)[0]] == [t.seq for t in toasts]
+    for chat in range(4):
+        budget.add(message(chat), 0.5)
+    assert len(drain(budget, 1.0)[0]) == 4  # the toasts took none of this second's slots
 
 
 def test_toasts_go_before_messages_that_waited_longer() -> None:

@@ -78,7 +78,7 @@ async def test_a_429_holds_every_call_not_only_the_one_that_got_it(
     assert sorted(s.text or "" for s in fake_telegram.sent) == ["второй", "первый"]
 
 
-async def test_a_toast_never_waits_for_the_window_but_counts_in_it(
+async def test_a_toast_neither_waits_for_the_window_nor_takes_a_slot(
     throttled_api: TelegramApi, fake_telegram: FakeTelegram, autojump_clock: object
 ) -> None:
     ids = chats(fake_telegram, 12)
@@ -89,8 +89,7 @@ async def test_a_toast_never_waits_for_the_window_but_counts_in_it(
         await trio.sleep(0.5)
         nursery.start_soon(throttled_api.answer_callback_query, query)
     assert fake_telegram.callback_answers[query].at == 0.5  # seven replies still waiting
-    # The toast's slot is taken until 1.5: four replies at 1.0, the fifth at 1.5.
-    assert times_of(fake_telegram, "sendMessage") == [0.0] * 5 + [1.0] * 4 + [1.5] + [2.0] * 2
+    assert times_of(fake_telegram, "sendMessage") == [0.0] * 5 + [1.0] * 5 + [2.0] * 2
 
 
 async def test_chat_actions_are_thinned_and_a_stale_one_is_dropped(

@@ -20,9 +20,11 @@ Theory of operation:
   bursts of ``per_chat``). Sliding windows, not token buckets, so no one-second window
   ever holds more than ``per_second``.
 * **Order.** The waiting call with the best priority that both windows allow goes next;
-  among equals, the one that waited longest. A toast is counted but never held by the
-  windows (one per press, useless when late); status and cosmetic calls never take the
-  last ``cosmetic_per_second`` slots of a second, kept for replies and photos.
+  among equals, the one that waited longest. A toast is neither held by the windows nor
+  counted in them: it is no message in a chat, there is one per press, and a burst of
+  presses must not hold the photos of pictures already drawn. Status and cosmetic calls
+  never take the last ``cosmetic_per_second`` slots of a second, kept for replies and
+  photos.
 * **Thinning.** Cosmetic calls share at most ``cosmetic_per_second`` of each second and
   leave the last two slots of every chat's window to messages (a status post and a
   photo). So while
@@ -99,11 +101,13 @@ CHAT_WRITES: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class SendRules:
-    """The budget's numbers, e.g. ``SendRules(per_second=25, per_chat=3)``."""
+    """The budget's numbers, e.g. ``SendRules(per_second=25, per_chat=5)``."""
 
     per_second: int = DEFAULT_PER_SECOND
-    per_chat: int = 3
-    chat_window_s: float = 3.0
+    # Bursts of five, one a second on average: a reply, its status post and its photo,
+    # twice over, fit without a wait.
+    per_chat: int = 5
+    chat_window_s: float = 5.0
     cosmetic_per_second: int = 5
     cosmetic_max_wait_s: float = 3.0
 
@@ -257,8 +261,8 @@ class SendBudget:
         """When the one-second windows have room for a call of *priority*."""
         rules, sent = self.rules, self._sent
         if priority is Priority.TOAST:
-            # Counted, but never held by the window: an answer late by a second is refused
-            # (docs/telegram.md, T8), and there is at most one per press.
+            # Never held by the window: a toast is no message in a chat, there is one per
+            # press, and a late one is refused (docs/telegram.md, T8).
             return -math.inf
         if priority is Priority.MESSAGE:
             return _free_at(sent.all, rules.per_second, WINDOW_S)
@@ -284,6 +288,8 @@ class SendBudget:
         return _free_at(in_chat, limit, self.rules.chat_window_s)
 
     def _record(self, call: CallClass, now: float) -> None:
+        if call.priority is Priority.TOAST:
+            return  # not a message: it takes nobody's slot (a burst of presses would)
         self._sent.all.append(now)
         if call.priority is Priority.COSMETIC:
             self._sent.cosmetic.append(now)
