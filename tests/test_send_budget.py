@@ -233,3 +233,11 @@ def test_status_posts_leave_the_seconds_last_slots_to_photos() -> None:
     assert len(drain(budget, 0.0)[0]) == 2
     photo = budget.add(message(9), 0.3)
     assert [t.seq for t in drain(budget, 0.3)[0]] == [photo.seq]
+
+
+def test_status_posts_leave_a_chats_last_two_slots_to_photos() -> None:
+    budget = SendBudget(SendRules(per_second=30, per_chat=5, chat_window_s=5.0))
+    posts = [budget.add(CallClass(Priority.STATUS, 1, None), 0.0) for _ in range(5)]
+    assert [t.seq for t in drain(budget, 0.0)[0]] == [p.seq for p in posts[:3]]
+    photos = [budget.add(message(1), 0.5) for _ in range(2)]
+    assert [t.seq for t in drain(budget, 0.5)[0]] == [p.seq for p in photos]

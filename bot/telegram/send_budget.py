@@ -25,9 +25,9 @@ Theory of operation:
   presses must not hold the photos of pictures already drawn. Status and cosmetic calls
   never take the last ``cosmetic_per_second`` slots of a second, kept for replies and
   photos.
-* **Thinning.** Cosmetic calls share at most ``cosmetic_per_second`` of each second and
-  leave the last two slots of every chat's window to messages (a status post and a
-  photo). So while
+* **Thinning.** Cosmetic calls share at most ``cosmetic_per_second`` of each second;
+  they and the status posts leave the last two slots of every chat's window to replies
+  and photos. So while
   pictures are few every edit and chat action goes out, and as the picture rate rises
   their share stays fixed: calls per picture fall. A cosmetic call still waiting after
   ``cosmetic_max_wait_s`` is dropped (a stale "drawing 40 %" is worth nothing), and a
@@ -68,7 +68,9 @@ __all__ = [
 DEFAULT_PER_SECOND: Final = 25  # a margin under Telegram's "about 30" (docs/telegram.md, T7)
 WINDOW_S: Final = 1.0
 COSMETIC_SHARE: Final = 5  # cosmetic calls may use one call in this many of each second
-CHAT_SLOTS_KEPT: Final = 2  # of a chat's window, kept for messages: a post and a photo
+# Of a chat's window, kept for replies and photos: a user who pressed five times at once
+# gets their status posts, but never so many that a finished photo waits behind them.
+CHAT_SLOTS_KEPT: Final = 2
 
 
 class Priority(enum.IntEnum):
@@ -275,15 +277,15 @@ class SendBudget:
         return ready
 
     def _chat_ready_at(self, call: CallClass) -> float:
-        """When *call*'s chat window has room for it (a cosmetic call leaves the last
-        ``CHAT_SLOTS_KEPT`` slots to messages)."""
+        """When *call*'s chat window has room for it (status and cosmetic calls leave the
+        last ``CHAT_SLOTS_KEPT`` slots to replies and photos)."""
         if call.chat_id is None:
             return -math.inf
         in_chat = self._sent.by_chat.get(call.chat_id)
         if in_chat is None:
             return -math.inf
         limit = self.rules.per_chat
-        if call.priority is Priority.COSMETIC:
+        if call.priority >= Priority.STATUS:
             limit -= CHAT_SLOTS_KEPT
         return _free_at(in_chat, limit, self.rules.chat_window_s)
 
