@@ -26,7 +26,7 @@ import trio
 
 from benchmarks.fakes import Stack, TimedTelegram, open_stack
 from benchmarks.load import prepare_replies, press_all, user_ids
-from benchmarks.process import bot_environment, running_bot
+from benchmarks.process import WIDE_SEND_BUDGET, bot_environment, running_bot
 from benchmarks.report import Report, machine_line, percentile, print_report
 
 __all__ = ["measure"]
@@ -107,6 +107,7 @@ async def _run(*, with_pictures: bool) -> ChatRun:
                 COMFYUI_CONCURRENCY="2",
                 FREE_IMAGES=str(PRESSES_PER_IMAGE_USER),
                 IMAGE_QUEUE_SIZE=str(IMAGE_USERS * PRESSES_PER_IMAGE_USER + 10),
+                TELEGRAM_MESSAGES_PER_SECOND=WIDE_SEND_BUDGET,
             )
             async with running_bot(stack, env) as bot:
                 await prepare_replies(stack.telegram, chat_users, per_user=1)  # warm-up

@@ -3,9 +3,10 @@
 * :class:`TimedTelegram` wraps ``FakeTelegram.handler``: the moment a ``getUpdates``
   answer hands an update out is the moment it *reaches the bot*; every message, photo or
   document the bot sends is indexed per chat as it arrives.
-* :class:`TimedComfy` is a ``FakeComfy`` (one prompt at a time, like one GPU) that records
-  each prompt's run: taken off the queue, picture saved, worker free again. With
-  ``image_bytes`` its pictures are that large (random, incompressible bytes).
+* :class:`TimedComfy` is a ``FakeComfy`` (one prompt at a time, like one GPU, or
+  ``parallel`` at once, like several) that records each prompt's run: taken off the
+  queue, picture saved, worker free again. With ``image_bytes`` its pictures are that
+  large (random, incompressible bytes).
 * :func:`instant_llm` is an OpenAI-compatible ``/chat/completions`` that answers at once.
 
 ``open_stack`` serves all three on 127.0.0.1 and reports the ports.
@@ -141,23 +142,30 @@ class TimedComfy(FakeComfy):
     and its HTTP handler, to see when the bot downloads each picture.
     """
 
-    def __init__(self, *, run_s: float, image_bytes: int = 0) -> None:
-        super().__init__(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
-        self.default_script = PromptScript(run_s=run_s, steps=4)
+    def __init__(
+        self, *, run_s: float, image_bytes: int = 0, parallel: int = 1, steps: int = 4
+    ) -> None:
+        super().__init__(
+            loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()), parallel=parallel
+        )
+        self.default_script = PromptScript(run_s=run_s, steps=steps)
         self.runs: list[GpuRun] = []
+        self._running: dict[int, GpuRun] = {}  # by id() of the FakePrompt being run
         self._by_filename: dict[str, GpuRun] = {}
         self._padding = os.urandom(image_bytes) if image_bytes > 0 else b""
 
     async def _execute(self, item: FakePrompt) -> None:
         run = GpuRun(item.prompt_id, trio.current_time())
         self.runs.append(run)
+        self._running[id(item)] = run
         try:
             await super()._execute(item)
         finally:
             run.free = trio.current_time()
+            del self._running[id(item)]
 
     async def _perform(self, item: FakePrompt) -> tuple[str, dict[str, Any], dict[str, Any]]:
-        run = self.runs[-1]
+        run = self._running[id(item)]  # with several in parallel, not always the last one
         try:
             result = await super()._perform(item)
         finally:
@@ -213,11 +221,17 @@ LlmHandler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response
 
 @asynccontextmanager
 async def open_stack(
-    *, run_s: float, image_bytes: int = 0, llm: LlmHandler = instant_llm
+    *,
+    run_s: float,
+    image_bytes: int = 0,
+    llm: LlmHandler = instant_llm,
+    parallel: int = 1,
+    steps: int = 4,
 ) -> AsyncIterator[Stack]:
-    """Fresh fakes served on 127.0.0.1 for one bot process; stopped on exit."""
+    """Fresh fakes served on 127.0.0.1 for one bot process; stopped on exit. The fake
+    ComfyUI draws *parallel* prompts at once (several GPUs), each in *steps* progress steps."""
     telegram = TimedTelegram()
-    comfy = TimedComfy(run_s=run_s, image_bytes=image_bytes)
+    comfy = TimedComfy(run_s=run_s, image_bytes=image_bytes, parallel=parallel, steps=steps)
     async with trio.open_nursery() as nursery:
         telegram_port: int = await nursery.start(serve_handler, telegram.handler)
         await nursery.start(comfy.run)

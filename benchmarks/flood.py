@@ -29,7 +29,7 @@ import trio
 
 from benchmarks.fakes import LLM_REPLY, Stack, TimedTelegram, open_stack
 from benchmarks.load import prepare_replies, user_ids
-from benchmarks.process import bot_environment, read_status_kb, running_bot
+from benchmarks.process import WIDE_SEND_BUDGET, bot_environment, read_status_kb, running_bot
 from benchmarks.report import Report, machine_line, percentile, print_report
 
 __all__ = ["measure"]
@@ -114,7 +114,13 @@ async def _run(*, flood: bool) -> FloodRun:
     rng = random.Random(SEED)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         async with open_stack(run_s=0.2, llm=flood_llm) as stack:
-            env = bot_environment(stack, Path(tmp), llm=True, FREE_IMAGES="5")
+            env = bot_environment(
+                stack,
+                Path(tmp),
+                llm=True,
+                FREE_IMAGES="5",
+                TELEGRAM_MESSAGES_PER_SECOND=WIDE_SEND_BUDGET,
+            )
             async with running_bot(stack, env) as bot:
                 keys = await prepare_replies(stack.telegram, chat_users, per_user=1)
                 to_press = [user_keys[0] for user_keys in keys[:PRESSING_USERS]]

@@ -45,6 +45,10 @@ class LoadShape:
     run_s: float
     concurrency: int = 2
     image_bytes: int = 0
+    parallel: int = 1  # prompts the fake ComfyUI draws at once (GPUs)
+    steps: int = 4  # progress steps per picture
+    extra_env: tuple[tuple[str, str], ...] = ()  # more settings for the bot
+    linger_s: float = 0.0  # after the last photo, before the stop (the status deletes)
 
     @property
     def presses(self) -> int:
@@ -61,6 +65,7 @@ class PressLoadResult:
     peak_hwm_kb: int
     smallest_photo_bytes: int  # as uploaded to the fake Bot API
     log_problems: int  # the bot's WARNING/ERROR log lines, +1 for a non-zero exit
+    calls: list[tuple[float, str]]  # (when, method) of every Bot API call but getUpdates
 
 
 async def run_press_load(
@@ -73,13 +78,19 @@ async def run_press_load(
         benchmarks.timeline.Mismatch: a press ended without a photo.
     """
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        async with open_stack(run_s=shape.run_s, image_bytes=shape.image_bytes) as stack:
+        async with open_stack(
+            run_s=shape.run_s,
+            image_bytes=shape.image_bytes,
+            parallel=shape.parallel,
+            steps=shape.steps,
+        ) as stack:
             env = bot_environment(
                 stack,
                 Path(tmp),
                 COMFYUI_CONCURRENCY=str(shape.concurrency),
                 FREE_IMAGES=str(shape.presses_per_user),
                 IMAGE_QUEUE_SIZE=str(shape.presses + 10),
+                **dict(shape.extra_env),
             )
             async with running_bot(stack, env, command=command) as bot:
                 keys = interleave(
@@ -90,6 +101,7 @@ async def run_press_load(
                 await trio.sleep(SETTLE_S)
                 idle_hwm_kb = read_status_kb(bot.process.pid, "VmHWM")
                 await _press_and_wait(bot, stack.telegram, keys, shape)
+                await trio.sleep(shape.linger_s)
                 peak_hwm_kb = read_status_kb(bot.process.pid, "VmHWM")
             _, presses = stack.telegram.update_times()
             photos = stack.telegram.photos()
@@ -107,6 +119,7 @@ async def run_press_load(
             len(r.content or b"") for r in stack.telegram.fake.sent if r.kind == "photo"
         ),
         log_problems=bot.problems(),
+        calls=[(r.at, r.method) for r in stack.telegram.fake.requests if r.method != "getUpdates"],
     )
 
 

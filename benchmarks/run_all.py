@@ -15,7 +15,16 @@ from typing import Final
 
 import trio
 
-from benchmarks import chat_load, flood, gpu_busy, memory, multi_gpu, overhead, stats_report
+from benchmarks import (
+    chat_load,
+    flood,
+    gpu_busy,
+    memory,
+    multi_gpu,
+    overhead,
+    send_budget,
+    stats_report,
+)
 from benchmarks.report import Check, Report, machine_line, print_report
 
 __all__ = ["BENCHMARKS", "main", "run_all"]
@@ -28,6 +37,7 @@ BENCHMARKS: Final[tuple[Callable[[], Awaitable[Report]], ...]] = (
     memory.measure,
     multi_gpu.measure,
     stats_report.measure,
+    send_budget.measure,
 )
 TOTAL_TIMEOUT_S: Final = 900.0  # every wait inside has its own, far shorter, guard
 

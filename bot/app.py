@@ -44,9 +44,11 @@ from bot.startup import route_to, set_commands, until_answered, wait_for_telegra
 from bot.telegram.client import TelegramApi
 from bot.telegram.dispatcher import run_dispatcher
 from bot.telegram.polling import prepare_polling, run_polling
+from bot.telegram.send_budget import SendRules
+from bot.telegram.throttle import SendThrottle
 from bot.telegram.types import Update
-from bot.throttle import UserLimits
 from bot.update_handler import make_handler, make_throttle
+from bot.user_limits import UserLimits
 from comfy import Comfy, ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
 from store import Store, open_store, utc_now
 from store.instance_lock import hold_instance_lock
@@ -158,7 +160,11 @@ async def run(
             if handle_signals:
                 await root.start(run_signal_watcher, stopper.stop, stopper.force)
             api = TelegramApi(
-                http, settings.token, base_url=str(settings.telegram_api_base), rng=rng
+                http,
+                settings.token,
+                base_url=str(settings.telegram_api_base),
+                rng=rng,
+                throttle=SendThrottle(SendRules.overall(settings.telegram_messages_per_second)),
             )
             # One try per start-up cycle: an outage is one log line per cycle, and the
             # cycles wait it out (bot.startup).

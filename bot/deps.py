@@ -27,7 +27,7 @@ from bot.settings import (
 )
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError
-from bot.throttle import UserLimits
+from bot.user_limits import UserLimits
 from comfy.logfields import fields
 from store import Store, User
 

@@ -36,6 +36,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.offers import MAX_SUBSCRIPTION_STARS, Pack, parse_packs
 from bot.telegram.redact import TOKEN_PATTERN
+from bot.telegram.send_budget import DEFAULT_PER_SECOND
 from comfy.servers import ServerSpec, parse_servers
 from comfy.workflow import SHIPPED_WORKFLOW
 from store.retention import RetentionPolicy
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     # Required to run the bot (``load_settings`` checks it); reports read the database only.
     telegram_bot_token: SecretStr | None = None
     telegram_api_base: HttpUrl = HttpUrl(DEFAULT_TELEGRAM_API_BASE)
+    telegram_messages_per_second: int = Field(default=DEFAULT_PER_SECOND, ge=2, le=1000)
     database_path: Path = Path("data/bot.db")
     personas_file: Path = SHIPPED_PERSONAS
     workflow_file: Path = SHIPPED_WORKFLOW

@@ -146,8 +146,6 @@ class Comfy:
                     self._follower.forget(prompt.watch)
                 if prompt.on_server and not prompt.ended:
                     await self._cancel_on_server(prompt_id)
-        # Outside the limiter: tidying ComfyUI's history must not delay the next prompt.
-        await self._forget_history(prompt_id)
         return image
 
     async def _run(self, prompt: _Prompt, *, recover: bool, deadline: float) -> GeneratedImage:
@@ -264,7 +262,18 @@ class Comfy:
                 "the workflow", "finished without saving an image (no SaveImage?)"
             )
         prompt.report(PromptProgress(ProgressStage.DOWNLOADING))
-        downloaded = await self._client.download(image)
+        failed: ComfyError | None = None
+        async with trio.open_nursery() as tidying:
+            # The history entry is not needed to download the file: forgetting it beside
+            # the download, not after it, takes one round trip off every picture.
+            tidying.start_soon(self._forget_history, prompt.prompt_id)
+            try:
+                downloaded = await self._client.download(image)
+            except ComfyError as exc:  # raised below, not as a nursery's ExceptionGroup
+                failed = exc
+                tidying.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
         return GeneratedImage(downloaded.data, image.filename, downloaded.content_type)
 
     async def _cancel_on_server(self, prompt_id: str) -> None:

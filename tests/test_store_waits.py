@@ -1,6 +1,6 @@
 """A database locked by another process, or a full disk: waited out, never a crash.
 
-The unit tests drive ``bot.persist`` and ``bot.throttle`` directly; the bot-level tests
+The unit tests drive ``bot.persist`` and ``bot.user_limits`` directly; the bot-level tests
 hold ``BEGIN IMMEDIATE`` on a second connection while the running bot needs to write.
 """
 
@@ -25,8 +25,8 @@ from bot.telegram.client import TelegramApi
 from bot.telegram.dispatcher import TryAgainLater
 from bot.telegram.types import Update
 from bot.texts import t
-from bot.throttle import RateLimit, UserLimits
 from bot.update_handler import make_handler
+from bot.user_limits import RateLimit, UserLimits
 from store import StoreUnavailable, is_transient, open_store
 from tests.fakes.comfy import FakeComfy, Outcome, PromptScript
 from tests.fakes.telegram import DEFAULT_USER_ID, TEST_TOKEN, FakeTelegram

@@ -20,7 +20,10 @@ The message id lives here, in memory, with the line. SQLite keeps a copy only fo
 recovery: a job resumed after a restart adopts its old message (:meth:`StatusBoard.adopt`),
 and a message left behind by a job that ended just before a stop is deleted at the next
 start. A failed call is logged and forgotten: a status line is never worth failing a
-picture for.
+picture for. In Telegram's send budget (bot/telegram/send_budget.py) posts and deletes
+are never dropped but wait behind replies and photos when the budget is short; edits are
+cosmetic, so under load the budget thins them, and an edit it drops is tried again by
+the same rules.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ import trio
 from bot.callback_data import CancelJob, encode
 from bot.pictures.queue import Place
 from bot.telegram.client import TelegramApi
-from bot.telegram.errors import TelegramError
+from bot.telegram.errors import TelegramCallDropped, TelegramError
+from bot.telegram.send_budget import Priority
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.texts import t
 from comfy import ProgressStage, PromptProgress
@@ -66,9 +70,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_EDIT_INTERVAL_S: Final = 3.0
-CLEANUP_DEADLINE_S: Final = 5.0  # a status message is deleted within this, or left
-# Status calls in flight at once: a queue moving up edits every waiting job's message,
-# and a burst of them must not crowd out the chat's replies on the shared HTTP client.
+# A status message is deleted within this, or left; long enough to wait out a busy send
+# budget, where deletes queue behind the pictures (bot/telegram/send_budget.py).
+CLEANUP_DEADLINE_S: Final = 30.0
+# Status edits in flight (or waiting in the send budget) at once: a queue moving up edits
+# every waiting job's message, and a burst of them must not crowd out the chat's replies
+# on the shared HTTP client. Posts and deletes never queue behind edits.
 MAX_CONCURRENT_CALLS: Final = 2
 
 
@@ -271,7 +278,10 @@ class StatusBoard:
 
     async def _perform(self, line: StatusLine, action: Action) -> None:
         try:
-            async with self._calls:
+            if action is Action.EDIT:
+                async with self._calls:
+                    await self._edit(line)
+            else:
                 await self._call(line, action)
         finally:
             line.busy = False
@@ -294,6 +304,7 @@ class StatusBoard:
                 reply_markup=self._markup(line, view),
                 reply_to_message_id=line.reply_to,
                 disable_notification=True,
+                priority=Priority.STATUS,
             )
         except TelegramError as exc:
             log.info("status message not sent", extra=fields(job=line.job_id, error=str(exc)))
@@ -311,9 +322,16 @@ class StatusBoard:
         assert message_id is not None
         line.written_at = trio.current_time()
         try:
+            # Progress is cosmetic: under load the send budget thins it (docs/telegram.md, T7).
             await self._api.edit_message_text(
-                line.chat_id, message_id, view.text, reply_markup=self._markup(line, view)
+                line.chat_id,
+                message_id,
+                view.text,
+                reply_markup=self._markup(line, view),
+                priority=Priority.COSMETIC,
             )
+        except TelegramCallDropped:
+            return  # never sent: the message still shows the old view; next_action retries
         except TelegramError as exc:
             log.debug("status edit failed", extra=fields(job=line.job_id, error=str(exc)))
         # Shown or not, this view is done with; the next change tries again.
@@ -326,7 +344,7 @@ class StatusBoard:
         assert message_id is not None
         with trio.move_on_after(CLEANUP_DEADLINE_S):
             try:
-                await self._api.delete_message(line.chat_id, message_id)
+                await self._api.delete_message(line.chat_id, message_id, priority=Priority.STATUS)
             except TelegramError as exc:
                 log.debug("status delete failed", extra=fields(job=line.job_id, error=str(exc)))
         self._lines.pop(line.job_id, None)

@@ -9,6 +9,10 @@ redacting filter on the ``httpx`` logger.
 
 Retries follow :mod:`comfy.backoff`: a 429 waits ``retry_after``; a 5xx, a non-JSON reply or
 a network error waits a jittered backoff delay; other errors raise at once.
+
+With a :class:`~bot.telegram.throttle.SendThrottle` every call that writes to a chat waits
+for its turn in the send budget first (docs/telegram.md, T7), and a 429 holds every such
+call, not only the one that got it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from bot.telegram.errors import (
     parse_response,
 )
 from bot.telegram.redact import redact_token
+from bot.telegram.send_budget import CallClass, Priority, classify
+from bot.telegram.throttle import SendThrottle
 from bot.telegram.types import (
     BotCommand,
     InlineKeyboardMarkup,
@@ -115,6 +121,7 @@ class TelegramApi:
         rng: random.Random | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_rate_limit_waits: int = MAX_RATE_LIMIT_WAITS,
+        throttle: SendThrottle | None = None,
     ) -> None:
         if max_attempts < 1 or max_rate_limit_waits < 1:
             raise ValueError(
@@ -127,6 +134,7 @@ class TelegramApi:
         self._rng = rng if rng is not None else random.Random()
         self._max_attempts = max_attempts
         self._max_rate_limit_waits = max_rate_limit_waits
+        self._throttle = throttle
         _install_httpx_redaction()
 
     def __repr__(self) -> str:
@@ -140,18 +148,27 @@ class TelegramApi:
         result: type[T] | TypeAdapter[T],
         files: UploadFiles | None = None,
         timeout: httpx.Timeout | None = None,  # noqa: ASYNC109 (httpx's per-phase limits)
+        priority: Priority | None = None,
     ) -> T:
         """Call ``method`` and parse its result as ``result``.
 
         ``None`` values in ``params`` are left out. Without ``files`` the body is JSON;
         with ``files`` it is multipart and nested values become JSON strings
-        (docs/telegram.md, T11).
+        (docs/telegram.md, T11). *priority* overrides the method's own class in the send
+        budget (:data:`bot.telegram.send_budget.PRIORITY_OF`).
 
         Raises:
-            TelegramError: a subclass from :mod:`bot.telegram.errors`, after retries.
+            TelegramError: a subclass from :mod:`bot.telegram.errors`, after retries;
+                TelegramCallDropped for a cosmetic call the send budget dropped.
         """
         adapter = _adapter_for(result)
-        raw = await self._call_with_retries(method, params or {}, files, http_timeout=timeout)
+        params = params or {}
+        budgeted = (
+            classify(method, params, priority=priority) if self._throttle is not None else None
+        )
+        raw = await self._call_with_retries(
+            method, params, files, http_timeout=timeout, budgeted=budgeted
+        )
         try:
             return adapter.validate_python(raw)
         except ValidationError as exc:
@@ -165,16 +182,22 @@ class TelegramApi:
         files: UploadFiles | None,
         *,
         http_timeout: httpx.Timeout | None,
+        budgeted: CallClass | None,
     ) -> object:
         delays = backoff_delays(rng=self._rng)
         error: TelegramError
         failures = rate_limits = 0
         while True:
+            if budgeted is not None and self._throttle is not None:
+                await self._throttle.wait_turn(method, budgeted)
             try:
                 return await self._request(method, params, files, http_timeout=http_timeout)
             except TelegramRetryAfter as exc:
                 # Telegram says exactly when to come back: that is backpressure, not a
-                # fault, so it has its own, larger budget than network errors.
+                # fault, so it has its own, larger budget than network errors. It is
+                # also a verdict on the whole bot's rate: every budgeted call waits.
+                if self._throttle is not None:
+                    self._throttle.rate_limited(exc.retry_after)
                 rate_limits += 1
                 if rate_limits >= self._max_rate_limit_waits:
                     raise
@@ -194,6 +217,8 @@ class TelegramApi:
                     error=str(error),
                 ),
             )
+            if budgeted is not None and isinstance(error, TelegramRetryAfter):
+                continue  # the throttle holds this call, with every other, until then
             await trio.sleep(delay)
 
     async def _request(
@@ -256,10 +281,11 @@ class TelegramApi:
         reply_markup: InlineKeyboardMarkup | None = None,
         reply_to_message_id: int | None = None,
         disable_notification: bool = False,
+        priority: Priority | None = None,
     ) -> Message:
         """Send plain text, without parse_mode, so user text needs no escaping.
 
-        See docs/telegram.md, T13.
+        See docs/telegram.md, T13; *priority* as in :meth:`call`.
         """
         params = {
             "chat_id": chat_id,
@@ -268,7 +294,7 @@ class TelegramApi:
             "reply_parameters": _reply_parameters(reply_to_message_id),
             "disable_notification": disable_notification or None,
         }
-        return await self.call("sendMessage", params, result=Message)
+        return await self.call("sendMessage", params, result=Message, priority=priority)
 
     async def answer_callback_query(
         self, callback_query_id: str, *, text: str | None = None, show_alert: bool = False
@@ -289,15 +315,19 @@ class TelegramApi:
         text: str,
         *,
         reply_markup: InlineKeyboardMarkup | None = None,
+        priority: Priority | None = None,
     ) -> None:
-        """Replace a message's text; an edit to identical content counts as done."""
+        """Replace a message's text; an edit to identical content counts as done.
+
+        ``priority=Priority.COSMETIC`` lets the send budget thin or drop the edit.
+        """
         params = {
             "chat_id": chat_id,
             "message_id": message_id,
             "text": text,
             "reply_markup": reply_markup,
         }
-        await self._edit("editMessageText", params)
+        await self._edit("editMessageText", params, priority=priority)
 
     async def edit_message_reply_markup(
         self, chat_id: int, message_id: int, *, reply_markup: InlineKeyboardMarkup | None = None
@@ -306,17 +336,21 @@ class TelegramApi:
         params = {"chat_id": chat_id, "message_id": message_id, "reply_markup": reply_markup}
         await self._edit("editMessageReplyMarkup", params)
 
-    async def _edit(self, method: str, params: Mapping[str, object]) -> None:
+    async def _edit(
+        self, method: str, params: Mapping[str, object], *, priority: Priority | None = None
+    ) -> None:
         try:
-            await self.call(method, params, result=object)
+            await self.call(method, params, result=object, priority=priority)
         except TelegramBadRequest as exc:
             if _NOT_MODIFIED not in exc.description.lower():
                 raise
 
-    async def delete_message(self, chat_id: int, message_id: int) -> bool:
-        """Delete a message the bot may delete."""
+    async def delete_message(
+        self, chat_id: int, message_id: int, *, priority: Priority | None = None
+    ) -> bool:
+        """Delete a message the bot may delete; *priority* as in :meth:`call`."""
         params = {"chat_id": chat_id, "message_id": message_id}
-        return await self.call("deleteMessage", params, result=bool)
+        return await self.call("deleteMessage", params, result=bool, priority=priority)
 
     async def set_my_commands(
         self, commands: Sequence[BotCommand], *, language_code: str | None = None

@@ -11,7 +11,8 @@ Every Bot API reply is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error
     ├── TelegramForbidden          403: the user blocked the bot or is deactivated
     ├── TelegramConflict           409: another poller, or a webhook is set
     ├── TelegramServerError        5xx, or a reply that is not the JSON envelope
-    └── TelegramNetworkError       no reply at all (connection, timeout, protocol)
+    ├── TelegramNetworkError       no reply at all (connection, timeout, protocol)
+    └── TelegramCallDropped        never sent: a cosmetic call the send budget dropped
 
 A 404 or any other status becomes a plain :class:`TelegramError`. Messages name the
 method and Telegram's description, never the token or the request URL.
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_RETRY_AFTER_S",
     "RETRIED_ERRORS",
     "TelegramBadRequest",
+    "TelegramCallDropped",
     "TelegramConflict",
     "TelegramError",
     "TelegramForbidden",
@@ -105,6 +107,11 @@ class TelegramServerError(TelegramError):
 
 class TelegramNetworkError(TelegramError):
     """No reply: connection refused or reset, a timeout, a broken HTTP exchange."""
+
+
+class TelegramCallDropped(TelegramError):
+    """A chat action or status edit the send budget dropped, stale or replaced by a newer
+    one (bot/telegram/send_budget.py); Telegram never saw it."""
 
 
 # Failures where the same call may succeed later, after a backoff delay. A 429

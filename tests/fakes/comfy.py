@@ -229,14 +229,15 @@ class FakeComfy:
         self.submitted.append(item)
         self.peak_on_server = max(self.peak_on_server, self.queue_remaining())
         await self._broadcast_status()  # ComfyUI sends status on put() ...
+        # Wake every idle worker; each one waits on the event current when it went idle.
         self._wakeup.set()
+        self._wakeup = trio.Event()
         return item
 
     async def _worker(self) -> None:
         while True:
             while not self.pending:
                 await self._wakeup.wait()
-                self._wakeup = trio.Event()
             item = min(self.pending, key=lambda p: (p.number, p.seq))
             self.pending.remove(item)
             self.running.append(item)
