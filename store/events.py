@@ -26,6 +26,7 @@ class EventRecord:
     reason: str | None = None
     detail: str | None = None
     duration_ms: int | None = None
+    server: str | None = None  # the ComfyUI server of a finished picture (host:port)
 
 
 class Events:
@@ -43,7 +44,7 @@ class Events:
     def add(self, record: EventRecord) -> None:
         self._db.execute(
             "INSERT INTO events_analytics (ts, event, user_id, chat_id, persona, job_id,"
-            " reason, detail, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " reason, detail, duration_ms, server) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 to_iso(record.ts),
                 record.event,
@@ -54,6 +55,7 @@ class Events:
                 record.reason,
                 record.detail,
                 record.duration_ms,
+                record.server,
             ],
         )
 

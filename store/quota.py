@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlite_utils
@@ -233,8 +233,15 @@ class Quota:
                 [file_id, job_id],
             )
             if event is not None:
-                self._events.add(event)
+                self._events.add(self._with_server(event, job_id))
         return True
+
+    def _with_server(self, event: EventRecord, job_id: str) -> EventRecord:
+        """*event* naming the server the job was last handed to, for the per-server report."""
+        if event.server is not None:
+            return event
+        row = query_one(self._db, "SELECT server FROM jobs WHERE job_id = ?", [job_id])
+        return replace(event, server=row["server"] if row is not None else None)
 
     def release(
         self,
@@ -265,7 +272,7 @@ class Quota:
                 [job_id, job_id, QuotaSource.BALANCE.value],
             )
             if event is not None:
-                self._events.add(event)
+                self._events.add(self._with_server(event, job_id))
         return True
 
     def grant(self, user_id: int, images: int, *, now: datetime, free_images: int) -> int:

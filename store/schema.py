@@ -195,6 +195,27 @@ def _parked_updates_by_age(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX parked_updates_by_age ON parked_updates (parked_at)")
 
 
+# The per-server report (store/server_stats.py) counts and ranks a server's finished
+# pictures on these indexes, as the totals are counted on events_image_counts; the server
+# of events written before is taken from their jobs.
+_EVENTS_SERVER = """
+ALTER TABLE events_analytics ADD COLUMN server TEXT;
+UPDATE events_analytics SET server = (SELECT server FROM jobs WHERE jobs.job_id =
+    events_analytics.job_id) WHERE event IN ('image_generated', 'image_failed')
+    AND job_id IS NOT NULL;
+CREATE INDEX events_finished_by_server ON events_analytics (event, server, ts);
+CREATE INDEX events_durations_by_server ON events_analytics (server, duration_ms, ts)
+    WHERE event = 'image_generated' AND duration_ms IS NOT NULL
+"""
+
+
+@MIGRATIONS(name="0007_events_server")
+def _events_server(db: sqlite_utils.Database) -> None:
+    for statement in _EVENTS_SERVER.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring *db* to the latest schema; a no-op when it is already there."""
     MIGRATIONS.apply(db)

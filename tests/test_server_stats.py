@@ -11,9 +11,10 @@ import pytest
 from bot.__main__ import build_parser
 from bot.ops.server_report import server_lines
 from bot.ops.stats import stats_main
-from store import open_store
+from store import NewJob, open_store
 from store.events import EventRecord
-from store.server_stats import ServerCounts, server_counts
+from store.schema import _EVENTS_SERVER
+from store.server_stats import _AT_RANK, _COUNT, _NEXT_SERVER, ServerCounts, server_counts
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 WEEK_AGO = NOW - timedelta(days=7)
@@ -43,7 +44,12 @@ def fill(path: Path, *, old: bool = False) -> None:
         )  # fmt: skip
         store.events.add(EventRecord(ts=ts, event="image_requested", job_id=job_id))
         record = EventRecord(
-            ts=ts, event=event, job_id=job_id, reason=reason, duration_ms=duration_ms
+            ts=ts,
+            event=event,
+            job_id=job_id,
+            reason=reason,
+            duration_ms=duration_ms,
+            server=server,
         )
         store.events.add(record)
     store.close()
@@ -59,6 +65,84 @@ def test_pictures_failures_and_percentiles_per_server(tmp_path: Path) -> None:
         ServerCounts("gpu2:8188", generated=1, failed=0, p50_ms=3000, p95_ms=3000),
         ServerCounts("-", generated=0, failed=1, p50_ms=None, p95_ms=None),
     ]
+
+
+def test_a_database_without_the_server_indexes_counts_the_same_through_the_jobs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.db"
+    fill(path)
+    with open_store(path) as store:
+        indexed = server_counts(store.db, since=WEEK_AGO, until=NOW)
+        store.db.execute("DROP INDEX events_finished_by_server")
+        store.db.execute("UPDATE events_analytics SET server = NULL")  # only jobs know it
+        assert server_counts(store.db, since=WEEK_AGO, until=NOW) == indexed
+
+
+def test_the_report_reads_off_indexes_without_sorting(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    fill(path)
+    window = [WEEK_AGO.isoformat(), NOW.isoformat()]
+    with open_store(path) as store:
+        for sql, params in [
+            (_NEXT_SERVER, ["image_generated", ""]),
+            (_COUNT, ["image_failed", "gpu1:8188", *window]),
+            (_AT_RANK, ["gpu1:8188", *window, 1]),
+        ]:
+            plan = " ".join(
+                r["detail"] for r in store.db.query(f"EXPLAIN QUERY PLAN {sql}", params)
+            )
+            assert "INDEX" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+
+
+def test_settling_a_job_names_its_server_on_the_event(tmp_path: Path) -> None:
+    with open_store(tmp_path / "bot.db") as store:
+        for n, outcome in enumerate(["consume", "release"]):
+            job_id = f"job-{n}"
+            store.quota.grant(5, 1, now=NOW, free_images=0)
+            new = NewJob(
+                job_id=job_id,
+                prompt_id=f"prompt-{n}",
+                user_id=5,
+                chat_id=5,
+                message_id=n,
+                persona_key="alice",
+                language="ru",
+            )
+            store.quota.reserve(new, now=NOW, daily_limit=0)
+            store.jobs.set_server(job_id, "gpu2:8188")
+            if outcome == "consume":
+                event = EventRecord(ts=NOW, event="image_generated", job_id=job_id)
+                assert store.quota.consume(job_id, file_id="f", now=NOW, event=event)
+            else:
+                event = EventRecord(ts=NOW, event="image_failed", job_id=job_id, reason="x")
+                assert store.quota.release(job_id, reason="x", detail="d", now=NOW, event=event)
+        servers = [r["server"] for r in store.db.query("SELECT server FROM events_analytics")]
+        assert servers == ["gpu2:8188", "gpu2:8188"]
+        rows = server_counts(store.db, since=WEEK_AGO, until=NOW)
+        assert rows == [ServerCounts("gpu2:8188", 1, 1, None, None)]
+
+
+def test_the_migration_takes_the_server_of_older_events_from_their_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    fill(path)
+    with open_store(path) as store:
+        store.db.execute("UPDATE events_analytics SET server = NULL")  # as before 0007
+        (backfill,) = [s for s in _EVENTS_SERVER.split(";") if s.strip().startswith("UPDATE")]
+        store.db.execute(backfill)
+        rows = store.db.query(
+            "SELECT job_id, server FROM events_analytics WHERE event != 'image_requested'"
+            " ORDER BY job_id"
+        )
+        assert {r["job_id"]: r["server"] for r in rows} == {
+            job_id: server for job_id, (server, *_) in JOBS.items()
+        }
+        requested = store.db.query(
+            "SELECT count(*) AS n FROM events_analytics WHERE server IS NOT NULL"
+            " AND event = 'image_requested'"
+        )
+        assert next(iter(requested))["n"] == 0
 
 
 def test_events_outside_the_window_are_not_counted(tmp_path: Path) -> None:
