@@ -91,7 +91,7 @@ class Store:
         self.events = Events(db)
         self.jobs = Jobs(db)
         self.quota = Quota(db, self.jobs, self.events)
-        self.payments = Payments(db)
+        self.payments = Payments(db, self.events)
 
     def close(self) -> None:
         self.db.close()

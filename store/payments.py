@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +30,7 @@ import sqlite_utils
 
 from store.clock import from_iso, to_iso
 from store.db import query_one
+from store.events import EventRecord, Events
 
 __all__ = [
     "NewPayment",
@@ -111,11 +113,23 @@ class RevenueSummary:
 class Payments:
     """The ``payments`` table, and the balance moves that go with its rows."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: sqlite_utils.Database, events: Events) -> None:
         self._db = db
+        self._events = events
 
-    def record(self, payment: NewPayment, *, now: datetime, free_images: int) -> Recorded:
-        """Store *payment* and credit it, once per charge id, in one transaction."""
+    def record(
+        self,
+        payment: NewPayment,
+        *,
+        now: datetime,
+        free_images: int,
+        event: EventRecord | None = None,
+    ) -> Recorded:
+        """Store *payment* and credit it, once per charge id, in one transaction.
+
+        *event* (``payment_succeeded``) is written in the same transaction, only if this
+        call credited.
+        """
         with self._db.atomic():
             self._db.execute(
                 "INSERT OR IGNORE INTO users (user_id, image_balance, created_at, updated_at)"
@@ -129,6 +143,8 @@ class Payments:
             else:
                 new = True
                 self._credit(payment, now=now)
+                if event is not None:
+                    self._events.add(event)
         return self._recorded(payment.user_id, new=new)
 
     def _insert(self, payment: NewPayment, *, now: datetime) -> None:
@@ -212,8 +228,18 @@ class Payments:
         )
         return None if row is None else str(row["telegram_payment_charge_id"])
 
-    def refund(self, telegram_payment_charge_id: str, *, now: datetime) -> Refunded | None:
-        """Take back what the charge credited, once; None for a charge never stored."""
+    def refund(
+        self,
+        telegram_payment_charge_id: str,
+        *,
+        now: datetime,
+        event: Callable[[Refunded], EventRecord] | None = None,
+    ) -> Refunded | None:
+        """Take back what the charge credited, once; None for a charge never stored.
+
+        *event* makes the ``payment_refunded`` row from what was taken back; it is written
+        in the same transaction, only if this call refunded.
+        """
         with self._db.atomic():
             payment = self.get(telegram_payment_charge_id)
             if payment is None:
@@ -240,7 +266,10 @@ class Payments:
                     " AND subscription_until > ?",
                     [to_iso(now), payment.user_id, to_iso(now)],
                 )
-        return Refunded(payment, True, taken, payment.images - taken, balance - taken)
+            refunded = Refunded(payment, True, taken, payment.images - taken, balance - taken)
+            if event is not None:
+                self._events.add(event(refunded))
+        return refunded
 
     def _balance(self, user_id: int) -> int:
         row = query_one(self._db, "SELECT image_balance FROM users WHERE user_id = ?", [user_id])
@@ -299,7 +328,7 @@ def revenue_summary(
     try:
         if query_one(db, "SELECT 1 AS one FROM payments LIMIT 1") is None:
             return None
-        return Payments(db).summary(since=since, until=until)
+        return Payments(db, Events(db)).summary(since=since, until=until)
     except sqlite3.OperationalError as exc:
         if "no such" in str(exc):
             return None

@@ -33,7 +33,7 @@ from bot.payments.rules import (
     credit_of,
 )
 from bot.settings import SettingsError, load_settings
-from store import Job, NewJob, NewPayment, PaymentKind, Store, open_store
+from store import EventRecord, Job, NewJob, NewPayment, PaymentKind, Refunded, Store, open_store
 from store.payments import revenue_summary
 from tests.rows import balance, user_row
 
@@ -225,6 +225,42 @@ def test_a_crash_between_storing_and_crediting_leaves_neither(
     monkeypatch.undo()
     redelivered = store.payments.record(pack_payment(), now=NOW, free_images=3)
     assert (redelivered.new, redelivered.balance) == (True, 13)
+
+
+def event_names(store: Store) -> list[str]:
+    return [row["event"] for row in store.db.query("SELECT event FROM events_analytics")]
+
+
+def test_the_payment_event_is_written_with_the_credit_and_only_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = EventRecord(ts=NOW, event="payment_succeeded", user_id=USER, detail="stars=50")
+    monkeypatch.setattr(store.payments, "_credit", _crash)
+    with pytest.raises(RuntimeError):
+        store.payments.record(pack_payment(), now=NOW, free_images=3, event=event)
+    assert event_names(store) == []  # no credit, no event
+    monkeypatch.undo()
+    store.payments.record(pack_payment(), now=NOW, free_images=3, event=event)
+    store.payments.record(pack_payment(), now=NOW, free_images=3, event=event)  # again
+    assert event_names(store) == ["payment_succeeded"]
+
+
+def test_the_refund_event_is_written_with_the_debit_and_only_once(store: Store) -> None:
+    store.payments.record(pack_payment(images=10), now=NOW, free_images=0)
+    spend(store, 7)
+
+    def refund_event(refunded: Refunded) -> EventRecord:
+        detail = f"taken={refunded.taken} missing={refunded.missing}"
+        return EventRecord(ts=NOW, event="payment_refunded", user_id=USER, detail=detail)
+
+    store.payments.refund("ch-1", now=NOW, event=refund_event)
+    store.payments.refund("ch-1", now=NOW, event=refund_event)  # a second refund: no row
+    rows = list(store.db.query("SELECT event, detail FROM events_analytics"))
+    assert rows == [{"event": "payment_refunded", "detail": "taken=3 missing=7"}]
+
+
+def _crash(*_: object, **__: object) -> None:
+    raise RuntimeError("the process died here")
 
 
 def test_renewals_extend_the_subscription_and_never_shorten_it(store: Store) -> None:

@@ -14,7 +14,7 @@ from typing import Final
 
 import trio
 
-from bot.analytics import EventName, event_record, log_events
+from bot.analytics import EventName, announce, event_record
 from bot.buy_buttons import buy_keyboard
 from bot.deps import Deps
 from bot.offers import SUBSCRIPTION_PERIOD_S, PackPayload, SubscriptionPayload, encode_payload
@@ -38,7 +38,7 @@ from bot.telegram.errors import TelegramBadRequest, TelegramError
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 from bot.texts import Lang, t
 from comfy.logfields import fields
-from store import PaymentKind, Refunded
+from store import EventRecord, PaymentKind, Refunded
 
 __all__ = [
     "PRE_CHECKOUT_BUDGET_S",
@@ -180,15 +180,6 @@ async def handle_payment_received(deps: Deps, cmd: PaymentReceived) -> None:
         )
         return
     await deps.ensure_user(ctx)
-    recorded = await deps.write(
-        f"payment {paid.telegram_payment_charge_id}",
-        lambda: deps.store.payments.record(credit, now=now, free_images=deps.settings.free_images),
-    )
-    if not recorded.new:
-        log.info(
-            "payment seen before, not credited again charge=%s", paid.telegram_payment_charge_id
-        )
-        return
     renewal = paid.is_recurring and not paid.is_first_recurring
     succeeded = event_record(
         EventName.SUBSCRIPTION_RENEWED if renewal else EventName.PAYMENT_SUCCEEDED,
@@ -198,7 +189,19 @@ async def handle_payment_received(deps: Deps, cmd: PaymentReceived) -> None:
         detail=f"stars={paid.total_amount} kind={credit.kind.value} images={credit.images}"
         f" charge={paid.telegram_payment_charge_id}",
     )
-    await deps.write("payment event", lambda: log_events(deps.store, [succeeded]))
+    recorded = await deps.write(
+        f"payment {paid.telegram_payment_charge_id}",
+        lambda: deps.store.payments.record(
+            credit, now=now, free_images=deps.settings.free_images, event=succeeded
+        ),
+    )
+    if not recorded.new:
+        log.info(
+            "payment seen before, not credited again",
+            extra=fields(charge=paid.telegram_payment_charge_id),
+        )
+        return
+    announce(succeeded)
     lang = ctx.lang
     if credit.kind is PaymentKind.PACK:
         text = t("pay_thanks_pack", lang, pictures=credit.images, balance=recorded.balance)
@@ -275,13 +278,9 @@ async def _refund_refused(deps: Deps, cmd: AdminCmd, charge: str, exc: TelegramE
 
 
 async def _refund_in_store(deps: Deps, charge: str) -> Refunded | None:
-    refunded = await deps.write(
-        f"refund {charge}", lambda: deps.store.payments.refund(charge, now=deps.now())
-    )
-    if refunded is None:
-        log.warning("refund of a payment this bot never stored", extra=fields(charge=charge))
-        return None
-    if refunded.new:
+    written: list[EventRecord] = []  # the row the store wrote, announced once committed
+
+    def refund_event(refunded: Refunded) -> EventRecord:
         event = event_record(
             EventName.PAYMENT_REFUNDED,
             now=deps.now,
@@ -289,7 +288,19 @@ async def _refund_in_store(deps: Deps, charge: str) -> Refunded | None:
             detail=f"stars={refunded.payment.total_amount} kind={refunded.payment.kind.value}"
             f" taken={refunded.taken} missing={refunded.missing} charge={charge}",
         )
-        await deps.write("refund event", lambda: log_events(deps.store, [event]))
+        written[:] = [event]  # a retried write replaces the rolled-back attempt's row
+        return event
+
+    refunded = await deps.write(
+        f"refund {charge}",
+        lambda: deps.store.payments.refund(charge, now=deps.now(), event=refund_event),
+    )
+    if refunded is None:
+        log.warning("refund of a payment this bot never stored", extra=fields(charge=charge))
+        return None
+    if refunded.new:
+        for event in written:
+            announce(event)
     return refunded
 
 
