@@ -76,6 +76,7 @@ def announce(record: EventRecord) -> None:
         "reason": record.reason,
         "detail": record.detail,
         "duration_ms": record.duration_ms,
+        "server": record.server,
     }
     log.info(
         record.event,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 import trio
 
+from bot.logging_setup import EVENT_FIELDS_KEY
 from bot.pictures.status import MIN_EDIT_INTERVAL_S
 from bot.texts import LOOK_BUTTON, t
 from store import Store
@@ -73,7 +75,9 @@ async def test_happy_path_from_message_to_delivered_photo(
     fake_telegram: FakeTelegram,
     fake_comfy: FakeComfy,
     autojump_clock: object,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bot.events")
     bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=2)
     reply = await say_and_get_reply(fake_telegram)
     assert reply.buttons() == [(LOOK_BUTTON, "look")]
@@ -116,6 +120,12 @@ async def test_happy_path_from_message_to_delivered_photo(
         [row] = store.events.since()[1:]
         assert row["duration_ms"] is not None
         assert row["job_id"] is not None
+        job = store.jobs.get(row["job_id"])
+        assert job is not None
+        assert job.server is not None
+        assert row["server"] == job.server  # the report's per-server section counts it
+    [line] = [r for r in caplog.records if r.getMessage() == "image_generated"]
+    assert getattr(line, EVENT_FIELDS_KEY)["server"] == job.server  # and the log line names it
     assert balance_of(bot) == 1
     assert fake_comfy.history_deleted == [submitted.prompt_id]  # nothing piles up on ComfyUI
     assert not list((tmp_path / "data" / "spool").iterdir())

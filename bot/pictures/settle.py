@@ -12,6 +12,7 @@ a cancel during that wait leaves the job unsettled and active, for the next star
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Final
 
 import trio
@@ -86,7 +87,10 @@ async def settle(
             patience_s=patience_s,
         )
     if settled and event is not None:
-        announce(event)
+        # The store named the job's server on the row (set when the job was handed over,
+        # after *job* was read); the log line names it too.
+        stored = deps.store.jobs.get(job.job_id)
+        announce(replace(event, server=stored.server if stored is not None else None))
     return settled
 
 
