@@ -50,6 +50,7 @@ def event_record(
     reason: Reason | None = None,
     detail: str | None = None,
     duration_ms: int | None = None,
+    server: str | None = None,
 ) -> EventRecord:
     """The ``events_analytics`` row for *event*, to be written with the change it records."""
     return EventRecord(
@@ -62,6 +63,7 @@ def event_record(
         reason=reason.value if reason else None,
         detail=detail,
         duration_ms=duration_ms,
+        server=server,
     )
 
 

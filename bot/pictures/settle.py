@@ -12,7 +12,6 @@ a cancel during that wait leaves the job unsettled and active, for the next star
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Final
 
 import trio
@@ -55,6 +54,8 @@ async def settle(
     detail = " ".join(detail.split())[:MAX_DETAIL_CHARS]
     event: EventRecord | None = None
     if end.event is not None:
+        # *job* may have been read before it was handed to a server; the row knows.
+        stored = deps.store.jobs.get(job.job_id)
         event = event_record(
             end.event,
             now=deps.now,
@@ -65,6 +66,7 @@ async def settle(
             reason=end.reason,
             detail=detail if end.settle is Settle.RELEASE else None,
             duration_ms=_duration_ms(deps, job),
+            server=stored.server if stored is not None else None,
         )
     if end.settle is Settle.CHARGE:
         settled = await deps.write(
@@ -87,10 +89,7 @@ async def settle(
             patience_s=patience_s,
         )
     if settled and event is not None:
-        # The store named the job's server on the row (set when the job was handed over,
-        # after *job* was read); the log line names it too.
-        stored = deps.store.jobs.get(job.job_id)
-        announce(replace(event, server=stored.server if stored is not None else None))
+        announce(event)
     return settled
 
 
