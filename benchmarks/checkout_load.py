@@ -22,7 +22,7 @@ from benchmarks.fakes import TimedTelegram, open_stack
 from benchmarks.load import user_ids
 from benchmarks.process import bot_environment, running_bot
 from benchmarks.report import Report, machine_line, percentile, print_report
-from bot.offers import PackPayload, encode_payload
+from bot.payments.offers import PackPayload, encode_payload
 
 __all__ = ["measure"]
 

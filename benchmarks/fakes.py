@@ -26,8 +26,8 @@ from typing import Any, Final
 import httpx
 import trio
 
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS
 from tests.fakes.comfy import FakeComfy, FakePrompt, PromptScript
 from tests.fakes.comfy_loopback import serve_fake_comfy
 from tests.fakes.loopback_http import serve_handler

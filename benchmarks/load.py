@@ -14,7 +14,7 @@ from typing import Final
 import trio
 
 from benchmarks.fakes import PressKey, TimedTelegram
-from bot.texts import LOOK_BUTTON
+from bot.core.texts import LOOK_BUTTON
 
 __all__ = [
     "FIRST_USER_ID",

@@ -8,8 +8,8 @@ the kernel's high-water mark of the resident set (``VmHWM``) after the report, m
 resident set just before it (the mark is reset there through ``/proc/self/clear_refs``).
 
 - **ours**: ``stats_main`` as the command line runs it (SQL aggregation);
-- **baseline**: the original Python aggregation, kept here: every row of the window
-  loaded (``store.stats.image_events``) and counted by ``bot.ops.report.summarize``.
+- **baseline**: the original Python aggregation, kept as the tests' reference: every row
+  of the window loaded and counted in Python (``tests/reference_report.py``).
 
 Both print the same text (checked here). Targets: under 1 s and under 20 MB growth.
 
@@ -95,9 +95,10 @@ def _kb(field: str) -> int:
 def _child(variant: str, path: Path, now: datetime) -> None:
     """Run one variant in this process; print {"seconds", "growth_kb", "text"} as JSON."""
     from bot.__main__ import build_parser
-    from bot.ops.report import format_text, parse_since, summarize
+    from bot.ops.report import format_text, parse_since
     from bot.ops.stats import stats_main
-    from store.stats import image_events, open_readonly
+    from store.stats import open_readonly
+    from tests.reference_report import image_events, summarize
 
     out = io.StringIO()
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS from here

@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from functools import partial
 from typing import Final
 
 import trio
 
 from bot import __version__, app
-from bot.logging_setup import setup_logging
-from bot.personas import PersonasError
-from bot.pictures.runtime import GeneratorFactory
-from bot.settings import Settings, SettingsError, environment_warnings, load_settings
+from bot.core.logs import setup_logging
+from bot.core.personas import PersonasError
+from bot.core.settings import Settings, SettingsError, environment_warnings, load_settings
 from bot.telegram.errors import TelegramUnauthorized
 from bot.telegram.redact import Redactor
 from comfy import WorkflowError
@@ -79,13 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, *, make_generator: GeneratorFactory | None = None) -> int:
-    """Run the command in *argv*; the process exit code.
-
-    Args:
-        make_generator: how the bot draws pictures (``comfy.Comfy`` when None); the
-            benchmarks' baseline passes another one.
-    """
+def main(argv: list[str] | None = None) -> int:
+    """Run the command in *argv*; the process exit code."""
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (2)
@@ -102,10 +95,10 @@ def main(argv: list[str] | None = None, *, make_generator: GeneratorFactory | No
         from bot.ops.doctor import doctor_main
 
         return doctor_main()
-    return _run_bot(make_generator)
+    return _run_bot()
 
 
-def _run_bot(make_generator: GeneratorFactory | None) -> int:
+def _run_bot() -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -116,9 +109,8 @@ def _run_bot(make_generator: GeneratorFactory | None) -> int:
         logging.getLogger("bot").warning("%s", line)
     fatal: BaseException | None = None
     crashed = False
-    run = app.run if make_generator is None else partial(app.run, make_generator=make_generator)
     try:
-        trio.run(run, settings)
+        trio.run(app.run, settings)
     except* _FATAL as group:
         fatal = group.exceptions[0]
     except* Exception:

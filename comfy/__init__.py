@@ -1,17 +1,17 @@
 """ComfyUI client for the persona bot: workflow template, HTTP client, websocket follower,
 the ``Comfy.generate`` facade with timeout and cleanup, and the start-up model check.
 
-Typical wiring (see ``bot/app.py``)::
+Typical wiring (the bot's is ``bot/pictures/servers.py``)::
 
     http = httpx.AsyncClient(base_url="http://gpu:8188")
     client = ComfyClient(http)
     follower = Follower(client, websocket_opener("http://gpu:8188"))
     await nursery.start(follower.run)
-    comfy = Comfy(client, follower, concurrency=2)
+    await follower.wait_connected()
+    comfy = Comfy(client, follower)
     image = await comfy.generate(template.build(params), prompt_id=pid, timeout_s=120)
 """
 
-from comfy.bodies import PictureFormat, describe_body, picture_format
 from comfy.client import ComfyClient
 from comfy.errors import (
     ComfyError,
@@ -20,6 +20,7 @@ from comfy.errors import (
     GenerationFailed,
     GenerationInterrupted,
     GenerationTimedOut,
+    NotConnected,
     PromptRejected,
 )
 from comfy.follower import Follower, OpenWebsocket, websocket_opener
@@ -47,8 +48,8 @@ __all__ = [
     "GenerationInterrupted",
     "GenerationTimedOut",
     "MissingModel",
+    "NotConnected",
     "OpenWebsocket",
-    "PictureFormat",
     "ProgressStage",
     "PromptParams",
     "PromptProgress",
@@ -56,7 +57,5 @@ __all__ = [
     "WorkflowError",
     "WorkflowTemplate",
     "check_models",
-    "describe_body",
-    "picture_format",
     "websocket_opener",
 ]

@@ -59,6 +59,7 @@ DEFAULT_CHECKPOINT: Final = "sd_xl_base_1.0.safetensors"
 DEFAULT_TIMEOUT_S: Final = 120.0
 ENV_FILE: Final = ".env"
 HTTP_TIMEOUT: Final = httpx.Timeout(30.0)
+CONNECT_TIMEOUT_S: Final = 10.0  # for the websocket, before the picture is asked for
 
 Say = Callable[[str], None]
 
@@ -204,8 +205,10 @@ async def _generate(
     result: GeneratedImage | ComfyError
     async with trio.open_nursery() as nursery:
         await nursery.start(follower.run)
-        comfy = Comfy(client, follower, concurrency=1)
+        comfy = Comfy(client, follower)
         try:
+            with trio.move_on_after(CONNECT_TIMEOUT_S):
+                await follower.wait_connected()
             result = await comfy.generate(
                 template.build(params),
                 prompt_id=prompt_id,

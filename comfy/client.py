@@ -11,7 +11,7 @@ exception (docs/comfyui.md, C26). Each method is one request and keeps no state,
 tasks may call one client at once.
 
 Every answer is streamed and read up to a cap (``MAX_JSON_BYTES``, ``MAX_QUEUE_BYTES``,
-``MAX_IMAGE_BYTES``), counted after decompression by ``comfy.bodies.read_body``, so a
+``MAX_IMAGE_BYTES``), counted after decompression by ``common.bodies.read_body``, so a
 runaway, endless or compressed-bomb body costs at most its cap in memory. Bodies are
 decoded here, never through ``Response.text``, whose charset comes from the server's
 header.
@@ -31,7 +31,6 @@ from typing import Any, Final, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from comfy.bodies import ACCEPT_ENCODING, BodyError, describe_body, picture_format, read_body
 from comfy.errors import ComfyProtocolError, ComfyUnavailable, PromptRejected, one_line
 from comfy.messages import (
     HistoryEntry,
@@ -44,6 +43,7 @@ from comfy.messages import (
     SystemStats,
 )
 from comfy.protocol import QueueSnapshot
+from common.bodies import ACCEPT_ENCODING, BodyError, describe_body, picture_format, read_body
 
 __all__ = [
     "MAX_ERROR_BYTES",

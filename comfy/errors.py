@@ -7,7 +7,8 @@ Foreign exceptions (httpx, trio-websocket, pydantic) are translated once, in
 
     ComfyError
     ├── ComfyUnavailable       server unreachable, refused, 5xx, websocket down too long,
-    │                          or the prompt vanished (ComfyUI restarted or deleted it)
+    │   │                      or the prompt vanished (ComfyUI restarted or deleted it)
+    │   └── NotConnected       the websocket was down at submission: nothing was sent
     ├── PromptRejected         400 at validation: which node, which input, what value
     ├── GenerationFailed       execution_error while running: node id/type and message
     ├── GenerationInterrupted  someone else interrupted the prompt on ComfyUI
@@ -18,8 +19,7 @@ Foreign exceptions (httpx, trio-websocket, pydantic) are translated once, in
                                answer that is not a picture)
 
 All of them map to the analytics reason ``generation_error`` (docs/product.md, P8); the
-class name and
-``.detail`` say which.
+class name and ``.detail`` say which.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = [
     "GenerationFailed",
     "GenerationInterrupted",
     "GenerationTimedOut",
+    "NotConnected",
     "PromptRejected",
 ]
 
@@ -53,6 +54,19 @@ class ComfyError(Exception):
 
 class ComfyUnavailable(ComfyError):
     """ComfyUI cannot be reached or lost the prompt; trying again later may work."""
+
+
+class NotConnected(ComfyUnavailable):
+    """The server's websocket was down when a prompt was to be submitted, so nothing was
+    sent: the caller may wait for the server, or for another one, and try again.
+
+    ``resubmits_left``: the resubmissions still allowed to that prompt (fewer than asked
+    for when it had vanished and was about to be submitted again).
+    """
+
+    def __init__(self, detail: str, *, resubmits_left: int) -> None:
+        super().__init__(detail)
+        self.resubmits_left = resubmits_left
 
 
 class PromptRejected(ComfyError):

@@ -32,11 +32,9 @@ from typing import Final
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
-from comfy.backoff import backoff_delays
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from comfy.events import Garbage, Status, Unknown, parse_ws_message
-from comfy.logfields import fields
 from comfy.protocol import (
     Probe,
     PromptTracker,
@@ -52,6 +50,8 @@ from comfy.websocket import (
     websocket_opener,
     websocket_url,
 )
+from common.backoff import backoff_delays
+from common.logfields import fields
 
 __all__ = [
     "HEARTBEAT_INTERVAL_S",

@@ -5,10 +5,13 @@ download (docs/product.md, P11). Whatever ends the prompt early, the timeout or 
 caller's cancel (the user's "cancel" button, shutdown), a shielded cleanup with its own
 short deadline removes the prompt from ComfyUI's queue and interrupts it only if GET /queue
 shows it is the one running, so the GPU does not keep working for nobody and nobody else's
-prompt is stopped (docs/comfyui.md, C16, C17). At most ``concurrency`` prompts of this
-process are on ComfyUI at once; the limiter is taken before the budget starts, since
-waiting in our own pool is bounded by the pool's queue, not by this timeout
-(docs/product.md, P11).
+prompt is stopped (docs/comfyui.md, C16, C17).
+
+``Comfy`` draws; it does not decide *when*. How many prompts a server takes at once, and
+how long a job waits for a server whose websocket is down, are the caller's to decide
+(the bot's server pool owns both): a prompt submitted while the websocket is down would
+send its messages to nobody, so ``generate`` then refuses with :class:`NotConnected` at
+once, before anything reaches ComfyUI.
 """
 
 from __future__ import annotations
@@ -28,17 +31,17 @@ from comfy.errors import (
     GenerationFailed,
     GenerationInterrupted,
     GenerationTimedOut,
+    NotConnected,
     PromptRejected,
 )
 from comfy.follower import Follower, PromptWatch, probe_prompt
-from comfy.logfields import fields
 from comfy.messages import ImageRef
 from comfy.protocol import PromptState, PromptTracker, PromptUpdate, probe_from_history
+from common.logfields import fields
 
 __all__ = [
     "CLEANUP_TIMEOUT_S",
     "RESUBMIT_MIN_REMAINING_S",
-    "WAIT_CONNECTED_S",
     "Comfy",
     "GeneratedImage",
     "ProgressStage",
@@ -47,7 +50,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-WAIT_CONNECTED_S: Final = 10.0  # how long a prompt waits for the websocket before giving up
 CLEANUP_TIMEOUT_S: Final = 5.0  # shielded queue delete / interrupt, and history delete
 RESUBMIT_MIN_REMAINING_S: Final = 10.0  # a vanished prompt is resubmitted only with this left
 
@@ -93,12 +95,9 @@ def _ignore(_: PromptProgress) -> None:
 class Comfy:
     """The facade the bot uses: ``await comfy.generate(graph, prompt_id=..., timeout_s=...)``."""
 
-    def __init__(self, client: ComfyClient, follower: Follower, *, concurrency: int) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, not {concurrency!r}")
+    def __init__(self, client: ComfyClient, follower: Follower) -> None:
         self._client = client
         self._follower = follower
-        self._limiter = trio.CapacityLimiter(concurrency)
 
     async def generate(
         self,
@@ -108,6 +107,7 @@ class Comfy:
         timeout_s: float,
         on_progress: Callable[[PromptProgress], None] | None = None,
         recover: bool = False,
+        resubmits: int = 1,
     ) -> GeneratedImage:
         """Run *graph* on ComfyUI as *prompt_id* (chosen and stored by the caller).
 
@@ -116,41 +116,48 @@ class Comfy:
                 it). It is looked up first and submitted only if ComfyUI holds it nowhere
                 (or it was interrupted, e.g. by the previous process's shutdown).
             on_progress: called from this task, never from the reader; must be cheap.
+            resubmits: how often a prompt that vanished (ComfyUI restarted) is submitted
+                again; a caller trying again after ``NotConnected`` passes what that
+                error's ``resubmits_left`` says.
 
         Raises:
             GenerationTimedOut: *timeout_s* ran out; the prompt was cancelled on ComfyUI.
+            NotConnected: the websocket was down when the prompt was to be submitted.
             PromptRejected, GenerationFailed, GenerationInterrupted, ComfyUnavailable,
             ComfyProtocolError: see ``comfy.errors``.
             trio.Cancelled: the caller cancelled; the prompt was cancelled on ComfyUI first.
         """
         prompt = _Prompt(prompt_id, graph, on_progress or _ignore)
-        async with self._limiter:
-            try:
-                with trio.fail_after(timeout_s) as budget:
-                    image = await self._run(prompt, recover=recover, deadline=budget.deadline)
-            except trio.TooSlowError:
-                log.warning(
-                    "comfy prompt timed out",
-                    extra=fields(
-                        prompt_id=prompt_id, server=self._client.server, after_s=timeout_s
-                    ),
+        try:
+            with trio.fail_after(timeout_s) as budget:
+                image = await self._run(
+                    prompt, recover=recover, resubmits=resubmits, deadline=budget.deadline
                 )
-                cancelled = (
-                    "; cancelled on ComfyUI" if prompt.on_server and not prompt.ended else ""
-                )
-                raise GenerationTimedOut(
-                    f"no picture within {timeout_s:g} s (prompt {prompt_id}){cancelled}"
-                ) from None
-            finally:
-                if prompt.watch is not None:
-                    self._follower.forget(prompt.watch)
-                if prompt.on_server and not prompt.ended:
-                    await self._cancel_on_server(prompt_id)
+        except trio.TooSlowError:
+            log.warning(
+                "comfy prompt timed out",
+                extra=fields(
+                    prompt_id=prompt_id, server=self._client.server, after_s=timeout_s
+                ),
+            )
+            cancelled = (
+                "; cancelled on ComfyUI" if prompt.on_server and not prompt.ended else ""
+            )
+            raise GenerationTimedOut(
+                f"no picture within {timeout_s:g} s (prompt {prompt_id}){cancelled}"
+            ) from None
+        finally:
+            if prompt.watch is not None:
+                self._follower.forget(prompt.watch)
+            if prompt.on_server and not prompt.ended:
+                await self._cancel_on_server(prompt_id)
         return image
 
-    async def _run(self, prompt: _Prompt, *, recover: bool, deadline: float) -> GeneratedImage:
+    async def _run(
+        self, prompt: _Prompt, *, recover: bool, resubmits: int, deadline: float
+    ) -> GeneratedImage:
         outcome = await self._recover(prompt) if recover else None
-        resubmits_left = 1
+        resubmits_left = resubmits
         while outcome is None or outcome.state is PromptState.VANISHED:
             if outcome is not None:  # ComfyUI restarted or someone deleted the prompt
                 prompt.on_server = False
@@ -166,7 +173,7 @@ class Comfy:
                     "comfy prompt vanished; submitting again",
                     extra=fields(prompt_id=prompt.prompt_id, server=self._client.server),
                 )
-            outcome = await self._submit_and_wait(prompt)
+            outcome = await self._submit_and_wait(prompt, resubmits_left=resubmits_left)
         prompt.ended = True
         if outcome.state is PromptState.FAILED:
             failure = outcome.failure
@@ -210,14 +217,13 @@ class Comfy:
             return None
         return outcome
 
-    async def _submit_and_wait(self, prompt: _Prompt) -> PromptUpdate:
-        prompt.report(PromptProgress(ProgressStage.WAITING_FOR_SERVER))
-        with trio.move_on_after(WAIT_CONNECTED_S) as waiting:
-            client_id = await self._follower.wait_connected()
-        if waiting.cancelled_caught:
-            raise ComfyUnavailable(
-                f"ComfyUI websocket not connected within {WAIT_CONNECTED_S:g} s "
-                f"({self._follower.last_error})"
+    async def _submit_and_wait(self, prompt: _Prompt, *, resubmits_left: int) -> PromptUpdate:
+        client_id = self._follower.client_id
+        if client_id is None:
+            raise NotConnected(
+                f"ComfyUI websocket not connected ({self._follower.last_error});"
+                f" prompt {prompt.prompt_id} not submitted",
+                resubmits_left=resubmits_left,
             )
         if prompt.watch is not None:
             self._follower.forget(prompt.watch)

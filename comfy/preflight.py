@@ -19,7 +19,15 @@ from typing import Any, Final, Literal
 from comfy.client import ComfyClient
 from comfy.messages import NodeInfo
 
-__all__ = ["MODEL_INPUTS", "MissingModel", "check_models", "input_options", "model_files"]
+__all__ = [
+    "MODEL_INPUTS",
+    "MissingModel",
+    "ModelLists",
+    "check_models",
+    "input_options",
+    "missing_models",
+    "model_lists",
+]
 
 # The loaders whose files a picture needs, and the input that names the file.
 MODEL_INPUTS: Final = (("CheckpointLoaderSimple", "ckpt_name"), ("LoraLoader", "lora_name"))
@@ -48,35 +56,50 @@ def input_options(info: NodeInfo | None, input_name: str) -> frozenset[str]:
     return frozenset()
 
 
-async def check_models(
-    client: ComfyClient, *, checkpoint: str, loras: Iterable[str]
-) -> list[MissingModel]:
-    """The configured files ComfyUI does not list, checkpoint first, LoRAs in order.
+@dataclass(frozen=True, slots=True)
+class ModelLists:
+    """The checkpoint and LoRA files one server lists."""
+
+    checkpoints: frozenset[str]
+    loras: frozenset[str]
+
+    @property
+    def files(self) -> frozenset[str]:
+        return self.checkpoints | self.loras
+
+
+async def model_lists(client: ComfyClient) -> ModelLists:
+    """Every checkpoint and LoRA file the server lists (two ``/object_info`` reads).
 
     Raises:
         ComfyUnavailable: the server cannot be reached or answers 5xx.
         ComfyProtocolError: /object_info answered something unreadable.
     """
-    checkpoints = input_options(await client.object_info("CheckpointLoaderSimple"), "ckpt_name")
-    lora_files = input_options(await client.object_info("LoraLoader"), "lora_name")
+    (checkpoint_class, checkpoint_input), (lora_class, lora_input) = MODEL_INPUTS
+    checkpoints = input_options(await client.object_info(checkpoint_class), checkpoint_input)
+    loras = input_options(await client.object_info(lora_class), lora_input)
+    return ModelLists(checkpoints, loras)
+
+
+def missing_models(
+    lists: ModelLists, *, checkpoint: str, loras: Iterable[str]
+) -> list[MissingModel]:
+    """PURE: the configured files *lists* lacks, checkpoint first, LoRAs in order, each once."""
     missing: list[MissingModel] = []
-    if checkpoint not in checkpoints:
+    if checkpoint not in lists.checkpoints:
         missing.append(MissingModel("checkpoint", checkpoint))
-    seen: set[str] = set()
-    for name in loras:
-        if name not in lora_files and name not in seen:
+    for name in dict.fromkeys(loras):
+        if name not in lists.loras:
             missing.append(MissingModel("lora", name))
-        seen.add(name)
     return missing
 
 
-async def model_files(client: ComfyClient) -> frozenset[str]:
-    """Every checkpoint and LoRA file the server lists.
+async def check_models(
+    client: ComfyClient, *, checkpoint: str, loras: Iterable[str]
+) -> list[MissingModel]:
+    """The configured files ComfyUI does not list (:func:`missing_models` of one read).
 
     Raises:
-        ComfyUnavailable, ComfyProtocolError: as :func:`check_models`.
+        ComfyUnavailable, ComfyProtocolError: as :func:`model_lists`.
     """
-    files: set[str] = set()
-    for class_type, input_name in MODEL_INPUTS:
-        files |= input_options(await client.object_info(class_type), input_name)
-    return frozenset(files)
+    return missing_models(await model_lists(client), checkpoint=checkpoint, loras=loras)

@@ -1,7 +1,15 @@
-"""``events_analytics``: one row per product event (docs/product.md, P9)."""
+"""``events_analytics``: one row per product event (docs/product.md, P9).
+
+An event is written in the transaction of the change it records (a reservation, a
+charge, a payment), so the row exists exactly when the change does. Its line on stdout
+must follow only once that transaction is committed: :meth:`Events.recording` collects
+the rows written while it is open, for the caller to announce afterwards.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +23,7 @@ __all__ = ["EventRecord", "Events"]
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
-    """One row; the event and reason names are owned by ``bot.analytics``."""
+    """One row; the event and reason names are owned by ``bot.core.events``."""
 
     ts: datetime
     event: str
@@ -34,6 +42,19 @@ class Events:
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self._db = db
+        self._recorders: list[list[EventRecord]] = []
+
+    @contextmanager
+    def recording(self) -> Iterator[list[EventRecord]]:
+        """The events :meth:`add` writes while inside, in order (nested recordings each
+        see them). Rolled-back rows are collected too: use the list only when the
+        transaction that wrote them was committed."""
+        written: list[EventRecord] = []
+        self._recorders.append(written)
+        try:
+            yield written
+        finally:
+            self._recorders.remove(written)
 
     def add_all(self, records: list[EventRecord]) -> None:
         """Several events in one transaction (a press refused on the spot logs two)."""
@@ -58,6 +79,8 @@ class Events:
                 record.server,
             ],
         )
+        for recorder in self._recorders:
+            recorder.append(record)
 
     def since(self, moment: datetime | None = None) -> list[dict[str, Any]]:
         """Every row at or after *moment* (all rows when None), oldest first."""

@@ -33,23 +33,17 @@ __all__ = [
     "IMAGE_EVENTS",
     "SORT_AT_MOST",
     "EventCount",
-    "ImageEventRow",
     "ImageStats",
     "SliceStats",
     "database_file",
-    "image_events",
     "image_stats",
     "nearest_rank_position",
     "open_readonly",
 ]
 
-# The three events a press can produce (docs/product.md, P9); bot.analytics owns the names.
+# The three events a press can produce (docs/product.md, P9); bot.core.events owns the names.
 IMAGE_EVENTS: Final = ("image_requested", "image_generated", "image_failed")
 
-_QUERY: Final = (
-    "SELECT event, persona, reason, duration_ms FROM events_analytics"
-    " WHERE event IN (?, ?, ?) AND ts >= ? AND ts <= ? ORDER BY id"
-)
 
 # Counting the window. events_image_counts (migration 0003_retention) is ordered by
 # (event, persona, reason, ts): each group's rows of the window are one contiguous range
@@ -94,16 +88,6 @@ _RANK: Final = (
 _ANY_PERSONA: Final = ""
 _ONE_PERSONA: Final = "persona = :persona AND"
 _NO_PERSONA: Final = "(persona IS NULL OR persona IN ('', :persona)) AND"
-
-
-@dataclass(frozen=True, slots=True)
-class ImageEventRow:
-    """The part of one ``events_analytics`` row the report counts."""
-
-    event: str
-    persona: str | None = None
-    reason: str | None = None
-    duration_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,30 +146,6 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
     except sqlite3.Error as exc:
         raise StoreError(f"database {str(file)!r} cannot be opened: {exc}") from exc
     return sqlite_utils.Database(conn)
-
-
-def image_events(
-    db: sqlite_utils.Database, *, since: datetime, until: datetime
-) -> list[ImageEventRow]:
-    """The picture events with ``since <= ts <= until``, oldest first.
-
-    Raises:
-        StoreError: the file is not a database of this bot (no ``events_analytics``).
-    """
-    params = [*IMAGE_EVENTS, to_iso(since), to_iso(until)]
-    try:
-        rows = list(db.query(_QUERY, params))
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the events: {exc}") from exc
-    return [
-        ImageEventRow(
-            event=row["event"],
-            persona=row["persona"],
-            reason=row["reason"],
-            duration_ms=row["duration_ms"],
-        )
-        for row in rows
-    ]
 
 
 def image_stats(

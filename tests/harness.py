@@ -21,7 +21,7 @@ import trio
 import trio.testing
 
 from bot import app
-from bot.settings import Settings, load_settings
+from bot.core.settings import Settings, load_settings
 from comfy import SHIPPED_WORKFLOW
 from store import Store, open_store
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from comfy.backoff import backoff_delays
+from common.backoff import backoff_delays
 
 
 def take(n: int, delays: Iterator[float]) -> list[float]:

@@ -12,10 +12,10 @@ import httpx
 import pytest
 import trio
 
-from bot.logging_setup import setup_logging
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
-from bot.texts import t
+from bot.core.logs import setup_logging
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS
+from bot.core.texts import t
 from tests.fakes.telegram import DEFAULT_USER_ID, TEST_TOKEN, FakeTelegram
 from tests.harness import start_bot
 from tests.rows import user_row

@@ -10,9 +10,9 @@ import httpx
 import trio
 
 from bot.chat.handlers import TYPING_ACTION, TYPING_RENEW_S
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
-from bot.texts import t
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS
+from bot.core.texts import t
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram
 from tests.harness import start_bot
 from tests.rows import user_row

@@ -11,7 +11,6 @@ import trio
 import trio.testing
 
 from comfy import SHIPPED_WORKFLOW, Follower, PromptParams, PromptProgress, WorkflowTemplate
-from comfy.backoff import backoff_delays
 from comfy.follower import (
     HEARTBEAT_INTERVAL_S,
     HEARTBEAT_TIMEOUT_S,
@@ -20,6 +19,7 @@ from comfy.follower import (
     websocket_opener,
     websocket_url,
 )
+from common.backoff import backoff_delays
 from tests.fakes.comfy import PromptScript, open_fake_comfy
 from tests.fakes.comfy_fixtures import ComfyStack, open_comfy_stack
 
@@ -117,7 +117,9 @@ async def test_garbage_unknown_and_binary_frames_do_not_stop_the_reader(
     assert [p.value for p in seen if p.maximum] == [1, 2, 3, 4, 5]
 
 
-async def test_jobs_wait_for_the_socket_before_posting(autojump_clock: trio.abc.Clock) -> None:
+async def test_a_prompt_goes_under_the_socket_the_backoff_connects(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     async with open_fake_comfy() as fake:
         fake.sockets.refuse = True
         async with open_comfy_stack(fake, wait_connected=False) as stack:
@@ -129,9 +131,12 @@ async def test_jobs_wait_for_the_socket_before_posting(autojump_clock: trio.abc.
                     fake.sockets.refuse = False
 
                 nursery.start_soon(allow_at, 2.5)
+                client_id = await stack.follower.wait_connected()
+                # attempts at 0, 1, 3 (backoff 1 s, 2 s): connected at 3
+                assert trio.current_time() - t0 == 3.0
                 image = await stack.comfy.generate(GRAPH, prompt_id=new_id(), timeout_s=120)
-            # attempts at 0, 1, 3 (backoff 1 s, 2 s): connected at 3, done at 6
             assert trio.current_time() - t0 == 6.0
+            assert client_id == fake.sockets.client_ids[0]
             assert image.filename == "persona_bot_00001_.png"
             assert [p.client_id for p in fake.submitted] == [fake.sockets.client_ids[0]]
             assert fake.sockets.client_ids[0].endswith("-3")

@@ -17,7 +17,13 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from comfy.bodies import (
+from comfy.client import MAX_JSON_BYTES, MAX_QUEUE_BYTES, ComfyClient, DownloadedImage
+from comfy.errors import ComfyError, ComfyProtocolError, ComfyUnavailable
+from comfy.events import BinaryFrame, Garbage, parse_ws_message
+from comfy.follower import Follower
+from comfy.generate import Comfy
+from comfy.messages import ImageRef
+from common.bodies import (
     BodyReader,
     BodyTooLarge,
     BodyUndecodable,
@@ -26,12 +32,6 @@ from comfy.bodies import (
     describe_head,
     picture_format,
 )
-from comfy.client import MAX_JSON_BYTES, MAX_QUEUE_BYTES, ComfyClient, DownloadedImage
-from comfy.errors import ComfyError, ComfyProtocolError, ComfyUnavailable
-from comfy.events import BinaryFrame, Garbage, parse_ws_message
-from comfy.follower import Follower
-from comfy.generate import Comfy
-from comfy.messages import ImageRef
 from tests.fakes.comfy import PNG_MAGIC, open_fake_comfy
 from tests.fakes.comfy_fixtures import FAKE_BASE_URL, NoJitter
 
@@ -468,7 +468,7 @@ async def test_the_reconciler_outlives_garbage_and_a_bug_then_finds_the_prompt(
         async with httpx.AsyncClient(transport=transport, base_url=FAKE_BASE_URL) as http:
             client = ComfyClient(http)
             follower = Follower(client, fake.open_ws, rng=NoJitter())
-            comfy = Comfy(client, follower, concurrency=1)
+            comfy = Comfy(client, follower)
             async with trio.open_nursery() as nursery:
                 await nursery.start(follower.run)
                 await follower.wait_connected()

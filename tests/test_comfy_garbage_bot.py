@@ -14,7 +14,7 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection
 
-from bot.texts import t
+from bot.core.texts import t
 from tests.fakes.comfy import PNG_MAGIC, FakeComfy
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
 from tests.harness import Bot, start_bot

@@ -13,9 +13,9 @@ from typing import Any
 
 import trio
 
-from bot.personas import load_personas
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS
 from bot.pictures.servers import FAILOVER_AFTER_S, WAIT_FOR_SERVER_S
-from bot.settings import SHIPPED_PERSONAS
 from tests.fakes.comfy import DEFAULT_LORAS, FakeComfy, Outcome, PromptScript
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
 from tests.harness import Bot, comfy_name, start_bot, threads_run_in_real_time

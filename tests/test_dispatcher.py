@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from bot.logging_setup import plain_fields
+from bot.core.logs import plain_fields
 from bot.telegram.dispatcher import TryAgainLater, is_urgent, lane_key, run_dispatcher
 from bot.telegram.types import Update
 from tests.fakes.comfy_fixtures import NoJitter

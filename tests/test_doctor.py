@@ -10,8 +10,8 @@ import httpx
 import pytest
 import sqlite_utils
 
+from bot.core.settings import Settings, load_settings
 from bot.ops.doctor import Check, doctor_main, run_checks
-from bot.settings import Settings, load_settings
 from comfy import SHIPPED_WORKFLOW
 from store import open_store
 from store.maintenance import schema_status

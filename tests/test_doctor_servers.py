@@ -6,9 +6,9 @@ from pathlib import Path
 
 import httpx
 
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS, load_settings
 from bot.ops.doctor import run_checks
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS, load_settings
 from tests.fakes.comfy import DEFAULT_LORAS, open_fake_comfy
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
 from tests.harness import comfy_name, host_router

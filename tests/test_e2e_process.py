@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
-from bot.texts import LOOK_BUTTON
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS
+from bot.core.texts import LOOK_BUTTON
 from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.loopback_http import serve_handler
 from tests.fakes.telegram import TEST_TOKEN, FakeTelegram

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from bot.texts import t
+from bot.core.texts import t
 from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import start_bot

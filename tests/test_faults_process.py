@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS
 from store import open_store
 from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.loopback_http import serve_handler

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS
 from store import open_store
 from tests.fakes.comfy import FakeComfy, Outcome, PromptScript
 from tests.fakes.comfy_loopback import serve_fake_comfy

@@ -10,9 +10,9 @@ import pytest
 import trio
 
 from bot.app import STOP_GRACE_S
-from bot.personas import load_personas
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS
 from bot.pictures.deliveries import DELIVERY_GRACE_S
-from bot.settings import SHIPPED_PERSONAS
 from store import open_store
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import FakeTelegram

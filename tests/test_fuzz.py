@@ -17,7 +17,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.routing import route
+from bot.core.commands import route
 from bot.telegram.polling import parse_update
 from comfy.events import parse_ws_message
 from comfy.protocol import PromptTracker

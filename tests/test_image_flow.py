@@ -10,9 +10,9 @@ import httpx
 import pytest
 import trio
 
-from bot.logging_setup import EVENT_FIELDS_KEY
+from bot.core.logs import EVENT_FIELDS_KEY
+from bot.core.texts import LOOK_BUTTON, t
 from bot.pictures.status import MIN_EDIT_INTERVAL_S
-from bot.texts import LOOK_BUTTON, t
 from store import Store
 from tests.fakes.comfy import FakeComfy, Outcome, PromptScript
 from tests.fakes.telegram import DEFAULT_USER_ID, EditRecord, FakeTelegram, SentRecord

@@ -26,8 +26,8 @@ import trio
 import yaml
 
 from bot.app import STOP_GRACE_S
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS, unknown_names
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS, unknown_names
 from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
 from tests.processes import ROOT, START_TIMEOUT_S, STOP_TIMEOUT_S, running_bot, serve_fakes
@@ -62,7 +62,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("install")
     source = base / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("bot", "comfy", "store"):
+    for package in ("bot", "comfy", "common", "store"):
         shutil.copytree(ROOT / package, source / package, ignore=ignore)
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
@@ -90,9 +90,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 def test_the_wheel_carries_everything_the_bot_needs_at_run_time(installed: Installed) -> None:
     names = set(zipfile.ZipFile(installed.wheel).namelist())
-    for needed in ("bot/personas.json", "comfy/workflows/sdxl_lora.json", "bot/texts.py",
+    for needed in ("bot/core/personas.json", "comfy/workflows/sdxl_lora.json", "bot/core/texts.py",
                    "store/schema.py", "bot/__main__.py", "bot/telegram/client.py",
-                   "bot/pictures/workers.py", "bot/ops/backup.py"):  # fmt: skip
+                   "bot/pictures/workers.py", "bot/ops/backup.py", "common/backoff.py"):  # fmt: skip
         assert needed in names
     licenses = [name for name in names if name.endswith("LICENSE")]
     assert licenses, "LICENSE is not in the wheel"

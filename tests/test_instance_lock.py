@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.__main__ import main
+from bot.core.settings import load_settings
 from bot.ops.doctor import run_checks
-from bot.settings import load_settings
 from store import InstanceRunning, StoreError, open_store
 from store.instance_lock import hold_instance_lock, lock_holder, lock_path
 from tests.fakes.telegram import TEST_TOKEN

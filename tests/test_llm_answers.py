@@ -12,8 +12,8 @@ import httpx
 import pytest
 import trio
 
-from bot.llm import MAX_ANSWER_BYTES, ChatCompletions, LlmError
-from bot.texts import t
+from bot.core.llm import MAX_ANSWER_BYTES, ChatCompletions, LlmError
+from bot.core.texts import t
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import start_bot
 

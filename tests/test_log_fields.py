@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.logging_setup import setup_logging
-from comfy.logfields import fields
+from bot.core.logs import setup_logging
+from common.logfields import fields
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.logging_setup import EVENT_FIELDS_KEY, setup_logging
+from bot.core.logs import EVENT_FIELDS_KEY, setup_logging
 
 TOKEN = "987654:SECRET-token-that-must-never-be-logged"
 

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from bot.pictures.decision import AlreadyDrawing, PressFacts, Resend, Reserve, Stale, decide_press
-from bot.routing import (
+from bot.core.buttons import BuyPack, BuySubscription, Variant
+from bot.core.commands import (
     AdminCmd,
     BuyCmd,
-    BuyPress,
-    ImagePress,
+    Context,
     PayInfoCmd,
     PaymentReceived,
     PaymentRefunded,
     PreCheckout,
+    Press,
     route,
 )
+from bot.pictures.decision import AlreadyDrawing, PressFacts, Resend, Reserve, Stale, decide_press
 from bot.telegram.types import Update
 from store import SentMessage
 from tests.test_routing import USER, message, press
 
+CTX = Context(chat_id=42, chat_type="private", user_id=42, first_name="Аня", language_code="en")
 PAID = {"currency": "XTR", "total_amount": 50, "invoice_payload": "pack:10:50:42"}
 
 
@@ -59,15 +61,10 @@ def test_a_pre_checkout_query_is_routed_with_the_buyers_language() -> None:
 
 
 def test_buy_and_variant_presses() -> None:
-    pack = route(press("buy:10"))
-    assert isinstance(pack, BuyPress)
-    assert pack.pictures == 10
-    subscription = route(press("buy:sub"))
-    assert isinstance(subscription, BuyPress)
-    assert subscription.pictures is None
-    variant = route(press("variant:5"))
-    assert isinstance(variant, ImagePress)
-    assert (variant.message_id, variant.variant) == (5, True)  # the text, not the photo (9)
+    assert route(press("buy:10")) == Press(CTX, "q1", 9, BuyPack(10))
+    assert route(press("buy:sub")) == Press(CTX, "q1", 9, BuySubscription())
+    # The variant names the text it illustrates (5); the button sits under the photo (9).
+    assert route(press("variant:5")) == Press(CTX, "q1", 9, Variant(5))
 
 
 def variant_facts(

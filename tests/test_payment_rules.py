@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,27 +11,19 @@ from typing import Any
 import pytest
 
 from bot.__main__ import build_parser
-from bot.callback_data import BuyPack, BuySubscription, VariantPress, decode, encode
-from bot.offers import (
+from bot.core.buttons import BuyPack, BuySubscription, Variant, decode, encode
+from bot.core.settings import Pack, SettingsError, load_settings, parse_packs
+from bot.ops.report import format_payments_text
+from bot.ops.stats import stats_main
+from bot.payments.offers import (
     MAX_PAYLOAD_BYTES,
-    Pack,
     PackPayload,
     SubscriptionPayload,
     decode_payload,
     encode_payload,
-    parse_packs,
 )
-from bot.ops.report import format_payments_text
-from bot.ops.stats import stats_main
-from bot.payments.rules import (
-    CheckoutFacts,
-    Decline,
-    PaymentFacts,
-    Unreadable,
-    check_pre_checkout,
-    credit_of,
-)
-from bot.settings import SettingsError, load_settings
+from bot.payments.rules import Decline, Unreadable, check_pre_checkout, credit_of
+from bot.telegram.types import PreCheckoutQuery, SuccessfulPayment
 from store import EventRecord, Job, NewJob, NewPayment, PaymentKind, Refunded, Store, open_store
 from store.payments import revenue_summary
 from tests.rows import balance, user_row
@@ -89,7 +80,7 @@ def test_a_payload_this_bot_did_not_make_decodes_to_none(forged: str) -> None:
 
 
 def test_buy_and_variant_buttons_round_trip_and_forged_ones_do_not() -> None:
-    for payload in (BuyPack(10), BuySubscription(), VariantPress(42)):
+    for payload in (BuyPack(10), BuySubscription(), Variant(42)):
         assert decode(encode(payload)) == payload
     for forged in ("buy:0", "buy:-1", "buy:x", "variant:0", "variant:abc", "buy:sub:1"):
         assert decode(forged) is None
@@ -98,17 +89,27 @@ def test_buy_and_variant_buttons_round_trip_and_forged_ones_do_not() -> None:
 # Pre-checkout.
 
 
-def facts(payload: str, amount: int, **changes: Any) -> CheckoutFacts:
-    base = CheckoutFacts(
-        payload=payload,
-        currency="XTR",
-        total_amount=amount,
-        payer_id=USER,
-        payer_blocked=False,
-        packs=PACKS,
-        subscription_price=300,
+def checkout(
+    payload: str,
+    amount: int,
+    *,
+    payer_id: int = USER,
+    currency: str = "XTR",
+    payer_blocked: bool = False,
+    subscription_price: int = 300,
+) -> Decline | None:
+    query = PreCheckoutQuery.model_validate(
+        {
+            "id": "q1",
+            "from": {"id": payer_id, "is_bot": False, "first_name": "A"},
+            "currency": currency,
+            "total_amount": amount,
+            "invoice_payload": payload,
+        }
     )
-    return replace(base, **changes)
+    return check_pre_checkout(
+        query, payer_blocked=payer_blocked, packs=PACKS, subscription_price=subscription_price
+    )
 
 
 PACK_10 = encode_payload(PackPayload(10, 50, USER))
@@ -116,67 +117,69 @@ SUB = encode_payload(SubscriptionPayload(300, USER))
 
 
 def test_a_checkout_for_an_offer_on_sale_at_its_price_goes_on() -> None:
-    assert check_pre_checkout(facts(PACK_10, 50)) is None
-    assert check_pre_checkout(facts(SUB, 300)) is None
+    assert checkout(PACK_10, 50) is None
+    assert checkout(SUB, 300) is None
 
 
 @pytest.mark.parametrize(
-    ("case", "expected"),
+    ("payload", "amount", "changes", "expected"),
     [
-        (facts("garbage", 50), Decline.UNKNOWN_OFFER),
-        (facts(encode_payload(PackPayload(10, 40, USER)), 40), Decline.UNKNOWN_OFFER),  # repriced
-        (facts(encode_payload(PackPayload(20, 50, USER)), 50), Decline.UNKNOWN_OFFER),  # gone
-        (facts(SUB, 300, subscription_price=0), Decline.UNKNOWN_OFFER),
-        (facts(PACK_10, 50, payer_id=8), Decline.WRONG_BUYER),
-        (facts(PACK_10, 50, currency="USD"), Decline.WRONG_CURRENCY),
-        (facts(PACK_10, 49), Decline.WRONG_AMOUNT),
-        (facts(PACK_10, 50, payer_blocked=True), Decline.BLOCKED),
+        ("garbage", 50, {}, Decline.UNKNOWN_OFFER),
+        (encode_payload(PackPayload(10, 40, USER)), 40, {}, Decline.UNKNOWN_OFFER),  # repriced
+        (encode_payload(PackPayload(20, 50, USER)), 50, {}, Decline.UNKNOWN_OFFER),  # gone
+        (SUB, 300, {"subscription_price": 0}, Decline.UNKNOWN_OFFER),
+        (PACK_10, 50, {"payer_id": 8}, Decline.WRONG_BUYER),
+        (PACK_10, 50, {"currency": "USD"}, Decline.WRONG_CURRENCY),
+        (PACK_10, 49, {}, Decline.WRONG_AMOUNT),
+        (PACK_10, 50, {"payer_blocked": True}, Decline.BLOCKED),
     ],
 )
 def test_a_checkout_breaking_a_rule_is_refused_with_that_rule(
-    case: CheckoutFacts, expected: Decline
+    payload: str, amount: int, changes: dict[str, Any], expected: Decline
 ) -> None:
-    assert check_pre_checkout(case) is expected
+    assert checkout(payload, amount, **changes) is expected
 
 
 # What a payment credits.
 
 
-def paid(payload: str, amount: int, **changes: Any) -> PaymentFacts:
-    base = PaymentFacts(
-        payer_id=USER,
-        currency="XTR",
-        total_amount=amount,
-        invoice_payload=payload,
-        telegram_payment_charge_id="ch-1",
-        provider_payment_charge_id="",
-        subscription_expiration_date=None,
-        is_recurring=False,
-        is_first_recurring=False,
+def paid(payload: str, amount: int, **changes: Any) -> SuccessfulPayment:
+    return SuccessfulPayment.model_validate(
+        {
+            "currency": "XTR",
+            "total_amount": amount,
+            "invoice_payload": payload,
+            "telegram_payment_charge_id": "ch-1",
+            **changes,
+        }
     )
-    return replace(base, **changes)
 
 
 def test_a_pack_credits_its_pictures_even_if_the_offer_changed_since() -> None:
-    credit = credit_of(paid(encode_payload(PackPayload(30, 99, USER)), 99), now=NOW)
+    credit = credit_of(
+        payer_id=USER, paid=paid(encode_payload(PackPayload(30, 99, USER)), 99), now=NOW
+    )
     assert isinstance(credit, NewPayment)
     assert (credit.kind, credit.images, credit.subscription_until) == (PaymentKind.PACK, 30, None)
 
 
 def test_a_subscription_runs_to_telegrams_expiration_date_else_thirty_days() -> None:
     expires = int((NOW + timedelta(days=30)).timestamp())
-    credit = credit_of(paid(SUB, 300, subscription_expiration_date=expires), now=NOW)
+    credit = credit_of(
+        payer_id=USER, paid=paid(SUB, 300, subscription_expiration_date=expires), now=NOW
+    )
     assert isinstance(credit, NewPayment)
     assert credit.subscription_until == datetime.fromtimestamp(expires, tz=UTC)
-    fallback = credit_of(paid(SUB, 300), now=NOW)
+    fallback = credit_of(payer_id=USER, paid=paid(SUB, 300), now=NOW)
     assert isinstance(fallback, NewPayment)
     assert fallback.subscription_until == NOW + timedelta(days=30)
 
 
 def test_a_payment_this_bot_cannot_read_is_not_credited() -> None:
-    assert isinstance(credit_of(paid("garbage", 50), now=NOW), Unreadable)
+    assert isinstance(credit_of(payer_id=USER, paid=paid("garbage", 50), now=NOW), Unreadable)
     assert isinstance(
-        credit_of(paid(PACK_10, 50, telegram_payment_charge_id=""), now=NOW), Unreadable
+        credit_of(payer_id=USER, paid=paid(PACK_10, 50, telegram_payment_charge_id=""), now=NOW),
+        Unreadable,
     )
 
 

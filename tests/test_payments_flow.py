@@ -6,8 +6,8 @@ from pathlib import Path
 
 import trio
 
-from bot.offers import PackPayload, SubscriptionPayload, encode_payload
-from bot.texts import t
+from bot.core.texts import t
+from bot.payments.offers import PackPayload, SubscriptionPayload, encode_payload
 from store import NewJob, Store
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
@@ -322,7 +322,7 @@ async def test_paysupport_and_terms_are_the_operators_texts(
 ) -> None:
     tg = fake_telegram
     bot = await start_bot(nursery, tmp_path, tg, stars_packs=PACKS)
-    from bot.personas import load_personas
+    from bot.core.personas import load_personas
 
     texts = load_personas(bot.settings.personas_file).texts
     assert texts.paysupport is not None

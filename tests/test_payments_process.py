@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
-from bot.texts import t
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS
+from bot.core.texts import t
 from store import open_store
 from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.telegram import DEFAULT_USER_ID, TEST_TOKEN, FakeTelegram

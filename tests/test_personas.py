@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from bot.chat.handlers import fallback_line
-from bot.personas import PersonasError, load_personas
-from bot.settings import SHIPPED_PERSONAS
-from bot.texts import t
+from bot.core.personas import PersonasError, load_personas
+from bot.core.settings import SHIPPED_PERSONAS
+from bot.core.texts import t
 
 
 def shipped() -> dict[str, Any]:

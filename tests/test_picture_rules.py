@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import pytest
 import trio
 
-from bot.analytics import EventName, Reason
+from bot.core.events import EventName, Reason
+from bot.core.texts import t
 from bot.pictures.decision import (
     REFUSALS,
     AlreadyDrawing,
@@ -50,7 +51,6 @@ from bot.pictures.status import (
     status_of,
 )
 from bot.telegram.client import TelegramApi
-from bot.texts import t
 from comfy import ProgressStage, PromptProgress
 from store import ACTIVE_STATES, Job, JobState, QuotaSource, Refusal, SentMessage, open_store
 from tests.fakes.telegram import FakeTelegram

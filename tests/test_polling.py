@@ -14,7 +14,7 @@ import pytest
 import trio
 from pydantic import SecretStr
 
-from bot.logging_setup import plain_fields
+from bot.core.logs import plain_fields
 from bot.telegram.client import DEFAULT_MAX_ATTEMPTS, LONG_POLL_MARGIN_S, TelegramApi
 from bot.telegram.dispatcher import run_dispatcher
 from bot.telegram.errors import TelegramUnauthorized
@@ -29,7 +29,7 @@ from bot.telegram.polling import (
     run_polling,
 )
 from bot.telegram.types import Update
-from comfy.backoff import backoff_delays
+from common.backoff import backoff_delays
 from store import Store, open_store
 from tests.fakes.telegram import (
     CONFLICT_OTHER_POLL,

@@ -18,15 +18,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.deps import Deps
-from bot.llm import QUOTED_BODY_CHARS, ChatCompletions, LlmError
-from bot.logging_setup import setup_logging
+from bot.core.commands import AdminCmd, Context
+from bot.core.deps import Deps
+from bot.core.llm import QUOTED_BODY_CHARS, ChatCompletions, LlmError
+from bot.core.logs import setup_logging
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS, Settings, load_settings
 from bot.ops import doctor
 from bot.ops.doctor import Check, doctor_main
 from bot.ops.stats import handle_stats, stats_main
-from bot.personas import load_personas
-from bot.routing import AdminCmd, Context
-from bot.settings import SHIPPED_PERSONAS, Settings, load_settings
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramBadRequest, TelegramServerError, parse_response
 from bot.telegram.redact import REDACTED, Redactor, redact_token, secret_forms

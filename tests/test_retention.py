@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from bot.core.commands import ForgetCmd, route
+from bot.core.settings import SettingsError, load_settings
+from bot.core.texts import t
 from bot.ops.retention import BATCH_PAUSE_S, BATCH_ROWS, PRUNE_EVERY_S, prune_once, run_retention
-from bot.routing import ForgetCmd, route
-from bot.settings import SettingsError, load_settings
 from bot.telegram.types import Update
-from bot.texts import t
 from store import EventRecord, JobState, NewJob, Store, open_store, to_iso
 from store.retention import (
     FINAL_SQL,

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.callback_data import CancelJob, ChoosePersona, LookPress, decode, encode
-from bot.routing import (
+from bot.core.buttons import Cancel, ChoosePersona, Look, decode, encode
+from bot.core.commands import (
     MAX_USER_TEXT_CHARS,
     AdminCmd,
     BalanceCmd,
     BlockedChange,
-    CancelPress,
     ChatText,
     HelpCmd,
     Ignored,
-    ImagePress,
     NonText,
-    PersonaChoice,
+    Press,
     ResetCmd,
     StartCmd,
     UnknownCallback,
@@ -109,16 +107,18 @@ def test_message_from_a_bot_is_ignored() -> None:
 
 def test_look_press_names_the_message_the_button_sits_under() -> None:
     command = route(press("look"))
-    assert isinstance(command, ImagePress)
-    assert (command.query_id, command.message_id) == ("q1", 9)
+    assert isinstance(command, Press)
+    assert (command.query_id, command.message_id, command.button) == ("q1", 9, Look())
 
 
 def test_persona_and_cancel_presses() -> None:
-    assert isinstance(route(press("persona:alice")), PersonaChoice)
+    persona = route(press("persona:alice"))
+    assert isinstance(persona, Press)
+    assert persona.button == ChoosePersona("alice")
     job_id = "0" * 32
     command = route(press(f"cancel:{job_id}"))
-    assert isinstance(command, CancelPress)
-    assert command.job_id == job_id
+    assert isinstance(command, Press)
+    assert command.button == Cancel(job_id)
 
 
 def test_forged_or_stale_callback_data_is_unknown() -> None:
@@ -128,7 +128,7 @@ def test_forged_or_stale_callback_data_is_unknown() -> None:
 
 
 def test_callback_payloads_round_trip() -> None:
-    for payload in [LookPress(), ChoosePersona("max"), CancelJob("a" * 32)]:
+    for payload in [Look(), ChoosePersona("max"), Cancel("a" * 32)]:
         assert decode(encode(payload)) == payload
 
 
@@ -153,8 +153,8 @@ def test_unhandled_update_kinds_are_ignored() -> None:
 
 
 def test_every_admin_command_has_a_handler() -> None:
-    from bot.routing import ADMIN_COMMANDS
-    from bot.update_handler import ADMIN_HANDLERS
+    from bot.app.handler import ADMIN_HANDLERS
+    from bot.core.commands import ADMIN_COMMANDS
 
     assert set(ADMIN_HANDLERS) == ADMIN_COMMANDS
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -11,8 +12,8 @@ import httpx
 import pytest
 import trio
 
-from bot.pictures.servers import Server, ServerPool
-from comfy import Comfy, ComfyClient, Follower, WorkflowTemplate
+from bot.pictures.servers import WAIT_FOR_SERVER_S, Server, ServerPool
+from comfy import ComfyClient, ComfyUnavailable, Follower, WorkflowTemplate
 from comfy.servers import parse_servers
 from comfy.workflow import PromptParams
 from tests.fakes.comfy import FakeComfy, PromptScript, open_fake_comfy
@@ -34,9 +35,11 @@ GRAPH = WorkflowTemplate.from_file(WORKFLOW).build(
 
 
 @asynccontextmanager
-async def pool_of(*fakes: FakeComfy) -> AsyncIterator[ServerPool]:
+async def pool_of(
+    *fakes: FakeComfy, slots: int = 1, follower: type[Follower] = Follower
+) -> AsyncIterator[ServerPool]:
     names = [comfy_name(i) for i in range(1, len(fakes) + 1)]
-    specs = parse_servers(",".join(f"http://{n}#1" for n in names), default_slots=1)
+    specs = parse_servers(",".join(f"http://{n}#{slots}" for n in names), default_slots=1)
     routes = {n.split(":")[0]: f.handler for n, f in zip(names, fakes, strict=True)}
     async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
         servers = []
@@ -45,9 +48,11 @@ async def pool_of(*fakes: FakeComfy) -> AsyncIterator[ServerPool]:
                 httpx.AsyncClient(base_url=spec.url, transport=host_router(routes))
             )
             client = ComfyClient(http)
-            follower = Follower(client, fake.open_ws, rng=NoJitter())
-            comfy = Comfy(client, follower, concurrency=spec.slots)
-            servers.append(Server(spec, client, follower, comfy, random.Random(0)))
+            servers.append(
+                Server(
+                    spec, client, follower(client, fake.open_ws, rng=NoJitter()), random.Random(0)
+                )
+            )
         pool = ServerPool(servers)
         await nursery.start(pool.run)
         await trio.sleep(1)
@@ -81,6 +86,121 @@ async def test_a_cancel_while_waiting_for_a_slot_takes_nothing(autojump_clock: o
             assert [p.prompt_id for p in fake.submitted] == ["first"]
             assert pool.servers[0].busy == 1
         assert pool.servers[0].busy == 0
+
+
+async def test_a_server_holds_at_most_its_slots_of_this_bots_prompts(
+    autojump_clock: object,
+) -> None:
+    async with open_fake_comfy() as fake, pool_of(fake, slots=2) as pool:
+        t0 = trio.current_time()
+        finished: list[float] = []
+
+        async def one(index: int) -> None:
+            await pool.generate(GRAPH, prompt_id=f"p-{index}", timeout_s=120)
+            finished.append(trio.current_time() - t0)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(3):
+                nursery.start_soon(one, index)
+        assert fake.peak_on_server == 2
+        assert len(fake.submitted) == 3
+        assert finished == [3.0, 6.0, 9.0]  # the third is submitted only when the first is done
+
+
+class LosesItsSocketOnce(Follower):
+    """A follower whose socket is gone for one look, as if it dropped between the
+    placement (which saw it connected) and the submission."""
+
+    lose_next = False
+
+    @property
+    def client_id(self) -> str | None:
+        if self.lose_next:
+            self.lose_next = False
+            return None
+        return super().client_id
+
+
+async def test_a_socket_lost_between_placement_and_submission_waits_and_draws(
+    autojump_clock: object,
+) -> None:
+    async with open_fake_comfy() as fake, pool_of(fake, follower=LosesItsSocketOnce) as pool:
+        follower = pool.servers[0].follower
+        assert isinstance(follower, LosesItsSocketOnce)
+        handed: list[str] = []
+
+        def placed(server: str) -> None:
+            handed.append(server)
+            follower.lose_next = len(handed) == 1
+
+        image = await pool.generate(GRAPH, prompt_id="p-1", timeout_s=60, on_server=placed)
+        assert image.data
+        assert handed == [comfy_name(1), comfy_name(1)]  # placed again, not failed
+        assert [p.prompt_id for p in fake.submitted] == ["p-1"]  # submitted once
+        assert pool.servers[0].busy == 0
+        assert pool.servers[0].down_until == -math.inf  # not marked down for it
+
+
+async def test_a_job_waits_in_the_pool_while_its_server_reconnects(autojump_clock: object) -> None:
+    async with open_fake_comfy() as fake, pool_of(fake) as pool:
+        fake.drop_websockets()
+        await pool.servers[0].follower.wait_disconnected()
+        t0 = trio.current_time()
+        image = await pool.generate(GRAPH, prompt_id="p-1", timeout_s=60)
+        assert image.data
+        assert [p.prompt_id for p in fake.submitted] == ["p-1"]
+        # NoJitter: the follower's first reconnect wait is 1 s, then the fake draws for 3.
+        assert trio.current_time() - t0 == 4
+
+
+async def test_no_server_within_the_wait_fails_as_unavailable(autojump_clock: object) -> None:
+    async with open_fake_comfy() as fake, pool_of(fake) as pool:
+        fake.unreachable = True
+        fake.drop_websockets()
+        await trio.sleep(0.5)
+        t0 = trio.current_time()
+        with pytest.raises(ComfyUnavailable, match=r"no ComfyUI server reachable within 10 s"):
+            await pool.generate(GRAPH, prompt_id="p-1", timeout_s=60)
+        assert trio.current_time() - t0 == WAIT_FOR_SERVER_S
+        assert fake.submitted == []
+
+
+async def _restart_at(fake: FakeComfy, times: list[float]) -> None:
+    start = trio.current_time()
+    for at in times:
+        await trio.sleep_until(start + at)
+        fake.restart()
+
+
+async def test_a_restart_mid_job_resubmits_once_when_the_server_is_back(
+    autojump_clock: object,
+) -> None:
+    async with open_fake_comfy() as fake, pool_of(fake) as pool:
+        fake.default_script = PromptScript(run_s=10.0)
+        t0 = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_restart_at, fake, [2])
+            await pool.generate(GRAPH, prompt_id="p-1", timeout_s=120)
+        # found missing at once, resubmitted after the 1 s reconnect, then 10 s of work
+        assert trio.current_time() - t0 == 13
+        assert [p.prompt_id for p in fake.submitted] == ["p-1", "p-1"]
+        assert len({p.client_id for p in fake.submitted}) == 2  # a fresh clientId per socket
+
+
+async def test_restarted_twice_a_job_fails_clearly(autojump_clock: object) -> None:
+    async with open_fake_comfy() as fake, pool_of(fake) as pool:
+        fake.default_script = PromptScript(run_s=10.0)
+        t0 = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_restart_at, fake, [2, 5])
+            with pytest.raises(ComfyUnavailable) as caught:
+                await pool.generate(GRAPH, prompt_id="p-1", timeout_s=120)
+            nursery.cancel_scope.cancel()
+        assert trio.current_time() - t0 == 5
+        assert (
+            caught.value.detail == "prompt p-1 vanished from ComfyUI (restarted or deleted) again"
+        )
+        assert len(fake.submitted) == 2
 
 
 def test_a_pool_needs_a_server() -> None:

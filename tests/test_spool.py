@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import trio
 
+from bot.core.texts import t
 from bot.pictures.lifecycle import ENDS, Exit
 from bot.pictures.spool import sweep
-from bot.texts import t
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
 from tests.harness import Bot, start_bot

@@ -12,9 +12,9 @@ import pytest
 import trio
 
 from bot import app
-from bot.settings import Settings, load_settings
-from bot.startup import STARTUP_BACKOFF_MAX_S, route_to
-from comfy.backoff import backoff_delays
+from bot.app.startup import STARTUP_BACKOFF_MAX_S, route_to
+from bot.core.settings import Settings, load_settings
+from common.backoff import backoff_delays
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
 from tests.harness import start_bot
 
@@ -51,7 +51,7 @@ def settings_for(tmp_path: Path) -> Settings:
 
 
 def start_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name in ("bot.app", "bot.startup")]
+    return [r.getMessage() for r in caplog.records if r.name in ("bot.app.process", "bot.app.startup")]
 
 
 def waiting_lines(caplog: pytest.LogCaptureFixture) -> list[str]:

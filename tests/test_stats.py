@@ -13,27 +13,25 @@ import pytest
 
 from bot.__main__ import build_parser
 from bot.__main__ import main as bot_main
-from bot.analytics import Reason
-from bot.deps import Deps
+from bot.app.handler import dispatch_command
+from bot.core.commands import AdminCmd, Context
+from bot.core.deps import Deps
+from bot.core.events import Reason
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS, load_settings
+from bot.core.texts import t
 from bot.ops.report import (
     MAX_MESSAGE_CHARS,
     NO_PERSONA,
     format_json,
     format_text,
-    nearest_rank,
     parse_since,
-    summarize,
 )
 from bot.ops.stats import handle_stats, stats_main
-from bot.personas import load_personas
-from bot.routing import AdminCmd, Context
-from bot.settings import SHIPPED_PERSONAS, load_settings
 from bot.telegram.client import TelegramApi
-from bot.texts import t
-from bot.update_handler import dispatch_command
 from store import EventRecord, Store, open_store
-from store.stats import ImageEventRow
 from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
+from tests.reference_report import ImageEventRow, nearest_rank, summarize
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 WEEK_AGO = NOW - timedelta(days=7)

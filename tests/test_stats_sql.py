@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from bot.ops import stats as stats_module
-from bot.ops.report import NO_PERSONA, PERCENTS, format_json, format_text, summarize
+from bot.ops.report import NO_PERSONA, PERCENTS, format_json, format_text
 from bot.ops.stats import read_report, read_report_sync
 from store import EventRecord, Store, open_store
 from store import stats as store_stats
@@ -26,11 +26,11 @@ from store.stats import (
     _TIMED,
     IMAGE_EVENTS,
     database_file,
-    image_events,
     image_stats,
     nearest_rank_position,
     open_readonly,
 )
+from tests.reference_report import image_events, summarize
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SINCE = NOW - timedelta(days=7)

@@ -11,11 +11,11 @@ import pytest
 import trio
 from pydantic import SecretStr
 
+from bot.core.texts import t
 from bot.pictures.status import Drawing, Queued, StatusBoard
 from bot.telegram.client import TelegramApi
 from bot.telegram.send_budget import SendRules
 from bot.telegram.throttle import SendThrottle
-from bot.texts import t
 from store import open_store
 from tests.fakes.telegram import FAKE_BASE_URL, FakeTelegram
 from tests.fakes.telegram_fixtures import API_SEED

@@ -1,6 +1,6 @@
 """A database locked by another process, or a full disk: waited out, never a crash.
 
-The unit tests drive ``bot.persist`` and ``bot.user_limits`` directly; the bot-level tests
+The unit tests drive ``bot.core.persist`` and ``bot.core.limits`` directly; the bot-level tests
 hold ``BEGIN IMMEDIATE`` on a second connection while the running bot needs to write.
 """
 
@@ -16,17 +16,17 @@ import httpx
 import pytest
 import trio
 
-from bot.deps import Deps
-from bot.logging_setup import plain_fields
-from bot.persist import persist
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS, load_settings
+from bot.app.handler import make_handler
+from bot.core.deps import Deps
+from bot.core.limits import RateLimit, UserLimits
+from bot.core.logs import plain_fields
+from bot.core.persist import persist
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS, load_settings
+from bot.core.texts import t
 from bot.telegram.client import TelegramApi
 from bot.telegram.dispatcher import TryAgainLater
 from bot.telegram.types import Update
-from bot.texts import t
-from bot.update_handler import make_handler
-from bot.user_limits import RateLimit, UserLimits
 from store import StoreUnavailable, is_transient, open_store
 from tests.fakes.comfy import FakeComfy, Outcome, PromptScript
 from tests.fakes.telegram import DEFAULT_USER_ID, TEST_TOKEN, FakeTelegram
@@ -67,7 +67,7 @@ def test_which_store_errors_are_worth_waiting_out(message: str, transient: bool)
 async def test_persist_waits_out_a_lock_without_blocking_others(
     autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.persist")
+    caplog.set_level(logging.INFO, logger="bot.core.persist")
     ticks: list[float] = []
 
     async def other_task() -> None:
@@ -81,7 +81,9 @@ async def test_persist_waits_out_a_lock_without_blocking_others(
     assert result == "done after 5 calls"
     assert len(ticks) == 5  # the other task ran while the write waited
     assert 0 < trio.current_time() < 2
-    lines = [r.getMessage() + plain_fields(r) for r in caplog.records if r.name == "bot.persist"]
+    lines = [
+        r.getMessage() + plain_fields(r) for r in caplog.records if r.name == "bot.core.persist"
+    ]
     assert lines[0].startswith('store_write_waiting what="a write" waited_s=0.0')
     assert lines[-1].startswith('store_write_done what="a write"')
 

@@ -12,7 +12,7 @@ import pytest
 import trio
 from pydantic import SecretStr
 
-from bot.logging_setup import plain_fields
+from bot.core.logs import plain_fields
 from bot.telegram.client import DEFAULT_MAX_ATTEMPTS, TelegramApi
 from bot.telegram.errors import (
     TelegramBadRequest,
@@ -26,7 +26,7 @@ from bot.telegram.errors import (
     parse_response,
 )
 from bot.telegram.types import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
-from comfy.backoff import backoff_delays
+from common.backoff import backoff_delays
 from tests.fakes.telegram import (
     BOT_USER_ID,
     DEFAULT_USER_ID,

@@ -2,5 +2,5 @@
 
 ``handlers`` holds one async function per chat command; ``keyboards`` the buttons the
 chat puts under its messages. The LLM client and the personas file are shared with the
-pictures (``bot.llm``, ``bot.personas``).
+pictures (``bot.core.llm``, ``bot.core.personas``).
 """

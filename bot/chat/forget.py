@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from bot.deps import Deps
-from bot.routing import ForgetCmd
-from bot.texts import t
-from comfy.logfields import fields
+from bot.core.commands import ForgetCmd
+from bot.core.deps import Deps
+from bot.core.texts import t
+from common.logfields import fields
 from store.retention import forget_user
 
 __all__ = ["handle_forget"]

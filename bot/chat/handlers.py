@@ -1,7 +1,7 @@
 """One explicit async function per chat command: greet, switch persona, reply.
 
 Picture presses are handled in :mod:`bot.pictures.press`, balance and admin commands in
-:mod:`bot.accounts.commands`. Every handler gets the :class:`~bot.deps.Deps` and its command.
+:mod:`bot.payments.accounts`. Every handler gets the :class:`~bot.core.deps.Deps` and its command.
 """
 
 from __future__ import annotations
@@ -12,24 +12,31 @@ from typing import Final
 import trio
 
 from bot.chat.keyboards import look_keyboard, persona_keyboard
-from bot.deps import Deps
-from bot.llm import MAX_REPLY_CHARS, REPLY_MAX_TOKENS, LlmError, offline_reply, persona_messages
-from bot.personas import Persona
-from bot.routing import (
+from bot.core.buttons import ChoosePersona
+from bot.core.commands import (
     ChatText,
     Context,
     HelpCmd,
     NonText,
-    PersonaChoice,
     PersonaCmd,
+    Press,
     ResetCmd,
     StartCmd,
     UnknownCallback,
     UnknownCmd,
 )
+from bot.core.deps import Deps
+from bot.core.llm import (
+    MAX_REPLY_CHARS,
+    REPLY_MAX_TOKENS,
+    LlmError,
+    offline_reply,
+    persona_messages,
+)
+from bot.core.personas import Persona
+from bot.core.texts import t
 from bot.telegram.errors import TelegramError
-from bot.texts import t
-from comfy.logfields import fields
+from common.logfields import fields
 
 __all__ = [
     "fallback_line",
@@ -124,8 +131,8 @@ async def handle_persona(deps: Deps, cmd: PersonaCmd) -> None:
     )
 
 
-async def handle_persona_choice(deps: Deps, cmd: PersonaChoice) -> None:
-    persona = deps.personas.find(cmd.key)
+async def handle_persona_choice(deps: Deps, cmd: Press[ChoosePersona]) -> None:
+    persona = deps.personas.find(cmd.button.key)
     if persona is None:
         await deps.answer_query(cmd.query_id, text=t("toast_stale", cmd.ctx.lang))
         return

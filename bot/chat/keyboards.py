@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.callback_data import ChoosePersona, LookPress, encode
-from bot.personas import Persona
+from bot.core.buttons import ChoosePersona, Look, encode
+from bot.core.personas import Persona
+from bot.core.texts import Lang, t
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from bot.texts import Lang, t
 
 __all__ = ["look_keyboard", "persona_keyboard"]
 
 
 def look_keyboard(lang: Lang) -> InlineKeyboardMarkup:
     """The button under a reply in a private chat."""
-    button = InlineKeyboardButton(text=t("look_button", lang), callback_data=encode(LookPress()))
+    button = InlineKeyboardButton(text=t("look_button", lang), callback_data=encode(Look()))
     return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from bot.settings import SettingsError, load_settings
+from bot.core.settings import SettingsError, load_settings
 from store.errors import StoreError
 from store.maintenance import backup
 

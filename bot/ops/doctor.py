@@ -23,11 +23,10 @@ from typing import Final
 import httpx
 import trio
 
-from bot.llm import ChatCompletions, LlmError
-from bot.logging_setup import setup_logging
-from bot.personas import PersonaBook, PersonasError, load_personas
-from bot.pictures.prompts import prompt_params
-from bot.settings import Settings, SettingsError, environment_warnings, load_settings
+from bot.core.llm import ChatCompletions, LlmError
+from bot.core.logs import setup_logging
+from bot.core.personas import PersonaBook, PersonasError, load_personas
+from bot.core.settings import Settings, SettingsError, environment_warnings, load_settings
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError, TelegramUnauthorized
 from bot.telegram.redact import Redactor
@@ -37,10 +36,9 @@ from comfy import (
     OpenWebsocket,
     WorkflowError,
     WorkflowTemplate,
-    check_models,
     websocket_opener,
 )
-from comfy.preflight import model_files
+from comfy.preflight import ModelLists, missing_models, model_lists
 from comfy.servers import ServerSpec
 from store import StoreError
 from store.instance_lock import NO_PID, lock_holder
@@ -205,9 +203,13 @@ async def _comfyui_server(ctx: _Context, *, server: _Server) -> list[Check]:
         )
     ]
     checks.append(await _websocket(server.open_ws, suffix))
-    checks += await _models(ctx, client, suffix)
+    try:
+        lists = await model_lists(client)
+    except ComfyError as exc:
+        return [*checks, Check(f"models{suffix}", False, exc.detail)]
+    checks += _models(ctx, lists, suffix)
     if several and ctx.personas is not None:
-        checks.append(await _drawable(ctx, ctx.personas, client, suffix))
+        checks.append(_drawable(ctx, ctx.personas, lists, suffix))
     return checks
 
 
@@ -225,14 +227,11 @@ async def _websocket(open_ws: OpenWebsocket, suffix: str) -> Check:
     return Check(f"comfyui websocket{suffix}", True, "/ws answers")
 
 
-async def _models(ctx: _Context, client: ComfyClient, suffix: str) -> list[Check]:
+def _models(ctx: _Context, lists: ModelLists, suffix: str) -> list[Check]:
     book = ctx.personas
     loras = book.lora_files() if book else []
     checkpoint = ctx.settings.comfyui_default_checkpoint
-    try:
-        missing = await check_models(client, checkpoint=checkpoint, loras=loras)
-    except ComfyError as exc:
-        return [Check(f"models{suffix}", False, exc.detail)]
+    missing = missing_models(lists, checkpoint=checkpoint, loras=loras)
     if not missing:
         return [
             Check(
@@ -251,12 +250,9 @@ async def _models(ctx: _Context, client: ComfyClient, suffix: str) -> list[Check
     ]
 
 
-async def _drawable(ctx: _Context, book: PersonaBook, client: ComfyClient, suffix: str) -> Check:
+def _drawable(ctx: _Context, book: PersonaBook, lists: ModelLists, suffix: str) -> Check:
     """Which personas this server can draw; fails only if it can draw none."""
-    try:
-        files = await model_files(client)
-    except ComfyError as exc:
-        return Check(f"personas{suffix}", False, exc.detail)
+    files = lists.files
     default = ctx.settings.comfyui_default_checkpoint
     can, cannot = [], []
     for persona in book.personas:
@@ -279,8 +275,8 @@ async def _workflow(ctx: _Context) -> list[Check]:
         template = WorkflowTemplate.from_file(path)
         if ctx.personas is not None:
             config = ctx.personas.image_config(ctx.personas.default)
-            params = prompt_params(
-                config, scene="a test", default_checkpoint="x", rng=random.Random(0)
+            params = config.prompt_params(
+                scene="a test", default_checkpoint="x", rng=random.Random(0)
             )
             template.build(params)
     except WorkflowError as exc:

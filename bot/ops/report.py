@@ -4,8 +4,7 @@ Operators need a quick answer to "how many presses, how many pictures, why did t
 others fail, how long does ComfyUI take" without writing SQL against
 ``events_analytics``. :func:`parse_since` reads a window, :func:`summarize_stats` turns
 the counts SQL made (``store.stats.image_stats``) into a :class:`StatsSummary`,
-:func:`format_text` / :func:`format_json` render it. :func:`summarize` counts event rows
-in Python: the same numbers, kept as the reference the SQL is tested against.
+:func:`format_text` / :func:`format_json` render it.
 The command line and the admins' ``/stats`` (:mod:`bot.ops.stats`) wrap it.
 """
 
@@ -13,16 +12,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
-from bot.analytics import EventName, Reason
-from bot.texts import t
+from bot.core.events import EventName, Reason
+from bot.core.texts import t
 from store.clock import to_iso
 from store.payments import RevenueSummary
-from store.stats import ImageEventRow, ImageStats, SliceStats, nearest_rank_position
+from store.stats import ImageStats, SliceStats
 
 __all__ = [
     "DEFAULT_SINCE",
@@ -35,10 +34,8 @@ __all__ = [
     "format_json",
     "format_payments_text",
     "format_text",
-    "nearest_rank",
     "parse_since",
     "payments_json",
-    "summarize",
     "summarize_stats",
 ]
 
@@ -110,48 +107,6 @@ def parse_since(text: str, *, now: datetime) -> datetime:
     return moment
 
 
-def nearest_rank(values: Sequence[int], percent: int) -> int | None:
-    """The nearest-rank percentile of *values* (sorted here); None when empty."""
-    if not values:
-        return None
-    return sorted(values)[nearest_rank_position(len(values), percent) - 1]
-
-
-def _count(rows: Sequence[ImageEventRow]) -> ImageCounts:
-    failures = dict.fromkeys(Reason, 0)
-    failed = 0
-    durations: list[int] = []
-    for row in rows:
-        if row.event == EventName.IMAGE_FAILED:
-            failed += 1
-            if row.reason in failures:
-                failures[Reason(row.reason)] += 1
-        elif row.event == EventName.IMAGE_GENERATED and row.duration_ms is not None:
-            durations.append(row.duration_ms)
-    return ImageCounts(
-        presses=sum(row.event == EventName.IMAGE_REQUESTED for row in rows),
-        generated=sum(row.event == EventName.IMAGE_GENERATED for row in rows),
-        failed=failed,
-        failures=failures,
-        p50_ms=nearest_rank(durations, 50),
-        p95_ms=nearest_rank(durations, 95),
-    )
-
-
-def summarize(rows: Iterable[ImageEventRow], *, since: datetime, until: datetime) -> StatsSummary:
-    """Count presses, pictures and failures in *rows*, in total and per persona."""
-    all_rows = list(rows)
-    by_persona: dict[str, list[ImageEventRow]] = {}
-    for row in all_rows:
-        by_persona.setdefault(row.persona or NO_PERSONA, []).append(row)
-    return StatsSummary(
-        **asdict(_count(all_rows)),
-        since=since,
-        until=until,
-        personas={key: _count(by_persona[key]) for key in sorted(by_persona)},
-    )
-
-
 def _slice_counts(stats: SliceStats) -> ImageCounts:
     failures = dict.fromkeys(Reason, 0)
     totals = dict.fromkeys(EventName, 0)
@@ -172,7 +127,7 @@ def _slice_counts(stats: SliceStats) -> ImageCounts:
 
 
 def summarize_stats(stats: ImageStats, *, since: datetime, until: datetime) -> StatsSummary:
-    """The report from the counts and percentiles SQL made (the same as :func:`summarize`)."""
+    """The report from the counts and percentiles SQL made."""
     return StatsSummary(
         **asdict(_slice_counts(stats.total)),
         since=since,

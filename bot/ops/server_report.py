@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.texts import t
+from bot.core.texts import t
 from store.server_stats import NO_SERVER, ServerCounts
 
 __all__ = ["server_json", "server_lines"]

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Final
 import sqlite_utils
 import trio
 
+from bot.core.settings import SettingsError, load_settings
+from bot.core.texts import t
 from bot.ops.report import (
     DEFAULT_SINCE,
     MAX_MESSAGE_CHARS,
@@ -40,9 +42,7 @@ from bot.ops.report import (
     summarize_stats,
 )
 from bot.ops.server_report import server_json, server_lines
-from bot.settings import SettingsError, load_settings
 from bot.telegram.redact import Redactor
-from bot.texts import t
 from store.clock import utc_now
 from store.errors import StoreError
 from store.payments import RevenueSummary, revenue_summary
@@ -50,8 +50,8 @@ from store.server_stats import ServerCounts, server_counts
 from store.stats import database_file, image_stats, open_readonly
 
 if TYPE_CHECKING:
-    from bot.deps import Deps
-    from bot.routing import AdminCmd
+    from bot.core.commands import AdminCmd
+    from bot.core.deps import Deps
 
 __all__ = [
     "FullReport",

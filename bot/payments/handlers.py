@@ -14,30 +14,30 @@ from typing import Final
 
 import trio
 
-from bot.analytics import EventName, announce, event_record
-from bot.buy_buttons import buy_keyboard
-from bot.deps import Deps
-from bot.offers import SUBSCRIPTION_PERIOD_S, PackPayload, SubscriptionPayload, encode_payload
-from bot.payments.rules import (
-    CheckoutFacts,
-    PaymentFacts,
-    Unreadable,
-    check_pre_checkout,
-    credit_of,
-)
-from bot.routing import (
+from bot.core.buttons import BuyPack, BuySubscription
+from bot.core.commands import (
     AdminCmd,
     BuyCmd,
-    BuyPress,
     PayInfoCmd,
     PaymentReceived,
     PaymentRefunded,
     PreCheckout,
+    Press,
 )
+from bot.core.deps import Deps
+from bot.core.events import EventName, event_record
+from bot.core.texts import Lang, t
+from bot.payments.keyboards import buy_keyboard
+from bot.payments.offers import (
+    SUBSCRIPTION_PERIOD_S,
+    PackPayload,
+    SubscriptionPayload,
+    encode_payload,
+)
+from bot.payments.rules import Unreadable, check_pre_checkout, credit_of
 from bot.telegram.errors import TelegramBadRequest, TelegramError
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
-from bot.texts import Lang, t
-from comfy.logfields import fields
+from common.logfields import fields
 from store import EventRecord, PaymentKind, Refunded
 
 __all__ = [
@@ -71,12 +71,12 @@ async def handle_buy(deps: Deps, cmd: BuyCmd) -> None:
     await deps.api.send_message(cmd.ctx.chat_id, t("buy_choose", cmd.ctx.lang), reply_markup=markup)
 
 
-async def handle_buy_press(deps: Deps, press: BuyPress) -> None:
+async def handle_buy_press(deps: Deps, press: Press[BuyPack | BuySubscription]) -> None:
     """A buy button: an invoice for the pack, or a link to the subscription."""
     lang, ctx = press.ctx.lang, press.ctx
     settings = deps.settings
-    if press.pictures is not None:
-        pack = settings.pack(press.pictures)
+    if isinstance(press.button, BuyPack):
+        pack = settings.pack(press.button.pictures)
         if pack is None:  # the operator changed the offers since the button was sent
             await deps.answer_query(press.query_id, text=t("pay_refused_offer", lang))
             return
@@ -118,15 +118,10 @@ async def handle_pre_checkout(deps: Deps, cmd: PreCheckout) -> None:
     query = cmd.query
     user = deps.store.users.get(query.from_.id)
     decline = check_pre_checkout(
-        CheckoutFacts(
-            payload=query.invoice_payload,
-            currency=query.currency,
-            total_amount=query.total_amount,
-            payer_id=query.from_.id,
-            payer_blocked=user is not None and user.blocked,
-            packs=deps.settings.stars_packs,
-            subscription_price=deps.settings.stars_subscription_price,
-        )
+        query,
+        payer_blocked=user is not None and user.blocked,
+        packs=deps.settings.stars_packs,
+        subscription_price=deps.settings.stars_subscription_price,
     )
     if decline is not None:
         log.info(
@@ -155,20 +150,7 @@ async def handle_payment_received(deps: Deps, cmd: PaymentReceived) -> None:
     paid = cmd.payment
     ctx = cmd.ctx
     now = deps.now()
-    credit = credit_of(
-        PaymentFacts(
-            payer_id=ctx.user_id,
-            currency=paid.currency,
-            total_amount=paid.total_amount,
-            invoice_payload=paid.invoice_payload,
-            telegram_payment_charge_id=paid.telegram_payment_charge_id,
-            provider_payment_charge_id=paid.provider_payment_charge_id,
-            subscription_expiration_date=paid.subscription_expiration_date,
-            is_recurring=paid.is_recurring,
-            is_first_recurring=paid.is_first_recurring,
-        ),
-        now=now,
-    )
+    credit = credit_of(paid, payer_id=ctx.user_id, now=now)
     if isinstance(credit, Unreadable):
         # Money arrived that this bot cannot place: the operator must look (or refund).
         log.error(
@@ -201,7 +183,6 @@ async def handle_payment_received(deps: Deps, cmd: PaymentReceived) -> None:
             extra=fields(charge=paid.telegram_payment_charge_id),
         )
         return
-    announce(succeeded)
     lang = ctx.lang
     if credit.kind is PaymentKind.PACK:
         text = t("pay_thanks_pack", lang, pictures=credit.images, balance=recorded.balance)
@@ -278,18 +259,14 @@ async def _refund_refused(deps: Deps, cmd: AdminCmd, charge: str, exc: TelegramE
 
 
 async def _refund_in_store(deps: Deps, charge: str) -> Refunded | None:
-    written: list[EventRecord] = []  # the row the store wrote, announced once committed
-
     def refund_event(refunded: Refunded) -> EventRecord:
-        event = event_record(
+        return event_record(
             EventName.PAYMENT_REFUNDED,
             now=deps.now,
             user_id=refunded.payment.user_id,
             detail=f"stars={refunded.payment.total_amount} kind={refunded.payment.kind.value}"
             f" taken={refunded.taken} missing={refunded.missing} charge={charge}",
         )
-        written[:] = [event]  # a retried write replaces the rolled-back attempt's row
-        return event
 
     refunded = await deps.write(
         f"refund {charge}",
@@ -297,10 +274,6 @@ async def _refund_in_store(deps: Deps, charge: str) -> Refunded | None:
     )
     if refunded is None:
         log.warning("refund of a payment this bot never stored", extra=fields(charge=charge))
-        return None
-    if refunded.new:
-        for event in written:
-            announce(event)
     return refunded
 
 

@@ -15,20 +15,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from bot.offers import (
+from bot.core.settings import Pack
+from bot.payments.offers import (
     SUBSCRIPTION_PERIOD_S,
-    Pack,
     PackPayload,
     SubscriptionPayload,
     decode_payload,
 )
 from bot.telegram.client import STARS_CURRENCY
+from bot.telegram.types import PreCheckoutQuery, SuccessfulPayment
 from store import NewPayment, PaymentKind
 
 __all__ = [
-    "CheckoutFacts",
     "Decline",
-    "PaymentFacts",
     "Unreadable",
     "check_pre_checkout",
     "credit_of",
@@ -47,42 +46,40 @@ class Decline(enum.Enum):
     BLOCKED = "pay_refused_blocked"
 
 
-@dataclass(frozen=True, slots=True)
-class CheckoutFacts:
-    payload: str
-    currency: str
-    total_amount: int
-    payer_id: int
-    payer_blocked: bool
-    packs: tuple[Pack, ...]
-    subscription_price: int  # 0: no subscription on sale
-
-
-def check_pre_checkout(facts: CheckoutFacts) -> Decline | None:
+def check_pre_checkout(
+    query: PreCheckoutQuery,
+    *,
+    payer_blocked: bool,
+    packs: tuple[Pack, ...],
+    subscription_price: int,
+) -> Decline | None:
     """None when the checkout may go on; else the first rule it breaks.
+
+    *packs* and *subscription_price* are what is on sale now (a price of 0: no
+    subscription).
 
     1. the payload is one this bot made, for an offer on sale now at that price;
     2. it was made for this buyer;
     3. the currency is XTR and the amount is the offer's price;
     4. the buyer is not blocked.
     """
-    payload = decode_payload(facts.payload)
+    payload = decode_payload(query.invoice_payload)
     match payload:
         case PackPayload(pictures, stars, _):
-            on_sale = Pack(pictures, stars) in facts.packs
+            on_sale = Pack(pictures, stars) in packs
         case SubscriptionPayload(stars, _):
-            on_sale = facts.subscription_price > 0 and stars == facts.subscription_price
+            on_sale = subscription_price > 0 and stars == subscription_price
         case None:
             return Decline.UNKNOWN_OFFER
     if not on_sale:
         return Decline.UNKNOWN_OFFER
-    if payload.user_id != facts.payer_id:
+    if payload.user_id != query.from_.id:
         return Decline.WRONG_BUYER
-    if facts.currency != STARS_CURRENCY:
+    if query.currency != STARS_CURRENCY:
         return Decline.WRONG_CURRENCY
-    if facts.total_amount != payload.stars:
+    if query.total_amount != payload.stars:
         return Decline.WRONG_AMOUNT
-    if facts.payer_blocked:
+    if payer_blocked:
         return Decline.BLOCKED
     return None
 
@@ -94,22 +91,7 @@ class Unreadable:
     why: str
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentFacts:
-    """The fields of a ``successful_payment`` the credit depends on."""
-
-    payer_id: int
-    currency: str
-    total_amount: int
-    invoice_payload: str
-    telegram_payment_charge_id: str
-    provider_payment_charge_id: str
-    subscription_expiration_date: int | None
-    is_recurring: bool
-    is_first_recurring: bool
-
-
-def credit_of(facts: PaymentFacts, *, now: datetime) -> NewPayment | Unreadable:
+def credit_of(paid: SuccessfulPayment, *, payer_id: int, now: datetime) -> NewPayment | Unreadable:
     """What this payment credits: the pack's pictures, or the subscription to its end.
 
     The payment already happened, so the pack named in the payload is credited even if
@@ -117,33 +99,33 @@ def credit_of(facts: PaymentFacts, *, now: datetime) -> NewPayment | Unreadable:
     ``subscription_expiration_date``; without one (never seen, but not promised), to
     30 days from now.
     """
-    if not facts.telegram_payment_charge_id:
+    if not paid.telegram_payment_charge_id:
         return Unreadable("no telegram_payment_charge_id")
-    payload = decode_payload(facts.invoice_payload)
+    payload = decode_payload(paid.invoice_payload)
     images, until = 0, None
     match payload:
         case PackPayload(pictures, _, _):
             kind, images = PaymentKind.PACK, pictures
         case SubscriptionPayload():
             kind = PaymentKind.SUBSCRIPTION
-            expires = facts.subscription_expiration_date
+            expires = paid.subscription_expiration_date
             until = (
                 datetime.fromtimestamp(expires, tz=UTC)
                 if expires is not None
                 else now + SUBSCRIPTION_PERIOD
             )
         case None:
-            return Unreadable(f"unknown invoice payload {facts.invoice_payload!r}")
+            return Unreadable(f"unknown invoice payload {paid.invoice_payload!r}")
     return NewPayment(
-        telegram_payment_charge_id=facts.telegram_payment_charge_id,
-        provider_payment_charge_id=facts.provider_payment_charge_id,
-        user_id=facts.payer_id,
+        telegram_payment_charge_id=paid.telegram_payment_charge_id,
+        provider_payment_charge_id=paid.provider_payment_charge_id,
+        user_id=payer_id,
         kind=kind,
-        invoice_payload=facts.invoice_payload,
-        currency=facts.currency,
-        total_amount=facts.total_amount,
+        invoice_payload=paid.invoice_payload,
+        currency=paid.currency,
+        total_amount=paid.total_amount,
         images=images,
         subscription_until=until,
-        is_recurring=facts.is_recurring,
-        is_first_recurring=facts.is_first_recurring,
+        is_recurring=paid.is_recurring,
+        is_first_recurring=paid.is_first_recurring,
     )

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from bot.analytics import Reason
+from bot.core.events import Reason
 from store import Job, Refusal, SentMessage
 
 __all__ = [

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from bot.analytics import EventName, event_record, log_events
-from bot.callback_data import VariantPress, encode
-from bot.deps import Deps
+from bot.core.buttons import Variant, encode
+from bot.core.deps import Deps
+from bot.core.events import EventName, event_record
+from bot.core.texts import t
 from bot.telegram.errors import TelegramBadRequest, TelegramError, TelegramForbidden
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
-from bot.texts import t
-from comfy.logfields import fields
+from common.logfields import fields
 from store import SentMessage
 
 __all__ = ["DeliveryFailed", "file_id_of", "resend", "send_picture", "variant_keyboard"]
@@ -43,7 +43,7 @@ def file_id_of(message: Message) -> str:
 def variant_keyboard(message_id: int, lang: str) -> InlineKeyboardMarkup:
     """«🔄 Ещё вариант» under a picture of the text *message_id*."""
     button = InlineKeyboardButton(
-        text=t("variant_button", lang), callback_data=encode(VariantPress(message_id))
+        text=t("variant_button", lang), callback_data=encode(Variant(message_id))
     )
     return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
@@ -63,26 +63,9 @@ async def send_picture(
         DeliveryFailed: Telegram refused it both ways, or the user blocked the bot.
     """
     try:
-        try:
-            message = await deps.api.send_photo(
-                chat_id,
-                data,
-                filename=filename,
-                reply_to_message_id=reply_to,
-                reply_markup=reply_markup,
-            )
-        except TelegramBadRequest as exc:
-            log.info(
-                "photo refused, sending as a document",
-                extra=fields(chat=chat_id, error=exc.description),
-            )
-            message = await deps.api.send_document(
-                chat_id,
-                data,
-                filename=filename,
-                reply_to_message_id=reply_to,
-                reply_markup=reply_markup,
-            )
+        message = await _photo_else_document(
+            deps, chat_id, data, filename=filename, reply_to=reply_to, reply_markup=reply_markup
+        )
     except TelegramForbidden as exc:
         raise DeliveryFailed(f"user blocked the bot: {exc.description}", blocked=True) from None
     except TelegramError as exc:
@@ -91,13 +74,13 @@ async def send_picture(
 
 
 async def resend(deps: Deps, sent: SentMessage, file_id: str) -> None:
-    """A press after delivery: the same picture again by its ``file_id``, free."""
+    """A press after delivery: the same picture again by its ``file_id``, free.
+
+    A picture delivered as a document has a document's ``file_id``, which ``sendPhoto``
+    refuses: it goes as a document again.
+    """
     try:
-        try:
-            await deps.api.send_photo(sent.chat_id, file_id, reply_to_message_id=sent.message_id)
-        except TelegramBadRequest:
-            # Delivered as a document: its file_id is not a photo's.
-            await deps.api.send_document(sent.chat_id, file_id, reply_to_message_id=sent.message_id)
+        await _photo_else_document(deps, sent.chat_id, file_id, reply_to=sent.message_id)
     except TelegramError as exc:
         log.warning(
             "resend failed",
@@ -111,4 +94,33 @@ async def resend(deps: Deps, sent: SentMessage, file_id: str) -> None:
         chat_id=sent.chat_id,
         persona=sent.persona_key,
     )
-    await deps.write("picture resent", lambda: log_events(deps.store, [resent]))
+    await deps.write("picture resent", lambda: deps.store.events.add(resent))
+
+
+async def _photo_else_document(
+    deps: Deps,
+    chat_id: int,
+    content: bytes | str,
+    *,
+    reply_to: int,
+    filename: str = "image.png",
+    reply_markup: InlineKeyboardMarkup | None = None,
+) -> Message:
+    """*content* (bytes to upload, or a known ``file_id``) as a photo; a photo Telegram
+    refuses with a 400 goes as a document."""
+    try:
+        return await deps.api.send_photo(
+            chat_id,
+            content,
+            filename=filename,
+            reply_to_message_id=reply_to,
+            reply_markup=reply_markup,
+        )
+    except TelegramBadRequest as exc:
+        log.info(
+            "photo refused, sending as a document",
+            extra=fields(chat=chat_id, error=exc.description),
+        )
+    return await deps.api.send_document(
+        chat_id, content, filename=filename, reply_to_message_id=reply_to, reply_markup=reply_markup
+    )

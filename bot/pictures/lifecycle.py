@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from bot.analytics import EventName, Reason
+from bot.core.events import EventName, Reason
 from store import JobState
 
 __all__ = [

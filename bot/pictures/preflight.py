@@ -13,7 +13,8 @@ import logging
 
 import trio
 
-from bot.deps import Deps
+from bot.core.deps import Deps
+from bot.pictures.servers import ServerPool
 from comfy import ComfyClient, ComfyError, check_models
 
 __all__ = ["run_preflight"]
@@ -21,12 +22,10 @@ __all__ = ["run_preflight"]
 log = logging.getLogger(__name__)
 
 
-async def run_preflight(deps: Deps) -> None:
+async def run_preflight(deps: Deps, servers: ServerPool) -> None:
     """Log what each ComfyUI server lacks; runs once, in the background."""
-    if deps.pictures is None:
-        return
     async with trio.open_nursery() as nursery:
-        for server in deps.pictures.servers.servers:
+        for server in servers.servers:
             nursery.start_soon(_check_server, deps, server.client)
 
 

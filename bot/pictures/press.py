@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Final
 
-from bot.analytics import EventName, Reason, announce, event_record, log_events
-from bot.buy_buttons import buy_keyboard
-from bot.deps import Deps
-from bot.persist import STORE_PATIENCE_S
+from bot.core.buttons import Cancel, Look, Variant
+from bot.core.commands import Press
+from bot.core.deps import Deps
+from bot.core.events import EventName, Reason, event_record
+from bot.core.persist import STORE_PATIENCE_S
+from bot.core.texts import t
 from bot.pictures.decision import (
     REFUSALS,
     AlreadyDrawing,
@@ -40,9 +43,7 @@ from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.settle import settle
 from bot.pictures.spool import discard
 from bot.pictures.status import Queued
-from bot.routing import CancelPress, ImagePress
-from bot.texts import t
-from comfy.logfields import fields
+from common.logfields import fields
 from store import Job, NewJob
 
 __all__ = ["handle_cancel", "request_image_on_demand"]
@@ -52,43 +53,63 @@ log = logging.getLogger(__name__)
 VARIANT_DETAIL: Final = "variant"  # image_requested's detail for «🔄 Ещё вариант»
 
 
-async def request_image_on_demand(deps: Deps, press: ImagePress) -> None:
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A press on «👁️ Посмотреть» or «🔄 Ещё вариант», read once."""
+
+    press: Press[Look | Variant]
+    message_id: int  # the text the picture illustrates
+    variant: bool
+
+    @classmethod
+    def of(cls, press: Press[Look | Variant]) -> _Asked:
+        # A variant's button sits under the photo; the text is named in its payload.
+        button = press.button
+        if isinstance(button, Variant):
+            return cls(press, button.message_id, variant=True)
+        return cls(press, press.message_id, variant=False)
+
+
+async def request_image_on_demand(
+    deps: Deps, pictures: PicturesRuntime | None, press: Press[Look | Variant]
+) -> None:
     """Handle one press on «👁️ Посмотреть» or «🔄 Ещё вариант».
 
     A variant is a new job for the same text, reserved, queued, shown and ended exactly
     like the first picture; only its ``image_requested`` says ``detail=variant``.
     """
+    asked = _Asked.of(press)
     ctx = press.ctx
     facts = PressFacts(
         private_chat=ctx.private,
         chat_id=ctx.chat_id,
         user_id=ctx.user_id,
-        sent=deps.store.sent.get(chat_id=ctx.chat_id, message_id=press.message_id),
+        sent=deps.store.sent.get(chat_id=ctx.chat_id, message_id=asked.message_id),
         job_active=deps.store.jobs.active_for_message(
-            chat_id=ctx.chat_id, message_id=press.message_id
+            chat_id=ctx.chat_id, message_id=asked.message_id
         )
         is not None,
-        pictures_on=deps.settings.images_available and deps.pictures is not None,
-        variant=press.variant,
+        pictures_on=deps.settings.images_available and pictures is not None,
+        variant=asked.variant,
     )
     decision: PressDecision = decide_press(facts)
     if isinstance(decision, Reserve):
         await deps.ensure_user(ctx)
-        decision = await _reserve(deps, press, decision)
+        decision = await _reserve(deps, asked, decision)
     elif isinstance(decision, Refuse):
         await deps.ensure_user(ctx)
-    await _perform(deps, press, decision)
+    await _perform(deps, pictures, asked, decision)
 
 
-async def _reserve(deps: Deps, press: ImagePress, reserve: Reserve) -> PressDecision:
+async def _reserve(deps: Deps, asked: _Asked, reserve: Reserve) -> PressDecision:
     """One transaction: the picture reserved, the queued job and its ``image_requested``."""
-    ctx = press.ctx
+    ctx = asked.press.ctx
     new = NewJob(
         job_id=uuid.uuid4().hex,
         prompt_id=str(uuid.uuid4()),
         user_id=ctx.user_id,
         chat_id=ctx.chat_id,
-        message_id=press.message_id,
+        message_id=asked.message_id,
         persona_key=reserve.sent.persona_key,
         language=ctx.lang,
     )
@@ -99,7 +120,7 @@ async def _reserve(deps: Deps, press: ImagePress, reserve: Reserve) -> PressDeci
         chat_id=new.chat_id,
         persona=new.persona_key,
         job_id=new.job_id,
-        detail=VARIANT_DETAIL if press.variant else None,
+        detail=VARIANT_DETAIL if asked.variant else None,
     )
     result = await deps.write(
         f"reserve a picture for user {ctx.user_id}",
@@ -110,20 +131,20 @@ async def _reserve(deps: Deps, press: ImagePress, reserve: Reserve) -> PressDeci
             event=requested,
         ),
     )
-    decision = after_reserve(result)
-    if isinstance(decision, Queue):
-        announce(requested)
-    return decision
+    return after_reserve(result)
 
 
-async def _perform(deps: Deps, press: ImagePress, decision: PressDecision) -> None:
+async def _perform(
+    deps: Deps, pictures: PicturesRuntime | None, asked: _Asked, decision: PressDecision
+) -> None:
+    press = asked.press
     lang = press.ctx.lang
     match decision:
         case Stale():
             log.warning(
                 "ignored press on a message this bot did not send to this user",
                 extra=fields(
-                    user=press.ctx.user_id, chat=press.ctx.chat_id, message=press.message_id
+                    user=press.ctx.user_id, chat=press.ctx.chat_id, message=asked.message_id
                 ),
             )
             await deps.answer_query(press.query_id, text=t("toast_stale", lang))
@@ -133,9 +154,9 @@ async def _perform(deps: Deps, press: ImagePress, decision: PressDecision) -> No
         case AlreadyDrawing():
             await deps.answer_query(press.query_id, text=t("toast_in_flight", lang))
         case Refuse(reason):
-            await _log_refused(deps, press, reason)
+            await _log_refused(deps, asked, reason)
             refusal = REFUSALS[reason]
-            offers = buy_keyboard(deps.settings, lang) if reason is Reason.NO_QUOTA else None
+            offers = deps.offers(lang) if reason is Reason.NO_QUOTA else None
             if offers is None:
                 alert = t(refusal.text_key, lang)
                 await deps.answer_query(press.query_id, text=alert, show_alert=True)
@@ -145,13 +166,15 @@ async def _perform(deps: Deps, press: ImagePress, decision: PressDecision) -> No
                 text = t("fail_no_quota_buy", lang)
                 await deps.api.send_message(press.ctx.chat_id, text, reply_markup=offers)
         case Queue(job):
-            assert deps.pictures is not None
-            await _queue(deps, deps.pictures, press, job)
+            assert pictures is not None  # reserved only while pictures are on
+            await _queue(deps, pictures, press, job)
         case Reserve():  # decided above, never performed as such
             raise AssertionError("a press must be reserved before it is performed")
 
 
-async def _queue(deps: Deps, runtime: PicturesRuntime, press: ImagePress, job: Job) -> None:
+async def _queue(
+    deps: Deps, runtime: PicturesRuntime, press: Press[Look | Variant], job: Job
+) -> None:
     lang = press.ctx.lang
     try:
         place = runtime.queue.submit_nowait(Ticket(job.job_id))
@@ -166,10 +189,10 @@ async def _queue(deps: Deps, runtime: PicturesRuntime, press: ImagePress, job: J
     await deps.answer_query(press.query_id, text=t("toast_started", lang))
 
 
-async def _log_refused(deps: Deps, press: ImagePress, reason: Reason) -> None:
+async def _log_refused(deps: Deps, asked: _Asked, reason: Reason) -> None:
     """A genuine press refused before any job existed: both events, one transaction."""
-    ctx = press.ctx
-    sent = deps.store.sent.get(chat_id=ctx.chat_id, message_id=press.message_id)
+    ctx = asked.press.ctx
+    sent = deps.store.sent.get(chat_id=ctx.chat_id, message_id=asked.message_id)
     persona = sent.persona_key if sent is not None else None
     records = [
         event_record(
@@ -184,15 +207,14 @@ async def _log_refused(deps: Deps, press: ImagePress, reason: Reason) -> None:
         for event in (EventName.IMAGE_REQUESTED, EventName.IMAGE_FAILED)
     ]
     await deps.write(
-        f"refused press of user {ctx.user_id}", lambda: log_events(deps.store, records)
+        f"refused press of user {ctx.user_id}", lambda: deps.store.events.add_all(records)
     )
 
 
-async def handle_cancel(deps: Deps, press: CancelPress) -> None:
+async def handle_cancel(deps: Deps, runtime: PicturesRuntime | None, press: Press[Cancel]) -> None:
     """«✖ Отмена»: cancel this user's own job, wherever :data:`CANCEL` says it lands."""
     lang = press.ctx.lang
-    job = deps.store.jobs.get(press.job_id)
-    runtime = deps.pictures
+    job = deps.store.jobs.get(press.button.job_id)
     if job is None or job.user_id != press.ctx.user_id or not job.active or runtime is None:
         await deps.answer_query(press.query_id, text=t("toast_nothing_to_cancel", lang))
         return

@@ -17,13 +17,14 @@ from functools import partial
 
 import trio
 
-from bot.deps import Deps
+from bot.core.deps import Deps
 from bot.pictures.lifecycle import Exit
 from bot.pictures.queue import Ticket
+from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.settle import settle, tell_user
 from bot.pictures.spool import discard, spool_folder, sweep
 from bot.telegram.errors import TelegramError
-from comfy.logfields import fields
+from common.logfields import fields
 from store import MEMORY
 
 __all__ = ["resume_unfinished"]
@@ -32,7 +33,10 @@ log = logging.getLogger(__name__)
 
 
 async def resume_unfinished(
-    deps: Deps, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    deps: Deps,
+    runtime: PicturesRuntime | None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Queue (or close) every unfinished job; waits for room in the queue as needed."""
     jobs = deps.store.jobs.unfinished()
@@ -43,7 +47,6 @@ async def resume_unfinished(
     await _delete_left_over_status_messages(deps)
     if jobs:
         log.info("resuming %d unfinished image job(s)", len(jobs))
-    runtime = deps.pictures
     for job in jobs:
         if runtime is None:
             notify = await settle(deps, job, Exit.NO_COMFYUI, detail="COMFYUI_BASE_URL is not set")

@@ -1,12 +1,14 @@
 """The ComfyUI servers of one process, and the one ``generate`` the workers call.
 
 Each server has its own client, follower (websocket, heartbeat, reconnect,
-reconciliation) and generator (``comfy.Comfy``, whose limiter holds its slots); all of
-them run in the root nursery (``ServerPool.run``), so a server that is down only keeps its
-own tasks busy.
+reconciliation) and ``comfy.Comfy``; the followers run in the root nursery
+(``ServerPool.run``), so a server that is down only keeps its own tasks busy.
 
-``ServerPool.generate`` places a job by the pure rule of :mod:`bot.pictures.placement`
-and waits, in the bot, while every capable server is full. The job's one budget
+The pool is the one owner of two things: a server's slots (how many of this bot's
+prompts it holds at once) and the wait for a server (``WAIT_FOR_SERVER_S`` while none is
+reachable). ``ServerPool.generate`` places a job by the pure rule of
+:mod:`bot.pictures.placement` and waits, in the bot, while every capable server is full
+or none is connected. The job's one budget
 (``COMFYUI_TIMEOUT_SECONDS``) starts when it first reaches a server and covers every
 server it is tried on; the prompt keeps its ``prompt_id`` throughout, so the charge stays
 one (docs/architecture.md, §7). A server is left behind when:
@@ -35,25 +37,26 @@ from typing import Any, Final
 import trio
 
 from bot.pictures.placement import Placement, ServerView, Verdict, place
-from bot.pictures.runtime import PictureGenerator
 from comfy import (
+    Comfy,
     ComfyClient,
     ComfyError,
     ComfyUnavailable,
     Follower,
     GeneratedImage,
     GenerationTimedOut,
+    NotConnected,
     ProgressStage,
     PromptProgress,
     PromptRejected,
 )
-from comfy.backoff import backoff_delays
 from comfy.follower import probe_prompt
 from comfy.generate import RESUBMIT_MIN_REMAINING_S
-from comfy.logfields import fields
-from comfy.preflight import MODEL_INPUTS, model_files
+from comfy.preflight import MODEL_INPUTS, model_lists
 from comfy.protocol import Signal
 from comfy.servers import ServerSpec
+from common.backoff import backoff_delays
+from common.logfields import fields
 
 __all__ = [
     "FAILOVER_AFTER_S",
@@ -70,16 +73,14 @@ log = logging.getLogger(__name__)
 # reconciles); longer, and the jobs on that server move. Above the follower's first
 # reconnect waits (1-2 s, then 2-4 s).
 FAILOVER_AFTER_S: Final = 5.0
-# With no server healthy, a job waits this long for one before it fails, as a single
-# server's prompt waits for its websocket (comfy.generate.WAIT_CONNECTED_S).
+# With no server healthy (its websocket connected, not in a backoff), a job waits this
+# long for one before it fails: the one wait for a server in the bot.
 WAIT_FOR_SERVER_S: Final = 10.0
 MODELS_REFRESH_S: Final = 300.0  # each server's model list is read again this often
 MODELS_TIMEOUT_S: Final = 10.0
 DOWN_BACKOFF_INITIAL_S: Final = 2.0  # a server marked down is not tried again for this,
 DOWN_BACKOFF_MAXIMUM_S: Final = 60.0  # doubling while it keeps failing
 CLEANUP_TIMEOUT_S: Final = 5.0
-
-Builds = Callable[[ComfyClient, Follower], PictureGenerator]
 
 
 def model_needs(graph: dict[str, Any]) -> tuple[str, ...]:
@@ -108,14 +109,17 @@ class Server:
     spec: ServerSpec
     client: ComfyClient
     follower: Follower
-    generator: PictureGenerator
     rng: random.Random
-    busy: int = 0
+    comfy: Comfy = field(init=False)
+    busy: int = 0  # this bot's jobs on it: the pool's count of its slots in use
     models: frozenset[str] | None = None
     down_until: float = -math.inf
     abandoned: set[str] = field(default_factory=set)
     refresh_now: trio.Event = field(default_factory=trio.Event)
     _downs: Iterator[float] | None = None
+
+    def __post_init__(self) -> None:
+        self.comfy = Comfy(self.client, self.follower)
 
     @property
     def name(self) -> str:
@@ -155,7 +159,7 @@ class Server:
 
 
 class ServerPool:
-    """Every ComfyUI server of the process; a ``PictureGenerator`` for the workers."""
+    """Every ComfyUI server of the process, their slots, and the wait for one."""
 
     def __init__(self, servers: Sequence[Server]) -> None:
         if not servers:
@@ -209,7 +213,7 @@ class ServerPool:
     async def _read_models(self, server: Server) -> None:
         with trio.move_on_after(MODELS_TIMEOUT_S):
             try:
-                files = await model_files(server.client)
+                files = (await model_lists(server.client)).files
             except ComfyError as exc:
                 log.info(
                     "comfy models not read", extra=fields(server=server.name, error=str(exc.detail))
@@ -235,17 +239,15 @@ class ServerPool:
                     elif probe.signal is Signal.SEEN_RUNNING:
                         await server.client.interrupt(prompt_id)
                     log.info(
-                        "comfy abandoned prompt tidied prompt_id=%s server=%s: %s",
-                        prompt_id,
-                        server.name,
-                        probe.signal.value,
+                        "comfy abandoned prompt tidied",
+                        extra=fields(
+                            prompt_id=prompt_id, server=server.name, found=probe.signal.value
+                        ),
                     )
                 except ComfyError as exc:
                     log.info(
-                        "comfy abandoned prompt not tidied prompt_id=%s server=%s: %s",
-                        prompt_id,
-                        server.name,
-                        exc.detail,
+                        "comfy abandoned prompt not tidied",
+                        extra=fields(prompt_id=prompt_id, server=server.name, error=exc.detail),
                     )
                     return  # down again: the next connect tries again
                 except Exception:  # a bug below the client must not end the root nursery
@@ -288,6 +290,7 @@ class ServerPool:
         own = self.server(last_server) if recover else None
         look_up = recover
         rejected: set[str] = set()
+        resubmits = 1  # a prompt that vanishes (ComfyUI restarted) is submitted again once
         while True:
             if deadline is None:
                 server = await self._wait_for_place(needs, own=own, report=report)
@@ -303,9 +306,8 @@ class ServerPool:
                 assert own is not None
                 own.abandoned.add(prompt_id)  # tidied there once it is back
                 log.warning(
-                    "comfy job leaves its unreachable server prompt_id=%s server=%s",
-                    prompt_id,
-                    own.name,
+                    "comfy job leaves its unreachable server",
+                    extra=fields(prompt_id=prompt_id, server=own.name),
                 )
                 own = None  # look_up stays: it may still be anywhere an earlier process put it
                 continue
@@ -324,8 +326,16 @@ class ServerPool:
                     report,
                     needs,
                     recover=here,
+                    resubmits=resubmits,
                     on_server=on_server,
                 )
+            except NotConnected as exc:
+                # Its websocket was down when the prompt was to be (re)submitted: nothing
+                # reached it. A blip (a restart) keeps the job there, as for a job running
+                # there; after FAILOVER_AFTER_S it may go elsewhere.
+                resubmits = exc.resubmits_left
+                own = server
+                continue
             except _ServerLost:
                 server.abandoned.add(prompt_id)
                 server.mark_down(f"websocket lost for {FAILOVER_AFTER_S:g} s with a job on it")
@@ -350,7 +360,8 @@ class ServerPool:
             if not self._may_move(needs, deadline):
                 raise error
             log.warning(
-                "comfy job moves prompt_id=%s from server=%s: %s", prompt_id, server.name, error
+                "comfy job moves",
+                extra=fields(prompt_id=prompt_id, server=server.name, error=str(error)),
             )
 
     def _may_move(self, needs: Sequence[str], deadline: float) -> bool:
@@ -411,6 +422,7 @@ class ServerPool:
         needs: Sequence[str],
         *,
         recover: bool,
+        resubmits: int,
         on_server: Callable[[str], None] | None,
     ) -> GeneratedImage:
         """One server's try, watched: a lost server cancels it (its cleanup runs there).
@@ -426,12 +438,13 @@ class ServerPool:
                 nursery.start_soon(self._watch_server, server, needs, nursery.cancel_scope)
                 try:
                     outcome.append(
-                        await server.generator.generate(
+                        await server.comfy.generate(
                             graph,
                             prompt_id=prompt_id,
                             timeout_s=max(deadline - trio.current_time(), 0.0),
                             on_progress=report,
                             recover=recover,
+                            resubmits=resubmits,
                         )
                     )
                 except ComfyError as exc:  # kept out of the nursery's exception group

@@ -4,7 +4,7 @@
 one SQLite transaction, so every ``image_requested`` ends in exactly one
 ``image_generated`` or ``image_failed``, whatever point a crash or a cancel lands at. The
 quota operations are guarded state changes, so settling a job a second time changes
-nothing and returns False. A database locked elsewhere is waited out (``bot/persist.py``);
+nothing and returns False. A database locked elsewhere is waited out (``bot/core/persist.py``);
 a cancel during that wait leaves the job unsettled and active, for the next start.
 :func:`tell_user` sends the exit's sentence, if it has one, after the settling.
 """
@@ -16,13 +16,13 @@ from typing import Final
 
 import trio
 
-from bot.analytics import announce, event_record
-from bot.deps import Deps
-from bot.persist import FOREVER
+from bot.core.deps import Deps
+from bot.core.events import event_record
+from bot.core.persist import FOREVER
+from bot.core.texts import t
 from bot.pictures.lifecycle import ENDS, Exit, Settle
 from bot.telegram.errors import TelegramError
-from bot.texts import t
-from comfy.logfields import fields
+from common.logfields import fields
 from store import EventRecord, Job
 
 __all__ = ["MAX_DETAIL_CHARS", "NOTICE_DEADLINE_S", "settle", "tell_user"]
@@ -54,8 +54,6 @@ async def settle(
     detail = " ".join(detail.split())[:MAX_DETAIL_CHARS]
     event: EventRecord | None = None
     if end.event is not None:
-        # *job* may have been read before it was handed to a server; the row knows.
-        stored = deps.store.jobs.get(job.job_id)
         event = event_record(
             end.event,
             now=deps.now,
@@ -66,7 +64,6 @@ async def settle(
             reason=end.reason,
             detail=detail if end.settle is Settle.RELEASE else None,
             duration_ms=_duration_ms(deps, job),
-            server=stored.server if stored is not None else None,
         )
     if end.settle is Settle.CHARGE:
         settled = await deps.write(
@@ -88,8 +85,6 @@ async def settle(
             ),
             patience_s=patience_s,
         )
-    if settled and event is not None:
-        announce(event)
     return settled
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from comfy.logfields import fields
+from common.logfields import fields
 
 __all__ = ["SPOOL_FOLDER", "discard", "spool_folder", "sweep"]
 

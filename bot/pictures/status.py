@@ -38,15 +38,15 @@ from typing import Final
 
 import trio
 
-from bot.callback_data import CancelJob, encode
+from bot.core.buttons import Cancel, encode
+from bot.core.texts import t
 from bot.pictures.queue import Place
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramCallDropped, TelegramError
 from bot.telegram.send_budget import Priority
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from bot.texts import t
 from comfy import ProgressStage, PromptProgress
-from comfy.logfields import fields
+from common.logfields import fields
 from store import Jobs
 
 __all__ = [
@@ -136,7 +136,7 @@ def status_of(progress: PromptProgress) -> Status:
 
 def cancel_keyboard(job_id: str, lang: str) -> InlineKeyboardMarkup:
     button = InlineKeyboardButton(
-        text=t("cancel_button", lang), callback_data=encode(CancelJob(job_id))
+        text=t("cancel_button", lang), callback_data=encode(Cancel(job_id))
     )
     return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
@@ -281,19 +281,13 @@ class StatusBoard:
             if action is Action.EDIT:
                 async with self._calls:
                     await self._edit(line)
+            elif action is Action.POST:
+                await self._post(line)
             else:
-                await self._call(line, action)
+                await self._delete(line)
         finally:
             line.busy = False
             self._wake()
-
-    async def _call(self, line: StatusLine, action: Action) -> None:
-        if action is Action.POST:
-            await self._post(line)
-        elif action is Action.EDIT:
-            await self._edit(line)
-        else:
-            await self._delete(line)
 
     async def _post(self, line: StatusLine) -> None:
         view = line.wanted
@@ -356,7 +350,7 @@ class StatusBoard:
         try:
             self._jobs.set_status_message(job_id, message_id)
         except sqlite3.Error as exc:
-            log.warning("status message id not stored job=%s: %s", job_id, exc)
+            log.warning("status message id not stored", extra=fields(job=job_id, error=str(exc)))
 
     @staticmethod
     def _markup(line: StatusLine, view: StatusView) -> InlineKeyboardMarkup | None:

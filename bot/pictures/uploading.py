@@ -14,10 +14,10 @@ from typing import Final
 
 import trio
 
-from bot.deps import Deps
+from bot.core.deps import Deps
 from bot.pictures.runtime import PicturesRuntime
 from bot.telegram.errors import TelegramError
-from comfy.logfields import fields
+from common.logfields import fields
 
 __all__ = ["CHAT_ACTION_INTERVAL_S", "run_chat_actions"]
 

@@ -27,18 +27,19 @@ from typing import Any, Final
 
 import trio
 
-from bot.deps import Deps
-from bot.persist import FOREVER
+from bot.core.deps import Deps
+from bot.core.persist import FOREVER
 from bot.pictures.delivery import DeliveryFailed, send_picture, variant_keyboard
 from bot.pictures.lifecycle import ENDS, STEPS, Exit, Step, start_of
-from bot.pictures.prompts import describe_scene, prompt_params
+from bot.pictures.prompts import describe_scene
 from bot.pictures.queue import Ticket
 from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.settle import settle, tell_user
 from bot.pictures.spool import discard
 from bot.pictures.status import Sending, Waiting
-from comfy import ComfyError, WorkflowError, describe_body, picture_format
-from comfy.logfields import fields
+from comfy import ComfyError, WorkflowError
+from common.bodies import describe_body, picture_format
+from common.logfields import fields
 from store import Job, is_transient
 
 __all__ = ["DEFAULT_IMAGE_EXTENSION", "JobEnded", "run_job", "run_workers"]
@@ -110,17 +111,17 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
             exit_, detail = Exit.CRASHED, f"internal error: {exc!r}"
     if own_scope.cancelled_caught:
         exit_, detail = Exit.CANCELLED, "cancelled by the user"
-    if exit_ is not Exit.DELIVERED:
+    if exit_ is Exit.DELIVERED:
+        log.info("job delivered", extra=fields(job=job.job_id, server=work.server))
+    else:
         # A stop in progress can surface as an error first (its connections close under
         # the job): such a job is kept for the next start (SHUTDOWN), not settled as failed.
         # A delivered picture is charged at once, stop or not.
         await trio.lowlevel.checkpoint_if_cancelled()
-    if exit_ is not Exit.DELIVERED:
         log.info(
-            "job failed job=%s server=%s exit=%s: %s", job.job_id, work.server, exit_.value, detail
+            "job failed",
+            extra=fields(job=job.job_id, server=work.server, exit=exit_.value, detail=detail),
         )
-    else:
-        log.info("job delivered", extra=fields(job=job.job_id, server=work.server))
     if await settle(deps, job, exit_, detail=detail, file_id=work.file_id):
         await tell_user(deps, job, exit_)
     runtime.board.close(job.job_id)
@@ -198,8 +199,7 @@ async def _prepare(deps: Deps, runtime: PicturesRuntime, job: Job) -> dict[str, 
     if sent is not None:
         with trio.move_on_after(SCENE_TIMEOUT_S):
             scene = await describe_scene(deps.llm, sent.text)
-    params = prompt_params(
-        config,
+    params = config.prompt_params(
         scene=scene,
         default_checkpoint=deps.settings.comfyui_default_checkpoint,
         rng=deps.rng,

@@ -7,7 +7,7 @@ client never calls ``raise_for_status``: it reads the JSON envelope itself
 :class:`TelegramNetworkError` with no link to the httpx exception, and installs a
 redacting filter on the ``httpx`` logger.
 
-Retries follow :mod:`comfy.backoff`: a 429 waits ``retry_after``; a 5xx, a non-JSON reply or
+Retries follow :mod:`common.backoff`: a 429 waits ``retry_after``; a 5xx, a non-JSON reply or
 a network error waits a jittered backoff delay; other errors raise at once.
 
 With a :class:`~bot.telegram.throttle.SendThrottle` every call that writes to a chat waits
@@ -49,8 +49,8 @@ from bot.telegram.types import (
     User,
     WebhookInfo,
 )
-from comfy.backoff import backoff_delays
-from comfy.logfields import fields
+from common.backoff import backoff_delays
+from common.logfields import fields
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -36,8 +36,8 @@ import trio
 
 from bot.telegram.inbox import Inbox
 from bot.telegram.types import Update
-from comfy.backoff import backoff_delays
-from comfy.logfields import fields
+from common.backoff import backoff_delays
+from common.logfields import fields
 
 __all__ = [
     "ATTEMPTS",

@@ -27,8 +27,8 @@ from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramConflict, TelegramError, TelegramUnauthorized
 from bot.telegram.inbox import Inbox
 from bot.telegram.types import Update
-from comfy.backoff import backoff_delays
-from comfy.logfields import fields
+from common.backoff import backoff_delays
+from common.logfields import fields
 
 __all__ = [
     "ALLOWED_UPDATES",

@@ -19,7 +19,7 @@ or wire it by hand (``fake_comfy`` fixture, or ``async with open_fake_comfy() as
     client = ComfyClient(http)
     follower = Follower(client, fake.open_ws, rng=random.Random(0))
     await nursery.start(follower.run)
-    comfy = Comfy(client, follower, concurrency=2)
+    comfy = Comfy(client, follower)
 
 Scripting: ``fake.default_script = PromptScript(run_s=3.0, steps=5)``,
 ``fake.script(prompt_id, PromptScript(outcome=Outcome.HANG))`` or

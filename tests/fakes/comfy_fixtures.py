@@ -6,7 +6,7 @@
   ``stack.http`` (``httpx.AsyncClient`` on ``MockTransport(fake.handler)``, base URL
   ``http://comfy.test``), ``stack.client`` (``ComfyClient``), ``stack.follower``
   (``Follower`` over ``fake.open_ws``, backoff without jitter) and ``stack.comfy``
-  (``Comfy`` with concurrency 2).
+  (``Comfy``).
 
 Combine either with ``autojump_clock`` so virtual time runs instantly. For a fake with
 other options, use ``async with open_fake_comfy(parallel=2) as fake:`` and
@@ -24,8 +24,8 @@ import httpx
 import pytest
 import trio
 
-from bot.personas import load_personas
-from bot.settings import SHIPPED_PERSONAS
+from bot.core.personas import load_personas
+from bot.core.settings import SHIPPED_PERSONAS
 from comfy.client import ComfyClient
 from comfy.follower import Follower
 from comfy.generate import Comfy
@@ -41,7 +41,6 @@ __all__ = [
 ]
 
 FAKE_BASE_URL = "http://comfy.test"
-DEFAULT_CONCURRENCY = 2
 
 
 class NoJitter(random.Random):
@@ -60,28 +59,23 @@ class ComfyStack:
     comfy: Comfy
 
 
-def _client_side(
-    fake: FakeComfy, http: httpx.AsyncClient, concurrency: int, rng: random.Random | None
-) -> ComfyStack:
+def _client_side(fake: FakeComfy, http: httpx.AsyncClient, rng: random.Random | None) -> ComfyStack:
     client = ComfyClient(http)
     follower = Follower(client, fake.open_ws, rng=rng if rng is not None else NoJitter())
-    return ComfyStack(
-        fake, http, client, follower, Comfy(client, follower, concurrency=concurrency)
-    )
+    return ComfyStack(fake, http, client, follower, Comfy(client, follower))
 
 
 @asynccontextmanager
 async def open_comfy_stack(
     fake: FakeComfy,
     *,
-    concurrency: int = DEFAULT_CONCURRENCY,
     rng: random.Random | None = None,
     wait_connected: bool = True,
 ) -> AsyncIterator[ComfyStack]:
     """The client side wired to *fake*, its follower running, for one test body."""
     transport = httpx.MockTransport(fake.handler)
     async with httpx.AsyncClient(transport=transport, base_url=FAKE_BASE_URL) as http:
-        stack = _client_side(fake, http, concurrency, rng)
+        stack = _client_side(fake, http, rng)
         async with trio.open_nursery() as nursery:
             await nursery.start(stack.follower.run)
             if wait_connected:
@@ -104,7 +98,7 @@ async def fake_comfy(nursery: trio.Nursery) -> FakeComfy:
 async def comfy_stack(fake_comfy: FakeComfy, nursery: trio.Nursery) -> AsyncIterator[ComfyStack]:
     transport = httpx.MockTransport(fake_comfy.handler)
     async with httpx.AsyncClient(transport=transport, base_url=FAKE_BASE_URL) as http:
-        stack = _client_side(fake_comfy, http, DEFAULT_CONCURRENCY, None)
+        stack = _client_side(fake_comfy, http, None)
         follower_scope = trio.CancelScope()
 
         async def run_follower(task_status: trio.TaskStatus[None]) -> None:

@@ -1,16 +1,17 @@
-"""Bodies from ComfyUI: read up to a cap, is it a picture, and what it was instead.
+"""HTTP bodies: read up to a cap, is it a picture, and what it was instead.
 
 ``GET /view`` answers with whatever sits between the bot and ComfyUI: the picture, or a
 proxy's HTML error page with a 200, an empty body, a truncated file. Only the bytes tell
 (docs/comfyui.md, C26): a picture starts with the signature of its format, and the
 ``Content-Type`` header is reported but never trusted. The same one-line description of a
 body (content type, size, first bytes) names what a JSON endpoint sent when it was not
-JSON. ``comfy.client`` turns what goes wrong here into ``ComfyProtocolError``.
+JSON. ``comfy.client`` turns what goes wrong here into ``ComfyProtocolError``; the LLM
+client into its own error.
 
 ``BodyReader`` (sans-IO) reads a body up to a cap and decompresses it itself (gzip,
 deflate), at most ``INFLATE_STEP_BYTES`` a step: httpx's own decoders inflate each raw
 read whole, so 64 KiB of a gzip bomb became about 64 MB at once (docs/libraries.md, L30).
-``read_body`` is its thin loop over an httpx response; the LLM client reads through it too.
+``read_body`` is its thin loop over an httpx response.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 The fields travel on the record under one attribute, so no name can collide with the
 record's own (``name``, ``msg``…). The bot's formatter writes them as ``key=value`` after
-the message in plain logs and as fields of the object in JSON lines. It lives in
-``comfy`` because ``comfy`` imports nothing of the bot, and both log this way.
+the message in plain logs and as fields of the object in JSON lines.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Personas: their chat character and image settings, from a validated data file.
 
-The file (``PERSONAS_FILE``, default the shipped ``bot/personas.json``) lists personas and
+The file (``PERSONAS_FILE``, default the shipped ``bot/core/personas.json``) lists personas and
 names the default one. Image settings are found by the persona's ``key`` or ``name``,
 lower-cased (``PERSONA_IMAGE_CONFIGS`` in the original feature request); a persona without
 its own falls back to ``default_image`` (the request's ``DEFAULT_IMAGE_CONFIG``). The rules:
@@ -10,10 +10,13 @@ docs/product.md, P14.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from comfy import MAX_SEED, PromptParams
 
 __all__ = [
     "ImageConfig",
@@ -42,6 +45,25 @@ class ImageConfig(BaseModel):
     negative_prompt: str = ""
     default_style: str = ""
     checkpoint: str | None = Field(default=None, description="overrides the default checkpoint")
+
+    def positive_prompt(self, scene: str | None) -> str:
+        """``prompt_core, default_style, scene``, skipping the empty parts."""
+        parts = [self.prompt_core, self.default_style, scene or ""]
+        return ", ".join(part.strip().strip(",") for part in parts if part and part.strip())
+
+    def prompt_params(
+        self, *, scene: str | None, default_checkpoint: str, rng: random.Random
+    ) -> PromptParams:
+        """Everything the workflow template needs for one picture, with a fresh seed."""
+        return PromptParams(
+            checkpoint=self.checkpoint or default_checkpoint,
+            lora_name=self.lora_filename,
+            lora_strength_model=self.lora_strength_model,
+            lora_strength_clip=self.lora_strength_clip,
+            positive=self.positive_prompt(scene),
+            negative=self.negative_prompt,
+            seed=rng.randint(0, MAX_SEED),
+        )
 
 
 class Persona(BaseModel):

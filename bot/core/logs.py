@@ -21,11 +21,11 @@ from types import TracebackType
 from typing import Final, TextIO
 
 from bot.telegram.redact import Redactor
-from comfy.logfields import FIELDS_ATTRIBUTE
+from common.logfields import FIELDS_ATTRIBUTE
 
 __all__ = ["EVENT_FIELDS_KEY", "RedactingFormatter", "plain_fields", "setup_logging"]
 
-EVENT_FIELDS_KEY: Final = FIELDS_ATTRIBUTE  # where comfy.logfields.fields puts a line's data
+EVENT_FIELDS_KEY: Final = FIELDS_ATTRIBUTE  # where common.logfields.fields puts a line's data
 _QUIET_LOGGERS: Final = ("httpx", "httpcore", "hpack", "trio-websocket")
 
 

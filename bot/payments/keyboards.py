@@ -7,10 +7,10 @@ price).
 
 from __future__ import annotations
 
-from bot.callback_data import BuyPack, BuySubscription, encode
-from bot.settings import Settings
+from bot.core.buttons import BuyPack, BuySubscription, encode
+from bot.core.settings import Settings
+from bot.core.texts import Lang, t
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from bot.texts import Lang, t
 
 __all__ = ["buy_keyboard"]
 

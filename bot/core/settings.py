@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -34,7 +36,6 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.offers import MAX_SUBSCRIPTION_STARS, Pack, parse_packs
 from bot.telegram.redact import TOKEN_PATTERN
 from bot.telegram.send_budget import DEFAULT_PER_SECOND
 from comfy.servers import ServerSpec, parse_servers
@@ -42,21 +43,28 @@ from comfy.workflow import SHIPPED_WORKFLOW
 from store.retention import RetentionPolicy
 
 __all__ = [
+    "MAX_SUBSCRIPTION_STARS",
     "SECRET_FIELDS",
     "SETTING_NAMES",
+    "Pack",
     "Settings",
     "SettingsError",
     "environment_warnings",
     "load_settings",
+    "parse_packs",
     "unknown_names",
 ]
 
 DEFAULT_TELEGRAM_API_BASE: Final = "https://api.telegram.org"
 # Inside the package, so an installed wheel finds it from any working folder.
-SHIPPED_PERSONAS: Final = Path(str(resources.files("bot").joinpath("personas.json")))
+SHIPPED_PERSONAS: Final = Path(str(resources.files("bot.core").joinpath("personas.json")))
 SECRET_FIELDS: Final = frozenset({"telegram_bot_token", "llm_api_key"})
 DEFAULT_USER_MESSAGES_PER_MINUTE: Final = 20
 DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE: Final = 6
+MAX_SUBSCRIPTION_STARS: Final = 10_000  # Telegram's ceiling for a subscription price
+MAX_PACK_PICTURES: Final = 100_000
+MAX_PACK_STARS: Final = 100_000
+_PACK_ITEM: Final = re.compile(r"^(\d{1,6}):(\d{1,6})$")
 _REQUIRED: Final = "{name} is required; set it in .env (see .env.example)"
 # difflib's similarity from which a name counts as a typo of a setting even without one of
 # the settings' prefixes (COMFUI_BASE_URL); measured on the names here, 0.8 catches one
@@ -66,6 +74,39 @@ _TYPO_SIMILARITY: Final = 0.8
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message is one line naming the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pack:
+    """*pictures* added to the balance for *stars*."""
+
+    pictures: int
+    stars: int
+
+
+def parse_packs(text: str) -> tuple[Pack, ...]:
+    """``"10:50,50:200"`` (pictures:stars) → packs; empty → none (payments off).
+
+    Raises:
+        ValueError: one line naming the rule and the bad item.
+    """
+    packs: list[Pack] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        match = _PACK_ITEM.fullmatch(item)
+        if match is None:
+            raise ValueError(f"each pack is pictures:stars, like 10:50 (got {item!r})")
+        pictures, stars = int(match.group(1)), int(match.group(2))
+        if not (1 <= pictures <= MAX_PACK_PICTURES and 1 <= stars <= MAX_PACK_STARS):
+            raise ValueError(
+                f"a pack needs 1..{MAX_PACK_PICTURES} pictures and 1..{MAX_PACK_STARS} stars"
+                f" (got {item!r})"
+            )
+        if any(pack.pictures == pictures for pack in packs):
+            raise ValueError(f"two packs of {pictures} pictures; a pack is named by its size")
+        packs.append(Pack(pictures, stars))
+    return tuple(packs)
 
 
 class Settings(BaseSettings):

@@ -7,7 +7,7 @@ tests. Without it, the persona answers with its offline lines, which is enough t
 the picture flow. Every LLM failure becomes a polite sentence, never a silent chat.
 
 The answer is streamed and read up to ``MAX_ANSWER_BYTES`` (counted after decompression,
-through the same bounded reader as ComfyUI's answers, ``comfy.bodies.read_body``): a
+through the same bounded reader as ComfyUI's answers, ``common.bodies.read_body``): a
 server that sends more, or sends it forever within the timeout, costs at most that much
 memory and ends as an ``LlmError``. Its text is decoded here as UTF-8, never through the
 charset its header names (docs/libraries.md, L30).
@@ -24,9 +24,9 @@ import httpx
 import trio
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from bot.personas import Persona
+from bot.core.personas import Persona
 from bot.telegram.redact import Redactor
-from comfy.bodies import ACCEPT_ENCODING, BodyError, read_body
+from common.bodies import ACCEPT_ENCODING, BodyError, read_body
 from store import Turn
 
 __all__ = [

@@ -13,7 +13,6 @@ from typing import Final
 
 import trio
 
-from bot.accounts.commands import handle_balance, handle_grant, handle_subscribe
 from bot.chat.forget import handle_forget
 from bot.chat.handlers import (
     handle_chat_text,
@@ -26,8 +25,43 @@ from bot.chat.handlers import (
     handle_unknown_callback,
     handle_unknown_command,
 )
-from bot.deps import Deps
+from bot.core.buttons import (
+    Button,
+    BuyPack,
+    BuySubscription,
+    Cancel,
+    ChoosePersona,
+    Look,
+    Variant,
+)
+from bot.core.commands import (
+    AdminCmd,
+    B,
+    BalanceCmd,
+    BlockedChange,
+    BuyCmd,
+    ChatText,
+    Command,
+    ForgetCmd,
+    HelpCmd,
+    Ignored,
+    NonText,
+    PayInfoCmd,
+    PaymentReceived,
+    PaymentRefunded,
+    PersonaCmd,
+    PreCheckout,
+    Press,
+    ResetCmd,
+    StartCmd,
+    UnknownCallback,
+    UnknownCmd,
+    route,
+)
+from bot.core.deps import Deps
+from bot.core.texts import t
 from bot.ops.stats import handle_stats
+from bot.payments.accounts import handle_balance, handle_grant, handle_subscribe
 from bot.payments.handlers import (
     handle_buy,
     handle_buy_press,
@@ -39,37 +73,11 @@ from bot.payments.handlers import (
     handle_stop_renewal,
 )
 from bot.pictures.press import handle_cancel, request_image_on_demand
-from bot.routing import (
-    AdminCmd,
-    BalanceCmd,
-    BlockedChange,
-    BuyCmd,
-    BuyPress,
-    CancelPress,
-    ChatText,
-    Command,
-    ForgetCmd,
-    HelpCmd,
-    Ignored,
-    ImagePress,
-    NonText,
-    PayInfoCmd,
-    PaymentReceived,
-    PaymentRefunded,
-    PersonaChoice,
-    PersonaCmd,
-    PreCheckout,
-    ResetCmd,
-    StartCmd,
-    UnknownCallback,
-    UnknownCmd,
-    route,
-)
+from bot.pictures.runtime import PicturesRuntime
 from bot.telegram.dispatcher import TryAgainLater
 from bot.telegram.errors import TelegramForbidden
 from bot.telegram.types import Update
-from bot.texts import t
-from comfy.logfields import fields
+from common.logfields import fields
 from store import StoreError, is_transient
 
 __all__ = ["ADMIN_HANDLERS", "dispatch_command", "make_handler", "make_throttle"]
@@ -77,7 +85,9 @@ __all__ = ["ADMIN_HANDLERS", "dispatch_command", "make_handler", "make_throttle"
 log = logging.getLogger(__name__)
 
 
-def make_handler(deps: Deps) -> Callable[[Update], Awaitable[None]]:
+def make_handler(
+    deps: Deps, pictures: PicturesRuntime | None = None
+) -> Callable[[Update], Awaitable[None]]:
     """The dispatcher's handler: route, handle, and deal with what every handler shares.
 
     A user who blocked the bot is marked so. A store that stays unavailable (locked by
@@ -88,7 +98,7 @@ def make_handler(deps: Deps) -> Callable[[Update], Awaitable[None]]:
     async def handle(update: Update) -> None:
         command = route(update, bot_username=deps.bot_username)
         try:
-            await dispatch_command(deps, command)
+            await dispatch_command(deps, command, pictures)
         except TelegramForbidden as exc:
             user_id = update.user.id if update.user is not None else None
             log.info("user blocked the bot", extra=fields(user=user_id, error=exc.description))
@@ -145,8 +155,10 @@ async def _tell_presser_to_try_later(deps: Deps, update: Update) -> None:
         await deps.answer_query(query.id, text=t("try_later", query.from_.language_code))
 
 
-async def dispatch_command(deps: Deps, command: Command) -> None:
-    """Call the one handler for *command*."""
+async def dispatch_command(
+    deps: Deps, command: Command, pictures: PicturesRuntime | None = None
+) -> None:
+    """Call the one handler for *command*; *pictures* is None while pictures are off."""
     match command:
         case StartCmd():
             await handle_start(deps, command)
@@ -160,8 +172,8 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_buy(deps, command)
         case PayInfoCmd():
             await handle_pay_info(deps, command)
-        case BuyPress():
-            await handle_buy_press(deps, command)
+        case Press(button=BuyPack() | BuySubscription() as button):
+            await handle_buy_press(deps, _typed(command, button))
         case PreCheckout():
             await handle_pre_checkout(deps, command)
         case PaymentReceived():
@@ -180,12 +192,12 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await handle_chat_text(deps, command)
         case NonText():
             await handle_non_text(deps, command)
-        case ImagePress():
-            await request_image_on_demand(deps, command)
-        case PersonaChoice():
-            await handle_persona_choice(deps, command)
-        case CancelPress():
-            await handle_cancel(deps, command)
+        case Press(button=Look() | Variant() as button):
+            await request_image_on_demand(deps, pictures, _typed(command, button))
+        case Press(button=ChoosePersona() as button):
+            await handle_persona_choice(deps, _typed(command, button))
+        case Press(button=Cancel() as button):
+            await handle_cancel(deps, pictures, _typed(command, button))
         case UnknownCallback():
             await handle_unknown_callback(deps, command)
         case BlockedChange():
@@ -197,6 +209,12 @@ async def dispatch_command(deps: Deps, command: Command) -> None:
             await _set_blocked(deps, command.user_id, blocked=command.blocked)
         case Ignored():
             log.debug("update ignored: %s", command.why)
+
+
+def _typed(press: Press[Button], button: B) -> Press[B]:
+    """*press* typed by the button its pattern matched (mypy does not narrow a generic
+    class by one of its fields)."""
+    return Press(press.ctx, press.query_id, press.message_id, button)
 
 
 ADMIN_HANDLERS: Final = {

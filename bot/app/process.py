@@ -24,33 +24,28 @@ from typing import Final
 import httpx
 import trio
 
-from bot.deps import Deps
-from bot.llm import ChatCompletions
+from bot.app.handler import make_handler, make_throttle
+from bot.app.signals import run_signal_watcher
+from bot.app.startup import route_to, set_commands, until_answered, wait_for_telegram
+from bot.core.deps import Deps
+from bot.core.limits import UserLimits
+from bot.core.llm import ChatCompletions
+from bot.core.personas import load_personas
+from bot.core.settings import Settings
 from bot.ops.retention import run_retention
-from bot.personas import load_personas
+from bot.payments.keyboards import buy_keyboard
 from bot.pictures.deliveries import Deliveries
-from bot.pictures.preflight import run_preflight
-from bot.pictures.queue import JobQueue
 from bot.pictures.recovery import resume_unfinished
-from bot.pictures.runtime import GeneratorFactory, PicturesRuntime
-from bot.pictures.servers import Server, ServerPool
-from bot.pictures.spool import spool_folder
-from bot.pictures.status import StatusBoard
-from bot.pictures.uploading import run_chat_actions
-from bot.pictures.workers import run_workers
-from bot.settings import Settings
-from bot.signals import run_signal_watcher
-from bot.startup import route_to, set_commands, until_answered, wait_for_telegram
+from bot.pictures.runtime import PicturesRuntime
+from bot.pictures.start import build_pictures, start_pictures
 from bot.telegram.client import TelegramApi
 from bot.telegram.dispatcher import run_dispatcher
 from bot.telegram.polling import prepare_polling, run_polling
 from bot.telegram.send_budget import SendRules
 from bot.telegram.throttle import SendThrottle
 from bot.telegram.types import Update
-from bot.update_handler import make_handler, make_throttle
-from bot.user_limits import UserLimits
-from comfy import Comfy, ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
-from store import Store, open_store, utc_now
+from comfy import OpenWebsocket, WorkflowTemplate
+from store import open_store, utc_now
 from store.instance_lock import hold_instance_lock
 
 __all__ = ["STOP_GRACE_S", "Stopper", "run"]
@@ -58,7 +53,6 @@ __all__ = ["STOP_GRACE_S", "Stopper", "run"]
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S: Final = 5.0
-WORKERS_PER_SLOT: Final = 2
 UPDATE_BUFFER: Final = 100
 HTTP_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 
@@ -122,13 +116,9 @@ async def run(
     rng: random.Random | None = None,
     stopper: Stopper | None = None,
     handle_signals: bool = True,
-    make_generator: GeneratorFactory = Comfy,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the bot until stopped. Every external edge can be injected (tests).
-
-    *make_generator* builds what draws the pictures on one server from its ComfyUI client
-    and follower (``comfy.Comfy``; the benchmarks' baseline passes a ``/history`` poller).
 
     Raises:
         PersonasError, WorkflowError, StoreError, TelegramUnauthorized: start-up
@@ -138,7 +128,7 @@ async def run(
     stopper = stopper if stopper is not None else Stopper()
     personas = load_personas(settings.personas_file)
     template = (
-        WorkflowTemplate.from_file(settings.workflow_file) if settings.comfyui_base_url else None
+        WorkflowTemplate.from_file(settings.workflow_file) if settings.comfyui_servers else None
     )
     route = route_to(str(settings.telegram_api_base))
     # The instance lock before anything touches the database (docs/decisions.md, D22).
@@ -167,7 +157,7 @@ async def run(
                 throttle=SendThrottle(SendRules.overall(settings.telegram_messages_per_second)),
             )
             # One try per start-up cycle: an outage is one log line per cycle, and the
-            # cycles wait it out (bot.startup).
+            # cycles wait it out (bot.app.startup).
             once = TelegramApi(
                 http,
                 settings.token,
@@ -177,27 +167,30 @@ async def run(
                 max_rate_limit_waits=1,
             )
             me = await wait_for_telegram(once, route=route, rng=rng)
-            pictures = _pictures(
-                settings, api, store, template, comfy_http, open_ws, rng, make_generator
+            pictures = build_pictures(
+                settings, api, store, template, comfy_http, open_ws=open_ws, rng=rng
             )
             if pictures is not None:
                 stopper.attach(deliveries=pictures.deliveries)
             deps = Deps(
                 api=api, store=store, personas=personas, settings=settings,
                 llm=_llm(settings, http), rng=rng, now=now, bot_username=me.username,
-                pictures=pictures, limits=UserLimits.per_minute(
+                limits=UserLimits.per_minute(
                     messages=settings.user_messages_per_minute,
                     llm_replies=settings.llm_replies_per_user_per_minute,
                 ),
+                offers=partial(buy_keyboard, settings),
             )  # fmt: skip
             log.info("bot @%s is online", me.username)
             await until_answered(
                 partial(prepare_polling, once), what="getWebhookInfo", route=route, rng=rng
             )
             await set_commands(api, payments_on=settings.payments_on)
-            await _start_pictures(root, deps)
+            if pictures is not None:
+                await start_pictures(root, deps, pictures)
+            await root.start(resume_unfinished, deps, pictures)
             await root.start(run_retention, store, settings.retention, now)
-            await _run_chat(deps, stopper, task_status=task_status)
+            await _run_chat(deps, pictures, stopper, task_status=task_status)
             root.cancel_scope.cancel()
     log.info("bot stopped")
 
@@ -216,60 +209,13 @@ async def _comfy_http(
         ]
 
 
-def _pictures(
-    settings: Settings,
-    api: TelegramApi,
-    store: Store,
-    template: WorkflowTemplate | None,
-    comfy_http: list[httpx.AsyncClient],
-    open_ws: OpenWebsocket | Mapping[str, OpenWebsocket] | None,
-    rng: random.Random,
-    make_generator: GeneratorFactory,
-) -> PicturesRuntime | None:
-    """The picture machinery, or None without ``COMFYUI_BASE_URL``.
-
-    *open_ws* (tests) serves every server, or each by its name (``host:port``); without
-    it each server's own URL is opened.
-    """
-    if not settings.comfyui_servers or template is None:
-        return None
-    servers: list[Server] = []
-    for spec, http in zip(settings.comfyui_servers, comfy_http, strict=True):
-        client = ComfyClient(http)
-        opener = open_ws.get(spec.name) if isinstance(open_ws, Mapping) else open_ws
-        follower = Follower(client, opener or websocket_opener(spec.url), rng=rng)
-        generator = make_generator(client, follower, concurrency=spec.slots)
-        servers.append(Server(spec, client, follower, generator, rng))
-    spool_dir = spool_folder(settings.database_path)
-    spool_dir.mkdir(parents=True, exist_ok=True)
-    board = StatusBoard(api, store.jobs)
-    return PicturesRuntime(
-        queue=JobQueue(size=settings.image_queue_size, on_change=board.show_places),
-        board=board,
-        servers=ServerPool(servers),
-        template=template,
-        spool_dir=spool_dir,
-    )
-
-
-async def _start_pictures(root: trio.Nursery, deps: Deps) -> None:
-    """The follower, the status board, the workers, the ticker, the preflight; then
-    resume old jobs."""
-    pictures = deps.pictures
-    if pictures is not None:
-        await root.start(pictures.servers.run)
-        await root.start(pictures.board.run)
-        # Twice as many workers as ComfyUI slots, summed over the servers (the pool holds
-        # at most a server's slots on it): one job's prompt is built and another's photo
-        # uploaded while the GPUs already draw the next.
-        workers = WORKERS_PER_SLOT * pictures.servers.slots
-        await root.start(partial(run_workers, count=workers), deps, pictures)
-        await root.start(run_chat_actions, deps, pictures)
-        root.start_soon(run_preflight, deps)
-    await root.start(resume_unfinished, deps)
-
-
-async def _run_chat(deps: Deps, stopper: Stopper, *, task_status: trio.TaskStatus[None]) -> None:
+async def _run_chat(
+    deps: Deps,
+    pictures: PicturesRuntime | None,
+    stopper: Stopper,
+    *,
+    task_status: trio.TaskStatus[None],
+) -> None:
     """Polling beside the dispatcher; returns once polling stopped and handlers finished."""
     send, receive = trio.open_memory_channel[Update](UPDATE_BUFFER)
     async with trio.open_nursery() as chat:
@@ -282,7 +228,7 @@ async def _run_chat(deps: Deps, stopper: Stopper, *, task_status: trio.TaskStatu
                 rng=deps.rng,
             ),
             receive,
-            make_handler(deps),
+            make_handler(deps, pictures),
             deps.store.updates,
         )
         with trio.CancelScope() as polling_scope:

@@ -21,11 +21,11 @@ from urllib.request import getproxies
 
 import trio
 
+from bot.core.texts import COMMAND_MENU, PAYMENT_MENU
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError, TelegramRetryAfter, TelegramUnauthorized
 from bot.telegram.types import BotCommand, User
-from bot.texts import COMMAND_MENU, PAYMENT_MENU
-from comfy.backoff import backoff_delays
+from common.backoff import backoff_delays
 
 __all__ = [
     "STARTUP_BACKOFF_INITIAL_S",

@@ -1,9 +1,11 @@
 """What every handler needs, passed explicitly as one frozen object (no kwargs DI).
 
 Besides the services, :class:`Deps` carries the small acts every feature shares: a store
-write that waits out a locked database (:meth:`Deps.write`), making sure the user has a
-row (:meth:`Deps.ensure_user`) and stopping a button's spinner (:meth:`Deps.answer_query`),
-so no feature has to import them from another.
+write that waits out a locked database and announces the events it wrote
+(:meth:`Deps.write`), making sure the user has a row (:meth:`Deps.ensure_user`) and
+stopping a button's spinner (:meth:`Deps.answer_query`), so no feature has to import
+them from another. What one feature offers another (the buy buttons under the picture
+feature's "no pictures left") is handed in here by the process that wires them.
 """
 
 from __future__ import annotations
@@ -15,27 +17,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from bot.llm import ChatCompletions
-from bot.persist import STORE_PATIENCE_S, persist
-from bot.personas import PersonaBook
-from bot.pictures.runtime import PicturesRuntime
-from bot.routing import Context
-from bot.settings import (
+from bot.core.commands import Context
+from bot.core.events import announce
+from bot.core.limits import UserLimits
+from bot.core.llm import ChatCompletions
+from bot.core.persist import STORE_PATIENCE_S, persist
+from bot.core.personas import PersonaBook
+from bot.core.settings import (
     DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE,
     DEFAULT_USER_MESSAGES_PER_MINUTE,
     Settings,
 )
+from bot.core.texts import Lang
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError
-from bot.user_limits import UserLimits
-from comfy.logfields import fields
-from store import Store, User
+from bot.telegram.types import InlineKeyboardMarkup
+from common.logfields import fields
+from store import EventRecord, Store, User
 
-__all__ = ["Deps"]
+__all__ = ["Deps", "Offers"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# The buy buttons in a language, or None while nothing is for sale.
+Offers = Callable[[Lang], InlineKeyboardMarkup | None]
 
 
 def _default_limits() -> UserLimits:
@@ -43,6 +49,10 @@ def _default_limits() -> UserLimits:
         messages=DEFAULT_USER_MESSAGES_PER_MINUTE,
         llm_replies=DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE,
     )
+
+
+def _nothing_for_sale(_: Lang) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +64,31 @@ class Deps:
     llm: ChatCompletions | None
     rng: random.Random
     now: Callable[[], datetime]
-    pictures: PicturesRuntime | None = None  # None without COMFYUI_BASE_URL
     bot_username: str | None = None
     limits: UserLimits = field(default_factory=_default_limits)
+    offers: Offers = _nothing_for_sale
 
     async def write(
         self, what: str, operation: Callable[[], T], *, patience_s: float = STORE_PATIENCE_S
     ) -> T:
-        """Run one store operation, waiting out a locked database (``bot/persist.py``)."""
-        return await persist(what, operation, rng=self.rng, patience_s=patience_s)
+        """Run one store operation (one transaction), waiting out a locked database
+        (``bot/core/persist.py``); then announce on stdout the events it wrote.
+
+        Only the attempt that committed counts: a retried one's rolled-back rows are
+        never announced.
+        """
+        written: list[EventRecord] = []
+
+        def attempt() -> T:
+            with self.store.events.recording() as events:
+                result = operation()
+            written[:] = events
+            return result
+
+        result = await persist(what, attempt, rng=self.rng, patience_s=patience_s)
+        for record in written:
+            announce(record)
+        return result
 
     async def ensure_user(self, ctx: Context) -> User:
         """The user's row, created with ``FREE_IMAGES`` on first sight."""

@@ -12,10 +12,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from bot.logging_setup import EVENT_FIELDS_KEY
-from store import EventRecord, Store
+from bot.core.logs import EVENT_FIELDS_KEY
+from store import EventRecord
 
-__all__ = ["EventName", "Reason", "announce", "event_record", "log_events"]
+__all__ = ["EventName", "Reason", "announce", "event_record"]
 
 log = logging.getLogger("bot.events")
 
@@ -68,7 +68,8 @@ def event_record(
 
 
 def announce(record: EventRecord) -> None:
-    """The event's one structured line on stdout, once its row is committed."""
+    """The event's one structured line on stdout, once its row is committed
+    (``Deps.write`` calls it for every event the committed transaction wrote)."""
     fields = {
         "event": record.event,
         "user": record.user_id,
@@ -84,10 +85,3 @@ def announce(record: EventRecord) -> None:
         record.event,
         extra={EVENT_FIELDS_KEY: {k: v for k, v in fields.items() if v is not None}},
     )
-
-
-def log_events(store: Store, records: list[EventRecord]) -> None:
-    """Write *records* in one transaction, then announce each."""
-    store.events.add_all(records)
-    for record in records:
-        announce(record)

@@ -1,6 +1,6 @@
 """``/balance`` for everyone; ``/grant`` and ``/subscribe`` for admins.
 
-Who is an admin is decided once, before these handlers run (:mod:`bot.update_handler`).
+Who is an admin is decided once, before these handlers run (:mod:`bot.app.handler`).
 """
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from bot.buy_buttons import buy_keyboard
-from bot.deps import Deps
-from bot.routing import AdminCmd, BalanceCmd
-from bot.texts import t
-from comfy.logfields import fields
+from bot.core.commands import AdminCmd, BalanceCmd
+from bot.core.deps import Deps
+from bot.core.texts import t
+from bot.payments.keyboards import buy_keyboard
+from common.logfields import fields
 
 __all__ = ["handle_balance", "handle_grant", "handle_subscribe"]
 

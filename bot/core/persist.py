@@ -24,8 +24,8 @@ from typing import Final, TypeVar
 
 import trio
 
-from comfy.backoff import backoff_delays
-from comfy.logfields import fields
+from common.backoff import backoff_delays
+from common.logfields import fields
 from store import StoreUnavailable, is_transient
 
 __all__ = ["FOREVER", "STORE_PATIENCE_S", "WAIT_LOG_INTERVAL_S", "persist"]

@@ -1,7 +1,6 @@
 """Retry delays: how long to wait before the next attempt, as a pure iterator.
 
-The project's one backoff policy. It lives in ``comfy`` because that is the lowest package
-that needs it (``comfy`` may import nothing of ``bot``); the Telegram client, polling and the
+The project's one backoff policy: the Telegram client, polling, the store's waits and the
 ComfyUI follower all draw their waits from it. Delays grow exponentially with jitter drawn
 from a passed ``random.Random``, so tests replay exact delays from a seed::
 

@@ -1,9 +1,10 @@
-"""Inline-button payloads: encode, and decode anything a client sends back.
+"""The bot's inline buttons, one type each: encode, and decode anything a client sends back.
 
-``callback_data`` is 1-64 bytes and comes back from the client unchecked
-(docs/telegram.md, T8), so every payload is parsed strictly; anything else (forged, stale,
-from an older version) decodes to None and the press is answered and ignored
-(docs/product.md, P13).
+A button is named once, here (``Look``, ``Variant``, ``Cancel``…); a press on it reaches
+its handler as ``commands.Press[Look]`` and so on. ``callback_data`` is 1-64 bytes and
+comes back from the client unchecked (docs/telegram.md, T8), so every payload is parsed
+strictly; anything else (forged, stale, from an older version) decodes to None and the
+press is answered and ignored (docs/product.md, P13).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "Button",
     "BuyPack",
     "BuySubscription",
-    "CancelJob",
+    "Cancel",
     "ChoosePersona",
-    "LookPress",
-    "Payload",
-    "VariantPress",
+    "Look",
+    "Variant",
     "decode",
     "encode",
 ]
@@ -28,24 +29,28 @@ MAX_BYTES: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
-class LookPress:
-    """«👁️ Посмотреть»; the message it illustrates is the one the button sits under,
-    which Telegram itself reports in ``callback_query.message`` (the payload cannot
-    point elsewhere)."""
+class Look:
+    """«👁️ Посмотреть» under a persona's reply. The message it illustrates is the one the
+    button sits under, which Telegram itself reports in ``callback_query.message`` (the
+    payload cannot point elsewhere)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ChoosePersona:
+    """A persona in the picker of ``/start`` and ``/persona``."""
+
     key: str
 
 
 @dataclass(frozen=True, slots=True)
-class CancelJob:
+class Cancel:
+    """«✖ Отмена» under a picture's status message."""
+
     job_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class VariantPress:
+class Variant:
     """«🔄 Ещё вариант» under a delivered photo; *message_id* is the text it illustrates.
 
     The photo is a reply to that text, but the id is carried here so the press does not
@@ -68,7 +73,7 @@ class BuySubscription:
     """The monthly subscription."""
 
 
-Payload = LookPress | ChoosePersona | CancelJob | VariantPress | BuyPack | BuySubscription
+Button = Look | ChoosePersona | Cancel | Variant | BuyPack | BuySubscription
 
 _LOOK: Final = "look"
 _PERSONA: Final = re.compile(r"^persona:([a-z0-9_-]{1,32})$")
@@ -78,15 +83,15 @@ _BUY: Final = re.compile(r"^buy:([1-9][0-9]{0,5})$")
 _BUY_SUBSCRIPTION: Final = "buy:sub"
 
 
-def encode(payload: Payload) -> str:
-    match payload:
-        case LookPress():
+def encode(button: Button) -> str:
+    match button:
+        case Look():
             text = _LOOK
         case ChoosePersona(key):
             text = f"persona:{key}"
-        case CancelJob(job_id):
+        case Cancel(job_id):
             text = f"cancel:{job_id}"
-        case VariantPress(message_id):
+        case Variant(message_id):
             text = f"variant:{message_id}"
         case BuyPack(pictures):
             text = f"buy:{pictures}"
@@ -97,18 +102,18 @@ def encode(payload: Payload) -> str:
     return text
 
 
-def decode(data: str | None) -> Payload | None:
-    """The payload in *data*, or None for anything this bot did not make."""
+def decode(data: str | None) -> Button | None:
+    """The button in *data*, or None for anything this bot did not make."""
     if not data or len(data.encode()) > MAX_BYTES:
         return None
     if data == _LOOK:
-        return LookPress()
+        return Look()
     if match := _PERSONA.match(data):
         return ChoosePersona(match.group(1))
     if match := _CANCEL.match(data):
-        return CancelJob(match.group(1))
+        return Cancel(match.group(1))
     if match := _VARIANT.match(data):
-        return VariantPress(int(match.group(1)))
+        return Variant(int(match.group(1)))
     if match := _BUY.match(data):
         return BuyPack(int(match.group(1)))
     if data == _BUY_SUBSCRIPTION:

@@ -8,17 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Generic, TypeVar
 
-from bot.callback_data import (
-    BuyPack,
-    BuySubscription,
-    CancelJob,
-    ChoosePersona,
-    LookPress,
-    VariantPress,
-    decode,
-)
+from bot.core.buttons import Button, decode
+from bot.core.texts import Lang, lang_of
 from bot.telegram.types import (
     CallbackQuery,
     Message,
@@ -28,7 +21,6 @@ from bot.telegram.types import (
     Update,
     User,
 )
-from bot.texts import Lang, lang_of
 
 __all__ = [
     "ADMIN_COMMANDS",
@@ -37,22 +29,19 @@ __all__ = [
     "BalanceCmd",
     "BlockedChange",
     "BuyCmd",
-    "BuyPress",
-    "CancelPress",
     "ChatText",
     "Command",
     "Context",
     "ForgetCmd",
     "HelpCmd",
     "Ignored",
-    "ImagePress",
     "NonText",
     "PayInfoCmd",
     "PaymentReceived",
     "PaymentRefunded",
-    "PersonaChoice",
     "PersonaCmd",
     "PreCheckout",
+    "Press",
     "ResetCmd",
     "StartCmd",
     "UnknownCallback",
@@ -163,21 +152,17 @@ class NonText:
     ctx: Context
 
 
-@dataclass(frozen=True, slots=True)
-class ImagePress:
-    ctx: Context
-    query_id: str
-    message_id: int  # the bot's text the picture illustrates
-    variant: bool = False  # «🔄 Ещё вариант»: another picture even if one was delivered
+B = TypeVar("B", bound=Button)
 
 
 @dataclass(frozen=True, slots=True)
-class BuyPress:
-    """A buy button: a pack of *pictures*, or the subscription (*pictures* None)."""
+class Press(Generic[B]):
+    """A press on one of the bot's inline buttons, *button* its decoded payload."""
 
     ctx: Context
     query_id: str
-    pictures: int | None
+    message_id: int  # the message the button sits under
+    button: B
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,21 +183,6 @@ class PaymentReceived:
 class PaymentRefunded:
     ctx: Context
     refund: RefundedPayment
-
-
-@dataclass(frozen=True, slots=True)
-class PersonaChoice:
-    ctx: Context
-    query_id: str
-    key: str
-    message_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class CancelPress:
-    ctx: Context
-    query_id: str
-    job_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,13 +218,10 @@ Command = (
     | UnknownCmd
     | ChatText
     | NonText
-    | ImagePress
-    | BuyPress
+    | Press[Button]
     | PreCheckout
     | PaymentReceived
     | PaymentRefunded
-    | PersonaChoice
-    | CancelPress
     | UnknownCallback
     | BlockedChange
     | Ignored
@@ -342,23 +309,8 @@ def _route_command(ctx: Context, text: str, *, bot_username: str | None) -> Comm
 
 def _route_callback(query: CallbackQuery) -> Command:
     user = query.from_
-    unknown = UnknownCallback(query.id, user.id, lang_of(user.language_code))
-    payload = decode(query.data)
+    button = decode(query.data)
     message = query.message
-    if payload is None or message is None or not message.is_accessible:
-        return unknown
-    ctx = _context(message, user)
-    match payload:
-        case LookPress():
-            return ImagePress(ctx, query_id=query.id, message_id=message.message_id)
-        case ChoosePersona(key):
-            return PersonaChoice(ctx, query_id=query.id, key=key, message_id=message.message_id)
-        case CancelJob(job_id):
-            return CancelPress(ctx, query_id=query.id, job_id=job_id)
-        case VariantPress(message_id):
-            return ImagePress(ctx, query_id=query.id, message_id=message_id, variant=True)
-        case BuyPack(pictures):
-            return BuyPress(ctx, query_id=query.id, pictures=pictures)
-        case BuySubscription():
-            return BuyPress(ctx, query_id=query.id, pictures=None)
-    return unknown
+    if button is None or message is None or not message.is_accessible:
+        return UnknownCallback(query.id, user.id, lang_of(user.language_code))
+    return Press(_context(message, user), query.id, message.message_id, button)

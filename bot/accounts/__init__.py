@@ -1,1 +1,0 @@
-"""What a user may spend: ``/balance``, and the admins' ``/grant`` and ``/subscribe``."""
