@@ -136,13 +136,9 @@ class Comfy:
         except trio.TooSlowError:
             log.warning(
                 "comfy prompt timed out",
-                extra=fields(
-                    prompt_id=prompt_id, server=self._client.server, after_s=timeout_s
-                ),
+                extra=fields(prompt_id=prompt_id, server=self._client.server, after_s=timeout_s),
             )
-            cancelled = (
-                "; cancelled on ComfyUI" if prompt.on_server and not prompt.ended else ""
-            )
+            cancelled = "; cancelled on ComfyUI" if prompt.on_server and not prompt.ended else ""
             raise GenerationTimedOut(
                 f"no picture within {timeout_s:g} s (prompt {prompt_id}){cancelled}"
             ) from None

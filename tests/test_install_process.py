@@ -90,9 +90,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 def test_the_wheel_carries_everything_the_bot_needs_at_run_time(installed: Installed) -> None:
     names = set(zipfile.ZipFile(installed.wheel).namelist())
-    for needed in ("bot/core/personas.json", "comfy/workflows/sdxl_lora.json", "bot/core/texts.py",
-                   "store/schema.py", "bot/__main__.py", "bot/telegram/client.py",
-                   "bot/pictures/workers.py", "bot/ops/backup.py", "common/backoff.py"):  # fmt: skip
+    for needed in ("bot/core/personas.json", "comfy/workflows/sdxl_lora.json",
+                   "bot/core/texts.py", "store/schema.py", "bot/__main__.py",
+                   "bot/telegram/client.py", "bot/pictures/workers.py", "bot/ops/backup.py",
+                   "common/backoff.py"):  # fmt: skip
         assert needed in names
     licenses = [name for name in names if name.endswith("LICENSE")]
     assert licenses, "LICENSE is not in the wheel"

@@ -51,7 +51,8 @@ def settings_for(tmp_path: Path) -> Settings:
 
 
 def start_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name in ("bot.app.process", "bot.app.startup")]
+    names = ("bot.app.process", "bot.app.startup")
+    return [r.getMessage() for r in caplog.records if r.name in names]
 
 
 def waiting_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
