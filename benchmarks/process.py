@@ -107,7 +107,8 @@ async def running_bot(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_collect, bot)
-            await _wait_ready(stack, bot)
+            # The baseline polls /history and opens no websocket.
+            await _wait_ready(stack, bot, websocket=tuple(command) == BOT_COMMAND)
             yield bot
             await _stop(bot)
             nursery.cancel_scope.cancel()
@@ -125,7 +126,7 @@ async def _collect(bot: BotProcess) -> None:
         bot.output.extend(chunk)
 
 
-async def _wait_ready(stack: Stack, bot: BotProcess) -> None:
+async def _wait_ready(stack: Stack, bot: BotProcess, *, websocket: bool) -> None:
     async def exited() -> None:
         await bot.process.wait()
         raise BotStartFailed(f"the bot exited with {bot.process.returncode}:\n{bot.tail()}")
@@ -134,8 +135,8 @@ async def _wait_ready(stack: Stack, bot: BotProcess) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(exited)
             await stack.telegram.polled.wait()
-            while not stack.comfy.sockets.live_client_ids:  # noqa: ASYNC110 (no event for it)
-                await trio.sleep(0.01)
+            while websocket and not stack.comfy.sockets.live_client_ids:  # noqa: ASYNC110
+                await trio.sleep(0.01)  # (no event for it)
             nursery.cancel_scope.cancel()
     if waiting.cancelled_caught:
         raise BotStartFailed(f"the bot was not ready within {START_TIMEOUT_S:g} s:\n{bot.tail()}")

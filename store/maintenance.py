@@ -19,7 +19,7 @@ import sqlite_utils
 
 from store.db import BUSY_TIMEOUT_MS, translate
 from store.errors import StoreError
-from store.schema import MIGRATIONS
+from store.schema import MIGRATIONS, migration_names
 
 __all__ = ["BackupResult", "SchemaStatus", "backup", "open_as_is", "schema_status"]
 
@@ -49,9 +49,7 @@ class BackupResult:
 
 def schema_status(db: sqlite_utils.Database) -> SchemaStatus:
     """Compare *db*'s migration record with :data:`store.schema.MIGRATIONS`; read-only."""
-    shipped = {
-        migration.name for migration in MIGRATIONS.pending(sqlite_utils.Database(memory=True))
-    }
+    shipped = set(migration_names())
     applied = tuple(migration.name for migration in MIGRATIONS.applied(db))
     return SchemaStatus(
         applied=applied,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-__all__ = ["MIGRATIONS", "migrate"]
+__all__ = ["MIGRATIONS", "migrate", "migration_names"]
 
 MIGRATIONS = sqlite_utils.Migrations("persona_bot")
 
@@ -214,6 +214,13 @@ def _events_server(db: sqlite_utils.Database) -> None:
     for statement in _EVENTS_SERVER.split(";"):
         if statement.strip():
             db.execute(statement)
+
+
+def migration_names() -> tuple[str, ...]:
+    """Every migration this version ships, in the order they apply."""
+    return tuple(
+        migration.name for migration in MIGRATIONS.pending(sqlite_utils.Database(memory=True))
+    )
 
 
 def migrate(db: sqlite_utils.Database) -> None:

@@ -6,7 +6,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
@@ -27,16 +26,7 @@ def graph() -> dict[str, Any]:
 
 async def test_history_is_forgotten_while_the_picture_downloads(autojump_clock: object) -> None:
     async with open_fake_comfy() as fake:
-        answer = fake.handler
-
-        async def slow_tail(request: httpx.Request) -> httpx.Response:
-            view = request.method == "GET" and request.url.path.endswith("/view")
-            forget = request.method == "POST" and request.url.path.endswith("/history")
-            if view or forget:
-                await trio.sleep(ROUND_TRIP_S)
-            return await answer(request)
-
-        fake.handler = slow_tail  # type: ignore[method-assign]
+        fake.latency_s.update({"GET /view": ROUND_TRIP_S, "POST /history": ROUND_TRIP_S})
         async with open_comfy_stack(fake) as stack:
             start = trio.current_time()
             pid = str(uuid.uuid4())
@@ -48,7 +38,7 @@ async def test_history_is_forgotten_while_the_picture_downloads(autojump_clock: 
 
 async def test_a_failed_download_raises_its_own_error(autojump_clock: object) -> None:
     async with open_fake_comfy() as fake, open_comfy_stack(fake) as stack:
-        fake.image_for = lambda filename: None  # type: ignore[method-assign]
+        fake.outputs_lost = True
         with pytest.raises(ComfyError) as caught:
             await stack.comfy.generate(graph(), prompt_id=str(uuid.uuid4()), timeout_s=60)
         assert not isinstance(caught.value, BaseExceptionGroup)

@@ -15,7 +15,7 @@ from bot.ops.doctor import Check, doctor_main, run_checks
 from comfy import SHIPPED_WORKFLOW
 from store import open_store
 from store.maintenance import schema_status
-from store.schema import MIGRATIONS
+from store.schema import migration_names
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
 from tests.harness import LLM_BASE_URL, host_router
@@ -149,7 +149,7 @@ async def test_the_database_check_names_the_schema_and_pending_migrations(
     settings = settings_for(tmp_path)
     checks = await checks_for(settings, fake_telegram, fake_comfy)
     assert checks["database"].ok
-    every = tuple(migration.name for migration in MIGRATIONS._migrations)
+    every = migration_names()
     pending = f"schema empty, {len(every)} migration(s) pending ({', '.join(every)})"
     assert pending in checks["database"].detail
     untouched = sqlite_utils.Database(path)

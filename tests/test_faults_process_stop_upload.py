@@ -56,6 +56,8 @@ async def test_sigterm_during_a_slow_photo_upload_delivers_it_once_and_charges_o
         assert first.returncode == 0, output.decode()
         assert photos(telegram) == 1
         assert b"image_generated" in output
+        with open_store(tmp_path / "data" / "bot.db") as store:
+            assert store.jobs.unfinished() == []  # so a restart has nothing to resume
         telegram.latency_s.clear()
         async with running_bot(env) as (second, _):
             with trio.fail_after(START_TIMEOUT_S):
@@ -64,7 +66,6 @@ async def test_sigterm_during_a_slow_photo_upload_delivers_it_once_and_charges_o
                 await telegram.wait_for(
                     lambda: len(telegram.sent) > before, timeout_s=START_TIMEOUT_S
                 )
-                await trio.sleep(1)  # a resumed job, if any, would be sending by now
             second.send_signal(signal.SIGTERM)
             with trio.fail_after(STOP_TIMEOUT_S):
                 await second.wait()

@@ -14,6 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import trio
 
 if TYPE_CHECKING:
     from tests.fakes.comfy import FakeComfy
@@ -158,6 +159,9 @@ async def handle_request(fake: FakeComfy, request: httpx.Request) -> httpx.Respo
         fake.requests.append((request.method, path, None))
         return _text(500, _SERVER_ERROR)
     fake.requests.append((request.method, path, body))
+    delay = fake.latency_s.get(f"{request.method} {path}")
+    if delay:
+        await trio.sleep(delay)
     if fake.unreachable:
         raise httpx.ConnectError("All connection attempts failed", request=request)
     if fake.http_500_next > 0:

@@ -6,8 +6,9 @@ to ``error_code``, and Telegram's own error descriptions. Tests play the users
 (:meth:`FakeTelegram.user_says`, :meth:`~FakeTelegram.user_presses`, ...), read what the
 bot sent (``sent``, ``edits``, ``callback_answers``, ...) and inject faults
 (:meth:`~FakeTelegram.fail_next`, :meth:`~FakeTelegram.network_error_next`,
-``refuse_photos``, ``latency_s``). Long polling really waits (with ``trio.sleep``), so
-the autojump clock makes idle polls instant.
+``refuse_photos``, ``latency_s``, and ``interpose`` for faults decided call by call).
+Long polling really waits (with ``trio.sleep``), so the autojump clock makes idle polls
+instant.
 """
 
 from __future__ import annotations
@@ -324,6 +325,9 @@ class FakeTelegram:
         self.webhook_url = ""
         self.refuse_photos: str | None = None  # a description: sendPhoto → 400 with it
         self.latency_s: dict[str, float] = {}  # method -> seconds each call takes
+        # Asked first about every call: a response to answer instead (a 429, a 5xx), or
+        # None to answer as usual; it may raise an httpx error (the network).
+        self.interpose: Callable[[str, httpx.Request], httpx.Response | None] | None = None
         self.allowed_updates: list[str] | None = None
         self.sent: list[SentRecord] = []
         self.edits: list[EditRecord] = []
@@ -607,6 +611,10 @@ class FakeTelegram:
     async def _answer(
         self, request: httpx.Request, method: str, params: dict[str, Any]
     ) -> httpx.Response:
+        if self.interpose is not None:
+            instead = self.interpose(method, request)
+            if instead is not None:
+                return instead
         if self._network_errors[method] > 0:
             self._network_errors[method] -= 1
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
