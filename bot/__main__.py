@@ -28,6 +28,7 @@ from bot.core.settings import Settings, SettingsError, environment_warnings, loa
 from bot.telegram.errors import TelegramUnauthorized
 from bot.telegram.redact import Redactor
 from comfy import WorkflowError
+from common.logfields import fields
 from store import StoreError
 
 __all__ = ["build_parser", "main"]
@@ -106,7 +107,7 @@ def _run_bot() -> int:
         return EXIT_CONFIG
     _setup_logging(settings)
     for line in environment_warnings():
-        logging.getLogger("bot").warning("%s", line)
+        logging.getLogger("bot").warning("settings_name_unknown", extra=fields(detail=line))
     fatal: BaseException | None = None
     crashed = False
     try:
@@ -115,7 +116,7 @@ def _run_bot() -> int:
         fatal = group.exceptions[0]
     except* Exception:
         # Through logging, so the redacting formatter sees the traceback too.
-        logging.getLogger("bot").exception("the bot stopped on an unexpected error")
+        logging.getLogger("bot").exception("bot_crashed")
         crashed = True
     if fatal is not None:
         line = Redactor(settings.secrets())(_fatal_line(fatal, settings))

@@ -106,7 +106,7 @@ class PromptWatch:
             self._send.send_nowait(update)
         except trio.WouldBlock:
             log.debug(
-                "comfy progress dropped (its waiter is behind)",
+                "comfy_progress_dropped",
                 extra=fields(prompt_id=self.prompt_id),
             )
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -175,10 +175,12 @@ class Follower:
                     delays = self._reconnect_delays()
                 sleep_s = next(delays)
                 log.warning(
-                    "comfy ws lost server=%s: %s; reconnecting in %.1f s",
-                    self._client.server,
-                    self.last_error,
-                    sleep_s,
+                    "comfy_ws_lost",
+                    extra=fields(
+                        server=self._client.server,
+                        error=self.last_error,
+                        retry_in_s=round(sleep_s, 1),
+                    ),
                 )
                 await trio.sleep(sleep_s)
 
@@ -244,7 +246,7 @@ class Follower:
                 cause = exc.__cause__ or exc
                 self.last_error = f"cannot connect: {type(cause).__name__}: {cause}".rstrip(": ")
         except Exception as exc:  # a bug here must not end pictures for the process's life
-            log.exception("comfy ws reader failed", extra=fields(client_id=client_id))
+            log.exception("comfy_ws_reader_failed", extra=fields(client_id=client_id))
             self.last_error = f"unexpected {type(exc).__name__}"
         finally:
             self._set_disconnected()
@@ -282,12 +284,14 @@ class Follower:
             if isinstance(event, Status) and event.queue_remaining is not None:
                 self.queue_remaining = event.queue_remaining  # the whole server's, ours too
             if isinstance(event, Garbage):
-                log.warning("comfy ws frame ignored: %s", event.reason)
+                log.warning("comfy_ws_frame_ignored", extra=fields(reason=event.reason))
             elif isinstance(event, Unknown):
-                log.debug("comfy ws message type %r ignored", event.type)
+                log.debug("comfy_ws_message_ignored", extra=fields(type=event.type))
             elif isinstance(event, Status) and event.sid is not None and self._client_id is None:
                 if event.sid != client_id:
-                    log.warning("comfy ws sid %r differs from clientId %r", event.sid, client_id)
+                    log.warning(
+                        "comfy_ws_sid_differs", extra=fields(sid=event.sid, client_id=client_id)
+                    )
                 self._set_connected(event.sid)
             self._deliver(self._tracker.receive(event))
 
@@ -298,7 +302,7 @@ class Follower:
         self._disconnected = trio.Event()
         self._reconcile_now.set()  # prompts of the previous socket may have ended meanwhile
         log.info(
-            "comfy ws connected", extra=fields(server=self._client.server, client_id=client_id)
+            "comfy_ws_connected", extra=fields(server=self._client.server, client_id=client_id)
         )
 
     def _set_disconnected(self) -> None:
@@ -318,7 +322,7 @@ class Follower:
                 watch.offer(update)
             if update.terminal:
                 log.info(
-                    "comfy prompt ended",
+                    "comfy_prompt_ended",
                     extra=fields(prompt_id=update.prompt_id, state=update.state.value),
                 )
 
@@ -347,7 +351,7 @@ class Follower:
                 self._reconcile_error = ""
                 if self._watches.get(watch.prompt_id) is watch:
                     log.debug(
-                        "comfy reconciled",
+                        "comfy_reconciled",
                         extra=fields(prompt_id=watch.prompt_id, signal=probe.signal.value),
                     )
                     self._deliver(self._tracker.reconcile(watch.prompt_id, probe))
@@ -356,9 +360,9 @@ class Follower:
         """Log once per distinct failure: ComfyUI may stay broken for a prompt's whole budget,
         and the reconciler tries again every ``RECONCILE_INTERVAL_S``."""
         if detail == self._reconcile_error:
-            log.debug("comfy reconcile failed again: %s", detail)
+            log.debug("comfy_reconcile_failed_again", extra=fields(error=detail))
         elif exc is not None:
-            log.error("comfy reconcile failed: %s", detail, exc_info=exc)
+            log.error("comfy_reconcile_failed", extra=fields(error=detail), exc_info=exc)
         else:
-            log.warning("comfy reconcile failed: %s", detail)
+            log.warning("comfy_reconcile_failed", extra=fields(error=detail))
         self._reconcile_error = detail

@@ -135,7 +135,7 @@ class Comfy:
                 )
         except trio.TooSlowError:
             log.warning(
-                "comfy prompt timed out",
+                "comfy_prompt_timed_out",
                 extra=fields(prompt_id=prompt_id, server=self._client.server, after_s=timeout_s),
             )
             cancelled = "; cancelled on ComfyUI" if prompt.on_server and not prompt.ended else ""
@@ -166,7 +166,7 @@ class Comfy:
                     )
                 resubmits_left -= 1
                 log.warning(
-                    "comfy prompt vanished; submitting again",
+                    "comfy_prompt_vanished_resubmitting",
                     extra=fields(prompt_id=prompt.prompt_id, server=self._client.server),
                 )
             outcome = await self._submit_and_wait(prompt, resubmits_left=resubmits_left)
@@ -192,7 +192,7 @@ class Comfy:
         updates = tracker.reconcile(prompt.prompt_id, probe)
         state = tracker.state(prompt.prompt_id)
         log.info(
-            "comfy recover",
+            "comfy_prompt_recovered",
             extra=fields(
                 prompt_id=prompt.prompt_id,
                 server=self._client.server,
@@ -232,7 +232,7 @@ class Comfy:
             raise
         self._follower.mark_submitted(prompt.watch)
         log.info(
-            "comfy prompt submitted",
+            "comfy_prompt_submitted",
             extra=fields(
                 prompt_id=prompt.prompt_id, server=self._client.server, client_id=client_id
             ),
@@ -291,23 +291,22 @@ class Comfy:
                 if prompt_id in queue.running:
                     await self._client.interrupt(prompt_id)
                     log.info(
-                        "comfy prompt interrupted", extra=fields(prompt_id=prompt_id, server=server)
+                        "comfy_prompt_interrupted", extra=fields(prompt_id=prompt_id, server=server)
                     )
                 else:
                     log.info(
-                        "comfy prompt removed from queue",
+                        "comfy_prompt_removed_from_queue",
                         extra=fields(prompt_id=prompt_id, server=server),
                     )
             except ComfyError as exc:
                 log.warning(
-                    "comfy cleanup failed",
+                    "comfy_cleanup_failed",
                     extra=fields(prompt_id=prompt_id, server=server, error=exc.detail),
                 )
         if cleanup.cancelled_caught:
             log.warning(
-                "comfy cleanup gave up after %g s",
-                CLEANUP_TIMEOUT_S,
-                extra=fields(prompt_id=prompt_id),
+                "comfy_cleanup_gave_up",
+                extra=fields(prompt_id=prompt_id, server=server, after_s=CLEANUP_TIMEOUT_S),
             )
 
     async def _forget_history(self, prompt_id: str) -> None:
@@ -316,6 +315,6 @@ class Comfy:
                 await self._client.delete_history(prompt_id)
             except ComfyError as exc:
                 log.info(
-                    "comfy history delete failed",
+                    "comfy_history_delete_failed",
                     extra=fields(prompt_id=prompt_id, error=exc.detail),
                 )

@@ -1,8 +1,12 @@
-"""Structured fields for log lines: ``log.info("prompt submitted", extra=fields(prompt_id=p))``.
+"""Structured log lines: ``log.info("comfy_prompt_submitted", extra=fields(prompt_id=p))``.
 
-The fields travel on the record under one attribute, so no name can collide with the
-record's own (``name``, ``msg``…). The bot's formatter writes them as ``key=value`` after
-the message in plain logs and as fields of the object in JSON lines.
+Every log line of the project is one event name (lower-case words joined by ``_``, the
+room first: ``comfy_ws_lost``, ``job_delivered``, ``telegram_poll_failed``) and its data
+as fields, never inside the message: an operator greps or filters by the name, and JSON
+logs keep every value apart. Advice for the operator goes in a ``hint`` field. The
+fields travel on the record under one attribute, so no name can collide with the
+record's own (``name``, ``msg``…). The bot's formatter writes them as ``key=value``
+after the message in plain logs and as fields of the object in JSON lines.
 """
 
 from __future__ import annotations

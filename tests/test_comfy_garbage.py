@@ -17,6 +17,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.core.logs import plain_fields
 from comfy.client import MAX_JSON_BYTES, MAX_QUEUE_BYTES, ComfyClient, DownloadedImage
 from comfy.errors import ComfyError, ComfyProtocolError, ComfyUnavailable
 from comfy.events import BinaryFrame, Garbage, parse_ws_message
@@ -489,12 +490,10 @@ async def test_the_reconciler_outlives_garbage_and_a_bug_then_finds_the_prompt(
                 assert image.data.startswith(PNG_MAGIC)
                 assert follower.connected
                 nursery.cancel_scope.cancel()
-    failures = [r for r in caplog.records if r.getMessage().startswith("comfy reconcile failed:")]
+    failures = [r for r in caplog.records if r.getMessage() == "comfy_reconcile_failed"]
     assert [r.levelname for r in failures] == ["WARNING", "ERROR"]  # once per distinct failure
-    assert "compressed body does not decompress" in failures[0].getMessage()
-    assert failures[1].getMessage() == (
-        "comfy reconcile failed: unexpected RuntimeError: a bug under the client"
-    )
+    assert "compressed body does not decompress" in plain_fields(failures[0])
+    assert plain_fields(failures[1]) == (' error="unexpected RuntimeError: a bug under the client"')
 
 
 GRAPH_FOR_FAKE: dict[str, Any] = {

@@ -57,7 +57,7 @@ async def test_message_reply_press_photo_then_sigterm(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
     text = output.decode()
     assert process.returncode == 0, text
-    assert "bot stopped" in text
+    assert "bot_stopped" in text
     assert TEST_TOKEN not in text
     assert TEST_TOKEN.split(":")[1] not in text
 

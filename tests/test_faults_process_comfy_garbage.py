@@ -65,7 +65,7 @@ async def test_a_garbling_proxy_before_comfyui_never_stops_the_process(tmp_path:
         )
         async with running_bot(env) as (process, output):
             with trio.fail_after(START_TIMEOUT_S):
-                await wait_output(output, b": cannot list the models (")
+                await wait_output(output, b"comfy_preflight_models_not_listed")
                 # /view answers a page: the user is told, nothing is sent or charged
                 telegram.user_says("привет")
                 await telegram.wait_for(lambda: len(telegram.sent) == 1, timeout_s=START_TIMEOUT_S)
@@ -85,7 +85,7 @@ async def test_a_garbling_proxy_before_comfyui_never_stops_the_process(tmp_path:
                     await trio.sleep(0.01)
                 comfy.drop_websockets()
                 await wait_output(
-                    output, b"comfy reconcile failed: GET /history answered text/html"
+                    output, b'comfy_reconcile_failed error="GET /history answered text/html'
                 )
                 await wait_output(output, b"GenerationTimedOut")
                 # still answering

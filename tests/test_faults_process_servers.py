@@ -76,7 +76,7 @@ async def test_a_server_killed_mid_job_the_job_finishes_on_the_other_once(
     assert bot.returncode == 0
     assert len([s for s in telegram.sent if s.kind == "photo"]) == 1
     assert [p.prompt_id for p in survivor.submitted] == [p.prompt_id for p in doomed.submitted]
-    assert b"comfy job moves" in output
+    assert b"comfy_job_moves" in output
     with open_store(tmp_path / "data" / "bot.db") as store:
         assert balance(store, telegram.sent[0].chat_id) == 1
         assert store.events.count("image_generated") == 1

@@ -56,5 +56,6 @@ async def test_a_typo_in_the_environment_is_a_warning_and_the_bot_runs(tmp_path:
     warnings = [line for line in text.splitlines() if "LLM_MODLE" in line]
     assert len(warnings) == 1
     assert warnings[0].endswith(
-        "WARNING bot: LLM_MODLE in the environment is not a setting; did you mean LLM_MODEL?"
+        'WARNING bot: settings_name_unknown detail="LLM_MODLE in the environment is not a'
+        ' setting; did you mean LLM_MODEL?"'
     )

@@ -150,7 +150,7 @@ async def _talk_draw_and_stop(
     text = output.decode()
     assert process.returncode == 0, text
     assert len(comfy.submitted) == 1
-    assert "bot stopped" in text
+    assert "bot_stopped" in text
     return text
 
 

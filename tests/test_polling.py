@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import sqlite3
@@ -207,9 +208,10 @@ async def test_prepare_polling_deletes_a_webhook_with_one_log_line(
     await prepare_polling(telegram_api)
     assert fake_telegram.webhook_url == ""
     assert fake_telegram.calls == ["getWebhookInfo", "deleteWebhook"]
-    lines = [r.getMessage() for r in caplog.records if r.name == "bot.telegram.polling"]
+    lines = [r for r in caplog.records if r.name == "bot.telegram.polling"]
     assert len(lines) == 1
-    assert lines[0].startswith("telegram_webhook_deleted: a webhook was set")
+    assert lines[0].getMessage() == "telegram_webhook_deleted"
+    assert plain_fields(lines[0]).startswith(' pending=0 hint="a webhook was set;')
     await prepare_polling(telegram_api)
     assert fake_telegram.calls == ["getWebhookInfo", "deleteWebhook", "getWebhookInfo"]
 
@@ -232,13 +234,12 @@ async def test_webhook_conflict_is_explained_once_and_backed_off(
     # refused at 0, d1, d1+d2; answered at d1+d2+d3, after prepare_polling removed the hook
     assert poll_times(fake_telegram)[:4] == pytest.approx([0.0, d1, d1 + d2, d1 + d2 + d3])
     assert 5.0 <= d1 <= 10.0
-    conflicts = [r for r in caplog.records if "telegram_poll_conflict" in r.getMessage()]
+    conflicts = [r for r in caplog.records if r.getMessage() == "telegram_poll_conflict"]
     assert len(conflicts) == 1
-    assert (
-        "another instance is polling with this token, or a webhook is set"
-        in conflicts[0].getMessage()
+    assert "another instance polls with this token, or a webhook is set" in plain_fields(
+        conflicts[0]
     )
-    assert CONFLICT_WEBHOOK in conflicts[0].getMessage()
+    assert json.dumps(CONFLICT_WEBHOOK) in plain_fields(conflicts[0])
 
 
 async def test_a_second_poller_is_explained_once_and_backed_off(
@@ -264,11 +265,9 @@ async def test_a_second_poller_is_explained_once_and_backed_off(
         if r.method == "getUpdates" and r.params.get("timeout") == 50
     ]
     assert ours[:2] == pytest.approx([0.0, 3.0 + d1])  # terminated at 3, back after d1
-    conflicts = [
-        r.getMessage() for r in caplog.records if "telegram_poll_conflict" in r.getMessage()
-    ]
+    conflicts = [r for r in caplog.records if r.getMessage() == "telegram_poll_conflict"]
     assert len(conflicts) == 1
-    assert conflicts[0].endswith(CONFLICT_OTHER_POLL)
+    assert plain_fields(conflicts[0]).startswith(f" error={json.dumps(CONFLICT_OTHER_POLL)}")
 
 
 async def test_a_wrong_token_stops_polling_with_one_line(
@@ -280,11 +279,11 @@ async def test_a_wrong_token_stops_polling_with_one_line(
         with pytest.raises(TelegramUnauthorized):
             await run_polling(api, MemoryInbox(), send)
     stopped = [r for r in caplog.records if r.name == "bot.telegram.polling"]
-    assert [(r.levelno, r.getMessage()) for r in stopped] == [
+    assert [(r.levelno, r.getMessage() + plain_fields(r)) for r in stopped] == [
         (
             logging.ERROR,
-            "telegram_polling_stopped: getUpdates: Unauthorized; "
-            "check TELEGRAM_BOT_TOKEN (error 401)",
+            'telegram_polling_stopped error="getUpdates: Unauthorized;'
+            ' check TELEGRAM_BOT_TOKEN (error 401)"',
         )
     ]
     assert fake_telegram.calls == ["getUpdates"]

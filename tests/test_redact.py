@@ -275,7 +275,7 @@ def test_a_traceback_nothing_caught_goes_through_the_redacting_handler(
     except ValueError as exc:
         sys.excepthook(type(exc), exc, exc.__traceback__)
     text = stream.getvalue()
-    assert "uncaught exception" in text
+    assert "bot_uncaught_exception" in text
     assert "Traceback (most recent call last)" in text
     assert leaks(text) == []
     assert LLM_KEY not in text

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from bot.core.commands import ForgetCmd, route
+from bot.core.logs import plain_fields
 from bot.core.settings import SettingsError, load_settings
 from bot.core.texts import t
 from bot.ops.retention import BATCH_PAUSE_S, BATCH_ROWS, PRUNE_EVERY_S, prune_once, run_retention
@@ -244,8 +245,9 @@ async def test_a_locked_database_ends_the_cycle_with_one_warning(
         other.execute("ROLLBACK")
         other.close()
         (record,) = caplog.records
-        assert record.getMessage().startswith("retention: pruning turns stopped")
-        assert "locked" in record.getMessage()
+        assert record.getMessage() == "retention_stopped_until_next_cycle"
+        assert plain_fields(record).startswith(" table=turns error=")
+        assert "locked" in plain_fields(record)
         assert (await prune_once(store, POLICY, NOW))[Table.EVENTS] == 10
 
 

@@ -13,6 +13,7 @@ import trio
 
 from bot import app
 from bot.app.startup import STARTUP_BACKOFF_MAX_S, route_to
+from bot.core.logs import plain_fields
 from bot.core.settings import Settings, load_settings
 from common.backoff import backoff_delays
 from tests.fakes.telegram import FAKE_BASE_URL, TEST_TOKEN, FakeTelegram
@@ -52,11 +53,16 @@ def settings_for(tmp_path: Path) -> Settings:
 
 def start_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     names = ("bot.app.process", "bot.app.startup")
-    return [r.getMessage() for r in caplog.records if r.name in names]
+    return [line(r) for r in caplog.records if r.name in names]
 
 
 def waiting_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    return [line(r) for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def line(record: logging.LogRecord) -> str:
+    """The record as a plain log line shows it, after its time, level and logger."""
+    return record.getMessage() + plain_fields(record)
 
 
 async def test_unreachable_telegram_one_line_per_cycle_after_the_mode_line_and_a_stop_ends_at_once(
@@ -94,20 +100,20 @@ async def test_unreachable_telegram_one_line_per_cycle_after_the_mode_line_and_a
         await finished.wait()
         assert trio.current_time() == stop_at  # nothing waited: no update was in hand
     assert lines_before_first_call == [
-        [f"bot starting: replies=offline lines images=off telegram={HOST}"]
+        [f'bot_starting replies="offline lines" images=off telegram={HOST}']
     ]
     waits = waiting_lines(caplog)
     assert len(waits) == len(calls) == waiting_so_far  # one line per try, none after the stop
     expected = backoff_delays(initial_s=2.0, maximum_s=STARTUP_BACKOFF_MAX_S, rng=random.Random(7))
     assert waits[0] == (
-        f"telegram_start_waiting step=getMe route={HOST!r} delay_s={next(expected):.1f}: "
-        "Telegram not reachable (getMe: ConnectError: [Errno 101] Network is unreachable); "
-        "trying again; if this host needs a proxy, set HTTPS_PROXY"
+        f"telegram_start_waiting step=getMe route={HOST} delay_s={next(expected):.1f}"
+        ' error="getMe: ConnectError: [Errno 101] Network is unreachable"'
+        ' hint="Telegram not reachable; if this host needs a proxy, set HTTPS_PROXY"'
     )
     gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
     assert max(gaps) <= STARTUP_BACKOFF_MAX_S  # the waits grow, then stay bounded
     assert len(calls) > 10
-    assert start_lines(caplog)[-1] == "bot stopped"
+    assert start_lines(caplog)[-1] == "bot_stopped"
 
 
 async def test_the_webhook_check_waits_an_outage_out_and_the_bot_then_answers(
@@ -123,10 +129,10 @@ async def test_the_webhook_check_waits_an_outage_out_and_the_bot_then_answers(
     bot = await start_bot(nursery, tmp_path, fake_telegram)
     waits = [line for line in waiting_lines(caplog) if "step=getWebhookInfo" in line]
     assert len(waits) == 9
-    assert "Telegram asks to wait" in waits[-1]
+    assert 'hint="Telegram asks to wait"' in waits[-1]
     assert "delay_s=40.0" in waits[-1]
     assert not [line for line in waiting_lines(caplog) if line.startswith("telegram_retry")]
-    assert "bot @persona_test_bot is online" in start_lines(caplog)
+    assert "bot_online username=persona_test_bot" in start_lines(caplog)
     fake_telegram.user_says("привет")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
     await bot.stop()

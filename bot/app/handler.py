@@ -101,7 +101,7 @@ def make_handler(
             await dispatch_command(deps, command, pictures)
         except TelegramForbidden as exc:
             user_id = update.user.id if update.user is not None else None
-            log.info("user blocked the bot", extra=fields(user=user_id, error=exc.description))
+            log.info("user_blocked_the_bot", extra=fields(user=user_id, error=exc.description))
             if user_id is not None:
                 await _set_blocked(deps, user_id, blocked=True)
         except (StoreError, sqlite3.Error) as exc:
@@ -133,7 +133,7 @@ def make_throttle(
         message, user = update.message, update.user
         assert message is not None
         assert user is not None
-        log.info("message throttled", extra=fields(user=user.id, chat=message.chat.id))
+        log.info("user_message_throttled", extra=fields(user=user.id, chat=message.chat.id))
         private = message.chat.type == "private"
         if private and deps.limits.should_tell(user.id, trio.current_time()):
             await deps.api.send_message(message.chat.id, t("throttled", user.language_code))
@@ -202,13 +202,12 @@ async def dispatch_command(
             await handle_unknown_callback(deps, command)
         case BlockedChange():
             log.info(
-                "user %s the bot",
-                "blocked" if command.blocked else "unblocked",
+                "user_blocked_the_bot" if command.blocked else "user_unblocked_the_bot",
                 extra=fields(user=command.user_id),
             )
             await _set_blocked(deps, command.user_id, blocked=command.blocked)
         case Ignored():
-            log.debug("update ignored: %s", command.why)
+            log.debug("update_ignored", extra=fields(why=command.why))
 
 
 def _typed(press: Press[Button], button: B) -> Press[B]:
@@ -230,7 +229,7 @@ async def _admin(deps: Deps, command: AdminCmd) -> None:
     """``ADMIN_USER_IDS`` may run admin commands; everyone else is told so."""
     if not deps.settings.is_admin(command.ctx.user_id):
         log.warning(
-            "admin command refused", extra=fields(user=command.ctx.user_id, command=command.name)
+            "admin_command_refused", extra=fields(user=command.ctx.user_id, command=command.name)
         )
         await deps.api.send_message(command.ctx.chat_id, t("admin_only", command.ctx.lang))
         return

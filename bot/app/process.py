@@ -45,6 +45,7 @@ from bot.telegram.send_budget import SendRules
 from bot.telegram.throttle import SendThrottle
 from bot.telegram.types import Update
 from comfy import OpenWebsocket, WorkflowTemplate
+from common.logfields import fields
 from store import open_store, utc_now
 from store.instance_lock import hold_instance_lock
 
@@ -136,10 +137,12 @@ async def run(
         # Before the first network call: an operator whose network is down still sees
         # what this process is and where it is trying to go.
         log.info(
-            "bot starting: replies=%s images=%s telegram=%s",
-            "llm" if settings.llm_base_url else "offline lines",
-            "on" if settings.images_available else "off",
-            route,
+            "bot_starting",
+            extra=fields(
+                replies="llm" if settings.llm_base_url else "offline lines",
+                images="on" if settings.images_available else "off",
+                telegram=route,
+            ),
         )
         async with (
             httpx.AsyncClient(transport=telegram_transport, timeout=HTTP_TIMEOUT) as http,
@@ -181,7 +184,7 @@ async def run(
                 ),
                 offers=partial(buy_keyboard, settings),
             )  # fmt: skip
-            log.info("bot @%s is online", me.username)
+            log.info("bot_online", extra=fields(username=me.username))
             await until_answered(
                 partial(prepare_polling, once), what="getWebhookInfo", route=route, rng=rng
             )
@@ -192,7 +195,7 @@ async def run(
             await root.start(run_retention, store, settings.retention, now)
             await _run_chat(deps, pictures, stopper, task_status=task_status)
             root.cancel_scope.cancel()
-    log.info("bot stopped")
+    log.info("bot_stopped")
 
 
 @asynccontextmanager

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import trio
 
+from common.logfields import fields
+
 __all__ = ["run_signal_watcher"]
 
 log = logging.getLogger(__name__)
@@ -30,9 +32,12 @@ async def run_signal_watcher(
         async for signum in signals:
             name = signal.Signals(signum).name
             if not stopping:
-                log.info("%s received: stopping (finishing the update in hand)", name)
+                log.info(
+                    "bot_stop_requested",
+                    extra=fields(signal=name, hint="finishing the updates in hand"),
+                )
                 stopping = True
                 on_stop()
             else:
-                log.warning("%s received again: stopping now", name)
+                log.warning("bot_stop_forced", extra=fields(signal=name))
                 on_force()

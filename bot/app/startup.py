@@ -26,6 +26,7 @@ from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError, TelegramRetryAfter, TelegramUnauthorized
 from bot.telegram.types import BotCommand, User
 from common.backoff import backoff_delays
+from common.logfields import fields
 
 __all__ = [
     "STARTUP_BACKOFF_INITIAL_S",
@@ -86,21 +87,26 @@ async def until_answered(
         except TelegramRetryAfter as exc:
             delay = exc.retry_after
             log.warning(
-                "telegram_start_waiting step=%s route=%r delay_s=%.1f: Telegram asks to wait (%s)",
-                what,
-                route,
-                delay,
-                exc,
+                "telegram_start_waiting",
+                extra=fields(
+                    step=what,
+                    route=route,
+                    delay_s=round(delay, 1),
+                    error=str(exc),
+                    hint="Telegram asks to wait",
+                ),
             )
         except TelegramError as exc:
             delay = next(delays)
             log.warning(
-                "telegram_start_waiting step=%s route=%r delay_s=%.1f: Telegram not reachable "
-                "(%s); trying again; if this host needs a proxy, set HTTPS_PROXY",
-                what,
-                route,
-                delay,
-                exc,
+                "telegram_start_waiting",
+                extra=fields(
+                    step=what,
+                    route=route,
+                    delay_s=round(delay, 1),
+                    error=str(exc),
+                    hint="Telegram not reachable; if this host needs a proxy, set HTTPS_PROXY",
+                ),
             )
         await trio.sleep(delay)
 
@@ -128,4 +134,4 @@ async def set_commands(api: TelegramApi, *, payments_on: bool = False) -> None:
                 language_code=None if lang == "ru" else lang,
             )
         except TelegramError as exc:
-            log.warning("setMyCommands failed (%s): %s", lang, exc)
+            log.warning("telegram_commands_not_set", extra=fields(lang=lang, error=str(exc)))

@@ -26,7 +26,7 @@ async def handle_forget(deps: Deps, cmd: ForgetCmd) -> None:
         f"forget user {cmd.ctx.user_id}", lambda: forget_user(deps.store.db, cmd.ctx.user_id)
     )
     log.info(
-        "user forgot their texts",
+        "user_forgot_their_texts",
         extra=fields(
             user=cmd.ctx.user_id,
             turns=gone.turns,

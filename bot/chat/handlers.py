@@ -103,7 +103,7 @@ async def handle_start(deps: Deps, cmd: StartCmd) -> None:
         return
     if cmd.payload is not None:
         log.info(
-            "deep link with an unknown persona",
+            "chat_deep_link_unknown_persona",
             extra=fields(user=user.user_id, payload=cmd.payload),
         )
     name = cmd.ctx.first_name or t("friend", cmd.ctx.lang)
@@ -156,7 +156,8 @@ async def handle_reset(deps: Deps, cmd: ResetCmd) -> None:
         lambda: deps.store.conversation.clear(user_id=cmd.ctx.user_id, persona_key=persona.key),
     )
     log.info(
-        "conversation reset", extra=fields(user=user.user_id, persona=persona.key, turns=dropped)
+        "chat_conversation_reset",
+        extra=fields(user=user.user_id, persona=persona.key, turns=dropped),
     )
     await deps.api.send_message(
         cmd.ctx.chat_id, t("conversation_reset", cmd.ctx.lang, persona=persona.name)
@@ -178,7 +179,7 @@ async def handle_chat_text(deps: Deps, cmd: ChatText) -> None:
 async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
     assert deps.llm is not None
     if not deps.limits.llm.take(cmd.ctx.user_id, trio.current_time()):
-        log.info("llm call throttled", extra=fields(user=cmd.ctx.user_id))
+        log.info("llm_call_throttled", extra=fields(user=cmd.ctx.user_id))
         return t("llm_throttled", cmd.ctx.lang)
     conversation = deps.store.conversation
     history = conversation.last(
@@ -196,7 +197,7 @@ async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
         nursery.cancel_scope.cancel()
     if isinstance(answer, LlmError):
         log.warning(
-            "llm reply failed",
+            "llm_reply_failed",
             extra=fields(user=cmd.ctx.user_id, persona=persona.key, error=str(answer)),
         )
         return fallback_line(persona, cmd.ctx.lang)
@@ -221,7 +222,7 @@ async def _keep_typing(deps: Deps, chat_id: int) -> None:
             with trio.move_on_after(TYPING_DEADLINE_S):
                 await deps.api.send_chat_action(chat_id, TYPING_ACTION)
         except TelegramError as exc:
-            log.debug("typing action failed", extra=fields(chat=chat_id, error=str(exc)))
+            log.debug("telegram_typing_action_failed", extra=fields(chat=chat_id, error=str(exc)))
         await trio.sleep(TYPING_RENEW_S)
 
 
@@ -236,5 +237,5 @@ async def handle_unknown_command(deps: Deps, cmd: UnknownCmd) -> None:
 
 async def handle_unknown_callback(deps: Deps, cmd: UnknownCallback) -> None:
     """A forged or stale button: stop the spinner, do nothing else."""
-    log.info("ignored callback with unknown data", extra=fields(user=cmd.user_id))
+    log.info("press_unknown_data_ignored", extra=fields(user=cmd.user_id))
     await deps.answer_query(cmd.query_id, text=t("toast_stale", cmd.lang))

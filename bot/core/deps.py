@@ -115,5 +115,6 @@ class Deps:
             await self.api.answer_callback_query(query_id, text=text, show_alert=show_alert)
         except TelegramError as exc:
             log.info(
-                "callback query not answered", extra=fields(query=query_id, error=exc.description)
+                "telegram_callback_query_not_answered",
+                extra=fields(query=query_id, error=exc.description),
             )

@@ -107,4 +107,4 @@ def _log_uncaught(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
     """Python's last word on an exception nothing caught, through the redacting handler."""
-    logging.getLogger("bot").critical("uncaught exception", exc_info=(exc_type, exc, tb))
+    logging.getLogger("bot").critical("bot_uncaught_exception", exc_info=(exc_type, exc, tb))

@@ -19,6 +19,7 @@ from typing import Final
 
 import trio
 
+from common.logfields import fields
 from store import Store, StoreError
 from store.retention import RetentionPolicy, Table, prune_batch, prune_rules
 
@@ -58,7 +59,8 @@ async def prune_once(store: Store, policy: RetentionPolicy, now: datetime) -> di
                 deleted = prune_batch(store.db, rule, BATCH_ROWS)
             except (sqlite3.Error, StoreError) as exc:
                 log.warning(
-                    "retention: pruning %s stopped until the next cycle: %s", rule.table.value, exc
+                    "retention_stopped_until_next_cycle",
+                    extra=fields(table=rule.table.value, error=str(exc)),
                 )
                 return pruned
             pruned[rule.table] = pruned.get(rule.table, 0) + deleted
@@ -66,6 +68,5 @@ async def prune_once(store: Store, policy: RetentionPolicy, now: datetime) -> di
             if deleted < BATCH_ROWS:
                 break
     if any(pruned.values()):
-        counts = " ".join(f"{table.value}={n}" for table, n in pruned.items())
-        log.info("retention: pruned %s", counts)
+        log.info("retention_pruned", extra=fields(**{t.value: n for t, n in pruned.items()}))
     return pruned

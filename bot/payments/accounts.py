@@ -79,7 +79,7 @@ async def handle_grant(deps: Deps, cmd: AdminCmd) -> None:
         ),
     )
     log.info(
-        "admin grant",
+        "admin_grant",
         extra=fields(by=cmd.ctx.user_id, user=user_id, images=images, balance=balance),
     )
     await deps.ensure_user(cmd.ctx)
@@ -103,7 +103,7 @@ async def handle_subscribe(deps: Deps, cmd: AdminCmd) -> None:
         ),
     )
     log.info(
-        "admin subscribe", extra=fields(by=cmd.ctx.user_id, user=user_id, days=days, until=until)
+        "admin_subscribe", extra=fields(by=cmd.ctx.user_id, user=user_id, days=days, until=until)
     )
     await deps.ensure_user(cmd.ctx)
     text = t("subscribe_done", lang, user_id=user_id, until=until.strftime(DATE_FORMAT))

@@ -125,10 +125,8 @@ async def handle_pre_checkout(deps: Deps, cmd: PreCheckout) -> None:
     )
     if decline is not None:
         log.info(
-            "pre-checkout refused user=%s payload=%r rule=%s",
-            query.from_.id,
-            query.invoice_payload,
-            decline.name,
+            "payment_pre_checkout_refused",
+            extra=fields(user=query.from_.id, payload=query.invoice_payload, rule=decline.name),
         )
     with trio.move_on_after(PRE_CHECKOUT_BUDGET_S) as scope:
         try:
@@ -138,10 +136,13 @@ async def handle_pre_checkout(deps: Deps, cmd: PreCheckout) -> None:
                 error_message=None if decline is None else t(decline.value, cmd.lang),
             )
         except TelegramError as exc:
-            log.warning("pre-checkout not answered", extra=fields(query=query.id, error=str(exc)))
+            log.warning(
+                "payment_pre_checkout_not_answered", extra=fields(query=query.id, error=str(exc))
+            )
     if scope.cancelled_caught:
         log.warning(
-            "pre-checkout not answered within %.0f s query=%s", PRE_CHECKOUT_BUDGET_S, query.id
+            "payment_pre_checkout_not_answered",
+            extra=fields(query=query.id, after_s=PRE_CHECKOUT_BUDGET_S),
         )
 
 
@@ -154,11 +155,13 @@ async def handle_payment_received(deps: Deps, cmd: PaymentReceived) -> None:
     if isinstance(credit, Unreadable):
         # Money arrived that this bot cannot place: the operator must look (or refund).
         log.error(
-            "payment not credited user=%s charge=%s stars=%s: %s",
-            ctx.user_id,
-            paid.telegram_payment_charge_id,
-            paid.total_amount,
-            credit.why,
+            "payment_not_credited",
+            extra=fields(
+                user=ctx.user_id,
+                charge=paid.telegram_payment_charge_id,
+                stars=paid.total_amount,
+                reason=credit.why,
+            ),
         )
         return
     await deps.ensure_user(ctx)
@@ -179,7 +182,7 @@ async def handle_payment_received(deps: Deps, cmd: PaymentReceived) -> None:
     )
     if not recorded.new:
         log.info(
-            "payment seen before, not credited again",
+            "payment_seen_before",
             extra=fields(charge=paid.telegram_payment_charge_id),
         )
         return
@@ -229,7 +232,7 @@ async def handle_refund(deps: Deps, cmd: AdminCmd) -> None:
     if not refunded.new:
         await deps.api.send_message(cmd.ctx.chat_id, t("refund_again", lang, charge=charge))
         return
-    log.info("admin refund", extra=fields(by=cmd.ctx.user_id, charge=charge))
+    log.info("admin_refund", extra=fields(by=cmd.ctx.user_id, charge=charge))
     await deps.api.send_message(
         cmd.ctx.chat_id,
         t(
@@ -250,7 +253,7 @@ async def handle_refund(deps: Deps, cmd: AdminCmd) -> None:
             payment.user_id, _told_user(refunded, user.language if user else "ru")
         )
     except TelegramError as exc:
-        log.info("refund not told to the user", extra=fields(user=payment.user_id, error=str(exc)))
+        log.info("payment_refund_not_told", extra=fields(user=payment.user_id, error=str(exc)))
 
 
 async def _refund_refused(deps: Deps, cmd: AdminCmd, charge: str, exc: TelegramError) -> None:
@@ -273,7 +276,7 @@ async def _refund_in_store(deps: Deps, charge: str) -> Refunded | None:
         lambda: deps.store.payments.refund(charge, now=deps.now(), event=refund_event),
     )
     if refunded is None:
-        log.warning("refund of a payment this bot never stored", extra=fields(charge=charge))
+        log.warning("payment_refund_unknown_charge", extra=fields(charge=charge))
     return refunded
 
 
@@ -305,7 +308,7 @@ async def handle_stop_renewal(deps: Deps, cmd: AdminCmd) -> None:
         text = t("stoprenewal_refused", lang, error=exc.description)
         await deps.api.send_message(cmd.ctx.chat_id, text)
         return
-    log.info("admin stopped renewal", extra=fields(by=cmd.ctx.user_id, user=user_id, charge=charge))
+    log.info("admin_stopped_renewal", extra=fields(by=cmd.ctx.user_id, user=user_id, charge=charge))
     await deps.api.send_message(cmd.ctx.chat_id, t("stoprenewal_done", lang, user_id=user_id))
 
 

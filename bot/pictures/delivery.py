@@ -83,7 +83,7 @@ async def resend(deps: Deps, sent: SentMessage, file_id: str) -> None:
         await _photo_else_document(deps, sent.chat_id, file_id, reply_to=sent.message_id)
     except TelegramError as exc:
         log.warning(
-            "resend failed",
+            "picture_resend_failed",
             extra=fields(chat=sent.chat_id, message=sent.message_id, error=str(exc)),
         )
         return
@@ -118,7 +118,7 @@ async def _photo_else_document(
         )
     except TelegramBadRequest as exc:
         log.info(
-            "photo refused, sending as a document",
+            "picture_photo_refused_sending_document",
             extra=fields(chat=chat_id, error=exc.description),
         )
     return await deps.api.send_document(

@@ -16,6 +16,7 @@ import trio
 from bot.core.deps import Deps
 from bot.pictures.servers import ServerPool
 from comfy import ComfyClient, ComfyError, check_models
+from common.logfields import fields
 
 __all__ = ["run_preflight"]
 
@@ -31,37 +32,36 @@ async def run_preflight(deps: Deps, servers: ServerPool) -> None:
 
 async def _check_server(deps: Deps, client: ComfyClient) -> None:
     server = client.server
-    checkpoints = deps.personas.checkpoints(deps.settings.comfyui_default_checkpoint)
+    checkpoint = deps.personas.checkpoints(deps.settings.comfyui_default_checkpoint)[0]
+    loras = deps.personas.lora_files()
     try:
-        missing = await check_models(
-            client,
-            checkpoint=checkpoints[0],
-            loras=deps.personas.lora_files(),
-        )
+        missing = await check_models(client, checkpoint=checkpoint, loras=loras)
     except ComfyError as exc:
         log.warning(
-            "comfyui preflight server=%s: cannot list the models (%s: %s); pictures fail"
-            " there until it answers",
-            server,
-            type(exc).__name__,
-            exc.detail,
+            "comfy_preflight_models_not_listed",
+            extra=fields(
+                server=server,
+                error=f"{type(exc).__name__}: {exc.detail}",
+                hint="pictures fail there until it answers",
+            ),
         )
         return
     except Exception:  # started with start_soon in the root nursery: a bug must not end it
-        log.exception("comfyui preflight server=%s failed; the models were not checked", server)
+        log.exception("comfy_preflight_failed", extra=fields(server=server))
         return
     for model in missing:
         folder = "models/checkpoints" if model.kind == "checkpoint" else "models/loras"
         log.warning(
-            "comfyui preflight server=%s: %s %r is missing; put it in ComfyUI's %s/",
-            server,
-            model.kind,
-            model.name,
-            folder,
+            "comfy_preflight_model_missing",
+            extra=fields(
+                server=server,
+                kind=model.kind,
+                file=model.name,
+                hint=f"put it in ComfyUI's {folder}/",
+            ),
         )
     if not missing:
         log.info(
-            "comfyui preflight server=%s: checkpoint and %d LoRA file(s) present",
-            server,
-            len(deps.personas.lora_files()),
+            "comfy_preflight_models_present",
+            extra=fields(server=server, checkpoint=checkpoint, loras=len(loras)),
         )

@@ -142,7 +142,7 @@ async def _perform(
     match decision:
         case Stale():
             log.warning(
-                "ignored press on a message this bot did not send to this user",
+                "press_on_foreign_message_ignored",
                 extra=fields(
                     user=press.ctx.user_id, chat=press.ctx.chat_id, message=asked.message_id
                 ),

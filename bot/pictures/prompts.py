@@ -11,6 +11,7 @@ import logging
 from typing import Final
 
 from bot.core.llm import SCENE_MAX_TOKENS, ChatCompletions, LlmError, clean_scene, scene_messages
+from common.logfields import fields
 
 __all__ = ["describe_scene"]
 
@@ -28,6 +29,9 @@ async def describe_scene(llm: ChatCompletions | None, reply_text: str) -> str | 
             scene_messages(reply_text), max_tokens=SCENE_MAX_TOKENS, temperature=SCENE_TEMPERATURE
         )
     except LlmError as exc:
-        log.warning("scene description failed, using the persona's core and style: %s", exc)
+        log.warning(
+            "llm_scene_failed",
+            extra=fields(error=str(exc), hint="the persona's core and style are drawn alone"),
+        )
         return None
     return clean_scene(text) or None

@@ -46,7 +46,7 @@ async def resume_unfinished(
     task_status.started()
     await _delete_left_over_status_messages(deps)
     if jobs:
-        log.info("resuming %d unfinished image job(s)", len(jobs))
+        log.info("jobs_resuming", extra=fields(count=len(jobs)))
     for job in jobs:
         if runtime is None:
             notify = await settle(deps, job, Exit.NO_COMFYUI, detail="COMFYUI_BASE_URL is not set")
@@ -55,11 +55,10 @@ async def resume_unfinished(
                 await tell_user(deps, job, Exit.NO_COMFYUI)
             continue
         log.info(
-            "resuming job=%s state=%s prompt_id=%s server=%s",
-            job.job_id,
-            job.state,
-            job.prompt_id,
-            job.server,
+            "job_resuming",
+            extra=fields(
+                job=job.job_id, state=job.state.value, prompt_id=job.prompt_id, server=job.server
+            ),
         )
         if job.status_message_id is not None:
             runtime.board.adopt(
@@ -79,7 +78,7 @@ async def _delete_left_over_status_messages(deps: Deps) -> None:
             await deps.api.delete_message(job.chat_id, job.status_message_id)
         except TelegramError as exc:
             log.debug(
-                "old status message not deleted", extra=fields(job=job.job_id, error=str(exc))
+                "status_old_message_not_deleted", extra=fields(job=job.job_id, error=str(exc))
             )
         await deps.write(
             f"status message of job {job.job_id} gone",

@@ -150,7 +150,7 @@ class Server:
         delay = next(self._downs)
         self.down_until = trio.current_time() + delay
         log.warning(
-            "comfy server down",
+            "comfy_server_down",
             extra=fields(server=self.name, retry_in_s=round(delay, 1), reason=why),
         )
 
@@ -216,14 +216,14 @@ class ServerPool:
                 files = (await model_lists(server.client)).files
             except ComfyError as exc:
                 log.info(
-                    "comfy models not read", extra=fields(server=server.name, error=str(exc.detail))
+                    "comfy_models_not_read", extra=fields(server=server.name, error=str(exc.detail))
                 )
                 return
             except Exception:  # a bug below the client must not end the root nursery
-                log.exception("comfy models not read", extra=fields(server=server.name))
+                log.exception("comfy_models_not_read", extra=fields(server=server.name))
                 return
             server.models = files
-            log.debug("comfy models read", extra=fields(server=server.name, files=len(files)))
+            log.debug("comfy_models_read", extra=fields(server=server.name, files=len(files)))
             self._notify()
 
     async def _clean_abandoned(self, server: Server) -> None:
@@ -239,20 +239,20 @@ class ServerPool:
                     elif probe.signal is Signal.SEEN_RUNNING:
                         await server.client.interrupt(prompt_id)
                     log.info(
-                        "comfy abandoned prompt tidied",
+                        "comfy_abandoned_prompt_tidied",
                         extra=fields(
                             prompt_id=prompt_id, server=server.name, found=probe.signal.value
                         ),
                     )
                 except ComfyError as exc:
                     log.info(
-                        "comfy abandoned prompt not tidied",
+                        "comfy_abandoned_prompt_not_tidied",
                         extra=fields(prompt_id=prompt_id, server=server.name, error=exc.detail),
                     )
                     return  # down again: the next connect tries again
                 except Exception:  # a bug below the client must not end the root nursery
                     log.exception(
-                        "comfy abandoned prompt not tidied", extra=fields(prompt_id=prompt_id)
+                        "comfy_abandoned_prompt_not_tidied", extra=fields(prompt_id=prompt_id)
                     )
                     return
             server.abandoned.discard(prompt_id)
@@ -306,7 +306,7 @@ class ServerPool:
                 assert own is not None
                 own.abandoned.add(prompt_id)  # tidied there once it is back
                 log.warning(
-                    "comfy job leaves its unreachable server",
+                    "comfy_job_leaves_unreachable_server",
                     extra=fields(prompt_id=prompt_id, server=own.name),
                 )
                 own = None  # look_up stays: it may still be anywhere an earlier process put it
@@ -360,7 +360,7 @@ class ServerPool:
             if not self._may_move(needs, deadline):
                 raise error
             log.warning(
-                "comfy job moves",
+                "comfy_job_moves",
                 extra=fields(prompt_id=prompt_id, server=server.name, error=str(error)),
             )
 

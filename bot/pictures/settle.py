@@ -74,7 +74,7 @@ async def settle(
             patience_s=patience_s,
         )
         if not settled:
-            log.warning("job already finished, not charged again", extra=fields(job=job.job_id))
+            log.warning("job_already_settled", extra=fields(job=job.job_id))
     else:
         assert end.reason is not None
         reason = end.reason.value
@@ -102,4 +102,4 @@ async def tell_user(deps: Deps, job: Job, exit_: Exit) -> None:
                 job.chat_id, t(notice, job.language), reply_to_message_id=job.message_id
             )
         except TelegramError as exc:
-            log.info("failure notice not sent", extra=fields(job=job.job_id, error=str(exc)))
+            log.info("job_notice_not_sent", extra=fields(job=job.job_id, error=str(exc)))

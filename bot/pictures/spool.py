@@ -37,7 +37,7 @@ def discard(path: str | Path | None) -> None:
     try:
         Path(path).unlink(missing_ok=True)
     except OSError as exc:
-        log.warning("spool file not deleted", extra=fields(path=path, error=str(exc)))
+        log.warning("spool_file_not_deleted", extra=fields(path=path, error=str(exc)))
 
 
 def sweep(folder: Path, *, keep: Iterable[str | Path | None]) -> int:
@@ -49,7 +49,7 @@ def sweep(folder: Path, *, keep: Iterable[str | Path | None]) -> int:
     except FileNotFoundError:
         return 0
     except OSError as exc:
-        log.warning("spool folder not swept", extra=fields(folder=folder, error=str(exc)))
+        log.warning("spool_folder_not_swept", extra=fields(folder=folder, error=str(exc)))
         return 0
     deleted = 0
     for entry in entries:
@@ -59,5 +59,5 @@ def sweep(folder: Path, *, keep: Iterable[str | Path | None]) -> int:
         if not entry.exists():
             deleted += 1
     if deleted:
-        log.info("spool: deleted %d file(s) no active job refers to", deleted)
+        log.info("spool_swept", extra=fields(deleted=deleted))
     return deleted

@@ -301,7 +301,7 @@ class StatusBoard:
                 priority=Priority.STATUS,
             )
         except TelegramError as exc:
-            log.info("status message not sent", extra=fields(job=line.job_id, error=str(exc)))
+            log.info("status_message_not_sent", extra=fields(job=line.job_id, error=str(exc)))
             line.given_up = True
             return
         line.message_id = message.message_id
@@ -327,7 +327,7 @@ class StatusBoard:
         except TelegramCallDropped:
             return  # never sent: the message still shows the old view; next_action retries
         except TelegramError as exc:
-            log.debug("status edit failed", extra=fields(job=line.job_id, error=str(exc)))
+            log.debug("status_edit_failed", extra=fields(job=line.job_id, error=str(exc)))
         # Shown or not, this view is done with; the next change tries again.
         line.shown = view
         if line.wanted == view:
@@ -340,7 +340,7 @@ class StatusBoard:
             try:
                 await self._api.delete_message(line.chat_id, message_id, priority=Priority.STATUS)
             except TelegramError as exc:
-                log.debug("status delete failed", extra=fields(job=line.job_id, error=str(exc)))
+                log.debug("status_delete_failed", extra=fields(job=line.job_id, error=str(exc)))
         self._lines.pop(line.job_id, None)
         self._remember(line.job_id, None)
 
@@ -350,7 +350,7 @@ class StatusBoard:
         try:
             self._jobs.set_status_message(job_id, message_id)
         except sqlite3.Error as exc:
-            log.warning("status message id not stored", extra=fields(job=job_id, error=str(exc)))
+            log.warning("status_message_id_not_stored", extra=fields(job=job_id, error=str(exc)))
 
     @staticmethod
     def _markup(line: StatusLine, view: StatusView) -> InlineKeyboardMarkup | None:

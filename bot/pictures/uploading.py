@@ -56,4 +56,4 @@ async def _show_uploading(deps: Deps, chat_id: int) -> None:
         try:
             await deps.api.send_chat_action(chat_id, "upload_photo")
         except TelegramError as exc:
-            log.debug("chat action failed", extra=fields(chat=chat_id, error=str(exc)))
+            log.debug("telegram_chat_action_failed", extra=fields(chat=chat_id, error=str(exc)))

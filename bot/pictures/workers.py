@@ -88,7 +88,7 @@ async def run_workers(
 
 async def _work(deps: Deps, runtime: PicturesRuntime, index: int) -> None:
     async for ticket in runtime.queue.tickets():
-        log.debug("worker %s takes a job", index, extra=fields(job=ticket.job_id))
+        log.debug("job_taken", extra=fields(worker=index, job=ticket.job_id))
         await run_job(deps, runtime, ticket)
 
 
@@ -107,19 +107,19 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
         except JobEnded as exc:
             exit_, detail = exc.exit, exc.detail
         except Exception as exc:
-            log.exception("job crashed", extra=fields(job=job.job_id, server=work.server))
+            log.exception("job_crashed", extra=fields(job=job.job_id, server=work.server))
             exit_, detail = Exit.CRASHED, f"internal error: {exc!r}"
     if own_scope.cancelled_caught:
         exit_, detail = Exit.CANCELLED, "cancelled by the user"
     if exit_ is Exit.DELIVERED:
-        log.info("job delivered", extra=fields(job=job.job_id, server=work.server))
+        log.info("job_delivered", extra=fields(job=job.job_id, server=work.server))
     else:
         # A stop in progress can surface as an error first (its connections close under
         # the job): such a job is kept for the next start (SHUTDOWN), not settled as failed.
         # A delivered picture is charged at once, stop or not.
         await trio.lowlevel.checkpoint_if_cancelled()
         log.info(
-            "job failed",
+            "job_failed",
             extra=fields(job=job.job_id, server=work.server, exit=exit_.value, detail=detail),
         )
     if await settle(deps, job, exit_, detail=detail, file_id=work.file_id):
@@ -251,10 +251,10 @@ def _handed_to(deps: Deps, work: _Work, server: str) -> None:
         if not is_transient(exc):
             raise
         log.warning(
-            "job server not recorded",
+            "job_server_not_recorded",
             extra=fields(job=work.job.job_id, server=server, error=str(exc)),
         )
-    log.info("job handed to server", extra=fields(job=work.job.job_id, server=server))
+    log.info("job_handed_to_server", extra=fields(job=work.job.job_id, server=server))
 
 
 async def _deliver(
@@ -285,7 +285,8 @@ async def _deliver(
     # Only a stop bounds a delivery: its grace ran out mid-upload. The job stays active
     # and the next start sends the picture again (docs/decisions.md, D8).
     log.warning(
-        "upload cut short by the stop job=%s; it is sent again at the next start", job.job_id
+        "job_upload_cut_short",
+        extra=fields(job=job.job_id, hint="it is sent again at the next start"),
     )
     await trio.lowlevel.checkpoint()  # the stop's cancel lands here
     raise RuntimeError(f"delivery of job {job.job_id} cut short without a stop")

@@ -58,9 +58,11 @@ async def prepare_polling(api: TelegramApi) -> None:
     info = await api.get_webhook_info()
     if info.url:
         log.warning(
-            "telegram_webhook_deleted: a webhook was set (%d updates pending); "
-            "deleting it so that long polling can run",
-            info.pending_update_count,
+            "telegram_webhook_deleted",
+            extra=fields(
+                pending=info.pending_update_count,
+                hint="a webhook was set; deleted so that long polling can run",
+            ),
         )
         await api.delete_webhook()
 
@@ -135,7 +137,7 @@ async def _poll_until_answered(
                 allowed_updates=allowed_updates,
             )
         except TelegramUnauthorized as exc:
-            log.error("telegram_polling_stopped: %s", exc)
+            log.error("telegram_polling_stopped", extra=fields(error=str(exc)))
             raise
         except TelegramConflict as exc:
             if conflict_delays is None:
@@ -146,10 +148,12 @@ async def _poll_until_answered(
                     rng=rng,
                 )
                 log.warning(
-                    "telegram_poll_conflict: another instance is polling with this token, "
-                    "or a webhook is set; stop the other instance or delete the webhook; "
-                    "polling again with backoff; telegram said: %s",
-                    exc.description,
+                    "telegram_poll_conflict",
+                    extra=fields(
+                        error=exc.description,
+                        hint="another instance polls with this token, or a webhook is set:"
+                        " stop it or delete the webhook; polling again with backoff",
+                    ),
                 )
             await trio.sleep(next(conflict_delays))
         except TelegramError as exc:

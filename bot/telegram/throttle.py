@@ -18,6 +18,7 @@ import trio
 
 from bot.telegram.errors import TelegramCallDropped
 from bot.telegram.send_budget import CallClass, Drop, Grant, SendBudget, SendRules, Ticket
+from common.logfields import fields
 
 __all__ = ["SendThrottle"]
 
@@ -71,8 +72,10 @@ class SendThrottle:
     def rate_limited(self, retry_after_s: float) -> None:
         """Telegram answered 429: every call waits *retry_after_s* from now."""
         self._budget.rate_limited(trio.current_time(), retry_after_s)
-        log.info("telegram_rate_limited retry_after_s=%.3f waiting=%d", retry_after_s,
-                 self._budget.waiting)  # fmt: skip
+        log.info(
+            "telegram_rate_limited",
+            extra=fields(retry_after_s=round(retry_after_s, 3), waiting=self._budget.waiting),
+        )
         self._wake()
 
     def _decide(self) -> None:
