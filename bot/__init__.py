@@ -1,14 +1,15 @@
-"""The Telegram side of the persona bot; see ``docs/architecture.md`` for the rooms.
+"""The Telegram side of the persona bot; ``docs/architecture.md`` is the map.
 
-    telegram/   the Bot API transport: client, types, errors, polling, dispatcher
+    app/        the process: the root nursery, start-up, signals, update → feature
     chat/       the conversation: commands, persona replies, the persona picker
-    pictures/   «👁️ Посмотреть»: press, queue, workers, status, delivery, recovery
-    accounts/   /balance, and the admins' /grant and /subscribe
-    ops/        python -m bot doctor and stats, and /stats
+    pictures/   «👁️ Посмотреть»: press, queue, workers, status, delivery, servers
+    payments/   /balance, /buy, Stars payments and refunds, the admins' /grant
+    ops/        doctor, stats, backup, retention, and the admins' /stats
+    core/       what every feature stands on: settings, Deps, commands, texts, events
+    telegram/   the Bot API transport: client, types, polling, dispatcher, send budget
 
-At the top: the process (``app``, ``__main__``, ``settings``, ``signals``, ``startup``,
-``logging_setup``) and what the features share (``routing``, ``update_handler``,
-``deps``, ``texts``, ``analytics``, ``personas``, ``llm``, ``callback_data``).
+A room imports only the rooms below it (``pyproject.toml``, ``[tool.importlinter]``):
+``app`` knows every feature; features know ``core`` and ``telegram``, never each other.
 """
 
 from importlib.metadata import PackageNotFoundError, version

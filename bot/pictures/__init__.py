@@ -14,10 +14,12 @@ The I/O around them:
     workers     a job's steps: prepare, generate (ComfyUI), deliver
     settle      charge or release, and the final event, exactly once
     delivery    photo, else document; resend by file_id
-    prompts     persona core + style + scene → the workflow's parameters
+    prompts     the reply's scene, told in English by the LLM
     uploading   "sending a photo…" in chats with an active job
+    spool       pictures on disk while their job is active
+    deliveries  uploads in flight, shielded from a stop for a bounded grace
     recovery    jobs left by an earlier process, at start
     preflight   does each ComfyUI server have the checkpoint and every LoRA?
-    servers     the ComfyUI servers: followers, model lists, placing, failover
-    runtime     the machinery one process runs
+    servers     the ComfyUI servers: their slots, the wait for one, placing, failover
+    runtime     the machinery one process runs; ``start`` builds and starts it
 """
