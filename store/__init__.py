@@ -7,6 +7,8 @@ migrations and returns a :class:`Store` whose attributes are the repositories.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -23,6 +25,7 @@ from store.errors import (
 )
 from store.events import EventRecord, Events
 from store.jobs import ACTIVE_STATES, Job, Jobs, JobState, QuotaSource
+from store.ledger import Cause, Entry, Ledger, Mismatch
 from store.payments import (
     NewPayment,
     PaymentKind,
@@ -32,7 +35,7 @@ from store.payments import (
     Refunded,
     RevenueSummary,
 )
-from store.quota import NewJob, Quota, QuotaView, Refusal, pick_source
+from store.quota import Granted, NewJob, Quota, QuotaView, Refusal, pick_source
 from store.schema import migrate
 from store.sent_messages import SentMessage, SentMessages
 from store.updates import UpdateInbox
@@ -41,14 +44,19 @@ from store.users import User, Users
 __all__ = [
     "ACTIVE_STATES",
     "MEMORY",
+    "Cause",
     "Conversation",
     "DatabaseLocked",
+    "Entry",
     "EventRecord",
     "Events",
+    "Granted",
     "InstanceRunning",
     "Job",
     "JobState",
     "Jobs",
+    "Ledger",
+    "Mismatch",
     "NewJob",
     "NewPayment",
     "PaymentKind",
@@ -84,14 +92,24 @@ class Store:
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
-        self.users = Users(db)
+        self.ledger = Ledger(db)
+        self.users = Users(db, self.ledger)
         self.sent = SentMessages(db)
         self.conversation = Conversation(db)
         self.updates = UpdateInbox(db)
         self.events = Events(db)
         self.jobs = Jobs(db)
-        self.quota = Quota(db, self.jobs, self.events)
-        self.payments = Payments(db, self.events)
+        self.quota = Quota(db, self.jobs, self.events, self.ledger, self.users, self.updates)
+        self.payments = Payments(db, self.events, self.ledger, self.users)
+
+    def apply_once(self, update_id: int, operation: Callable[[], None], *, now: datetime) -> bool:
+        """Run *operation* (store writes) and claim *update_id* in one transaction; False,
+        and nothing written, if the update's effects were applied before."""
+        with self.db.atomic():
+            if not self.updates.claim(update_id, now=now):
+                return False
+            operation()
+        return True
 
     def close(self) -> None:
         self.db.close()

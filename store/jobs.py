@@ -25,6 +25,7 @@ class JobState(enum.StrEnum):
     QUEUED = "queued"  # reserved, waiting in our pool; prompt_id chosen
     RUNNING = "running"  # handed to ComfyUI (maybe submitted, maybe not yet)
     DOWNLOADED = "downloaded"  # picture is on our disk (spool_path), not yet delivered
+    DELIVERING = "delivering"  # the upload has begun: no cancel can release it any more
     DELIVERED = "delivered"  # sent to the user and charged: final
     FAILED = "failed"  # reservation released: final
 
@@ -34,7 +35,12 @@ class QuotaSource(enum.StrEnum):
     SUBSCRIPTION = "subscription"
 
 
-ACTIVE_STATES: Final = (JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADED)
+ACTIVE_STATES: Final = (
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.DOWNLOADED,
+    JobState.DELIVERING,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,7 @@ class Job:
     detail: str | None
     created_at: datetime
     server: str | None = None  # the ComfyUI server it was last handed to (host:port)
+    lot: str | None = None  # the pack (charge id) its balance picture came from
 
     @property
     def active(self) -> bool:
@@ -81,6 +88,7 @@ def row_to_job(row: dict[str, Any]) -> Job:
         detail=row["detail"],
         created_at=from_iso(row["created_at"]),
         server=row.get("server"),
+        lot=row.get("lot"),
     )
 
 
@@ -134,12 +142,15 @@ class Jobs:
         spool_path: str | None = None,
         graph: str | None = None,
     ) -> bool:
-        """Move an active job forward (queued → running → downloaded); False if it is final."""
-        if to not in ACTIVE_STATES:
+        """Move an active job forward (queued → running → downloaded); False if it has
+        ended. A job whose upload had begun stays ``delivering`` (resumed after a restart
+        that lost its picture, it is fetched again, and still no cancel can release it)."""
+        if to not in (JobState.RUNNING, JobState.DOWNLOADED):
             raise ValueError(f"advance() moves between active states, not to {to.value!r}")
         cursor = self._db.execute(
-            "UPDATE jobs SET state = ?, updated_at = ?, spool_path = coalesce(?, spool_path),"
-            f" graph = coalesce(?, graph) WHERE job_id = ? AND state IN {ACTIVE_SQL}",
+            "UPDATE jobs SET state = CASE state WHEN 'delivering' THEN state ELSE ? END,"
+            " updated_at = ?, spool_path = coalesce(?, spool_path), graph = coalesce(?, graph)"
+            f" WHERE job_id = ? AND state IN {ACTIVE_SQL}",
             [to.value, to_iso(now), spool_path, graph, job_id],
         )
         return cursor.rowcount == 1

@@ -9,11 +9,18 @@ the row; the credit (pictures on the balance, or the subscription's new end) is 
 in the *same* transaction as the insert, so a crash leaves either both or neither, and a
 redelivery after such a crash credits exactly once.
 
-A refund is the mirror image: the row is marked refunded and what it credited is taken
-back, in one transaction guarded by ``refunded_at IS NULL``, so an admin's ``/refund``
-and Telegram's ``refunded_payment`` message for the same charge debit once. Pictures
-already spent cannot be taken back: the balance never goes below zero and the row keeps
-how many were taken and how many were missing.
+The credit is a ledger entry (:mod:`store.ledger`): a pack's pictures go on the balance
+and into the pack's own ``remaining`` (the pictures of it not yet reserved); a
+subscription month adds 30 days after the current end (or from now), so a paid month
+always adds its days, whatever an admin granted before.
+
+A refund is the mirror image, in one transaction guarded by ``refunded_at IS NULL``, so
+an admin's ``/refund`` and Telegram's ``refunded_payment`` message for the same charge
+debit once. It takes back exactly what is left of what that payment gave: a pack's
+pictures not yet reserved (a picture reserved from it and later released goes to the
+refund too, not back to the user: ``store.quota``); a month's days not yet used, never a
+newer month's (days added after it stay whole). Pictures already delivered cannot be
+taken back; the row keeps how many were taken and how many were missing.
 
 There are no awaits in here (see :mod:`store.quota`).
 """
@@ -31,8 +38,11 @@ import sqlite_utils
 from store.clock import from_iso, to_iso
 from store.db import query_one
 from store.events import EventRecord, Events
+from store.ledger import Cause, Entry, Ledger
+from store.users import Users
 
 __all__ = [
+    "SUBSCRIPTION_MONTH_S",
     "NewPayment",
     "PaymentKind",
     "PaymentRow",
@@ -43,6 +53,8 @@ __all__ = [
     "revenue_summary",
 ]
 
+SUBSCRIPTION_MONTH_S = 2_592_000  # 30 days: Telegram's only subscription period
+
 
 class PaymentKind(enum.StrEnum):
     PACK = "pack"
@@ -51,7 +63,8 @@ class PaymentKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NewPayment:
-    """A ``successful_payment`` and what it buys: *images*, or a subscription to *until*."""
+    """A ``successful_payment`` and what it buys: *images*, or a subscription month
+    (*subscription_until* is the end Telegram named; the month adds its 30 days)."""
 
     telegram_payment_charge_id: str
     provider_payment_charge_id: str
@@ -94,6 +107,7 @@ class Refunded:
     taken: int
     missing: int
     balance: int
+    days_taken: float = 0.0  # of a subscription month
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +127,13 @@ class RevenueSummary:
 class Payments:
     """The ``payments`` table, and the balance moves that go with its rows."""
 
-    def __init__(self, db: sqlite_utils.Database, events: Events) -> None:
+    def __init__(
+        self, db: sqlite_utils.Database, events: Events, ledger: Ledger, users: Users
+    ) -> None:
         self._db = db
         self._events = events
+        self._ledger = ledger
+        self._users = users
 
     def record(
         self,
@@ -131,11 +149,7 @@ class Payments:
         call credited.
         """
         with self._db.atomic():
-            self._db.execute(
-                "INSERT OR IGNORE INTO users (user_id, image_balance, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?)",
-                [payment.user_id, max(0, free_images), to_iso(now), to_iso(now)],
-            )
+            self._users.ensure_row(payment.user_id, now=now, free_images=free_images)
             try:
                 self._insert(payment, now=now)
             except sqlite3.IntegrityError:
@@ -171,25 +185,19 @@ class Payments:
         )
 
     def _credit(self, payment: NewPayment, *, now: datetime) -> None:
-        if payment.images:
-            self._db.execute(
-                "UPDATE users SET image_balance = image_balance + ?,"
-                " paid_images = paid_images + ?, updated_at = ? WHERE user_id = ?",
-                [payment.images, payment.images, to_iso(now), payment.user_id],
+        charge = payment.telegram_payment_charge_id
+        if payment.kind is PaymentKind.PACK:
+            entry = Entry(
+                payment.user_id,
+                Cause.PACK,
+                charge,
+                pictures=payment.images,
+                paid=payment.images,
+                lot=charge,
             )
-        if payment.subscription_until is not None:
-            # Renewals may arrive out of order: the subscription only ever grows.
-            self._db.execute(
-                "UPDATE users SET subscription_until = CASE WHEN subscription_until IS NULL"
-                " OR subscription_until < ? THEN ? ELSE subscription_until END,"
-                " updated_at = ? WHERE user_id = ?",
-                [
-                    to_iso(payment.subscription_until),
-                    to_iso(payment.subscription_until),
-                    to_iso(now),
-                    payment.user_id,
-                ],
-            )
+        else:
+            entry = Entry(payment.user_id, Cause.MONTH, charge, seconds=SUBSCRIPTION_MONTH_S)
+        self._ledger.post(entry, now=now)
 
     def _recorded(self, user_id: int, *, new: bool) -> Recorded:
         row = query_one(
@@ -235,41 +243,70 @@ class Payments:
         now: datetime,
         event: Callable[[Refunded], EventRecord] | None = None,
     ) -> Refunded | None:
-        """Take back what the charge credited, once; None for a charge never stored.
+        """Take back what is left of what the charge gave, once; None for a charge never
+        stored.
 
         *event* makes the ``payment_refunded`` row from what was taken back; it is written
         in the same transaction, only if this call refunded.
         """
+        charge = telegram_payment_charge_id
         with self._db.atomic():
-            payment = self.get(telegram_payment_charge_id)
+            payment = self.get(charge)
             if payment is None:
                 return None
             if payment.refunded:
                 return Refunded(payment, False, 0, 0, self._balance(payment.user_id))
-            balance = self._balance(payment.user_id)
-            taken = min(payment.images, balance)
+            taken, seconds = 0, 0
+            if payment.kind is PaymentKind.PACK:
+                row = query_one(
+                    self._db,
+                    "SELECT remaining FROM payments WHERE telegram_payment_charge_id = ?",
+                    [charge],
+                )
+                taken = int(row["remaining"]) if row is not None else 0
+            else:
+                seconds = self._month_left(payment.user_id, charge, now=now)
+            entry = Entry(
+                payment.user_id,
+                Cause.REFUND,
+                charge,
+                pictures=-taken,
+                paid=-taken,
+                lot=charge if payment.kind is PaymentKind.PACK else None,
+                seconds=-seconds,
+            )
+            self._ledger.post(entry, now=now)
             self._db.execute(
                 "UPDATE payments SET refunded_at = ?, refund_taken = ?, refund_missing = ?"
                 " WHERE telegram_payment_charge_id = ? AND refunded_at IS NULL",
-                [to_iso(now), taken, payment.images - taken, telegram_payment_charge_id],
+                [to_iso(now), taken, payment.images - taken, charge],
             )
-            self._db.execute(
-                "UPDATE users SET image_balance = image_balance - ?,"
-                " paid_images = max(0, min(paid_images, image_balance) - ?), updated_at = ?"
-                " WHERE user_id = ?",
-                [taken, taken, to_iso(now), payment.user_id],
+            refunded = Refunded(
+                payment,
+                True,
+                taken,
+                payment.images - taken,
+                self._balance(payment.user_id),
+                days_taken=seconds / 86_400,
             )
-            if payment.kind is PaymentKind.SUBSCRIPTION:
-                # A refunded month ends now; an earlier, unrefunded month is not restored.
-                self._db.execute(
-                    "UPDATE users SET subscription_until = ? WHERE user_id = ?"
-                    " AND subscription_until > ?",
-                    [to_iso(now), payment.user_id, to_iso(now)],
-                )
-            refunded = Refunded(payment, True, taken, payment.images - taken, balance - taken)
             if event is not None:
                 self._events.add(event(refunded))
         return refunded
+
+    def _month_left(self, user_id: int, charge: str, *, now: datetime) -> int:
+        """Seconds of the month paid by *charge* not used yet: the time left on the
+        subscription, less the days stacked after that month (which stay whole)."""
+        row = query_one(
+            self._db,
+            "SELECT u.subscription_until AS until, l.seconds FROM users AS u JOIN ledger AS l"
+            " ON l.user_id = u.user_id AND l.cause = ? AND l.ref = ? WHERE u.user_id = ?",
+            [Cause.MONTH.value, charge, user_id],
+        )
+        if row is None or row["until"] is None:
+            return 0
+        left = (from_iso(row["until"]) - now).total_seconds()
+        left -= self._ledger.later_subscription_seconds(user_id, charge)
+        return int(max(0, min(int(row["seconds"]), left)))
 
     def _balance(self, user_id: int) -> int:
         row = query_one(self._db, "SELECT image_balance FROM users WHERE user_id = ?", [user_id])
@@ -277,44 +314,7 @@ class Payments:
 
     def summary(self, *, since: datetime, until: datetime) -> RevenueSummary:
         """Revenue, sales and where delivered pictures came from, in [since, until]."""
-        window = [to_iso(since), to_iso(until)]
-        sales = query_one(
-            self._db,
-            "SELECT coalesce(sum(total_amount), 0) AS stars,"
-            " coalesce(sum(CASE WHEN refunded_at IS NOT NULL THEN total_amount END), 0)"
-            " AS refunded, coalesce(sum(kind = 'pack'), 0) AS packs,"
-            " coalesce(sum(kind = 'subscription'), 0) AS subs"
-            " FROM payments WHERE created_at >= ? AND created_at <= ?",
-            window,
-        )
-        subscribers = query_one(
-            self._db,
-            "SELECT count(DISTINCT users.user_id) AS n FROM users JOIN payments"
-            " ON payments.user_id = users.user_id AND payments.kind = 'subscription'"
-            " AND payments.refunded_at IS NULL WHERE users.subscription_until > ?",
-            [to_iso(until)],
-        )
-        pictures = query_one(
-            self._db,
-            "SELECT coalesce(sum(quota_source = 'balance' AND paid = 1), 0) AS paid,"
-            " coalesce(sum(quota_source = 'balance' AND paid = 0), 0) AS free,"
-            " coalesce(sum(quota_source = 'subscription'), 0) AS sub"
-            " FROM jobs WHERE state = 'delivered' AND finished_at >= ? AND finished_at <= ?",
-            window,
-        )
-        assert sales is not None  # aggregates always yield a row
-        assert subscribers is not None
-        assert pictures is not None
-        return RevenueSummary(
-            stars=int(sales["stars"]) - int(sales["refunded"]),
-            refunded_stars=int(sales["refunded"]),
-            packs_sold=int(sales["packs"]),
-            subscriptions_paid=int(sales["subs"]),
-            active_subscribers=int(subscribers["n"]),
-            paid_pictures=int(pictures["paid"]),
-            free_pictures=int(pictures["free"]),
-            subscription_pictures=int(pictures["sub"]),
-        )
+        return _summary(self._db, since=since, until=until)
 
 
 def revenue_summary(
@@ -328,8 +328,50 @@ def revenue_summary(
     try:
         if query_one(db, "SELECT 1 AS one FROM payments LIMIT 1") is None:
             return None
-        return Payments(db, Events(db)).summary(since=since, until=until)
+        return _summary(db, since=since, until=until)
     except sqlite3.OperationalError as exc:
         if "no such" in str(exc):
             return None
         raise
+
+
+def _summary(db: sqlite_utils.Database, *, since: datetime, until: datetime) -> RevenueSummary:
+    """Revenue, sales and where delivered pictures came from, in [since, until]."""
+    window = [to_iso(since), to_iso(until)]
+    sales = query_one(
+        db,
+        "SELECT coalesce(sum(total_amount), 0) AS stars,"
+        " coalesce(sum(CASE WHEN refunded_at IS NOT NULL THEN total_amount END), 0)"
+        " AS refunded, coalesce(sum(kind = 'pack'), 0) AS packs,"
+        " coalesce(sum(kind = 'subscription'), 0) AS subs"
+        " FROM payments WHERE created_at >= ? AND created_at <= ?",
+        window,
+    )
+    subscribers = query_one(
+        db,
+        "SELECT count(DISTINCT users.user_id) AS n FROM users JOIN payments"
+        " ON payments.user_id = users.user_id AND payments.kind = 'subscription'"
+        " AND payments.refunded_at IS NULL WHERE users.subscription_until > ?",
+        [to_iso(until)],
+    )
+    pictures = query_one(
+        db,
+        "SELECT coalesce(sum(quota_source = 'balance' AND paid = 1), 0) AS paid,"
+        " coalesce(sum(quota_source = 'balance' AND paid = 0), 0) AS free,"
+        " coalesce(sum(quota_source = 'subscription'), 0) AS sub"
+        " FROM jobs WHERE state = 'delivered' AND finished_at >= ? AND finished_at <= ?",
+        window,
+    )
+    assert sales is not None  # aggregates always yield a row
+    assert subscribers is not None
+    assert pictures is not None
+    return RevenueSummary(
+        stars=int(sales["stars"]) - int(sales["refunded"]),
+        refunded_stars=int(sales["refunded"]),
+        packs_sold=int(sales["packs"]),
+        subscriptions_paid=int(sales["subs"]),
+        active_subscribers=int(subscribers["n"]),
+        paid_pictures=int(pictures["paid"]),
+        free_pictures=int(pictures["free"]),
+        subscription_pictures=int(pictures["sub"]),
+    )

@@ -13,11 +13,17 @@ the rows one rule selects, in one transaction, so the caller can yield between b
 - ``parked_updates`` (updates the bot could not handle, kept raw for the operator; they
   hold users' words) by ``parked_at``, as long as ``turns``;
 - ``events_analytics`` by ``ts``: no texts, only names, ids and numbers, kept longest so
-  the picture report stays meaningful.
+  the picture report stays meaningful;
+- ``applied_updates`` (which updates' effects were applied) by ``applied_at``, as long as
+  ``turns``: long after Telegram or the inbox could hand an update over again.
+
+The ledger and the payments are never pruned: they are the record of the money.
 
 :func:`forget_user` is ``/forget``: the user's turns, the texts the bot sent them, the
 scenes in their finished jobs' graphs and any update of theirs parked for the operator
-go; their balance, subscription, job rows (what was charged) and events stay.
+go; their balance, subscription, job rows (what was charged) and events stay. A reply
+whose picture is being drawn keeps its text (the worker reads it) until its job ends:
+``forgotten_at`` tells the job's end to delete it then (``store.quota``).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class Table(enum.StrEnum):
     JOBS = "jobs"
     EVENTS = "events_analytics"
     PARKED = "parked_updates"
+    APPLIED = "applied_updates"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +82,7 @@ class RetentionPolicy:
             Table.JOBS: self.jobs_days,
             Table.EVENTS: self.events_days,
             Table.PARKED: self.turns_days,  # raw updates hold the user's words, as turns do
+            Table.APPLIED: self.turns_days,
         }[table]
 
 
@@ -103,6 +111,7 @@ _AGE_COLUMN: Final = {
     Table.JOBS: "finished_at",
     Table.EVENTS: "ts",
     Table.PARKED: "parked_at",
+    Table.APPLIED: "applied_at",
 }
 
 
@@ -144,13 +153,15 @@ class Forgotten:
     parked: int = 0
 
 
-def forget_user(db: sqlite_utils.Database, user_id: int) -> Forgotten:
+def forget_user(db: sqlite_utils.Database, user_id: int, *, now: datetime) -> Forgotten:
     """Delete *user_id*'s conversation and texts, in one transaction.
 
     A reply whose picture is being drawn right now keeps its text and its job its graph
-    until the job ends (the worker reads them); everything else of theirs goes.
+    until the job ends (the worker reads them; the job's end deletes them, as
+    ``forgotten_at`` says); everything else of theirs goes.
     """
     with db.atomic():
+        db.execute("UPDATE users SET forgotten_at = ? WHERE user_id = ?", [to_iso(now), user_id])
         turns = db.execute("DELETE FROM turns WHERE user_id = ?", [user_id]).rowcount
         texts = db.execute(
             "DELETE FROM sent_messages WHERE user_id = ? AND NOT EXISTS (SELECT 1 FROM jobs"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from store.clock import to_iso, utc_now
+
 __all__ = ["MIGRATIONS", "migrate", "migration_names"]
 
 MIGRATIONS = sqlite_utils.Migrations("persona_bot")
@@ -214,6 +216,114 @@ def _events_server(db: sqlite_utils.Database) -> None:
     for statement in _EVENTS_SERVER.split(";"):
         if statement.strip():
             db.execute(statement)
+
+
+# Money by design (store/ledger.py): every change to a balance or a subscription is a
+# ledger entry, once per (cause, ref); a pack's pictures not yet reserved are its
+# ``remaining``, and a job names the pack its picture came from (``lot``). An update whose
+# effects were applied is claimed in ``applied_updates`` in the same transaction, so
+# handling it again changes nothing. A job's upload begins with the ``delivering`` state,
+# which a cancel cannot release (one active job per message counts it too). A user's
+# /forget while a picture was drawn is finished when that job ends (``forgotten_at``).
+# Prompts left on a ComfyUI server a job moved away from wait for their clean-up in
+# ``abandoned_prompts``, across restarts.
+_LEDGER = """
+CREATE TABLE ledger (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    cause TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    pictures INTEGER NOT NULL DEFAULT 0,
+    paid INTEGER NOT NULL DEFAULT 0,
+    lot TEXT,
+    seconds INTEGER NOT NULL DEFAULT 0,
+    until TEXT
+);
+CREATE UNIQUE INDEX ledger_once ON ledger (cause, ref);
+CREATE INDEX ledger_by_user ON ledger (user_id, id);
+CREATE INDEX ledger_by_lot ON ledger (lot) WHERE lot IS NOT NULL;
+ALTER TABLE payments ADD COLUMN remaining INTEGER NOT NULL DEFAULT 0 CHECK (remaining >= 0);
+CREATE INDEX payments_open_packs ON payments (user_id, id) WHERE kind = 'pack' AND remaining > 0;
+ALTER TABLE jobs ADD COLUMN lot TEXT;
+DROP INDEX jobs_one_active_per_message;
+CREATE UNIQUE INDEX jobs_one_active_per_message ON jobs (chat_id, message_id)
+    WHERE state IN ('queued', 'running', 'downloaded', 'delivering');
+CREATE TABLE applied_updates (update_id INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+CREATE INDEX applied_updates_by_age ON applied_updates (applied_at);
+ALTER TABLE users ADD COLUMN forgotten_at TEXT;
+CREATE TABLE abandoned_prompts (
+    server TEXT NOT NULL,
+    prompt_id TEXT NOT NULL,
+    since TEXT NOT NULL,
+    PRIMARY KEY (server, prompt_id)
+)
+"""
+
+
+@MIGRATIONS(name="0008_ledger")
+def _ledger(db: sqlite_utils.Database) -> None:
+    for statement in _LEDGER.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    _open_ledger(db)
+
+
+def _open_ledger(db: sqlite_utils.Database) -> None:
+    """What every user held before the ledger, as its first entries.
+
+    The bought part of a balance is given to the user's packs not refunded, newest first
+    (the oldest were spent first); a job drawn from a bought picture names the newest.
+    """
+    stamp = to_iso(utc_now())
+    users = list(
+        db.query("SELECT user_id, image_balance, paid_images, subscription_until FROM users")
+    )
+    for user in users:
+        user_id, bought = int(user["user_id"]), int(user["paid_images"])
+        packs = list(
+            db.query(
+                "SELECT telegram_payment_charge_id AS charge, images FROM payments"
+                " WHERE user_id = ? AND kind = 'pack' AND refunded_at IS NULL ORDER BY id DESC",
+                [user_id],
+            )
+        )
+        left = bought
+        for pack in packs:
+            remaining = min(int(pack["images"]), left)
+            left -= remaining
+            if remaining:
+                db.execute(
+                    "UPDATE payments SET remaining = ? WHERE telegram_payment_charge_id = ?",
+                    [remaining, pack["charge"]],
+                )
+                _opening(db, stamp, user_id, f"pack:{pack['charge']}", remaining, pack["charge"])
+        if left:  # bought pictures no pack explains: counted as free from now on
+            db.execute(
+                "UPDATE users SET paid_images = paid_images - ? WHERE user_id = ?", [left, user_id]
+            )
+        free = int(user["image_balance"]) - (bought - left)
+        db.execute(
+            "INSERT INTO ledger (ts, user_id, cause, ref, pictures, until)"
+            " VALUES (?, ?, 'opening', ?, ?, ?)",
+            [stamp, user_id, f"user:{user_id}", free, user["subscription_until"]],
+        )
+        if packs:
+            db.execute(
+                "UPDATE jobs SET lot = ? WHERE user_id = ? AND paid = 1 AND state IN"
+                " ('queued', 'running', 'downloaded')",
+                [packs[0]["charge"], user_id],
+            )
+
+
+def _opening(
+    db: sqlite_utils.Database, stamp: str, user_id: int, ref: str, pictures: int, lot: str
+) -> None:
+    db.execute(
+        "INSERT INTO ledger (ts, user_id, cause, ref, pictures, paid, lot)"
+        " VALUES (?, ?, 'opening', ?, ?, ?, ?)",
+        [stamp, user_id, ref, pictures, pictures, lot],
+    )
 
 
 def migration_names() -> tuple[str, ...]:

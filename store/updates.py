@@ -4,7 +4,9 @@ getUpdates confirms every update below the offset it is called with, and Telegra
 forgets them (docs/telegram.md, T3). So a batch is written here, with the next offset, in one
 transaction *before* the next call confirms it; the dispatcher removes each update once
 handled. After a crash, ``pending()`` gives back exactly the updates not yet handled:
-nothing is lost, and nothing handled is handled again.
+nothing is lost. An update whose effects were committed just before a crash is handled
+again, so a handler with effects claims its update (:meth:`UpdateInbox.claim`) in the
+transaction of those effects: the second run finds it claimed and changes nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +47,25 @@ class UpdateInbox:
                 " SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
                 [_OFFSET_KEY, str(next_offset)],
             )
+
+    def claim(self, update_id: int, *, now: datetime) -> bool:
+        """Record that *update_id*'s effects are being applied; False if they were before.
+
+        Call inside the transaction of those effects: an update handled again (its
+        handler re-run after a restart, or retried) then changes nothing twice.
+        """
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO applied_updates (update_id, applied_at) VALUES (?, ?)",
+            [update_id, to_iso(now)],
+        )
+        return cursor.rowcount == 1
+
+    def claimed(self, update_id: int) -> bool:
+        """Whether *update_id*'s effects were applied."""
+        rows = self._db.query(
+            "SELECT 1 AS one FROM applied_updates WHERE update_id = ?", [update_id]
+        )
+        return next(iter(rows), None) is not None
 
     def pending(self) -> list[tuple[int, str]]:
         rows = self._db.query("SELECT update_id, raw FROM update_inbox ORDER BY update_id")

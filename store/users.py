@@ -9,6 +9,7 @@ from typing import Any
 import sqlite_utils
 
 from store.clock import from_iso, to_iso
+from store.ledger import Cause, Entry, Ledger
 
 __all__ = ["User", "Users"]
 
@@ -38,10 +39,26 @@ def _row_to_user(row: dict[str, Any]) -> User:
 
 
 class Users:
-    """The ``users`` table."""
+    """The ``users`` table; a user's money moves only through the ledger."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: sqlite_utils.Database, ledger: Ledger) -> None:
         self._db = db
+        self._ledger = ledger
+
+    def ensure_row(self, user_id: int, *, now: datetime, free_images: int) -> bool:
+        """Create *user_id*'s row if there is none, with the free allowance (a ledger
+        entry); True if it was created. Call inside the caller's transaction."""
+        stamp = to_iso(now)
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO users (user_id, created_at, updated_at) VALUES (?, ?, ?)",
+            [user_id, stamp, stamp],
+        )
+        if cursor.rowcount != 1:
+            return False
+        if free_images > 0:
+            entry = Entry(user_id, Cause.FREE, str(user_id), pictures=free_images)
+            self._ledger.post(entry, now=now)
+        return True
 
     def get(self, user_id: int) -> User | None:
         rows = list(self._db.query("SELECT * FROM users WHERE user_id = ?", [user_id]))
@@ -61,23 +78,14 @@ class Users:
         A user who writes again is no longer blocked (they unblocked the bot to do so),
         and their name and language follow what Telegram reports now.
         """
-        stamp = to_iso(now)
-        self._db.execute(
-            "INSERT INTO users (user_id, first_name, language, image_balance, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET"
-            " first_name = coalesce(?, first_name), language = coalesce(?, language),"
-            " blocked = 0, updated_at = excluded.updated_at",
-            [
-                user_id,
-                first_name or "",
-                language or "ru",
-                max(0, free_images),
-                stamp,
-                stamp,
-                first_name,
-                language,
-            ],
-        )
+        with self._db.atomic():
+            self.ensure_row(user_id, now=now, free_images=free_images)
+            self._db.execute(
+                "UPDATE users SET first_name = coalesce(?, first_name),"
+                " language = coalesce(?, language), blocked = 0, updated_at = ?"
+                " WHERE user_id = ?",
+                [first_name, language, to_iso(now), user_id],
+            )
         user = self.get(user_id)
         assert user is not None  # just written
         return user

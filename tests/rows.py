@@ -1,10 +1,12 @@
-"""Reading rows back in tests: a user that must exist, and their balance."""
+"""Rows in tests: a user that must exist, their balance, a job delivered as a worker would."""
 
 from __future__ import annotations
 
-from store import Store, User
+from datetime import datetime
 
-__all__ = ["balance", "user_row"]
+from store import EventRecord, JobState, Store, User
+
+__all__ = ["balance", "deliver", "user_row"]
 
 
 def user_row(store: Store, user_id: int) -> User:
@@ -17,3 +19,17 @@ def user_row(store: Store, user_id: int) -> User:
 def balance(store: Store, user_id: int) -> int:
     """Pictures left on *user_id*'s balance."""
     return user_row(store, user_id).image_balance
+
+
+def deliver(
+    store: Store,
+    job_id: str,
+    *,
+    now: datetime,
+    file_id: str = "f",
+    event: EventRecord | None = None,
+) -> bool:
+    """Walk a reserved job through its steps and charge it, as a worker would."""
+    store.jobs.advance(job_id, to=JobState.DOWNLOADED, now=now)
+    store.quota.start_delivering(job_id, now=now)
+    return store.quota.consume(job_id, file_id=file_id, now=now, event=event)

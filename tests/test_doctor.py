@@ -13,7 +13,7 @@ import sqlite_utils
 from bot.core.settings import Settings, load_settings
 from bot.ops.doctor import Check, doctor_main, run_checks
 from comfy import SHIPPED_WORKFLOW
-from store import open_store
+from store import open_store, utc_now
 from store.maintenance import schema_status
 from store.schema import migration_names
 from tests.fakes.comfy import FakeComfy
@@ -160,6 +160,21 @@ async def test_the_database_check_names_the_schema_and_pending_migrations(
     open_store(path).close()
     checks = await checks_for(settings, fake_telegram, fake_comfy)
     assert checks["database"].line().endswith(f"schema {every[-1]}, no migrations pending")
+    assert checks["ledger"].ok
+
+
+async def test_the_doctor_names_a_balance_the_ledger_does_not_explain(
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_comfy: FakeComfy, autojump_clock: object
+) -> None:
+    path = tmp_path / "data" / "bot.db"
+    with open_store(path) as store:
+        store.users.ensure(7, now=utc_now(), free_images=3)
+        store.db.execute("UPDATE users SET image_balance = 30 WHERE user_id = 7")
+    checks = await checks_for(settings_for(tmp_path), fake_telegram, fake_comfy)
+    assert checks["ledger"].line() == (
+        "✗ ledger: user 7 balance: stored 30, the ledger says 3;"
+        " restore a backup, or report it: this is a bug"
+    )
 
 
 async def test_a_database_from_a_newer_version_is_refused_by_the_doctor(

@@ -19,7 +19,9 @@ from bot.telegram.types import Update
 from store import SentMessage
 from tests.test_routing import USER, message, press
 
-CTX = Context(chat_id=42, chat_type="private", user_id=42, first_name="Аня", language_code="en")
+CTX = Context(
+    chat_id=42, chat_type="private", user_id=42, first_name="Аня", language_code="en", update_id=2
+)
 PAID = {"currency": "XTR", "total_amount": 50, "invoice_payload": "pack:10:50:42"}
 
 

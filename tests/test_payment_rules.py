@@ -26,7 +26,7 @@ from bot.payments.rules import Decline, Unreadable, check_pre_checkout, credit_o
 from bot.telegram.types import PreCheckoutQuery, SuccessfulPayment
 from store import EventRecord, Job, NewJob, NewPayment, PaymentKind, Refunded, Store, open_store
 from store.payments import revenue_summary
-from tests.rows import balance, user_row
+from tests.rows import balance, deliver, user_row
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 USER = 7
@@ -266,7 +266,9 @@ def _crash(*_: object, **__: object) -> None:
     raise RuntimeError("the process died here")
 
 
-def test_renewals_extend_the_subscription_and_never_shorten_it(store: Store) -> None:
+def test_every_paid_month_adds_thirty_days_in_whatever_order_renewals_arrive(
+    store: Store,
+) -> None:
     def month(charge: str, until: datetime) -> NewPayment:
         return NewPayment(
             telegram_payment_charge_id=charge,
@@ -285,7 +287,7 @@ def test_renewals_extend_the_subscription_and_never_shorten_it(store: Store) -> 
     late = store.payments.record(month("m0", NOW + timedelta(days=1)), now=NOW, free_images=0)
     assert first.subscription_until == NOW + timedelta(days=30)
     assert second.subscription_until == NOW + timedelta(days=60)
-    assert late.subscription_until == NOW + timedelta(days=60)
+    assert late.subscription_until == NOW + timedelta(days=90)  # paid: never for nothing
     assert store.payments.last_subscription_charge(USER) == "m0"
 
 
@@ -295,7 +297,7 @@ def spend(store: Store, n: int) -> None:
             NewJob(f"j{i}", f"p{i}", USER, USER, 100 + i, "alice", "ru"), now=NOW, daily_limit=0
         )
         assert isinstance(job, Job)
-        store.quota.consume(f"j{i}", file_id=f"f{i}", now=NOW)
+        assert deliver(store, f"j{i}", now=NOW, file_id=f"f{i}")
 
 
 def test_free_pictures_are_spent_first_and_paid_ones_are_marked(store: Store) -> None:

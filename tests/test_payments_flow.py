@@ -12,7 +12,7 @@ from store import NewJob, Store
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram, SentRecord
 from tests.harness import Bot, start_bot, threads_run_in_real_time
-from tests.rows import balance, user_row
+from tests.rows import balance, deliver, user_row
 from tests.test_image_flow import photos, press_look, say_and_get_reply, wait_job_settled
 
 USER = DEFAULT_USER_ID
@@ -226,7 +226,7 @@ async def test_an_admin_refund_after_the_pictures_were_spent_takes_back_what_is_
         for n in range(7):
             job = NewJob(f"j{n}", f"p{n}", USER, USER, 900 + n, "alice", "ru")
             store.quota.reserve(job, now=bot.clock(), daily_limit=0)
-            store.quota.consume(f"j{n}", file_id=f"f{n}", now=bot.clock())
+            deliver(store, f"j{n}", now=bot.clock(), file_id=f"f{n}")
     answer = await command(tg, f"/refund {charge}", user_id=ADMIN)
     assert answer.text == t(
         "refund_done", "ru", charge=charge, stars=50, taken=3, images=10, missing=7,

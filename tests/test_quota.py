@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from store import (
+    Granted,
     JobState,
     NewJob,
+    NewPayment,
+    PaymentKind,
     QuotaSource,
     QuotaView,
     Refusal,
@@ -18,7 +21,7 @@ from store import (
     open_store,
     pick_source,
 )
-from tests.rows import balance
+from tests.rows import balance, deliver
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DAILY = 3
@@ -40,6 +43,19 @@ def new_job(n: int, *, user_id: int = 7, message_id: int | None = None) -> NewJo
         message_id=message_id if message_id is not None else 100 + n,
         persona_key="alice",
         language="ru",
+    )
+
+
+def pack(images: int, *, charge: str = "ch-1") -> NewPayment:
+    return NewPayment(
+        telegram_payment_charge_id=charge,
+        provider_payment_charge_id="",
+        user_id=7,
+        kind=PaymentKind.PACK,
+        invoice_payload=f"pack:{images}:50:7",
+        currency="XTR",
+        total_amount=50,
+        images=images,
     )
 
 
@@ -97,7 +113,7 @@ def test_consume_charges_once_and_a_later_release_changes_nothing(store: Store) 
     store.users.ensure(7, now=NOW, free_images=2)
     store.sent.add(chat_id=7, message_id=101, user_id=7, persona_key="alice", text="t", now=NOW)
     store.quota.reserve(new_job(1), now=NOW, daily_limit=DAILY)
-    assert store.quota.consume("job-1", file_id="F1", now=NOW)
+    assert deliver(store, "job-1", now=NOW, file_id="F1")
     assert not store.quota.consume("job-1", file_id="F1", now=NOW)
     assert not store.quota.release("job-1", reason="send_error", detail="late", now=NOW)
     assert balance(store, 7) == 1
@@ -108,7 +124,7 @@ def test_consume_charges_once_and_a_later_release_changes_nothing(store: Store) 
 
 def test_subscription_allows_the_daily_limit_without_touching_the_balance(store: Store) -> None:
     store.users.ensure(7, now=NOW, free_images=1)
-    store.quota.subscribe(7, 30, now=NOW, free_images=1)
+    store.quota.subscribe(7, 30, now=NOW, free_images=1, ref="test-1")
     for n in range(DAILY):
         job = store.quota.reserve(new_job(n), now=NOW, daily_limit=DAILY)
         assert not isinstance(job, Refusal)
@@ -125,7 +141,7 @@ def test_subscription_allows_the_daily_limit_without_touching_the_balance(store:
 
 def test_a_failed_subscription_image_does_not_count_against_today(store: Store) -> None:
     store.users.ensure(7, now=NOW, free_images=0)
-    store.quota.subscribe(7, 1, now=NOW, free_images=0)
+    store.quota.subscribe(7, 1, now=NOW, free_images=0, ref="test-2")
     for n in range(DAILY):
         store.quota.reserve(new_job(n), now=NOW, daily_limit=DAILY)
     store.quota.release("job-0", reason="generation_error", detail="x", now=NOW)
@@ -135,21 +151,27 @@ def test_a_failed_subscription_image_does_not_count_against_today(store: Store) 
 
 def test_subscription_expires(store: Store) -> None:
     store.users.ensure(7, now=NOW, free_images=0)
-    until = store.quota.subscribe(7, 2, now=NOW, free_images=0)
+    until = store.quota.subscribe(7, 2, now=NOW, free_images=0, ref="test-3")
     assert until == NOW + timedelta(days=2)
     later = until + timedelta(seconds=1)
     assert store.quota.reserve(new_job(1), now=later, daily_limit=DAILY) is Refusal.NO_QUOTA
 
 
 def test_subscribe_extends_from_the_current_end(store: Store) -> None:
-    first = store.quota.subscribe(7, 10, now=NOW, free_images=0)
-    second = store.quota.subscribe(7, 5, now=NOW + timedelta(days=1), free_images=0)
+    first = store.quota.subscribe(7, 10, now=NOW, free_images=0, ref="test-4")
+    second = store.quota.subscribe(7, 5, now=NOW + timedelta(days=1), free_images=0, ref="test-5")
     assert second == first + timedelta(days=5)
 
 
 def test_grant_creates_the_user_and_adds_images(store: Store) -> None:
-    assert store.quota.grant(99, 5, now=NOW, free_images=3) == 8
-    assert store.quota.grant(99, -100, now=NOW, free_images=3) == 0
+    assert store.quota.grant(99, 5, now=NOW, free_images=3, ref="g1") == Granted(5, 8)
+    assert store.quota.grant(99, -100, now=NOW, free_images=3, ref="g2") == Granted(-8, 0)
+    assert store.quota.grant(99, 5, now=NOW, free_images=3, ref="g1") is None  # once per ref
+
+
+def test_a_negative_grant_takes_from_the_free_part_only(store: Store) -> None:
+    store.payments.record(pack(2), now=NOW, free_images=3)  # 3 free, 2 bought
+    assert store.quota.grant(7, -10, now=NOW, free_images=3, ref="g") == Granted(-3, 2)
 
 
 def test_reservations_survive_reopening_the_file(tmp_path: Path) -> None:

@@ -249,7 +249,12 @@ async def test_the_admins_stats_message_hides_the_configured_secrets(
         )
         fake_telegram.user_says("x", user_id=42)
         ctx = Context(
-            chat_id=42, chat_type="private", user_id=42, first_name="A", language_code="en"
+            chat_id=42,
+            chat_type="private",
+            user_id=42,
+            first_name="A",
+            language_code="en",
+            update_id=1,
         )
         await handle_stats(deps, AdminCmd(ctx=ctx, name="stats", args=()))
     (text,) = fake_telegram.texts_to(42)

@@ -30,7 +30,7 @@ from store.retention import (
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import DEFAULT_USER_ID, TEST_TOKEN, FakeTelegram
 from tests.harness import Clock, start_bot
-from tests.rows import balance
+from tests.rows import balance, deliver
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 POLICY = RetentionPolicy(turns_days=30, sent_messages_days=60, jobs_days=90, events_days=400)
@@ -107,8 +107,8 @@ def add_sent(store: Store, user_id: int, message_id: int, when: datetime) -> Non
 
 def add_job(store: Store, user_id: int, message_id: int, when: datetime) -> str:
     """A job reserved at *when* (the user gets a picture to pay with)."""
-    store.quota.grant(user_id, 1, now=when, free_images=0)
     job_id = f"job-{user_id}-{message_id}"
+    store.quota.grant(user_id, 1, now=when, free_images=0, ref=f"grant-{job_id}")
     new = NewJob(
         job_id=job_id,
         prompt_id=f"prompt-{job_id}",
@@ -157,7 +157,7 @@ def test_old_parked_updates_go_and_new_ones_stay(store: Store) -> None:
 def test_jobs_prune_only_final_rows_and_never_today(store: Store) -> None:
     old = NOW - timedelta(days=100)
     delivered = add_job(store, USER, 1, old)
-    store.quota.consume(delivered, file_id="f", now=old)
+    deliver(store, delivered, now=old)
     failed = add_job(store, USER, 2, old)
     store.quota.release(failed, reason="generation_error", detail="x", now=old)
     active = add_job(store, USER, 3, old)  # a job still active: a reservation, kept
@@ -167,7 +167,7 @@ def test_jobs_prune_only_final_rows_and_never_today(store: Store) -> None:
     assert [row["job_id"] for row in store.db.query("SELECT job_id FROM jobs")] == [active]
     # A retention shorter than a day still leaves today's finished jobs to the quota.
     today = add_job(store, OTHER, 4, NOW - timedelta(hours=1))
-    store.quota.consume(today, file_id="g", now=NOW - timedelta(minutes=30))
+    deliver(store, today, now=NOW - timedelta(minutes=30), file_id="g")
     tiny = RetentionPolicy(turns_days=0, sent_messages_days=0, jobs_days=1, events_days=0)
     (rule,) = prune_rules(tiny, NOW + timedelta(hours=11))
     assert prune_batch(store.db, rule, 100) == 0
@@ -279,14 +279,14 @@ def test_forget_deletes_texts_but_not_money_or_other_users(store: Store) -> None
     add_sent(store, USER, 11, NOW)
     add_sent(store, OTHER, 12, NOW)
     done = add_job(store, USER, 10, NOW)
-    store.quota.consume(done, file_id="f", now=NOW)
+    deliver(store, done, now=NOW)
     drawing = add_job(store, USER, 11, NOW)  # being drawn: the worker still needs its text
-    store.quota.grant(USER, 5, now=NOW, free_images=0)
+    store.quota.grant(USER, 5, now=NOW, free_images=0, ref="grant-5")
     park(store, 1, USER, NOW)
     park(store, 2, USER, NOW, kind="callback_query")
     park(store, 3, OTHER, NOW)
     before = balance(store, USER)
-    gone = forget_user(store.db, USER)
+    gone = forget_user(store.db, USER, now=NOW)
     assert (gone.turns, gone.texts, gone.scenes, gone.parked) == (1, 1, 1, 2)
     assert store.updates.parked() == [(3, "handler_error")]
     assert store.conversation.last(user_id=USER, persona_key="alice", limit=5) == []

@@ -15,6 +15,7 @@ from store import NewJob, open_store
 from store.events import EventRecord
 from store.schema import _EVENTS_SERVER
 from store.server_stats import _AT_RANK, _COUNT, _NEXT_SERVER, ServerCounts, server_counts
+from tests.rows import deliver
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 WEEK_AGO = NOW - timedelta(days=7)
@@ -100,7 +101,7 @@ def test_settling_a_job_names_its_server_on_the_event(tmp_path: Path) -> None:
     with open_store(tmp_path / "bot.db") as store:
         for n, outcome in enumerate(["consume", "release"]):
             job_id = f"job-{n}"
-            store.quota.grant(5, 1, now=NOW, free_images=0)
+            store.quota.grant(5, 1, now=NOW, free_images=0, ref=f"grant-{n}")
             new = NewJob(
                 job_id=job_id,
                 prompt_id=f"prompt-{n}",
@@ -114,7 +115,7 @@ def test_settling_a_job_names_its_server_on_the_event(tmp_path: Path) -> None:
             store.jobs.set_server(job_id, "gpu2:8188")
             if outcome == "consume":
                 event = EventRecord(ts=NOW, event="image_generated", job_id=job_id)
-                assert store.quota.consume(job_id, file_id="f", now=NOW, event=event)
+                assert deliver(store, job_id, now=NOW, event=event)
             else:
                 event = EventRecord(ts=NOW, event="image_failed", job_id=job_id, reason="x")
                 assert store.quota.release(job_id, reason="x", detail="d", now=NOW, event=event)

@@ -455,6 +455,7 @@ def stats_cmd(user_id: int, *args: str, language_code: str = "en") -> AdminCmd:
         user_id=user_id,
         first_name="Admin",
         language_code=language_code,
+        update_id=1,
     )
     return AdminCmd(ctx=ctx, name="stats", args=args)
 

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 async def handle_forget(deps: Deps, cmd: ForgetCmd) -> None:
     """Delete, then confirm: the deletion is committed before the answer is sent."""
     gone = await deps.write(
-        f"forget user {cmd.ctx.user_id}", lambda: forget_user(deps.store.db, cmd.ctx.user_id)
+        f"forget user {cmd.ctx.user_id}",
+        lambda: forget_user(deps.store.db, cmd.ctx.user_id, now=deps.now()),
     )
     log.info(
         "user_forgot_their_texts",

@@ -64,6 +64,7 @@ class Context:
     user_id: int
     first_name: str
     language_code: str | None
+    update_id: int  # what a handler's effects are applied once for (``UpdateInbox.claim``)
 
     @property
     def private(self) -> bool:
@@ -245,9 +246,9 @@ ADMIN_COMMANDS: Final = frozenset({"grant", "subscribe", "stats", "refund", "sto
 def route(update: Update, *, bot_username: str | None = None) -> Command:
     """Decide what *update* asks for."""
     if update.message is not None:
-        return _route_message(update.message, bot_username=bot_username)
+        return _route_message(update.update_id, update.message, bot_username=bot_username)
     if update.callback_query is not None:
-        return _route_callback(update.callback_query)
+        return _route_callback(update.update_id, update.callback_query)
     if update.pre_checkout_query is not None:
         query = update.pre_checkout_query
         return PreCheckout(query, lang_of(query.from_.language_code))
@@ -260,21 +261,22 @@ def route(update: Update, *, bot_username: str | None = None) -> Command:
     return Ignored("update type not handled")
 
 
-def _context(message: Message, user: User) -> Context:
+def _context(update_id: int, message: Message, user: User) -> Context:
     return Context(
         chat_id=message.chat.id,
         chat_type=message.chat.type,
         user_id=user.id,
         first_name=user.first_name,
         language_code=user.language_code,
+        update_id=update_id,
     )
 
 
-def _route_message(message: Message, *, bot_username: str | None) -> Command:
+def _route_message(update_id: int, message: Message, *, bot_username: str | None) -> Command:
     user = message.from_
     if user is None or user.is_bot:
         return Ignored("message without a human sender")
-    ctx = _context(message, user)
+    ctx = _context(update_id, message, user)
     if message.successful_payment is not None:
         return PaymentReceived(ctx, message.successful_payment)
     if message.refunded_payment is not None:
@@ -307,10 +309,10 @@ def _route_command(ctx: Context, text: str, *, bot_username: str | None) -> Comm
     return UnknownCmd(ctx)
 
 
-def _route_callback(query: CallbackQuery) -> Command:
+def _route_callback(update_id: int, query: CallbackQuery) -> Command:
     user = query.from_
     button = decode(query.data)
     message = query.message
     if button is None or message is None or not message.is_accessible:
         return UnknownCallback(query.id, user.id, lang_of(user.language_code))
-    return Press(_context(message, user), query.id, message.message_id, button)
+    return Press(_context(update_id, message, user), query.id, message.message_id, button)

@@ -142,6 +142,10 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "ru": "Отменять уже нечего.",
         "en": "Nothing to cancel any more.",
     },
+    "toast_cancel_too_late": {
+        "ru": "Поздно: картинка уже отправляется.",
+        "en": "Too late: the picture is already on its way.",
+    },
     # One short sentence after a failed request (docs/product.md, P3).
     "fail_no_quota": {
         "ru": "Картинки закончились. Напиши администратору, чтобы пополнить баланс, "
@@ -309,6 +313,10 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "ru": "Пользователю {user_id} начислено {images}. Баланс: {balance}.",
         "en": "Granted {images} to user {user_id}. Balance: {balance}.",
     },
+    "grant_again": {
+        "ru": "Эта команда /grant уже выполнена. Баланс пользователя {user_id}: {balance}.",
+        "en": "This /grant was applied before. User {user_id}'s balance: {balance}.",
+    },
     "subscribe_usage": {
         "ru": "Использование: /subscribe <user_id> <дней>",
         "en": "Usage: /subscribe <user_id> <days>",
@@ -316,6 +324,12 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     "subscribe_done": {
         "ru": "Подписка пользователя {user_id} действует до {until} (UTC).",
         "en": "User {user_id} is subscribed until {until} (UTC).",
+    },
+    "subscribe_again": {
+        "ru": "Эта команда /subscribe уже выполнена. Подписка пользователя {user_id}"
+        " действует до {until} (UTC).",
+        "en": "This /subscribe was applied before. User {user_id} is subscribed until"
+        " {until} (UTC).",
     },
     # /forget (docs/product.md, P20): what went, and that the balance stays.
     "forget_done": {

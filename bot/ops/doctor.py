@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 import httpx
+import sqlite_utils
 import trio
 
 from bot.core.llm import ChatCompletions, LlmError
@@ -42,6 +43,7 @@ from comfy.preflight import ModelLists, missing_models, model_lists
 from comfy.servers import ServerSpec
 from store import StoreError
 from store.instance_lock import NO_PID, lock_holder
+from store.ledger import check as check_ledger
 from store.maintenance import SchemaStatus, open_as_is, schema_status
 
 __all__ = ["Check", "doctor_main", "run_checks"]
@@ -52,6 +54,8 @@ WEBSOCKET_TIMEOUT_S: Final = 10.0  # connect and the first status frame
 LLM_CHECK_TIMEOUT_S: Final = 10.0  # at most; LLM_TIMEOUT_SECONDS if shorter
 LLM_CHECK_TOKENS: Final = 5  # "OK" is enough to prove the endpoint answers
 TELEGRAM_CHECK_ATTEMPTS: Final = 2  # a doctor reports a failure, it does not wait one out
+LEDGER_MIGRATION: Final = "0008_ledger"  # from which on balances are explained by entries
+LEDGER_LINES: Final = 3  # mismatches named in the ledger's line
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,10 +320,13 @@ async def _database(ctx: _Context) -> list[Check]:
         running = []
     if not path.exists():
         return [_new_database(path), *running]
+    ledger: list[Check] = []
     try:
         db = open_as_is(path)
         try:
             status = schema_status(db)
+            if LEDGER_MIGRATION in status.applied:
+                ledger = [_ledger_check(db)]
             db.execute("BEGIN IMMEDIATE")  # proves the bot could take the write lock
             db.execute("ROLLBACK")
         finally:
@@ -330,7 +337,17 @@ async def _database(ctx: _Context) -> list[Check]:
         return [
             Check("database", False, f"{str(path)!r}: {exc}; check DATABASE_PATH and permissions")
         ]
-    return [_schema_check(path, status), *running]
+    return [_schema_check(path, status), *ledger, *running]
+
+
+def _ledger_check(db: sqlite_utils.Database) -> Check:
+    """Every balance, bought part, pack and subscription end agrees with the ledger."""
+    mismatches = check_ledger(db, limit=LEDGER_LINES + 1)
+    if not mismatches:
+        return Check("ledger", True, "every balance and subscription agrees with its entries")
+    shown = "; ".join(m.line() for m in mismatches[:LEDGER_LINES])
+    more = " and more" if len(mismatches) > LEDGER_LINES else ""
+    return Check("ledger", False, f"{shown}{more}; restore a backup, or report it: this is a bug")
 
 
 def _new_database(path: Path) -> Check:

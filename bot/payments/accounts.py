@@ -14,7 +14,7 @@ from bot.core.texts import t
 from bot.payments.keyboards import buy_keyboard
 from common.logfields import fields
 
-__all__ = ["handle_balance", "handle_grant", "handle_subscribe"]
+__all__ = ["handle_balance", "handle_grant", "handle_subscribe", "update_ref"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ async def handle_balance(deps: Deps, cmd: BalanceCmd) -> None:
     await deps.api.send_message(cmd.ctx.chat_id, "\n".join(lines), reply_markup=markup)
 
 
+def update_ref(update_id: int) -> str:
+    """The ledger's reference for an effect of one update (an admin's command)."""
+    return f"update:{update_id}"
+
+
 def _parse_args(args: tuple[str, ...], *, maximum: int) -> tuple[int, int] | None:
     """``<user_id> <n>`` with sane bounds, or None."""
     if len(args) != 2:
@@ -72,18 +77,30 @@ async def handle_grant(deps: Deps, cmd: AdminCmd) -> None:
         return
     user_id, images = parsed
     now = deps.now()
-    balance = await deps.write(
+    granted = await deps.write(
         f"grant to user {user_id}",
         lambda: deps.store.quota.grant(
-            user_id, images, now=now, free_images=deps.settings.free_images
+            user_id,
+            images,
+            now=now,
+            free_images=deps.settings.free_images,
+            ref=update_ref(cmd.ctx.update_id),
         ),
     )
-    log.info(
-        "admin_grant",
-        extra=fields(by=cmd.ctx.user_id, user=user_id, images=images, balance=balance),
-    )
     await deps.ensure_user(cmd.ctx)
-    text = t("grant_done", lang, user_id=user_id, images=images, balance=balance)
+    if granted is None:  # this update was handled before (a restart): tell, change nothing
+        balance = deps.store.quota.view(user_id, now=now, daily_limit=0).balance
+        text = t("grant_again", lang, user_id=user_id, balance=balance)
+    else:
+        log.info(
+            "admin_grant",
+            extra=fields(
+                by=cmd.ctx.user_id, user=user_id, images=granted.images, balance=granted.balance
+            ),
+        )
+        text = t(
+            "grant_done", lang, user_id=user_id, images=granted.images, balance=granted.balance
+        )
     await deps.api.send_message(cmd.ctx.chat_id, text)
 
 
@@ -99,12 +116,22 @@ async def handle_subscribe(deps: Deps, cmd: AdminCmd) -> None:
     until = await deps.write(
         f"subscription of user {user_id}",
         lambda: deps.store.quota.subscribe(
-            user_id, days, now=now, free_images=deps.settings.free_images
+            user_id,
+            days,
+            now=now,
+            free_images=deps.settings.free_images,
+            ref=update_ref(cmd.ctx.update_id),
         ),
     )
-    log.info(
-        "admin_subscribe", extra=fields(by=cmd.ctx.user_id, user=user_id, days=days, until=until)
-    )
     await deps.ensure_user(cmd.ctx)
-    text = t("subscribe_done", lang, user_id=user_id, until=until.strftime(DATE_FORMAT))
+    if until is None:  # this update was handled before (a restart): tell, change nothing
+        current = deps.store.quota.view(user_id, now=now, daily_limit=0).subscription_until
+        shown = current.strftime(DATE_FORMAT) if current is not None else "-"
+        text = t("subscribe_again", lang, user_id=user_id, until=shown)
+    else:
+        log.info(
+            "admin_subscribe",
+            extra=fields(by=cmd.ctx.user_id, user=user_id, days=days, until=until),
+        )
+        text = t("subscribe_done", lang, user_id=user_id, until=until.strftime(DATE_FORMAT))
     await deps.api.send_message(cmd.ctx.chat_id, text)

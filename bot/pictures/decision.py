@@ -12,7 +12,9 @@ this order:
 5. :class:`Reserve`: reserve one picture and queue a job.
 
 The reservation itself is one SQLite transaction; :func:`after_reserve` turns its answer
-into the next decision (``no_quota``, or another press won the race, or :class:`Queue`).
+into the next decision (``no_quota``, or another press won the race, or this press was
+handled before (:class:`Handled`: its update came again after a restart), or
+:class:`Queue`).
 :data:`REFUSALS` says what a refused press shows and logs. The async handler in
 :mod:`bot.pictures.press` only performs what these functions return.
 """
@@ -29,6 +31,7 @@ from store import Job, Refusal, SentMessage
 __all__ = [
     "REFUSALS",
     "AlreadyDrawing",
+    "Handled",
     "PressDecision",
     "PressFacts",
     "Queue",
@@ -84,13 +87,18 @@ class Reserve:
 
 
 @dataclass(frozen=True, slots=True)
+class Handled:
+    """This very press was handled before (its update came again): nothing more happens."""
+
+
+@dataclass(frozen=True, slots=True)
 class Queue:
     """A picture is reserved: log ``image_requested`` and put the job in the queue."""
 
     job: Job
 
 
-PressDecision = Stale | Resend | AlreadyDrawing | Refuse | Reserve | Queue
+PressDecision = Stale | Resend | AlreadyDrawing | Refuse | Reserve | Handled | Queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +134,12 @@ def decide_press(facts: PressFacts) -> Stale | Resend | AlreadyDrawing | Refuse 
     return Reserve(sent)
 
 
-def after_reserve(result: Job | Refusal) -> Queue | AlreadyDrawing | Refuse:
+def after_reserve(result: Job | Refusal) -> Queue | AlreadyDrawing | Refuse | Handled:
     """What the reservation's answer means for the press."""
     if result is Refusal.IN_FLIGHT:  # another press on this message won the race
         return AlreadyDrawing()
+    if result is Refusal.HANDLED:
+        return Handled()
     if result is Refusal.NO_QUOTA:
         return Refuse(Reason.NO_QUOTA)
     assert isinstance(result, Job)

@@ -73,20 +73,13 @@ async def send_picture(
     return file_id_of(message)
 
 
-async def resend(deps: Deps, sent: SentMessage, file_id: str) -> None:
-    """A press after delivery: the same picture again by its ``file_id``, free.
+async def resend(deps: Deps, sent: SentMessage, file_id: str, *, update_id: int) -> None:
+    """A press after delivery: the same picture again by its ``file_id``, free; once per
+    press (*update_id*: the press's update handled again sends nothing).
 
     A picture delivered as a document has a document's ``file_id``, which ``sendPhoto``
     refuses: it goes as a document again.
     """
-    try:
-        await _photo_else_document(deps, sent.chat_id, file_id, reply_to=sent.message_id)
-    except TelegramError as exc:
-        log.warning(
-            "picture_resend_failed",
-            extra=fields(chat=sent.chat_id, message=sent.message_id, error=str(exc)),
-        )
-        return
     resent = event_record(
         EventName.IMAGE_RESENT,
         now=deps.now,
@@ -94,7 +87,21 @@ async def resend(deps: Deps, sent: SentMessage, file_id: str) -> None:
         chat_id=sent.chat_id,
         persona=sent.persona_key,
     )
-    await deps.write("picture resent", lambda: deps.store.events.add(resent))
+    claimed = await deps.write(
+        "picture resent",
+        lambda: deps.store.apply_once(
+            update_id, lambda: deps.store.events.add(resent), now=deps.now()
+        ),
+    )
+    if not claimed:
+        return
+    try:
+        await _photo_else_document(deps, sent.chat_id, file_id, reply_to=sent.message_id)
+    except TelegramError as exc:
+        log.warning(
+            "picture_resend_failed",
+            extra=fields(chat=sent.chat_id, message=sent.message_id, error=str(exc)),
+        )
 
 
 async def _photo_else_document(

@@ -3,8 +3,12 @@
 A *job* is the bot's unit of work: born when a press reserves one picture, ended by exactly
 one charge or one release. Its row in SQLite (``store.JobState``) moves::
 
-    queued ──PREPARE──▶ running ──GENERATE──▶ downloaded ──DELIVER──▶ delivered
-       └──────────────────┴─────────────────────┴──────── any exit but DELIVERED ──▶ failed
+    queued ──PREPARE──▶ running ──GENERATE──▶ downloaded ──DELIVER──▶ delivering ──▶ delivered
+       └──────────────────┴─────────────────────┴────── any exit but DELIVERED ──▶ failed
+
+``delivering`` is written, by a guarded update, before the upload begins: a job a cancel
+(or a refund) released is never uploaded, and no cancel releases a job being uploaded
+(only a failed upload does).
 
 Each step records the state it reached before the next step begins, so a process killed
 anywhere leaves a row the next start can continue from:
@@ -92,6 +96,10 @@ START: Final[Mapping[tuple[JobState, bool], Start]] = {
     (JobState.DOWNLOADED, True): Start(Step.DELIVER, look_up_first=False),
     # The spool file is gone (a wiped data folder): fetch the picture again.
     (JobState.DOWNLOADED, False): Start(Step.GENERATE, look_up_first=True),
+    # The upload was cut short by the stop (or a crash): send it again. Telegram may have
+    # taken it, so the user may see it twice, but it is charged once.
+    (JobState.DELIVERING, True): Start(Step.DELIVER, look_up_first=False),
+    (JobState.DELIVERING, False): Start(Step.GENERATE, look_up_first=True),
 }
 
 
@@ -126,12 +134,14 @@ class Exit(enum.Enum):
     NO_COMFYUI = "no_comfyui"  # resumed at start, but COMFYUI_BASE_URL is no longer set
     CRASHED = "crashed"  # a bug in the bot; logged with its traceback
     SHUTDOWN = "shutdown"  # the process stops: the row stays active for the next start
+    ENDED_ELSEWHERE = "ended_elsewhere"  # a cancel or a refund released it meanwhile
 
 
 class Settle(enum.Enum):
     CHARGE = "charge"  # the reservation becomes a charge (``store.quota.consume``)
     RELEASE = "release"  # the reservation is given back (``store.quota.release``)
     KEEP = "keep"  # nothing moves; the next start resumes the job
+    NOTHING = "nothing"  # it was settled by whoever ended it: nothing moves here
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +175,8 @@ ENDS: Final[Mapping[Exit, End]] = {
     Exit.NO_COMFYUI: End(Settle.RELEASE, _FAILED, Reason.GENERATION_ERROR, "fail_generation"),
     Exit.CRASHED: End(Settle.RELEASE, _FAILED, Reason.GENERATION_ERROR, "fail_generation"),
     Exit.SHUTDOWN: End(Settle.KEEP, None, None, None),
+    # Its release wrote the event and answered the user; the worker only stops.
+    Exit.ENDED_ELSEWHERE: End(Settle.NOTHING, None, None, None),
 }
 
 

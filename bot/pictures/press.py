@@ -26,6 +26,7 @@ from bot.core.texts import t
 from bot.pictures.decision import (
     REFUSALS,
     AlreadyDrawing,
+    Handled,
     PressDecision,
     PressFacts,
     Queue,
@@ -44,7 +45,7 @@ from bot.pictures.settle import settle
 from bot.pictures.spool import discard
 from bot.pictures.status import Queued
 from common.logfields import fields
-from store import Job, NewJob
+from store import Job, JobState, NewJob
 
 __all__ = ["handle_cancel", "request_image_on_demand"]
 
@@ -129,6 +130,7 @@ async def _reserve(deps: Deps, asked: _Asked, reserve: Reserve) -> PressDecision
             now=deps.now(),
             daily_limit=deps.settings.subscription_daily_images,
             event=requested,
+            update_id=ctx.update_id,
         ),
     )
     return after_reserve(result)
@@ -150,11 +152,15 @@ async def _perform(
             await deps.answer_query(press.query_id, text=t("toast_stale", lang))
         case Resend(sent, file_id):
             await deps.answer_query(press.query_id, text=t("toast_resent", lang))
-            await resend(deps, sent, file_id)
+            await resend(deps, sent, file_id, update_id=press.ctx.update_id)
         case AlreadyDrawing():
             await deps.answer_query(press.query_id, text=t("toast_in_flight", lang))
+        case Handled():
+            await deps.answer_query(press.query_id)
         case Refuse(reason):
-            await _log_refused(deps, asked, reason)
+            if not await _log_refused(deps, asked, reason):
+                await deps.answer_query(press.query_id)  # refused before: said already
+                return
             refusal = REFUSALS[reason]
             offers = deps.offers(lang) if reason is Reason.NO_QUOTA else None
             if offers is None:
@@ -189,8 +195,9 @@ async def _queue(
     await deps.answer_query(press.query_id, text=t("toast_started", lang))
 
 
-async def _log_refused(deps: Deps, asked: _Asked, reason: Reason) -> None:
-    """A genuine press refused before any job existed: both events, one transaction."""
+async def _log_refused(deps: Deps, asked: _Asked, reason: Reason) -> bool:
+    """A genuine press refused before any job existed: both events, one transaction, once
+    per press (False: this press's update was handled before)."""
     ctx = asked.press.ctx
     sent = deps.store.sent.get(chat_id=ctx.chat_id, message_id=asked.message_id)
     persona = sent.persona_key if sent is not None else None
@@ -206,8 +213,11 @@ async def _log_refused(deps: Deps, asked: _Asked, reason: Reason) -> None:
         )
         for event in (EventName.IMAGE_REQUESTED, EventName.IMAGE_FAILED)
     ]
-    await deps.write(
-        f"refused press of user {ctx.user_id}", lambda: deps.store.events.add_all(records)
+    return await deps.write(
+        f"refused press of user {ctx.user_id}",
+        lambda: deps.store.apply_once(
+            ctx.update_id, lambda: deps.store.events.add_all(records), now=deps.now()
+        ),
     )
 
 
@@ -223,17 +233,31 @@ async def handle_cancel(deps: Deps, runtime: PicturesRuntime | None, press: Pres
             # The worker sees its scope cancelled, cleans up on ComfyUI and settles.
             runtime.queue.cancel(job.job_id)
         case CancelLanding.RELEASE_NOW:
-            await settle(
+            released = await settle(
                 deps,
                 job,
                 Exit.CANCELLED,
                 detail="cancelled while waiting in the queue",
                 patience_s=STORE_PATIENCE_S,
             )
-            discard(job.spool_path)  # a resumed job may wait with its picture on disk
+            if not released:  # while the store was busy, a worker got it to its upload
+                await deps.answer_query(press.query_id, text=_too_late(deps, job.job_id, lang))
+                return
             runtime.queue.discard(job.job_id)
+            # A worker may have taken the ticket meanwhile: it stops drawing for nobody
+            # (and finds the job released before any upload).
+            runtime.queue.cancel(job.job_id)
+            discard(job.spool_path)  # a resumed job may wait with its picture on disk
             runtime.board.close(job.job_id)
         case CancelLanding.TOO_LATE:
-            await deps.answer_query(press.query_id, text=t("toast_nothing_to_cancel", lang))
+            await deps.answer_query(press.query_id, text=_too_late(deps, job.job_id, lang))
             return
     await deps.answer_query(press.query_id, text=t("toast_cancelled", lang))
+
+
+def _too_late(deps: Deps, job_id: str, lang: str) -> str:
+    """What a cancel that found nothing to release tells: the upload has begun, or the
+    job has ended."""
+    job = deps.store.jobs.get(job_id)
+    on_its_way = job is not None and job.state is JobState.DELIVERING
+    return t("toast_cancel_too_late" if on_its_way else "toast_nothing_to_cancel", lang)

@@ -25,7 +25,7 @@ from bot.pictures.settle import settle, tell_user
 from bot.pictures.spool import discard, spool_folder, sweep
 from bot.telegram.errors import TelegramError
 from common.logfields import fields
-from store import MEMORY
+from store import MEMORY, JobState
 
 __all__ = ["resume_unfinished"]
 
@@ -49,7 +49,13 @@ async def resume_unfinished(
         log.info("jobs_resuming", extra=fields(count=len(jobs)))
     for job in jobs:
         if runtime is None:
-            notify = await settle(deps, job, Exit.NO_COMFYUI, detail="COMFYUI_BASE_URL is not set")
+            notify = await settle(
+                deps,
+                job,
+                Exit.NO_COMFYUI,
+                detail="COMFYUI_BASE_URL is not set",
+                after_upload=job.state is JobState.DELIVERING,  # its upload was cut short
+            )
             discard(job.spool_path)
             if notify:
                 await tell_user(deps, job, Exit.NO_COMFYUI)

@@ -45,11 +45,17 @@ async def settle(
     detail: str = "",
     file_id: str = "",
     patience_s: float = FOREVER,
+    after_upload: bool = False,
 ) -> bool:
     """Charge or release *job* as its exit says, with its final event; False if it was
-    settled already (or the exit keeps the job for the next start)."""
+    settled already, or its upload has begun (a release without *after_upload*), or the
+    exit keeps the job for the next start.
+
+    *after_upload*: the worker's own upload failed (or was cut short), so the job may be
+    released from ``delivering``; nobody else passes it.
+    """
     end = ENDS[exit_]
-    if end.settle is Settle.KEEP:
+    if end.settle in (Settle.KEEP, Settle.NOTHING):
         return False
     detail = " ".join(detail.split())[:MAX_DETAIL_CHARS]
     event: EventRecord | None = None
@@ -81,7 +87,12 @@ async def settle(
         settled = await deps.write(
             f"release job {job.job_id}",
             lambda: deps.store.quota.release(
-                job.job_id, reason=reason, detail=detail, now=deps.now(), event=event
+                job.job_id,
+                reason=reason,
+                detail=detail,
+                now=deps.now(),
+                event=event,
+                after_upload=after_upload,
             ),
             patience_s=patience_s,
         )

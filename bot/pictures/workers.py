@@ -40,7 +40,7 @@ from bot.pictures.status import Sending, Waiting
 from comfy import ComfyError, WorkflowError
 from common.bodies import describe_body, picture_format
 from common.logfields import fields
-from store import Job, is_transient
+from store import Job, JobState, is_transient
 
 __all__ = ["DEFAULT_IMAGE_EXTENSION", "JobEnded", "run_job", "run_workers"]
 
@@ -70,6 +70,7 @@ class _Work:
     picture: bytes | None = None  # in memory once drawn by this process
     file_id: str = ""
     server: str | None = None  # the ComfyUI server it was last handed to
+    uploading: bool = False  # its row says ``delivering``: only a failed upload releases it
 
 
 async def run_workers(
@@ -101,6 +102,7 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
     exit_, detail = Exit.DELIVERED, ""
     work = _Work(job, json.loads(job.graph) if job.graph else None, _spool_of(job))
     work.server = job.server
+    work.uploading = job.state is JobState.DELIVERING
     with runtime.queue.drawing(job.job_id) as own_scope:
         try:
             await _run_steps(deps, runtime, work, resumed=ticket.resumed)
@@ -122,7 +124,10 @@ async def run_job(deps: Deps, runtime: PicturesRuntime, ticket: Ticket) -> None:
             "job_failed",
             extra=fields(job=job.job_id, server=work.server, exit=exit_.value, detail=detail),
         )
-    if await settle(deps, job, exit_, detail=detail, file_id=work.file_id):
+    settled = await settle(
+        deps, job, exit_, detail=detail, file_id=work.file_id, after_upload=work.uploading
+    )
+    if settled:
         await tell_user(deps, job, exit_)
     runtime.board.close(job.job_id)
     if ENDS[exit_].final:  # delivered or failed: the picture on disk has no use left
@@ -169,15 +174,19 @@ async def _run_steps(deps: Deps, runtime: PicturesRuntime, work: _Work, *, resum
             case Step.DELIVER:
                 assert work.spool is not None
                 picture = work.picture if work.picture is not None else work.spool.read_bytes()
-                work.file_id = await _deliver(deps, runtime, job, picture, work.spool.name)
+                work.file_id = await _deliver(deps, runtime, work, picture, work.spool.name)
         step = STEPS[step].then
 
 
 async def _record(
     deps: Deps, job: Job, step: Step, *, graph: str | None = None, spool_path: str | None = None
 ) -> None:
-    """The row state *step* reached, before the next step begins (waits out a lock)."""
-    await deps.write(
+    """The row state *step* reached, before the next step begins (waits out a lock).
+
+    Raises:
+        JobEnded: the job was released meanwhile (a cancel, a refund): it stops here.
+    """
+    advanced = await deps.write(
         f"job {job.job_id} {step.value} done",
         lambda: deps.store.jobs.advance(
             job.job_id,
@@ -188,6 +197,8 @@ async def _record(
         ),
         patience_s=FOREVER,
     )
+    if not advanced:
+        raise JobEnded(Exit.ENDED_ELSEWHERE, f"released before {step.value} was recorded")
 
 
 async def _prepare(deps: Deps, runtime: PicturesRuntime, job: Job) -> dict[str, Any]:
@@ -258,11 +269,25 @@ def _handed_to(deps: Deps, work: _Work, server: str) -> None:
 
 
 async def _deliver(
-    deps: Deps, runtime: PicturesRuntime, job: Job, picture: bytes, filename: str
+    deps: Deps, runtime: PicturesRuntime, work: _Work, picture: bytes, filename: str
 ) -> str:
-    """Send the picture; from here on a cancel press finds nothing to cancel, and a stop
-    lets the upload finish within its grace (:mod:`bot.pictures.deliveries`)."""
+    """Send the picture, once the row says ``delivering``; from here on a cancel press
+    finds nothing to cancel, and a stop lets the upload finish within its grace
+    (:mod:`bot.pictures.deliveries`).
+
+    Raises:
+        JobEnded: the job was released before its upload could begin, or the upload failed.
+    """
+    job = work.job
     runtime.queue.delivering(job.job_id)
+    started = await deps.write(
+        f"job {job.job_id} delivering",
+        lambda: deps.store.quota.start_delivering(job.job_id, now=deps.now()),
+        patience_s=FOREVER,
+    )
+    if not started:  # a cancel (or a refund) released it: never upload a released job
+        raise JobEnded(Exit.ENDED_ELSEWHERE, "released before its upload began")
+    work.uploading = True
     runtime.board.show(job.job_id, Sending())
     with runtime.deliveries.shielded():
         try:
