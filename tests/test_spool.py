@@ -182,9 +182,7 @@ async def test_a_cancelled_resumed_job_waiting_with_its_picture_leaves_no_file(
         jobs = store.jobs.unfinished()
         # As if the kill had come a moment earlier, before the third upload began: its
         # row still says downloaded (an upload that began could be cancelled no more).
-        store.db.execute(
-            "UPDATE jobs SET state = 'downloaded' WHERE job_id = ?", [jobs[-1].job_id]
-        )
+        store.db.execute("UPDATE jobs SET state = 'downloaded' WHERE job_id = ?", [jobs[-1].job_id])
     assert len(spool_files(tmp_path)) == 3
     # Two workers, both stuck sending the first two pictures: the third job waits.
     bot = await start_bot(
