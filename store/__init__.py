@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from store.abandoned import AbandonedPrompts
 from store.clock import from_iso, to_iso, utc_now
 from store.conversation import Conversation, Turn
 from store.db import BUSY_TIMEOUT_MS, MEMORY, OPEN_BUSY_TIMEOUT_MS, connect, translate
@@ -44,6 +45,7 @@ from store.users import User, Users
 __all__ = [
     "ACTIVE_STATES",
     "MEMORY",
+    "AbandonedPrompts",
     "Cause",
     "Conversation",
     "DatabaseLocked",
@@ -101,6 +103,7 @@ class Store:
         self.jobs = Jobs(db)
         self.quota = Quota(db, self.jobs, self.events, self.ledger, self.users, self.updates)
         self.payments = Payments(db, self.events, self.ledger, self.users)
+        self.abandoned = AbandonedPrompts(db)
 
     def apply_once(self, update_id: int, operation: Callable[[], None], *, now: datetime) -> bool:
         """Run *operation* (store writes) and claim *update_id* in one transaction; False,

@@ -22,7 +22,7 @@ __all__ = ["BUSY_TIMEOUT_MS", "MEMORY", "OPEN_BUSY_TIMEOUT_MS", "connect", "quer
 
 # How long one statement waits for a lock another process holds, on the event loop's
 # thread: kept short, so a lock held elsewhere never freezes the bot. Longer waits happen
-# asynchronously, between attempts (bot/core/persist.py).
+# asynchronously, between attempts (store/patience.py).
 BUSY_TIMEOUT_MS: Final = 20
 OPEN_BUSY_TIMEOUT_MS: Final = 2000  # at start, before anything else runs
 MEMORY: Final = ":memory:"

@@ -11,7 +11,7 @@
 :func:`is_transient` says which ``sqlite3`` errors are worth waiting out: a database
 locked or busy elsewhere, a full disk, an I/O error. The store itself never waits (its
 busy timeout is short so a lock held elsewhere cannot freeze the event loop); the bot
-waits them out asynchronously (``bot/core/persist.py``).
+waits them out asynchronously (``store/patience.py``).
 """
 
 from __future__ import annotations

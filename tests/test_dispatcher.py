@@ -403,3 +403,19 @@ async def test_an_urgent_update_runs_at_once_though_every_handler_slot_is_busy(
     assert [at for _, at in finished[1:]] == [10.0, 20.0, 30.0]
     assert sorted(inbox.done) == [1, 2, 3]
     assert [update_id for update_id, _ in inbox.parked] == [99]
+
+
+async def test_an_inbox_error_no_wait_can_mend_is_raised_not_retried(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class BrokenInbox(MemoryInbox):
+        def mark_done(self, update_id: int) -> None:
+            raise sqlite3.OperationalError("no such table: update_inbox")
+
+    async def handle(update: Update) -> None:
+        pass
+
+    with pytest.raises(ExceptionGroup) as caught:
+        await dispatch_all([message(1, CHAT_A, "hi")], handle, BrokenInbox())
+    assert caught.group_contains(sqlite3.OperationalError, match="no such table")
+    assert trio.current_time() == 0  # not waited on for a minute as if it were a lock

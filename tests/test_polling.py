@@ -378,3 +378,21 @@ async def test_a_locked_database_delays_a_batch_without_confirming_or_losing_it(
     assert first.params.get("offset") is None
     assert second.at == stored_at  # nothing confirmed it to Telegram while locked
     assert second.params["offset"] == update_id + 1
+
+
+class BrokenInbox(MemoryInbox):
+    """An inbox whose table is gone: no wait can mend that."""
+
+    def save_batch(self, updates: Sequence[tuple[int, str]], *, next_offset: int) -> None:
+        raise sqlite3.OperationalError("no such table: update_inbox")
+
+
+async def test_a_store_error_no_wait_can_mend_stops_polling_instead_of_retrying_forever(
+    telegram_api: TelegramApi, fake_telegram: FakeTelegram, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake_telegram.user_says("привет")
+    send, _receive = trio.open_memory_channel[Update](10)
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await run_polling(telegram_api, BrokenInbox(), send)
+    assert trio.current_time() == 0  # raised at once, no backoff
+    assert len(poll_times(fake_telegram)) == 1  # and nothing confirmed to Telegram

@@ -16,6 +16,7 @@ from bot.pictures.servers import WAIT_FOR_SERVER_S, Server, ServerPool
 from comfy import ComfyClient, ComfyUnavailable, Follower, WorkflowTemplate
 from comfy.servers import parse_servers
 from comfy.workflow import PromptParams
+from store import AbandonedPrompts, open_store, utc_now
 from tests.fakes.comfy import FakeComfy, PromptScript, open_fake_comfy
 from tests.fakes.comfy_fixtures import NoJitter
 from tests.harness import comfy_name, host_router
@@ -36,7 +37,10 @@ GRAPH = WorkflowTemplate.from_file(WORKFLOW).build(
 
 @asynccontextmanager
 async def pool_of(
-    *fakes: FakeComfy, slots: int = 1, follower: type[Follower] = Follower
+    *fakes: FakeComfy,
+    slots: int = 1,
+    follower: type[Follower] = Follower,
+    remember: AbandonedPrompts | None = None,
 ) -> AsyncIterator[ServerPool]:
     names = [comfy_name(i) for i in range(1, len(fakes) + 1)]
     specs = parse_servers(",".join(f"http://{n}#{slots}" for n in names), default_slots=1)
@@ -53,7 +57,7 @@ async def pool_of(
                     spec, client, follower(client, fake.open_ws, rng=NoJitter()), random.Random(0)
                 )
             )
-        pool = ServerPool(servers)
+        pool = ServerPool(servers, remember=remember)
         await nursery.start(pool.run)
         await trio.sleep(1)
         yield pool
@@ -201,6 +205,46 @@ async def test_restarted_twice_a_job_fails_clearly(autojump_clock: object) -> No
             caught.value.detail == "prompt p-1 vanished from ComfyUI (restarted or deleted) again"
         )
         assert len(fake.submitted) == 2
+
+
+async def test_a_copy_left_where_http_failed_but_the_socket_stayed_is_tidied(
+    autojump_clock: object,
+) -> None:
+    async with (
+        open_fake_comfy() as first,
+        open_fake_comfy() as second,
+        pool_of(first, second) as pool,
+    ):
+        for fake in (first, second):  # each draws someone else's prompt for a while
+            fake.default_script = PromptScript(run_s=30)
+            await fake.enqueue({"prompt_id": "theirs", "prompt": GRAPH, "client_id": "other"})
+        await trio.sleep(0.1)  # their status frames reached the followers: a tie, to the first
+        first.answer_lost_next = 1  # queued on the first, but the answer never came back
+        image = await pool.generate(GRAPH, prompt_id="p-1", timeout_s=120)
+        assert image.data
+        assert [p.prompt_id for p in second.submitted] == ["theirs", "p-1"]  # drawn there
+        # The first server's socket never fell: its copy was tidied once its backoff passed.
+        assert first.deleted == ["p-1"]
+        assert "p-1" not in first.started
+        assert pool.servers[0].abandoned == set()
+
+
+async def test_copies_waiting_for_their_tidy_up_outlive_a_restart(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    async with open_fake_comfy() as fake:
+        fake.default_script = PromptScript(run_s=60)
+        await fake.enqueue({"prompt_id": "left", "prompt": GRAPH, "client_id": "gone"})
+        await fake.enqueue({"prompt_id": "also", "prompt": GRAPH, "client_id": "gone"})
+        with open_store(tmp_path / "bot.db") as store:
+            # An earlier process moved these jobs away and was stopped before it tidied.
+            store.abandoned.add(comfy_name(1), "left", now=utc_now())
+            store.abandoned.add(comfy_name(1), "also", now=utc_now())
+            async with pool_of(fake, remember=store.abandoned):
+                await trio.sleep(5)
+            assert store.abandoned.by_server() == {}
+        assert fake.interrupted == ["left"]  # it was running
+        assert fake.deleted == ["also"]  # it was queued
 
 
 def test_a_pool_needs_a_server() -> None:

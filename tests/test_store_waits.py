@@ -1,6 +1,6 @@
 """A database locked by another process, or a full disk: waited out, never a crash.
 
-The unit tests drive ``bot.core.persist`` and ``bot.core.limits`` directly; the bot-level tests
+The unit tests drive ``store.patience`` and ``bot.core.limits`` directly; the bot-level tests
 hold ``BEGIN IMMEDIATE`` on a second connection while the running bot needs to write.
 """
 
@@ -20,7 +20,6 @@ from bot.app.handler import make_handler
 from bot.core.deps import Deps
 from bot.core.limits import RateLimit, UserLimits
 from bot.core.logs import plain_fields
-from bot.core.persist import persist
 from bot.core.personas import load_personas
 from bot.core.settings import SHIPPED_PERSONAS, load_settings
 from bot.core.texts import t
@@ -28,6 +27,7 @@ from bot.telegram.client import TelegramApi
 from bot.telegram.dispatcher import TryAgainLater
 from bot.telegram.types import Update
 from store import StoreUnavailable, is_transient, open_store
+from store.patience import persist
 from tests.fakes.comfy import FakeComfy, Outcome, PromptScript
 from tests.fakes.telegram import DEFAULT_USER_ID, TEST_TOKEN, FakeTelegram
 from tests.harness import Bot, Clock, start_bot
@@ -67,7 +67,7 @@ def test_which_store_errors_are_worth_waiting_out(message: str, transient: bool)
 async def test_persist_waits_out_a_lock_without_blocking_others(
     autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.core.persist")
+    caplog.set_level(logging.INFO, logger="store.patience")
     ticks: list[float] = []
 
     async def other_task() -> None:
@@ -81,9 +81,7 @@ async def test_persist_waits_out_a_lock_without_blocking_others(
     assert result == "done after 5 calls"
     assert len(ticks) == 5  # the other task ran while the write waited
     assert 0 < trio.current_time() < 2
-    lines = [
-        r.getMessage() + plain_fields(r) for r in caplog.records if r.name == "bot.core.persist"
-    ]
+    lines = [r.getMessage() + plain_fields(r) for r in caplog.records if r.name == "store.patience"]
     assert lines[0].startswith('store_write_waiting what="a write" waited_s=0.0')
     assert lines[-1].startswith('store_write_done what="a write"')
 

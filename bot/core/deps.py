@@ -21,7 +21,6 @@ from bot.core.commands import Context
 from bot.core.events import announce
 from bot.core.limits import UserLimits
 from bot.core.llm import ChatCompletions
-from bot.core.persist import STORE_PATIENCE_S, persist
 from bot.core.personas import PersonaBook
 from bot.core.settings import (
     DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE,
@@ -34,6 +33,7 @@ from bot.telegram.errors import TelegramError
 from bot.telegram.types import InlineKeyboardMarkup
 from common.logfields import fields
 from store import EventRecord, Store, User
+from store.patience import STORE_PATIENCE_S, persist
 
 __all__ = ["Deps", "Offers"]
 
@@ -72,7 +72,7 @@ class Deps:
         self, what: str, operation: Callable[[], T], *, patience_s: float = STORE_PATIENCE_S
     ) -> T:
         """Run one store operation (one transaction), waiting out a locked database
-        (``bot/core/persist.py``); then announce on stdout the events it wrote.
+        (``store/patience.py``); then announce on stdout the events it wrote.
 
         Only the attempt that committed counts: a retried one's rolled-back rows are
         never announced.

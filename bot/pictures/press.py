@@ -21,7 +21,6 @@ from bot.core.buttons import Cancel, Look, Variant
 from bot.core.commands import Press
 from bot.core.deps import Deps
 from bot.core.events import EventName, Reason, event_record
-from bot.core.persist import STORE_PATIENCE_S
 from bot.core.texts import t
 from bot.pictures.decision import (
     REFUSALS,
@@ -46,6 +45,7 @@ from bot.pictures.spool import discard
 from bot.pictures.status import Queued
 from common.logfields import fields
 from store import Job, JobState, NewJob
+from store.patience import STORE_PATIENCE_S
 
 __all__ = ["handle_cancel", "request_image_on_demand"]
 

@@ -18,11 +18,13 @@ one (docs/architecture.md, §7). A server is left behind when:
   follower's to reconcile when the server is back, as with one server), or
 * a call to it fails as ``ComfyUnavailable``.
 
-It is then marked down for a backoff, the prompt is remembered as abandoned there
-(deleted or interrupted once the server answers again, so it is never drawn to the end
-twice), and the job moves on to another capable server if there is one; with none left,
-the job fails with the error that ended its last attempt. A ``value_not_in_list``
-rejection re-reads that server's model list and places the job again.
+It is then marked down for a backoff, the prompt is remembered as abandoned there (in
+SQLite too, so a restart does not forget it) and deleted or interrupted as soon as the
+server is healthy again, whether its websocket dropped or only its HTTP failed, so it is
+never drawn to the end twice; and the job moves on to another capable server if there is
+one; with none left, the job fails with the error that ended its last attempt. A
+``value_not_in_list`` rejection re-reads that server's model list and places the job
+again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -57,6 +60,7 @@ from comfy.protocol import Signal
 from comfy.servers import ServerSpec
 from common.backoff import backoff_delays
 from common.logfields import fields
+from store import AbandonedPrompts, is_transient, utc_now
 
 __all__ = [
     "FAILOVER_AFTER_S",
@@ -161,12 +165,20 @@ class Server:
 class ServerPool:
     """Every ComfyUI server of the process, their slots, and the wait for one."""
 
-    def __init__(self, servers: Sequence[Server]) -> None:
+    def __init__(
+        self, servers: Sequence[Server], *, remember: AbandonedPrompts | None = None
+    ) -> None:
+        """*remember* keeps the copies waiting to be tidied across restarts."""
         if not servers:
             raise ValueError("a server pool needs at least one server")
         self.servers = tuple(servers)
         self._by_name = {server.name: server for server in self.servers}
         self._changed = trio.Event()
+        self._remember = remember
+        if remember is not None:
+            for name, prompt_ids in remember.by_server().items():
+                if name in self._by_name:
+                    self._by_name[name].abandoned |= prompt_ids
 
     @property
     def slots(self) -> int:
@@ -193,15 +205,38 @@ class ServerPool:
         """Per server: wake waiters on every connect and loss; tidy up; read the models."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._refresh_models, server)
+            nursery.start_soon(self._tidy, server)
             while True:
                 await server.follower.wait_connected()
                 server.mark_up()
                 server.refresh_now.set()
                 self._notify()
-                if server.abandoned:
-                    nursery.start_soon(self._clean_abandoned, server)
                 await server.follower.wait_disconnected()
                 self._notify()
+
+    def _abandon(self, server: Server, prompt_id: str) -> None:
+        """A copy of *prompt_id* may be left on *server*: tidy it once the server answers."""
+        server.abandoned.add(prompt_id)
+        self._write(lambda store: store.add(server.name, prompt_id, now=utc_now()))
+        self._notify()
+
+    def _reclaim(self, server: Server, prompt_id: str) -> None:
+        """*prompt_id* on *server* is looked after again (tidied, or its job is back)."""
+        if prompt_id in server.abandoned:
+            server.abandoned.discard(prompt_id)
+            self._write(lambda store: store.remove(server.name, prompt_id))
+
+    def _write(self, operation: Callable[[AbandonedPrompts], None]) -> None:
+        """The copies' record, for the next start; a locked database costs at most a copy
+        left untidied after a restart, so it is logged, not waited for (no await here)."""
+        if self._remember is None:
+            return
+        try:
+            operation(self._remember)
+        except sqlite3.Error as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("comfy_abandoned_prompt_not_recorded", extra=fields(error=str(exc)))
 
     async def _refresh_models(self, server: Server) -> None:
         while True:
@@ -226,9 +261,23 @@ class ServerPool:
             log.debug("comfy_models_read", extra=fields(server=server.name, files=len(files)))
             self._notify()
 
-    async def _clean_abandoned(self, server: Server) -> None:
-        """Prompts left on a server that was lost: never let them draw to the end."""
+    async def _tidy(self, server: Server) -> None:
+        """Whenever *server* is healthy with copies left on it, tidy them; a failure marks
+        it down, and its backoff says when to try again (its websocket may never drop)."""
+        while True:
+            changed = self._changed
+            if server.abandoned and server.healthy:
+                if await self._clean_abandoned(server):
+                    server.mark_up()
+                continue
+            with trio.move_on_at(self._next_back_up()):
+                await changed.wait()
+
+    async def _clean_abandoned(self, server: Server) -> bool:
+        """Prompts left on a server that was lost: never let them draw to the end. True
+        when every one was tidied; else the server is marked down (try again later)."""
         for prompt_id in sorted(server.abandoned):
+            tidied = False
             with trio.move_on_after(CLEANUP_TIMEOUT_S):
                 try:
                     probe = await probe_prompt(server.client, prompt_id)
@@ -244,18 +293,21 @@ class ServerPool:
                             prompt_id=prompt_id, server=server.name, found=probe.signal.value
                         ),
                     )
+                    tidied = True
                 except ComfyError as exc:
                     log.info(
                         "comfy_abandoned_prompt_not_tidied",
                         extra=fields(prompt_id=prompt_id, server=server.name, error=exc.detail),
                     )
-                    return  # down again: the next connect tries again
                 except Exception:  # a bug below the client must not end the root nursery
                     log.exception(
                         "comfy_abandoned_prompt_not_tidied", extra=fields(prompt_id=prompt_id)
                     )
-                    return
-            server.abandoned.discard(prompt_id)
+            if not tidied:
+                server.mark_down(f"prompt {prompt_id} left there not tidied yet")
+                return False
+            self._reclaim(server, prompt_id)
+        return True
 
     # -- one job --------------------------------------------------------------------------
 
@@ -304,7 +356,7 @@ class ServerPool:
                     )
             if server is None:
                 assert own is not None
-                own.abandoned.add(prompt_id)  # tidied there once it is back
+                self._abandon(own, prompt_id)  # tidied there once it is back
                 log.warning(
                     "comfy_job_leaves_unreachable_server",
                     extra=fields(prompt_id=prompt_id, server=own.name),
@@ -316,7 +368,7 @@ class ServerPool:
             # Back on a server it was taken from: the old copy may still be there, so look
             # it up instead of queueing a second one, and keep the tidy-up off it.
             here = look_up or prompt_id in server.abandoned
-            server.abandoned.discard(prompt_id)
+            self._reclaim(server, prompt_id)
             try:
                 return await self._attempt(
                     server,
@@ -337,14 +389,14 @@ class ServerPool:
                 own = server
                 continue
             except _ServerLost:
-                server.abandoned.add(prompt_id)
+                self._abandon(server, prompt_id)
                 server.mark_down(f"websocket lost for {FAILOVER_AFTER_S:g} s with a job on it")
                 error: ComfyError = ComfyUnavailable(
                     f"ComfyUI server {server.name} lost with prompt {prompt_id} on it"
                     f" ({server.follower.last_error})"
                 )
             except ComfyUnavailable as exc:
-                server.abandoned.add(prompt_id)
+                self._abandon(server, prompt_id)
                 server.mark_down(exc.detail)
                 error = exc
             except PromptRejected as exc:

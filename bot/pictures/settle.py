@@ -4,7 +4,7 @@
 one SQLite transaction, so every ``image_requested`` ends in exactly one
 ``image_generated`` or ``image_failed``, whatever point a crash or a cancel lands at. The
 quota operations are guarded state changes, so settling a job a second time changes
-nothing and returns False. A database locked elsewhere is waited out (``bot/core/persist.py``);
+nothing and returns False. A database locked elsewhere is waited out (``store/patience.py``);
 a cancel during that wait leaves the job unsettled and active, for the next start.
 :func:`tell_user` sends the exit's sentence, if it has one, after the settling.
 """
@@ -18,12 +18,12 @@ import trio
 
 from bot.core.deps import Deps
 from bot.core.events import event_record
-from bot.core.persist import FOREVER
 from bot.core.texts import t
 from bot.pictures.lifecycle import ENDS, Exit, Settle
 from bot.telegram.errors import TelegramError
 from common.logfields import fields
 from store import EventRecord, Job
+from store.patience import FOREVER
 
 __all__ = ["MAX_DETAIL_CHARS", "NOTICE_DEADLINE_S", "settle", "tell_user"]
 

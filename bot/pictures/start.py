@@ -68,7 +68,7 @@ def build_pictures(
     return PicturesRuntime(
         queue=JobQueue(size=settings.image_queue_size, on_change=board.show_places),
         board=board,
-        servers=ServerPool(servers),
+        servers=ServerPool(servers, remember=store.abandoned),
         template=template,
         spool_dir=spool_dir,
     )

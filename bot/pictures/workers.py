@@ -28,7 +28,6 @@ from typing import Any, Final
 import trio
 
 from bot.core.deps import Deps
-from bot.core.persist import FOREVER
 from bot.pictures.delivery import DeliveryFailed, send_picture, variant_keyboard
 from bot.pictures.lifecycle import ENDS, STEPS, Exit, Step, start_of
 from bot.pictures.prompts import describe_scene
@@ -41,6 +40,7 @@ from comfy import ComfyError, WorkflowError
 from common.bodies import describe_body, picture_format
 from common.logfields import fields
 from store import Job, JobState, is_transient
+from store.patience import FOREVER
 
 __all__ = ["DEFAULT_IMAGE_EXTENSION", "JobEnded", "run_job", "run_workers"]
 

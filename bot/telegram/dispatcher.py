@@ -38,6 +38,8 @@ from bot.telegram.inbox import Inbox
 from bot.telegram.types import Update
 from common.backoff import backoff_delays
 from common.logfields import fields
+from store.errors import StoreUnavailable
+from store.patience import persist
 
 __all__ = [
     "ATTEMPTS",
@@ -323,19 +325,9 @@ class _Work:
         """The inbox may be locked by another process for a while: wait, do not crash.
 
         Given up after ``INBOX_PATIENCE_S``, the update stays pending in the inbox and is
-        handled again after a restart.
+        handled again after a restart. An error no wait can mend is raised.
         """
-        delays = backoff_delays(initial_s=0.05, maximum_s=5.0, rng=self.rng)
-        started = trio.current_time()
-        while True:
-            try:
-                operation()
-                return
-            except Exception as exc:
-                waited = trio.current_time() - started
-                if waited >= INBOX_PATIENCE_S:
-                    log.error("telegram_inbox_unavailable", extra=fields(what=what, error=str(exc)))
-                    return
-                if waited == 0:
-                    log.warning("telegram_inbox_waiting", extra=fields(what=what, error=str(exc)))
-                await trio.sleep(next(delays))
+        try:
+            await persist(what, operation, rng=self.rng, patience_s=INBOX_PATIENCE_S)
+        except StoreUnavailable as exc:
+            log.error("telegram_inbox_unavailable", extra=fields(what=what, error=str(exc)))

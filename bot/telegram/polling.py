@@ -6,9 +6,10 @@ next offset, in one transaction *before* the next ``getUpdates`` confirms it; th
 dispatcher marks an update done once its handler returned. After a restart, updates
 received but not done are sent again (once), and polling resumes from the stored offset.
 
-Failures never end polling, except a 401 (the token is wrong): a 409 (another poller, or
-a webhook) is explained in one log line and backed off; transient errors are retried by
-:class:`TelegramApi` and then backed off here.
+Failures never end polling, except a 401 (the token is wrong) and a store error no wait
+can mend (a damaged database): a 409 (another poller, or a webhook) is explained in one
+log line and backed off; transient errors are retried by :class:`TelegramApi` and then
+backed off here; a locked database is waited out (``store.patience``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ from bot.telegram.inbox import Inbox
 from bot.telegram.types import Update
 from common.backoff import backoff_delays
 from common.logfields import fields
+from store.patience import FOREVER, persist
 
 __all__ = [
     "ALLOWED_UPDATES",
@@ -44,8 +45,6 @@ CONFLICT_BACKOFF_INITIAL_S: Final = 10.0  # seconds; equal jitter: the first wai
 CONFLICT_BACKOFF_MAXIMUM_S: Final = 60.0  # seconds; waits grow to 30-60 s
 ERROR_BACKOFF_INITIAL_S: Final = 1.0  # seconds, after the client's own retries gave up
 ERROR_BACKOFF_MAXIMUM_S: Final = 30.0
-STORE_BACKOFF_INITIAL_S: Final = 0.5  # seconds, while the database is locked elsewhere
-STORE_BACKOFF_MAXIMUM_S: Final = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +103,11 @@ async def _save_batch_patiently(
     """Store a batch, waiting out a database another process holds locked.
 
     Until it is stored, the batch is not confirmed to Telegram (the next ``getUpdates``
-    waits too), so waiting loses nothing.
+    waits too), so waiting loses nothing; an error no wait can mend is raised.
     """
-    delays = backoff_delays(
-        initial_s=STORE_BACKOFF_INITIAL_S, maximum_s=STORE_BACKOFF_MAXIMUM_S, rng=rng
+    return await persist(
+        "store a batch of updates", lambda: _save_batch(inbox, batch), rng=rng, patience_s=FOREVER
     )
-    while True:
-        try:
-            return _save_batch(inbox, batch)
-        except sqlite3.OperationalError as exc:
-            delay = next(delays)
-            log.warning(
-                "telegram_updates_not_stored", extra=fields(delay_s=round(delay, 3), error=str(exc))
-            )
-            await trio.sleep(delay)
 
 
 async def _poll_until_answered(

@@ -28,7 +28,8 @@ SUCCESS, ERROR (the recorded ``execution_error`` of a broken LoRA) and HANG (run
 interrupted).
 Knobs: ``unreachable`` (HTTP raises ``httpx.ConnectError``, ws refused),
 ``sockets.refuse``, ``reject_next_with(status, body)``, ``http_500_next``,
-``latency_s`` (``{"GET /view": 1.0}``: seconds before a route answers), ``outputs_lost``
+``answer_lost_next`` (POST /prompt queues, then answers 502), ``latency_s``
+(``{"GET /view": 1.0}``: seconds before a route answers), ``outputs_lost``
 (``/view`` answers 404, as after the output folder was emptied),
 ``drop_websockets()``, ``half_open()``, ``restart()``, ``send_raw(frame)``.
 Records: ``requests`` ((method, path, json) with ``/api`` stripped), ``submitted``
@@ -122,6 +123,7 @@ class FakeComfy:
         self.sockets = FakeSockets(self.queue_remaining, lambda: self.unreachable)
         self.unreachable = False
         self.http_500_next = 0
+        self.answer_lost_next = 0  # POST /prompt queues the prompt, then answers 502
         self.latency_s: dict[str, float] = {}  # "METHOD /path" (no /api) -> seconds
         self.outputs_lost = False
         self.pending: list[FakePrompt] = []

@@ -93,6 +93,9 @@ async def _post_prompt(fake: FakeComfy, body: Any) -> httpx.Response:
         fake.counter += 1  # numbers skip for rejected prompts (docs/comfyui.md, C9)
         return _json(400, rejected)
     item = await fake.enqueue(body)
+    if fake.answer_lost_next > 0:  # queued, but a proxy in front lost the answer
+        fake.answer_lost_next -= 1
+        return _text(502, "Bad Gateway")
     return _json(200, {"prompt_id": item.prompt_id, "number": item.number, "node_errors": {}})
 
 

@@ -3,14 +3,19 @@
 The store is synchronous and gives up at once when another process holds the database
 (its busy timeout is a few milliseconds, so the event loop never freezes). :func:`persist`
 runs one store operation, usually one transaction, and when it fails with a transient
-error (locked, busy, disk full, I/O: ``store.is_transient``) sleeps with backoff and runs
-it again, so other tasks go on meanwhile. A wait is logged once when it starts, then at
-most every ``WAIT_LOG_INTERVAL_S``, and once more when it ends.
+error (locked, busy, disk full, I/O: :func:`store.errors.is_transient`, the project's one
+meaning of "temporary") sleeps with backoff and runs it again, so other tasks go on
+meanwhile. Any other error (a missing table, a damaged file) is raised at once: no wait
+can mend it. A wait is logged once when it starts, then at most every
+``WAIT_LOG_INTERVAL_S``, and once more when it ends.
 
-Patience is the caller's: a handler gives up after ``STORE_PATIENCE_S`` (its update is
-tried again later, then parked: ``bot/telegram/dispatcher.py``); settling a job that
-holds a user's picture waits as long as it takes. A cancel during a wait leaves the
-operation undone, which every caller can afford: each operation is one transaction.
+This is the only place that waits for the store: the handlers' writes
+(``bot.core.deps.Deps.write``), the polling's batches and the dispatcher's inbox all go
+through it. Patience is the caller's: a handler gives up after ``STORE_PATIENCE_S`` (its
+update is tried again later, then parked), the polling waits as long as it takes (its
+batch is not confirmed to Telegram meanwhile), settling a job that holds a user's picture
+too. A cancel during a wait leaves the operation undone, which every caller can afford:
+each operation is one transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import trio
 
 from common.backoff import backoff_delays
 from common.logfields import fields
-from store import StoreUnavailable, is_transient
+from store.errors import StoreUnavailable, is_transient
 
 __all__ = ["FOREVER", "STORE_PATIENCE_S", "WAIT_LOG_INTERVAL_S", "persist"]
 
