@@ -13,7 +13,13 @@ import trio
 import trio.testing
 
 from bot.core.logs import plain_fields
-from bot.telegram.dispatcher import TryAgainLater, is_urgent, lane_key, run_dispatcher
+from bot.telegram.dispatcher import (
+    MAX_URGENT_PER_USER,
+    TryAgainLater,
+    is_urgent,
+    lane_key,
+    run_dispatcher,
+)
 from bot.telegram.types import Update
 from tests.fakes.comfy_fixtures import NoJitter
 from tests.fakes.telegram import MemoryInbox
@@ -419,3 +425,44 @@ async def test_an_inbox_error_no_wait_can_mend_is_raised_not_retried(
         await dispatch_all([message(1, CHAT_A, "hi")], handle, BrokenInbox())
     assert caught.group_contains(sqlite3.OperationalError, match="no such table")
     assert trio.current_time() == 0  # not waited on for a minute as if it were a lock
+
+
+def checkout(update_id: int, user: dict[str, Any]) -> Update:
+    query = {
+        "id": f"pcq{update_id}",
+        "from": user,
+        "currency": "XTR",
+        "total_amount": 50,
+        "invoice_payload": "pack:10:50:78",
+    }
+    return Update.model_validate({"update_id": update_id, "pre_checkout_query": query})
+
+
+async def test_one_user_pressing_hundreds_of_times_holds_up_no_one_else(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A flood of presses from one account: a few run, the rest are dropped, and the
+    dispatcher never stops reading: another user's message and a checkout go at once."""
+    inbox = MemoryInbox()
+    other = {"id": 78, "is_bot": False, "first_name": "Боб"}
+    handled: dict[str, float] = {}
+    presses_running = 0
+    most_presses = 0
+
+    async def handle(update: Update) -> None:
+        nonlocal presses_running, most_presses
+        if update.callback_query is not None:
+            presses_running += 1
+            most_presses = max(most_presses, presses_running)
+            await trio.sleep(30)  # a slow press: its toast never gets through
+            presses_running -= 1
+            return
+        handled["checkout" if update.pre_checkout_query else text_of(update)] = trio.current_time()
+
+    flood = [press(n, CHAT_A) for n in range(1, 301)]
+    await dispatch_all(
+        [*flood, message(301, CHAT_B, "hi", user=other), checkout(302, other)], handle, inbox
+    )
+    assert handled == {"hi": 0.0, "checkout": 0.0}
+    assert most_presses == MAX_URGENT_PER_USER
+    assert sorted(inbox.done) == list(range(1, 303))  # the dropped ones too: never replayed

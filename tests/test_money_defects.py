@@ -7,9 +7,11 @@ rules as invariants over seeded schedules; these are the named cases.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import trio
 
 from bot.payments.offers import PackPayload, SubscriptionPayload, encode_payload
@@ -208,4 +210,60 @@ async def test_forget_during_a_drawing_removes_that_reply_and_its_scene_when_the
         assert store.sent.get(chat_id=USER, message_id=reply.message_id) is None
         graphs = [row["graph"] for row in store.db.query("SELECT graph FROM jobs")]
         assert graphs == [None]
+    await bot.stop()
+
+
+async def test_a_group_under_429s_holds_no_checkout_and_no_other_chat(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    tg = fake_telegram
+    group = -100_123
+
+    def storm(method: str, request: httpx.Request) -> httpx.Response | None:
+        if method == "sendMessage" and json.loads(request.content).get("chat_id") == group:
+            return httpx.Response(
+                429,
+                json={
+                    "ok": False,
+                    "error_code": 429,
+                    "description": "Too Many Requests: retry after 30",
+                    "parameters": {"retry_after": 30},
+                },
+            )
+        return None
+
+    tg.interpose = storm
+    bot = await start_bot(nursery, tmp_path, tg, stars_packs=PACKS)
+    for n in range(10):
+        tg.user_says(f"всем привет {n}", user_id=7000 + n, chat_id=group, chat_type="group")
+    await trio.sleep(2)  # the group's replies are refused and held
+    start = trio.current_time()
+    query = tg.user_checks_out(PACK_10, 50)
+    tg.user_says("/help", user_id=USER + 1)
+    await tg.wait_for(lambda: query in tg.checkout_answers and tg.texts_to(USER + 1) != [])
+    assert tg.checkout_answers[query].at - start < 1.0  # Telegram allows 10 s
+    assert next(s.at for s in tg.sent if s.chat_id == USER + 1) - start < 1.0
+    await bot.stop()
+
+
+async def test_one_user_pressing_hundreds_of_times_gets_a_few_resends_and_stalls_no_one(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    fake_comfy: FakeComfy,
+    autojump_clock: object,
+) -> None:
+    tg = fake_telegram
+    bot = await start_bot(nursery, tmp_path, tg, comfy=fake_comfy, free_images=1)
+    reply = await say_and_get_reply(tg)
+    await press_look(tg, reply)
+    await tg.wait_for(lambda: len(photos(tg)) == 1)
+    for _ in range(300):  # every press on the delivered picture would be a free resend
+        tg.user_presses(reply.message_id, "look")
+    start = trio.current_time()
+    tg.user_says("/help", user_id=USER + 1)
+    await tg.wait_for(lambda: tg.texts_to(USER + 1) != [])
+    assert next(s.at for s in tg.sent if s.chat_id == USER + 1) - start < 1.5
+    await trio.sleep(60)
+    assert len(photos(tg)) <= 1 + 30  # USER_PRESSES_PER_MINUTE, not 300
     await bot.stop()

@@ -50,13 +50,14 @@ def test_classify_sorts_calls_by_method() -> None:
     toast = classify("answerCallbackQuery", {"callback_query_id": "1"})
     assert toast == CallClass(Priority.TOAST, None, None)
     photo = classify("sendPhoto", {"chat_id": 7})
-    assert photo == CallClass(Priority.MESSAGE, 7, None)
+    assert photo == CallClass(Priority.MESSAGE, 7, None, holder=7)
     delete = classify("deleteMessage", {"chat_id": 7, "message_id": 3})
-    assert delete == CallClass(Priority.MESSAGE, None, None)  # sends nothing to the chat
+    # Sends nothing to the chat (no place in its window), but a 429 for the chat holds it.
+    assert delete == CallClass(Priority.MESSAGE, None, None, holder=7)
     action = classify("sendChatAction", {"chat_id": 7, "action": "upload_photo"})
-    assert action == CallClass(Priority.COSMETIC, None, ("sendChatAction", 7, None))
+    assert action == CallClass(Priority.COSMETIC, None, ("sendChatAction", 7, None), holder=7)
     edit = classify("editMessageText", {"chat_id": 7, "message_id": 3}, priority=Priority.COSMETIC)
-    assert edit == CallClass(Priority.COSMETIC, 7, ("editMessageText", 7, 3))
+    assert edit == CallClass(Priority.COSMETIC, 7, ("editMessageText", 7, 3), holder=7)
     assert classify("getUpdates", {"offset": 1}) is None
     assert classify("setMyCommands", {}) is None
 
@@ -65,7 +66,7 @@ def test_payment_calls_are_budgeted_by_what_they_do() -> None:
     # An invoice is a message in the chat; the pre-checkout answer has 10 s and must never
     # wait behind pictures; refunds and subscription edits write nothing to a chat.
     invoice = classify("sendInvoice", {"chat_id": 7, "payload": "pack:10"})
-    assert invoice == CallClass(Priority.MESSAGE, 7, None)
+    assert invoice == CallClass(Priority.MESSAGE, 7, None, holder=7)
     checkout = classify("answerPreCheckoutQuery", {"pre_checkout_query_id": "q", "ok": True})
     assert checkout == CallClass(Priority.TOAST, None, None)
     assert classify("refundStarPayment", {"user_id": 7}) is None
@@ -197,15 +198,15 @@ def test_a_newer_cosmetic_call_replaces_an_older_one_with_its_key() -> None:
     assert {t.seq for t in drain(budget, 1.0)[0]} == {other_chat.seq, newer.seq}
 
 
-def test_a_429_holds_every_call_until_retry_after() -> None:
+def test_a_429_about_no_chat_holds_every_chat_until_retry_after() -> None:
     budget = SendBudget(RULES)
     budget.rate_limited(10.0, 5.0)
     budget.rate_limited(11.0, 1.0)  # a shorter verdict does not shorten the wait
-    toast = budget.add(TOAST, 11.0)
+    reply = budget.add(in_chat(1), 11.0)
     granted, _, wake_at = drain(budget, 12.0)
     assert granted == []
     assert wake_at == 15.0
-    assert [t.seq for t in drain(budget, 15.0)[0]] == [toast.seq]
+    assert [t.seq for t in drain(budget, 15.0)[0]] == [reply.seq]
 
 
 def test_a_withdrawn_ticket_is_not_counted() -> None:
@@ -252,3 +253,55 @@ def test_status_posts_leave_a_chats_last_two_slots_to_photos() -> None:
     assert [t.seq for t in drain(budget, 0.0)[0]] == [p.seq for p in posts[:3]]
     photos = [budget.add(message(1), 0.5) for _ in range(2)]
     assert [t.seq for t in drain(budget, 0.5)[0]] == [p.seq for p in photos]
+
+
+def in_chat(chat: int, priority: Priority = Priority.MESSAGE) -> CallClass:
+    """A call about *chat*: counted in its window, held by a 429 for it."""
+    return CallClass(priority, chat, None, holder=chat)
+
+
+def test_a_429_in_one_chat_holds_that_chat_only() -> None:
+    budget = SendBudget(RULES)
+    budget.rate_limited(0.0, 30.0, chat=-100)  # a group chat got a 429
+    held = budget.add(in_chat(-100), 0.0)
+    other = budget.add(in_chat(1), 0.0)
+    toast = budget.add(TOAST, 0.0)
+    granted, _, wake_at = drain(budget, 0.0)
+    assert [t.seq for t in granted] == [toast.seq, other.seq]
+    assert wake_at == 30.0
+    assert [t.seq for t in drain(budget, 30.0)[0]] == [held.seq]
+
+
+def test_429s_in_several_chats_at_once_hold_every_chat() -> None:
+    budget = SendBudget(RULES)
+    for chat in (1, 2, 3):  # Telegram is telling the bot, not one chat, to slow down
+        budget.rate_limited(0.5, 10.0, chat=chat)
+    elsewhere = budget.add(in_chat(4), 0.5)
+    toast = budget.add(TOAST, 0.5)
+    granted, _, wake_at = drain(budget, 0.5)
+    assert [t.seq for t in granted] == [toast.seq]
+    assert wake_at == 10.5
+    assert [t.seq for t in drain(budget, 10.5)[0]] == [elsewhere.seq]
+
+
+def test_answers_are_never_held_by_a_429() -> None:
+    budget = SendBudget(RULES)
+    budget.rate_limited(0.0, 60.0)  # a 429 for a call of no chat: everything else waits
+    answers = [budget.add(TOAST, 0.0) for _ in range(3)]  # presses' and a checkout's
+    reply = budget.add(message(1), 0.0)
+    granted, _, wake_at = drain(budget, 0.0)
+    assert [t.seq for t in granted] == [t.seq for t in answers]
+    assert wake_at == 60.0
+    assert [t.seq for t in drain(budget, 60.0)[0]] == [reply.seq]
+
+
+def test_a_group_gets_telegrams_group_budget() -> None:
+    rules = SendRules(per_second=30, per_chat=5, per_group=20, group_window_s=60.0)
+    budget = SendBudget(rules)
+    times: list[int] = []
+    for now in range(121):
+        if now < 21:  # one a second, a pace a private chat's budget allows
+            budget.add(message(-100), float(now))
+        times += [now for _ in drain(budget, float(now))[0]]
+    assert times[:20] == list(range(20))
+    assert times[20:] == [60]  # the 21st waits until the first leaves the group's minute

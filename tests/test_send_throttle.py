@@ -57,7 +57,7 @@ async def test_twelve_replies_go_five_a_second(
     assert len(fake_telegram.sent) == 12
 
 
-async def test_a_429_holds_every_call_not_only_the_one_that_got_it(
+async def test_a_429_holds_the_chat_it_was_for_and_nothing_else(
     throttled_api: TelegramApi, fake_telegram: FakeTelegram, autojump_clock: object
 ) -> None:
     first, second = chats(fake_telegram, 2)
@@ -67,15 +67,33 @@ async def test_a_429_holds_every_call_not_only_the_one_that_got_it(
     async def a_second_later() -> None:
         await trio.sleep(1.0)
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(throttled_api.send_message, first, "первый, ещё")
             nursery.start_soon(throttled_api.send_message, second, "второй")
             nursery.start_soon(throttled_api.answer_callback_query, query)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(throttled_api.send_message, first, "первый")
         nursery.start_soon(a_second_later)
-    assert times_of(fake_telegram, "sendMessage") == [0.0, 7.0, 7.0]
-    assert fake_telegram.callback_answers[query].at == 7.0
-    assert sorted(s.text or "" for s in fake_telegram.sent) == ["второй", "первый"]
+    # The refused chat waits its 7 s; the other chat and the press's answer do not.
+    assert [(s.chat_id, s.at) for s in fake_telegram.sent] == [
+        (second, 1.0),
+        (first, 7.0),
+        (first, 7.0),
+    ]
+    assert fake_telegram.callback_answers[query].at == 1.0
+
+
+async def test_429s_in_several_chats_at_once_hold_every_chat(
+    throttled_api: TelegramApi, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    *refused, spared = chats(fake_telegram, 4)
+    fake_telegram.fail_next("sendMessage", 429, "Too Many Requests", retry_after=5, times=3)
+    async with trio.open_nursery() as nursery:
+        for chat in refused:
+            nursery.start_soon(throttled_api.send_message, chat, "ответ")
+        await trio.sleep(0.5)
+        nursery.start_soon(throttled_api.send_message, spared, "и этот ждёт")
+    assert [s.at for s in fake_telegram.sent if s.chat_id == spared] == [5.0]
 
 
 async def test_a_toast_neither_waits_for_the_window_nor_takes_a_slot(

@@ -116,23 +116,33 @@ def make_handler(
 def make_throttle(
     deps: Deps,
 ) -> tuple[Callable[[Update], bool], Callable[[Update], Awaitable[None]]]:
-    """The dispatcher's rate rule and what a throttled update gets (``USER_MESSAGES_PER_MINUTE``).
+    """The dispatcher's rate rule and what a throttled update gets.
 
-    Only messages count; presses are cheap and answered at once. A throttled user is told
-    once a minute, in a private chat only (a notice in every group would be a flood of its
-    own); the message itself is not handled.
+    Messages count against ``USER_MESSAGES_PER_MINUTE``: a throttled user is told once a
+    minute, in a private chat only (a notice in every group would be a flood of its own),
+    and the message itself is not handled. Presses count against
+    ``USER_PRESSES_PER_MINUTE``: a throttled press gets a polite toast and nothing else (no
+    picture, no resend). Checkouts and payments never count.
     """
 
     def throttled(update: Update) -> bool:
-        message, user = update.message, update.user
-        if message is None or user is None:
+        user = update.user
+        if user is None:
+            return False
+        if update.callback_query is not None:
+            return not deps.limits.presses.take(user.id, trio.current_time())
+        if update.message is None:
             return False
         return not deps.limits.messages.take(user.id, trio.current_time())
 
     async def handle_throttled(update: Update) -> None:
-        message, user = update.message, update.user
-        assert message is not None
+        query, message, user = update.callback_query, update.message, update.user
         assert user is not None
+        if query is not None:
+            log.info("user_press_throttled", extra=fields(user=user.id))
+            await deps.answer_query(query.id, text=t("press_throttled", user.language_code))
+            return
+        assert message is not None
         log.info("user_message_throttled", extra=fields(user=user.id, chat=message.chat.id))
         private = message.chat.type == "private"
         if private and deps.limits.should_tell(user.id, trio.current_time()):

@@ -181,6 +181,7 @@ async def run(
                 limits=UserLimits.per_minute(
                     messages=settings.user_messages_per_minute,
                     llm_replies=settings.llm_replies_per_user_per_minute,
+                    presses=settings.user_presses_per_minute,
                 ),
                 offers=partial(buy_keyboard, settings),
             )  # fmt: skip

@@ -25,6 +25,7 @@ from bot.core.personas import PersonaBook
 from bot.core.settings import (
     DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE,
     DEFAULT_USER_MESSAGES_PER_MINUTE,
+    DEFAULT_USER_PRESSES_PER_MINUTE,
     Settings,
 )
 from bot.core.texts import Lang
@@ -48,6 +49,7 @@ def _default_limits() -> UserLimits:
     return UserLimits.per_minute(
         messages=DEFAULT_USER_MESSAGES_PER_MINUTE,
         llm_replies=DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE,
+        presses=DEFAULT_USER_PRESSES_PER_MINUTE,
     )
 
 

@@ -1,4 +1,4 @@
-"""Per-user rates: how many messages, and how many LLM replies, a user gets per minute.
+"""Per-user rates: how many messages, LLM replies and button presses a user gets per minute.
 
 A token bucket per user, pure: the caller passes the time (trio's clock), so the rules are
 tested without an event loop. A bucket holds up to its per-minute rate and refills
@@ -68,15 +68,17 @@ class RateLimit:
 @dataclass(slots=True)
 class UserLimits:
     """The per-user rates of one process (``USER_MESSAGES_PER_MINUTE``,
-    ``LLM_REPLIES_PER_USER_PER_MINUTE``), and when each user was last told so."""
+    ``LLM_REPLIES_PER_USER_PER_MINUTE``, ``USER_PRESSES_PER_MINUTE``), and when each user
+    was last told so."""
 
     messages: RateLimit
     llm: RateLimit
+    presses: RateLimit = field(default_factory=lambda: RateLimit(0))
     _told_at: dict[int, float] = field(default_factory=dict)
 
     @classmethod
-    def per_minute(cls, *, messages: int, llm_replies: int) -> UserLimits:
-        return cls(RateLimit(messages), RateLimit(llm_replies))
+    def per_minute(cls, *, messages: int, llm_replies: int, presses: int = 0) -> UserLimits:
+        return cls(RateLimit(messages), RateLimit(llm_replies), RateLimit(presses))
 
     def should_tell(self, user_id: int, now: float) -> bool:
         """Tell a throttled user once a minute, not once per message."""

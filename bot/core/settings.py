@@ -61,6 +61,7 @@ SHIPPED_PERSONAS: Final = Path(str(resources.files("bot.core").joinpath("persona
 SECRET_FIELDS: Final = frozenset({"telegram_bot_token", "llm_api_key"})
 DEFAULT_USER_MESSAGES_PER_MINUTE: Final = 20
 DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE: Final = 6
+DEFAULT_USER_PRESSES_PER_MINUTE: Final = 30
 MAX_SUBSCRIPTION_STARS: Final = 10_000  # Telegram's ceiling for a subscription price
 MAX_PACK_PICTURES: Final = 100_000
 MAX_PACK_STARS: Final = 100_000
@@ -148,6 +149,7 @@ class Settings(BaseSettings):
     llm_replies_per_user_per_minute: int = Field(
         default=DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE, ge=0
     )
+    user_presses_per_minute: int = Field(default=DEFAULT_USER_PRESSES_PER_MINUTE, ge=0)
 
     # How long users' data is kept, in days; 0 keeps it forever (docs/product.md, P20).
     # Texts go first; events (no texts) stay longer so the picture report keeps its history.

@@ -109,6 +109,10 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "ru": "Ты пишешь очень быстро. Дай мне минутку — и я снова отвечу.",
         "en": "You are writing very fast. Give me a minute and I will answer again.",
     },
+    "press_throttled": {
+        "ru": "Слишком много нажатий. Подожди немного.",
+        "en": "Too many presses. Please wait a moment.",
+    },
     "try_later": {
         "ru": "Секунду, я занят. Нажми ещё раз чуть позже.",
         "en": "One moment, I am busy. Please press again a bit later.",

@@ -11,8 +11,8 @@ Retries follow :mod:`common.backoff`: a 429 waits ``retry_after``; a 5xx, a non-
 a network error waits a jittered backoff delay; other errors raise at once.
 
 With a :class:`~bot.telegram.throttle.SendThrottle` every call that writes to a chat waits
-for its turn in the send budget first (docs/telegram.md, T7), and a 429 holds every such
-call, not only the one that got it.
+for its turn in the send budget first (docs/telegram.md, T7), and a 429 holds that chat's
+calls, not only the one that got it (every chat's, when several chats get one at once).
 """
 
 from __future__ import annotations
@@ -195,9 +195,12 @@ class TelegramApi:
             except TelegramRetryAfter as exc:
                 # Telegram says exactly when to come back: that is backpressure, not a
                 # fault, so it has its own, larger budget than network errors. It is
-                # also a verdict on the whole bot's rate: every budgeted call waits.
+                # also a verdict on the chat the call was about (or on the whole bot):
+                # the send budget holds that chat's calls, never another chat's.
                 if self._throttle is not None:
-                    self._throttle.rate_limited(exc.retry_after)
+                    self._throttle.rate_limited(
+                        exc.retry_after, chat=budgeted.holder if budgeted is not None else None
+                    )
                 rate_limits += 1
                 if rate_limits >= self._max_rate_limit_waits:
                     raise
@@ -217,9 +220,10 @@ class TelegramApi:
                     error=str(error),
                 ),
             )
-            if budgeted is not None and isinstance(error, TelegramRetryAfter):
-                continue  # the throttle holds this call, with every other, until then
-            await trio.sleep(delay)
+            held = budgeted is not None and budgeted.priority is not Priority.TOAST
+            if held and isinstance(error, TelegramRetryAfter):
+                continue  # the throttle holds this call, with its chat's others, until then
+            await trio.sleep(delay)  # an answer is never held by the budget: it waits alone
 
     async def _request(
         self,

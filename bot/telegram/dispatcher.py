@@ -5,7 +5,11 @@ messages must be handled in the order they were sent. So:
 
 * **Urgent updates** (:func:`is_urgent`: button presses, which Telegram shows a spinner
   for until they are answered; pre-checkout queries, which it cancels after 10 s; payment
-  messages) run at once in a task of their own, before any lane or limit.
+  messages) run at once in a task of their own, before any lane. Money never waits:
+  checkouts and payments take no limit at all. Presses share ``MAX_URGENT`` tasks, and one
+  user holds at most ``max_urgent_per_user`` of them: a press beyond that is dropped (its
+  spinner stops by itself), so one account pressing hundreds of times can neither fill
+  the urgent tasks nor make the dispatcher stop reading.
 * **Throttled updates** (the caller's ``throttled`` rule, e.g. a user over their message
   rate) are handed to ``handle_throttled`` at once as well; it only tells the user, and
   they never take a place in a lane.
@@ -49,6 +53,7 @@ __all__ = [
     "MAX_PER_USER",
     "MAX_QUEUED",
     "MAX_URGENT",
+    "MAX_URGENT_PER_USER",
     "LaneKey",
     "TryAgainLater",
     "is_urgent",
@@ -58,7 +63,8 @@ __all__ = [
 
 DEFAULT_MAX_CONCURRENT: Final = 32  # handlers running at once, all chats together
 MAX_PER_USER: Final = 2  # handlers of one user running at once, across all their chats
-MAX_URGENT: Final = 256  # urgent handlers at once; far above any real press rate
+MAX_URGENT: Final = 256  # press handlers at once; far above any real press rate
+MAX_URGENT_PER_USER: Final = 4  # press handlers of one user at once; more are dropped
 LANE_CAPACITY: Final = 64  # queued updates per chat; a full lane makes the dispatcher wait
 MAX_LANES: Final = 1000  # chats with updates queued or in hand, all together
 MAX_QUEUED: Final = 2000  # updates queued or in hand in lanes, all together
@@ -118,9 +124,19 @@ async def _ignore(_: Update) -> None:
 class _Limits:
     """The shared limit, one limiter per busy user, and the totals; owned by one run."""
 
-    def __init__(self, *, max_concurrent: int, max_per_user: int, max_lanes: int, max_queued: int):
+    def __init__(
+        self,
+        *,
+        max_concurrent: int,
+        max_per_user: int,
+        max_lanes: int,
+        max_queued: int,
+        max_urgent_per_user: int,
+    ) -> None:
         self.shared = trio.CapacityLimiter(max_concurrent)
         self.urgent = trio.CapacityLimiter(MAX_URGENT)
+        self.max_urgent_per_user = max_urgent_per_user
+        self.urgent_by_user: dict[int, int] = {}
         self.lanes = trio.Semaphore(max_lanes)
         self.queued = trio.Semaphore(max_queued)
         self._max_per_user = max_per_user
@@ -132,6 +148,19 @@ class _Limits:
             limiter = trio.CapacityLimiter(self._max_per_user)
         self._users[user_id] = (limiter, users + 1)
         return limiter
+
+    def take_press(self, user_id: int) -> bool:
+        """One of *user_id*'s press tasks, if they hold fewer than their share."""
+        running = self.urgent_by_user.get(user_id, 0)
+        if running >= self.max_urgent_per_user:
+            return False
+        self.urgent_by_user[user_id] = running + 1
+        return True
+
+    def press_done(self, user_id: int) -> None:
+        running = self.urgent_by_user.pop(user_id) - 1
+        if running:
+            self.urgent_by_user[user_id] = running
 
     def user_done(self, user_id: int) -> None:
         limiter, users = self._users[user_id]
@@ -153,6 +182,7 @@ async def run_dispatcher(
     lane_capacity: int = LANE_CAPACITY,
     max_lanes: int = MAX_LANES,
     max_queued: int = MAX_QUEUED,
+    max_urgent_per_user: int = MAX_URGENT_PER_USER,
     attempts: int = ATTEMPTS,
     rng: random.Random | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -171,21 +201,44 @@ async def run_dispatcher(
         max_per_user=max_per_user,
         max_lanes=max_lanes,
         max_queued=max_queued,
+        max_urgent_per_user=max_urgent_per_user,
     )
     work = _Work(handle, inbox, limits, attempts, rng if rng is not None else random.Random())
     lanes: dict[LaneKey, trio.MemorySendChannel[Update]] = {}
     async with trio.open_nursery() as nursery, updates_in:
         task_status.started()
         async for update in updates_in:
-            if is_urgent(update):
-                await limits.urgent.acquire_on_behalf_of(update.update_id)
-                nursery.start_soon(work.run_urgent, update, handle)
+            if is_money(update):
+                nursery.start_soon(work.run_money, update, handle)
+            elif is_urgent(update):
+                chosen = handle_throttled if throttled(update) else handle
+                await _start_press(update, chosen, nursery, work)
             elif throttled(update):
                 await limits.urgent.acquire_on_behalf_of(update.update_id)
                 nursery.start_soon(work.run_urgent, update, handle_throttled)
             else:
                 await limits.queued.acquire()
                 await _enqueue(update, lanes, nursery, work, lane_capacity)
+
+
+def is_money(update: Update) -> bool:
+    """A checkout to answer, or a payment to credit: never limited, never queued."""
+    message = update.message
+    return update.pre_checkout_query is not None or (
+        message is not None
+        and (message.successful_payment is not None or message.refunded_payment is not None)
+    )
+
+
+async def _start_press(update: Update, handle: Handler, nursery: trio.Nursery, work: _Work) -> None:
+    """A press in a task of its own, within its user's share; beyond it, dropped and done."""
+    user = update.user
+    if user is not None and not work.limits.take_press(user.id):
+        log.info("telegram_press_dropped", extra=fields(update_id=update.update_id, user=user.id))
+        await work.done(update)
+        return
+    await work.limits.urgent.acquire_on_behalf_of(update.update_id)
+    nursery.start_soon(work.run_press, update, handle)
 
 
 async def _enqueue(
@@ -251,6 +304,21 @@ class _Work:
         finally:
             self.limits.urgent.release_on_behalf_of(update.update_id)
 
+    async def run_press(self, update: Update, handle: Handler) -> None:
+        try:
+            await self.run_urgent(update, handle)
+        finally:
+            if update.user is not None:
+                self.limits.press_done(update.user.id)
+
+    async def run_money(self, update: Update, handle: Handler) -> None:
+        await self._run(update, handle, self._unlimited)
+
+    async def done(self, update: Update) -> None:
+        await self._patiently(
+            f"mark update {update.update_id} done", lambda: self.inbox.mark_done(update.update_id)
+        )
+
     async def run_in_lane(self, update: Update) -> None:
         await self._run(update, self.handle, self._limited)
 
@@ -306,10 +374,7 @@ class _Work:
                 await self._park(update, f"{type(exc).__name__}: {exc}")
                 return
             else:
-                await self._patiently(
-                    f"mark update {update.update_id} done",
-                    lambda: self.inbox.mark_done(update.update_id),
-                )
+                await self.done(update)
                 return
 
     async def _park(self, update: Update, why: str) -> None:

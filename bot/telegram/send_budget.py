@@ -16,9 +16,10 @@ Theory of operation:
   the board marks so (queue places, progress), are :attr:`Priority.COSMETIC`. Polling
   and start-up calls write nothing to a chat and are not counted.
 * **Windows.** At most ``per_second`` granted calls in any window of one second, and at
-  most ``per_chat`` in any ``chat_window_s`` in one chat (an average of one a second,
-  bursts of ``per_chat``). Sliding windows, not token buckets, so no one-second window
-  ever holds more than ``per_second``.
+  most ``per_chat`` in any ``chat_window_s`` in one private chat (an average of one a
+  second, bursts of ``per_chat``); a group (a chat id below zero) gets Telegram's group
+  budget, ``per_group`` in any ``group_window_s``. Sliding windows, not token buckets, so
+  no one-second window ever holds more than ``per_second``.
 * **Order.** The waiting call with the best priority that both windows allow goes next;
   among equals, the one that waited longest. A toast is neither held by the windows nor
   counted in them: it is no message in a chat, there is one per press, and a burst of
@@ -34,8 +35,12 @@ Theory of operation:
   newer cosmetic call with the same merge key (the same message's edit, the same chat's
   action) replaces an older one still waiting. Toasts, messages and status posts and
   deletes are never dropped.
-* **429.** :meth:`SendBudget.rate_limited` holds every call until ``retry_after`` has
-  passed: Telegram's answer to one call is a verdict on the whole bot's rate.
+* **429.** :meth:`SendBudget.rate_limited` holds the chat the refused call was about
+  until ``retry_after`` has passed, and nothing else: one busy group must not stop every
+  chat. Only when several chats get one within ``STORM_WINDOW_S`` (Telegram is telling
+  the bot, not a chat, to slow down), or the call was about no chat, is every call held.
+  Answers to presses and to checkouts are never held (a pre-checkout not answered within
+  10 s is a payment Telegram cancels): if Telegram refuses one, only it waits.
 
 A withdrawn ticket (its caller was cancelled while waiting) leaves no trace; a granted
 one counts whether or not its call then reaches Telegram, which only errs on the safe
@@ -71,6 +76,9 @@ COSMETIC_SHARE: Final = 5  # cosmetic calls may use one call in this many of eac
 # Of a chat's window, kept for replies and photos: a user who pressed five times at once
 # gets their status posts, but never so many that a finished photo waits behind them.
 CHAT_SLOTS_KEPT: Final = 2
+# 429s in this many different chats within STORM_WINDOW_S seconds hold every chat.
+STORM_CHATS: Final = 3
+STORM_WINDOW_S: Final = 1.0
 
 
 class Priority(enum.IntEnum):
@@ -121,6 +129,9 @@ class SendRules:
     # twice over, fit without a wait.
     per_chat: int = 5
     chat_window_s: float = 5.0
+    # Groups: Telegram allows about 20 messages a minute in one (docs/telegram.md, T7).
+    per_group: int = 20
+    group_window_s: float = 60.0
     cosmetic_per_second: int = 5
     cosmetic_max_wait_s: float = 3.0
 
@@ -131,11 +142,15 @@ class SendRules:
         return cls(per_second=per_second, cosmetic_per_second=cosmetic)
 
     def __post_init__(self) -> None:
-        if self.per_second < 1 or self.per_chat <= CHAT_SLOTS_KEPT or self.cosmetic_per_second < 1:
+        if (
+            self.per_second < 1
+            or min(self.per_chat, self.per_group) <= CHAT_SLOTS_KEPT
+            or self.cosmetic_per_second < 1
+        ):
             raise ValueError(
-                "per_second and cosmetic_per_second must be at least 1 and per_chat at least"
-                f" {CHAT_SLOTS_KEPT + 1}, got {self.per_second!r}, {self.cosmetic_per_second!r},"
-                f" {self.per_chat!r}"
+                "per_second and cosmetic_per_second must be at least 1 and per_chat and"
+                f" per_group at least {CHAT_SLOTS_KEPT + 1}, got {self.per_second!r},"
+                f" {self.cosmetic_per_second!r}, {self.per_chat!r}, {self.per_group!r}"
             )
         if 2 * self.cosmetic_per_second > self.per_second:
             raise ValueError(
@@ -149,6 +164,7 @@ class CallClass:
     priority: Priority
     chat_id: int | None  # the chat whose own limit the call counts against
     merge_key: Hashable | None  # cosmetic calls with equal keys: only the newest goes
+    holder: int | None = None  # the chat a 429 for this call holds (None: every chat)
 
 
 def classify(
@@ -164,7 +180,8 @@ def classify(
     merge_key: Hashable | None = None
     if klass is Priority.COSMETIC:
         merge_key = (method, raw_chat, params.get("message_id"))
-    return CallClass(klass, chat, merge_key)
+    holder = raw_chat if isinstance(raw_chat, int) else None
+    return CallClass(klass, chat, merge_key, holder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +226,9 @@ class SendBudget:
         self._waiting: dict[Priority, dict[int, Ticket]] = {p: {} for p in Priority}
         self._seq = itertools.count()
         self._sent = _Sent()
-        self._resume_at = -math.inf
+        self._resume_at = -math.inf  # every chat held until then
+        self._held: dict[int, float] = {}  # chat -> held until then
+        self._refused: deque[tuple[float, int]] = deque()  # (when, chat) of recent 429s
         self._dropped: deque[Drop] = deque()
 
     @property
@@ -232,9 +251,20 @@ class SendBudget:
         False if the ticket was no longer waiting (granted or dropped already)."""
         return self._waiting[ticket.call.priority].pop(ticket.seq, None) is not None
 
-    def rate_limited(self, now: float, retry_after_s: float) -> None:
-        """Telegram answered 429: no call goes before ``now + retry_after_s``."""
-        self._resume_at = max(self._resume_at, now + retry_after_s)
+    def rate_limited(self, now: float, retry_after_s: float, *, chat: int | None = None) -> None:
+        """Telegram answered 429 for a call about *chat*: that chat waits until
+        ``now + retry_after_s``; every chat does when the call was about none, or when
+        several chats got one at once (answers never wait: see the module docstring)."""
+        until = now + retry_after_s
+        if chat is None:
+            self._resume_at = max(self._resume_at, until)
+            return
+        self._held[chat] = max(self._held.get(chat, -math.inf), until)
+        self._refused.append((now, chat))
+        while self._refused and self._refused[0][0] <= now - STORM_WINDOW_S:
+            self._refused.popleft()
+        if len({refused for _, refused in self._refused}) >= STORM_CHATS:
+            self._resume_at = max(self._resume_at, until)
 
     def next(self, now: float) -> Grant | Drop | float:
         """The next decision at *now*: a call to send, a call to drop, or, when neither,
@@ -251,8 +281,6 @@ class SendBudget:
                 return Drop(ticket, "stale")
             wake_at = stale_at
             break
-        if now < self._resume_at:
-            return min(wake_at, self._resume_at) if self.waiting else math.inf
         for priority, tickets in self._waiting.items():
             if not tickets:
                 continue
@@ -262,13 +290,22 @@ class SendBudget:
                 wake_at = min(wake_at, class_ready)
                 continue
             for ticket in tickets.values():
-                chat_ready = self._chat_ready_at(ticket.call)
-                if chat_ready <= now:
+                ready = max(self._held_until(ticket.call), self._chat_ready_at(ticket.call))
+                if ready <= now:
                     del tickets[ticket.seq]
                     self._record(ticket.call, now)
                     return Grant(ticket)
-                wake_at = min(wake_at, chat_ready)
+                wake_at = min(wake_at, ready)
         return wake_at
+
+    def _held_until(self, call: CallClass) -> float:
+        """Until when a 429 holds *call* (answers are never held)."""
+        if call.priority is Priority.TOAST:
+            return -math.inf
+        held = self._resume_at
+        if call.holder is not None:
+            held = max(held, self._held.get(call.holder, -math.inf))
+        return held
 
     def _second_ready_at(self, priority: Priority) -> float:
         """When the one-second windows have room for a call of *priority*."""
@@ -295,10 +332,16 @@ class SendBudget:
         in_chat = self._sent.by_chat.get(call.chat_id)
         if in_chat is None:
             return -math.inf
-        limit = self.rules.per_chat
+        limit, window_s = self._chat_limit(call.chat_id)
         if call.priority >= Priority.STATUS:
             limit -= CHAT_SLOTS_KEPT
-        return _free_at(in_chat, limit, self.rules.chat_window_s)
+        return _free_at(in_chat, limit, window_s)
+
+    def _chat_limit(self, chat_id: int) -> tuple[int, float]:
+        """A chat's own limit and window: a group's (its id is negative) or a private one's."""
+        if chat_id < 0:
+            return self.rules.per_group, self.rules.group_window_s
+        return self.rules.per_chat, self.rules.chat_window_s
 
     def _record(self, call: CallClass, now: float) -> None:
         if call.priority is Priority.TOAST:
@@ -315,9 +358,11 @@ class SendBudget:
         _expire(self._sent.cosmetic, now - WINDOW_S)
         for chat in list(self._sent.by_chat):
             times = self._sent.by_chat[chat]
-            _expire(times, now - self.rules.chat_window_s)
+            _expire(times, now - self._chat_limit(chat)[1])
             if not times:
                 del self._sent.by_chat[chat]
+        for chat in [chat for chat, until in self._held.items() if until <= now]:
+            del self._held[chat]
 
 
 def _free_at(times: deque[float], limit: int, window_s: float) -> float:

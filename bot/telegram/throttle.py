@@ -69,12 +69,15 @@ class SendThrottle:
         if outcome[0] is _Outcome.DROPPED:
             raise TelegramCallDropped(method, outcome[1])
 
-    def rate_limited(self, retry_after_s: float) -> None:
-        """Telegram answered 429: every call waits *retry_after_s* from now."""
-        self._budget.rate_limited(trio.current_time(), retry_after_s)
+    def rate_limited(self, retry_after_s: float, *, chat: int | None = None) -> None:
+        """Telegram answered 429 for a call about *chat*: that chat waits *retry_after_s*
+        from now (every chat, for a call about none, or when several chats got one)."""
+        self._budget.rate_limited(trio.current_time(), retry_after_s, chat=chat)
         log.info(
             "telegram_rate_limited",
-            extra=fields(retry_after_s=round(retry_after_s, 3), waiting=self._budget.waiting),
+            extra=fields(
+                retry_after_s=round(retry_after_s, 3), chat=chat, waiting=self._budget.waiting
+            ),
         )
         self._wake()
 
