@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-import uuid
 from collections.abc import Iterator
 from typing import Final
 
@@ -140,7 +139,8 @@ class Follower:
         self._client = client
         self._open_ws = open_ws
         self._rng = rng if rng is not None else random.Random()
-        self._id_prefix = f"pbot-{uuid.uuid4().hex[:12]}"
+        # From the injected Random, so a seeded run names its sockets the same way.
+        self._id_prefix = f"pbot-{self._rng.getrandbits(48):012x}"
         self._ids = itertools.count(1)
         self._client_id: str | None = None
         self._connected = trio.Event()

@@ -13,6 +13,7 @@ logs ``image_requested`` and then ``image_failed`` with that reason, so the inva
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from dataclasses import dataclass
 from typing import Final
@@ -106,8 +107,8 @@ async def _reserve(deps: Deps, asked: _Asked, reserve: Reserve) -> PressDecision
     """One transaction: the picture reserved, the queued job and its ``image_requested``."""
     ctx = asked.press.ctx
     new = NewJob(
-        job_id=uuid.uuid4().hex,
-        prompt_id=str(uuid.uuid4()),
+        job_id=_random_uuid(deps.rng).hex,
+        prompt_id=str(_random_uuid(deps.rng)),
         user_id=ctx.user_id,
         chat_id=ctx.chat_id,
         message_id=asked.message_id,
@@ -253,6 +254,11 @@ async def handle_cancel(deps: Deps, runtime: PicturesRuntime | None, press: Pres
             await deps.answer_query(press.query_id, text=_too_late(deps, job.job_id, lang))
             return
     await deps.answer_query(press.query_id, text=t("toast_cancelled", lang))
+
+
+def _random_uuid(rng: random.Random) -> uuid.UUID:
+    """A version-4 UUID from the process's Random (a seeded run chooses the same ids)."""
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
 def _too_late(deps: Deps, job_id: str, lang: str) -> str:

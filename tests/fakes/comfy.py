@@ -28,7 +28,8 @@ SUCCESS, ERROR (the recorded ``execution_error`` of a broken LoRA) and HANG (run
 interrupted).
 Knobs: ``unreachable`` (HTTP raises ``httpx.ConnectError``, ws refused),
 ``sockets.refuse``, ``reject_next_with(status, body)``, ``http_500_next``,
-``answer_lost_next`` (POST /prompt queues, then answers 502), ``latency_s``
+``answer_lost_next`` (POST /prompt queues, then answers 502), ``fail_next_prompts``
+(the next prompts end in the recorded ``execution_error``), ``latency_s``
 (``{"GET /view": 1.0}``: seconds before a route answers), ``outputs_lost``
 (``/view`` answers 404, as after the output folder was emptied),
 ``drop_websockets()``, ``half_open()``, ``restart()``, ``send_raw(frame)``.
@@ -124,6 +125,7 @@ class FakeComfy:
         self.unreachable = False
         self.http_500_next = 0
         self.answer_lost_next = 0  # POST /prompt queues the prompt, then answers 502
+        self.fail_next_prompts = 0  # the next prompts end in a node's execution_error
         self.latency_s: dict[str, float] = {}  # "METHOD /path" (no /api) -> seconds
         self.outputs_lost = False
         self.pending: list[FakePrompt] = []
@@ -228,6 +230,9 @@ class FakeComfy:
         self.counter += 1
         self._seq += 1
         script = self._scripts.get(prompt_id) or self._next_in_turn() or self.default_script
+        if self.fail_next_prompts > 0:
+            self.fail_next_prompts -= 1
+            script = PromptScript(outcome=Outcome.ERROR, run_s=script.run_s)
         item = FakePrompt(
             number, self._seq, prompt_id, body["prompt"], body.get("client_id"), script
         )

@@ -1,0 +1,204 @@
+"""What must hold after any schedule, however the faults fell; each a plain check.
+
+:func:`violations` reads the bot's database, the fakes' records and the world's
+:class:`~tests.simulation.world.Record`, and returns one line per broken rule:
+
+* every press ended in exactly one terminal event, and no job is left active;
+* every balance, bought part, pack and subscription end agrees with the ledger
+  (``store.ledger.check``: what was given minus what was charged, never negative), at
+  the end and at every kill;
+* every job has one reservation and, being final, exactly one charge (delivered) or one
+  release (failed); no picture of a released job was uploaded;
+* each payment credited at most once; a refund took at most what its payment gave;
+* each admin command's effect applied at most once; each press made at most one job;
+* every checkout answered within Telegram's 10 s where the bot could answer;
+* no chat held by another chat's 429;
+* after /forget, no text of that user older than it is left once their jobs ended;
+* no prompt of ours left on any ComfyUI server.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Final
+
+from store import Store
+from store.clock import from_iso
+from store.ledger import check
+from tests.fakes.comfy import FakeComfy
+from tests.fakes.telegram import FakeTelegram
+from tests.simulation.world import Record
+
+__all__ = ["CHECKOUT_LIMIT_S", "violations"]
+
+CHECKOUT_LIMIT_S: Final = 10.0  # Telegram cancels a checkout not answered by then
+
+
+def violations(
+    store: Store, record: Record, telegram: FakeTelegram, comfies: list[FakeComfy]
+) -> list[str]:
+    found: list[str] = []
+    if not record.quiet:
+        found.append("the bot never became quiet: work left after the schedule")
+    found += [f"at a kill: {line}" for line in record.at_kills]
+    found += [m.line() for m in check(store.db, limit=50)]
+    found += _terminal_events(store)
+    found += _job_entries(store)
+    found += _uploads_of_released_jobs(store, telegram, comfies)
+    found += _payments(store)
+    found += _updates_once(store, record)
+    found += _checkouts(record, telegram)
+    found += [f"another chat's 429 held this one: {line}" for line in record.unfair]
+    found += _forgotten(store)
+    found += _comfy_left(comfies)
+    return found
+
+
+def _terminal_events(store: Store) -> list[str]:
+    found: list[str] = []
+    counts = Counter(
+        (row["event"], row["job_id"])
+        for row in store.db.query(
+            "SELECT event, job_id FROM events_analytics WHERE event IN"
+            " ('image_requested', 'image_generated', 'image_failed')"
+        )
+    )
+    requested = sum(n for (event, _), n in counts.items() if event == "image_requested")
+    finished = sum(n for (event, _), n in counts.items() if event != "image_requested")
+    if requested != finished:
+        found.append(f"{requested} presses requested, {finished} ended (generated + failed)")
+    jobs = {row["job_id"] for row in store.db.query("SELECT job_id FROM jobs")}
+    for job in jobs:
+        ends = counts[("image_generated", job)] + counts[("image_failed", job)]
+        if counts[("image_requested", job)] != 1 or ends != 1:
+            found.append(f"job {job}: {counts[('image_requested', job)]} requested, {ends} ends")
+    for job in store.jobs.unfinished():
+        found.append(f"job {job.job_id} still {job.state.value} after the schedule")
+    return found
+
+
+def _job_entries(store: Store) -> list[str]:
+    found: list[str] = []
+    entries = Counter(
+        (row["ref"], row["cause"])
+        for row in store.db.query(
+            "SELECT ref, cause FROM ledger WHERE cause IN ('reserve', 'charge', 'release')"
+        )
+    )
+    for row in store.db.query("SELECT job_id, state FROM jobs"):
+        job, state = row["job_id"], row["state"]
+        expected = {
+            "reserve": 1,
+            "charge": int(state == "delivered"),
+            "release": int(state == "failed"),
+        }
+        got = {cause: entries[(job, cause)] for cause in expected}
+        if got != expected:
+            found.append(f"job {job} ({state}): ledger {got}, expected {expected}")
+    return found
+
+
+def _uploads_of_released_jobs(
+    store: Store, telegram: FakeTelegram, comfies: list[FakeComfy]
+) -> list[str]:
+    """Every uploaded picture is of a delivered job (a released one is never sent)."""
+    prompt_of: dict[bytes, str] = {}
+    for fake in comfies:
+        for prompt_id, entry in fake.history.items():
+            for output in entry.get("outputs", {}).values():
+                for image in output.get("images", []):
+                    data = fake.files.get(image["filename"])
+                    if data is not None:
+                        prompt_of[data] = prompt_id
+    states = {
+        row["prompt_id"]: row["state"]
+        for row in store.db.query("SELECT prompt_id, state FROM jobs")
+    }
+    found: list[str] = []
+    for sent in telegram.sent:
+        if sent.kind not in ("photo", "document") or not sent.content:
+            continue  # a resend by file_id carries no picture of its own
+        prompt = prompt_of.get(sent.content)
+        if prompt is not None and states.get(prompt) == "failed":
+            found.append(f"the picture of released prompt {prompt} was uploaded")
+    return found
+
+
+def _payments(store: Store) -> list[str]:
+    found: list[str] = []
+    for row in store.db.query(
+        "SELECT p.telegram_payment_charge_id AS charge, p.images, p.refund_taken,"
+        " (SELECT count(*) FROM ledger WHERE ref = p.telegram_payment_charge_id"
+        " AND cause IN ('pack', 'month')) AS credits FROM payments AS p"
+    ):
+        if row["credits"] != 1:
+            found.append(f"payment {row['charge']} credited {row['credits']} times")
+        taken = row["refund_taken"]
+        if taken is not None and not 0 <= taken <= row["images"]:
+            found.append(f"refund of {row['charge']} took {taken} of {row['images']} pictures")
+    return found
+
+
+def _updates_once(store: Store, record: Record) -> list[str]:
+    found: list[str] = []
+    grants = next(store.db.query("SELECT count(*) AS n FROM ledger WHERE cause = 'grant'"))["n"]
+    if grants > len(record.grants):
+        found.append(f"{grants} grants applied for {len(record.grants)} /grant commands")
+    days = next(store.db.query("SELECT count(*) AS n FROM ledger WHERE cause = 'days'"))["n"]
+    if days > len(record.subscribes):
+        found.append(f"{days} /subscribe applied for {len(record.subscribes)} commands")
+    jobs = next(store.db.query("SELECT count(*) AS n FROM jobs"))["n"]
+    if jobs > record.presses:
+        found.append(f"{jobs} jobs from {record.presses} presses")
+    return found
+
+
+def _checkouts(record: Record, telegram: FakeTelegram) -> list[str]:
+    found: list[str] = []
+    for query, sent_at in record.checkouts:
+        if any(start - 1.0 <= sent_at <= end for start, end in record.disturbed):
+            continue  # Telegram itself, a kill or a lock stood between: not the bot's to keep
+        answer = telegram.checkout_answers.get(query)
+        if answer is None or answer.at - sent_at > CHECKOUT_LIMIT_S:
+            at = "never" if answer is None else f"after {answer.at - sent_at:.1f} s"
+            found.append(f"checkout {query} sent at {sent_at:.1f} s answered {at}")
+    return found
+
+
+def _forgotten(store: Store) -> list[str]:
+    found: list[str] = []
+    for user in store.db.query("SELECT user_id, forgotten_at FROM users WHERE forgotten_at"):
+        user_id, at = user["user_id"], user["forgotten_at"]
+        texts = next(
+            store.db.query(
+                "SELECT count(*) AS n FROM sent_messages WHERE user_id = ? AND created_at < ?",
+                [user_id, at],
+            )
+        )["n"]
+        turns = next(
+            store.db.query(
+                "SELECT count(*) AS n FROM turns WHERE user_id = ? AND created_at < ?",
+                [user_id, at],
+            )
+        )["n"]
+        scenes = next(
+            store.db.query(
+                "SELECT count(*) AS n FROM jobs WHERE user_id = ? AND created_at < ?"
+                " AND graph IS NOT NULL",
+                [user_id, at],
+            )
+        )["n"]
+        if texts or turns or scenes:
+            found.append(
+                f"user {user_id} forgot at {from_iso(at):%H:%M:%S}: {texts} texts,"
+                f" {turns} turns, {scenes} scenes left"
+            )
+    return found
+
+
+def _comfy_left(comfies: list[FakeComfy]) -> list[str]:
+    return [
+        f"ComfyUI server {index + 1} still holds prompt {item.prompt_id}"
+        for index, fake in enumerate(comfies)
+        for item in [*fake.pending, *fake.running]
+    ]
