@@ -115,11 +115,13 @@ class FakeComfy:
         loras: tuple[str, ...] = DEFAULT_LORAS,
         parallel: int = 1,
         object_info_style: str = "v1",
+        tag: str = "",
     ) -> None:
         self.checkpoints = list(checkpoints)
         self.loras = list(loras)
         self.parallel = parallel
         self.object_info_style = object_info_style
+        self.tag = tag  # in every picture's bytes: two fakes never save the same picture
         self.default_script = PromptScript()
         self.sockets = FakeSockets(self.queue_remaining, lambda: self.unreachable)
         self.unreachable = False
@@ -148,6 +150,7 @@ class FakeComfy:
         self.interrupt_requests: list[str | None] = []  # every POST /interrupt, None = bare
         self.bare_interrupts = 0
         self.history_deleted: list[str] = []
+        self.saved: list[tuple[str, str]] = []  # (prompt_id, filename) of every picture saved
         self.started: list[str] = []
         self.peak_on_server = 0
 
@@ -346,7 +349,8 @@ class FakeComfy:
         prefix = item.graph.get(save, {}).get("inputs", {}).get("filename_prefix", "ComfyUI")
         self._file_counter += 1
         filename = f"{prefix}_{self._file_counter:05d}_.png"
-        self.files[filename] = PNG_MAGIC + filename.encode()
+        self.files[filename] = PNG_MAGIC + (self.tag + filename).encode()
+        self.saved.append((item.prompt_id, filename))
         outputs = {save: {"images": [{"filename": filename, "subfolder": "", "type": "output"}]}}
         await self._to(
             item, "executed", self._data(item, node=save, display_node=save, output=outputs[save])

@@ -102,14 +102,12 @@ def _uploads_of_released_jobs(
     store: Store, telegram: FakeTelegram, comfies: list[FakeComfy]
 ) -> list[str]:
     """Every uploaded picture is of a delivered job (a released one is never sent)."""
-    prompt_of: dict[bytes, str] = {}
-    for fake in comfies:
-        for prompt_id, entry in fake.history.items():
-            for output in entry.get("outputs", {}).values():
-                for image in output.get("images", []):
-                    data = fake.files.get(image["filename"])
-                    if data is not None:
-                        prompt_of[data] = prompt_id
+    prompt_of = {
+        fake.files[filename]: prompt_id
+        for fake in comfies
+        for prompt_id, filename in fake.saved
+        if filename in fake.files
+    }
     states = {
         row["prompt_id"]: row["state"]
         for row in store.db.query("SELECT prompt_id, state FROM jobs")

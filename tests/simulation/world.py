@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+import sqlite_utils
 import trio
 
 from bot.core.personas import load_personas
 from bot.core.settings import SHIPPED_PERSONAS
 from bot.payments.offers import PackPayload, SubscriptionPayload, encode_payload
-from store import open_store
 from store.jobs import ACTIVE_SQL
 from store.ledger import check
 from tests.fakes.comfy import DEFAULT_LORAS, FakeComfy, PromptScript
@@ -99,7 +99,7 @@ class World:
         loras = tuple(
             dict.fromkeys([*DEFAULT_LORAS, *load_personas(SHIPPED_PERSONAS).lora_files()])
         )
-        self.comfies = [FakeComfy(loras=loras), FakeComfy(loras=loras)]
+        self.comfies = [FakeComfy(loras=loras, tag="gpu1:"), FakeComfy(loras=loras, tag="gpu2:")]
         for fake in self.comfies:
             fake.default_script = PromptScript(run_s=DRAW_S)
         self.clock = VirtualWallClock(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
@@ -114,6 +114,7 @@ class World:
         self.unlocked = trio.Event()
         self.unlocked.set()
         self._restarts = 0
+        self.starting = False  # a start opens the store, which a lock would hold in real time
         self._tasks = 0  # the world's own tasks still running (a checkout, a server away)
 
     # -- the bot and its supervisor -------------------------------------------------------
@@ -123,6 +124,7 @@ class World:
         started = False
         while True:
             await self.unlocked.wait()  # a start waits on a lock in real time, not virtual
+            self.starting = True
             self.bot = await start_bot(
                 self.nursery,
                 self.tmp_path,
@@ -133,6 +135,7 @@ class World:
                 seed=self.schedule.seed * 100 + self._restarts,
                 **SETTINGS,
             )
+            self.starting = False
             if not started:
                 task_status.started()
                 started = True
@@ -142,8 +145,8 @@ class World:
             self._restarts += 1
             self.record.kills += 1
             self._disturbed(trio.current_time(), 5.0)
-            with open_store(self.record.database) as store:  # every commit left it whole
-                self.record.at_kills += [m.line() for m in check(store.db)]
+            with closing(sqlite3.connect(self.record.database)) as db:  # reads: never locked
+                self.record.at_kills += [m.line() for m in check(sqlite_utils.Database(db))]
 
     async def _llm(self, request: httpx.Request) -> httpx.Response:
         if trio.current_time() < self.llm_slow_until:
@@ -380,7 +383,7 @@ class World:
         self.llm_slow_until = max(self.llm_slow_until, trio.current_time() + step.amount)
 
     async def _lock_db(self, step: Step) -> None:
-        if not self.unlocked.is_set() or not self.record.database.exists():
+        if self.starting or not self.unlocked.is_set() or not self.record.database.exists():
             return
         self.unlocked = trio.Event()
         self._disturbed(trio.current_time(), step.amount + 5.0)
