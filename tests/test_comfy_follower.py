@@ -149,6 +149,7 @@ async def test_run_starts_at_once_and_backs_off_exponentially_with_jitter(
         fake.unreachable = True
         rng = random.Random(42)
         expected_rng = random.Random(42)
+        expected_rng.getrandbits(48)  # the follower draws its clientId prefix first
         async with open_comfy_stack(fake, rng=rng, wait_connected=False) as stack:
             t0 = trio.current_time()
             assert not stack.follower.connected  # started although ComfyUI is down

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from tests.fakes.telegram import MemoryInbox
 
 CHAT_A = 5_000_000_001
 CHAT_B = 5_000_000_002
+CHAT_GROUP = -1_005_000_003
 USER = {"id": 77, "is_bot": False, "first_name": "Аня"}
 
 
@@ -226,29 +226,43 @@ async def test_a_cancelled_handler_leaves_its_update_pending(
     assert inbox.done == [2]
 
 
-async def test_a_full_lane_slows_the_input_down_and_drops_nothing(
-    autojump_clock: trio.testing.MockClock,
+async def test_a_full_lane_holds_up_no_other_chat_and_its_overflow_is_throttled(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A crowded group whose replies are stuck (a 429 on that chat) fills its lane; the
+    next message there goes to the throttled handler (silent in a group, a notice in a
+    private chat) instead of making the dispatcher wait, so every other chat goes on."""
     inbox = MemoryInbox()
-    handled: list[str] = []
+    handled: dict[str, float] = {}
+    throttled: list[str] = []
 
     async def handle(update: Update) -> None:
-        await trio.sleep(10)
-        handled.append(text_of(update))
+        if update.chat is not None and update.chat.id == CHAT_GROUP:
+            await trio.sleep(100)  # its reply waits out a long 429
+        handled[text_of(update)] = trio.current_time()
 
-    send, receive = trio.open_memory_channel[Update](0)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(partial(run_dispatcher, receive, handle, inbox, lane_capacity=1))
-        async with send:
-            await send.send(message(1, CHAT_A, "first"))
-            await trio.testing.wait_all_tasks_blocked()  # "first" is in its handler
-            await send.send(message(2, CHAT_A, "queued"))
-            await send.send(message(3, CHAT_A, "waits for room"))
-            await send.send(message(4, CHAT_B, "read once there was room"))
-            assert trio.current_time() == 10.0  # the input waited for the lane
-    assert handled[0] == "first"
-    assert handled[-1] == "waits for room"  # nothing dropped, the chat's order kept
-    assert sorted(inbox.done) == [1, 2, 3, 4]
+    async def handle_throttled(update: Update) -> None:
+        throttled.append(text_of(update))
+
+    group = [message(n, CHAT_GROUP, f"g{n}") for n in range(1, 6)]
+    caplog.set_level(logging.INFO, logger="bot.telegram.dispatcher")
+    await dispatch_all(
+        [*group, message(6, CHAT_B, "B1")],
+        handle,
+        inbox,
+        handle_throttled=handle_throttled,
+        lane_capacity=2,
+    )
+    assert handled["B1"] == 0.0  # not behind the group
+    # g1 in hand, g2 and g3 queued: g4 and g5 found the lane full.
+    assert throttled == ["g4", "g5"]
+    assert [text for text in handled if text != "B1"] == ["g1", "g2", "g3"]
+    assert sorted(inbox.done) == [1, 2, 3, 4, 5, 6]  # never replayed
+    full = [r for r in caplog.records if r.getMessage() == "telegram_lane_full"]
+    assert len(full) == 1  # once per crowding, not per message
+    assert plain_fields(full[0]) == f" chat={CHAT_GROUP} capacity=2"
+    ended = [r for r in caplog.records if r.getMessage() == "telegram_lane_overflow_ended"]
+    assert [plain_fields(r) for r in ended] == [f" chat={CHAT_GROUP} overflowed=2"]
 
 
 async def test_presses_are_handled_at_once_beside_a_busy_chat_and_a_full_limit(

@@ -262,7 +262,7 @@ def in_chat(chat: int, priority: Priority = Priority.MESSAGE) -> CallClass:
 
 def test_a_429_in_one_chat_holds_that_chat_only() -> None:
     budget = SendBudget(RULES)
-    budget.rate_limited(0.0, 30.0, chat=-100)  # a group chat got a 429
+    assert not budget.rate_limited(0.0, 30.0, chat=-100)  # a group chat got a 429
     held = budget.add(in_chat(-100), 0.0)
     other = budget.add(in_chat(1), 0.0)
     toast = budget.add(TOAST, 0.0)
@@ -274,8 +274,12 @@ def test_a_429_in_one_chat_holds_that_chat_only() -> None:
 
 def test_429s_in_several_chats_at_once_hold_every_chat() -> None:
     budget = SendBudget(RULES)
-    for chat in (1, 2, 3):  # Telegram is telling the bot, not one chat, to slow down
-        budget.rate_limited(0.5, 10.0, chat=chat)
+    # Telegram is telling the bot, not one chat, to slow down: the third holds everyone.
+    assert [budget.rate_limited(0.5, 10.0, chat=chat) for chat in (1, 2, 3)] == [
+        False,
+        False,
+        True,
+    ]
     elsewhere = budget.add(in_chat(4), 0.5)
     toast = budget.add(TOAST, 0.5)
     granted, _, wake_at = drain(budget, 0.5)
@@ -286,7 +290,7 @@ def test_429s_in_several_chats_at_once_hold_every_chat() -> None:
 
 def test_answers_are_never_held_by_a_429() -> None:
     budget = SendBudget(RULES)
-    budget.rate_limited(0.0, 60.0)  # a 429 for a call of no chat: everything else waits
+    assert budget.rate_limited(0.0, 60.0)  # a 429 for a call of no chat: all else waits
     answers = [budget.add(TOAST, 0.0) for _ in range(3)]  # presses' and a checkout's
     reply = budget.add(message(1), 0.0)
     granted, _, wake_at = drain(budget, 0.0)

@@ -120,7 +120,8 @@ def make_throttle(
 
     Messages count against ``USER_MESSAGES_PER_MINUTE``: a throttled user is told once a
     minute, in a private chat only (a notice in every group would be a flood of its own),
-    and the message itself is not handled. Presses count against
+    and the message itself is not handled; so is a message whose chat already has a full
+    queue (the dispatcher's lane). Presses count against
     ``USER_PRESSES_PER_MINUTE``: a throttled press gets a polite toast and nothing else (no
     picture, no resend). Checkouts and payments never count.
     """

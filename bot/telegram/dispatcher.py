@@ -17,8 +17,14 @@ messages must be handled in the order they were sent. So:
   drains it in order and ends when it is empty. A handler runs holding a slot of its
   **user** (``max_per_user``) and then one of the shared limit (``max_concurrent``), so one
   account writing in a hundred groups holds at most ``max_per_user`` of the shared slots.
-* Lanes and queued updates are bounded in total. When the bot is saturated the
-  dispatcher stops reading its input, so polling slows down; nothing is dropped.
+* A lane holds ``lane_capacity`` updates. One that is full never makes the dispatcher
+  wait (every other chat would wait with it): the update goes to ``handle_throttled``
+  like a message over its user's rate, and is done. Only a crowded group whose replies
+  are stuck (a long 429 on that chat) or a user far ahead of a slow LLM gets there; a
+  reply minutes late is worth less than the whole bot stalling. One log line when a lane
+  overflows, one with the count when it empties.
+* Lanes and queued updates are bounded in total. When the bot as a whole is saturated
+  the dispatcher stops reading its input, so polling slows down; nothing is dropped.
 
 An update is marked done in the inbox only after its handler succeeded. A handler that
 raises :class:`TryAgainLater` (its store was unavailable) is run again after a pause, up
@@ -34,6 +40,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final
 
 import trio
@@ -65,7 +72,7 @@ DEFAULT_MAX_CONCURRENT: Final = 32  # handlers running at once, all chats togeth
 MAX_PER_USER: Final = 2  # handlers of one user running at once, across all their chats
 MAX_URGENT: Final = 256  # press handlers at once; far above any real press rate
 MAX_URGENT_PER_USER: Final = 4  # press handlers of one user at once; more are dropped
-LANE_CAPACITY: Final = 64  # queued updates per chat; a full lane makes the dispatcher wait
+LANE_CAPACITY: Final = 64  # queued updates per chat; beyond it, an update is throttled
 MAX_LANES: Final = 1000  # chats with updates queued or in hand, all together
 MAX_QUEUED: Final = 2000  # updates queued or in hand in lanes, all together
 ATTEMPTS: Final = 3  # runs of a handler whose store was unavailable, before parking
@@ -204,7 +211,7 @@ async def run_dispatcher(
         max_urgent_per_user=max_urgent_per_user,
     )
     work = _Work(handle, inbox, limits, attempts, rng if rng is not None else random.Random())
-    lanes: dict[LaneKey, trio.MemorySendChannel[Update]] = {}
+    lanes: dict[LaneKey, _Lane] = {}
     async with trio.open_nursery() as nursery, updates_in:
         task_status.started()
         async for update in updates_in:
@@ -218,7 +225,10 @@ async def run_dispatcher(
                 nursery.start_soon(work.run_urgent, update, handle_throttled)
             else:
                 await limits.queued.acquire()
-                await _enqueue(update, lanes, nursery, work, lane_capacity)
+                if not await _enqueue(update, lanes, nursery, work, lane_capacity):
+                    limits.queued.release()
+                    await limits.urgent.acquire_on_behalf_of(update.update_id)
+                    nursery.start_soon(work.run_urgent, update, handle_throttled)
 
 
 def is_money(update: Update) -> bool:
@@ -241,29 +251,47 @@ async def _start_press(update: Update, handle: Handler, nursery: trio.Nursery, w
     nursery.start_soon(work.run_press, update, handle)
 
 
+@dataclass
+class _Lane:
+    """A chat's queue as the dispatcher sees it, and how many updates found it full."""
+
+    send: trio.MemorySendChannel[Update]
+    overflowed: int = 0
+
+
 async def _enqueue(
     update: Update,
-    lanes: dict[LaneKey, trio.MemorySendChannel[Update]],
+    lanes: dict[LaneKey, _Lane],
     nursery: trio.Nursery,
     work: _Work,
     lane_capacity: int,
-) -> None:
+) -> bool:
+    """Queue *update* in its chat's lane, opened if needed; False when the lane is full."""
     key = lane_key(update)
     lane = lanes.get(key)
     if lane is None:
         await work.limits.lanes.acquire()
-        lane, lane_in = trio.open_memory_channel[Update](lane_capacity)
-        lanes[key] = lane
+        lane_send, lane_in = trio.open_memory_channel[Update](lane_capacity)
+        lane = lanes[key] = _Lane(lane_send)
         nursery.start_soon(_run_lane, key, lane_in, lanes, work)
-    # A full lane makes the dispatcher wait here: backpressure to polling, no drop. The
-    # lane cannot end meanwhile: it ends only once its channel is empty.
-    await lane.send(update)
+    # No checkpoint since the lookup: the lane cannot have ended in between (it ends
+    # only once its channel is empty, and leaves `lanes` at that moment).
+    try:
+        lane.send.send_nowait(update)
+    except trio.WouldBlock:
+        if not lane.overflowed:
+            log.warning(
+                "telegram_lane_full", extra=fields(**{key[0]: key[1]}, capacity=lane_capacity)
+            )
+        lane.overflowed += 1
+        return False
+    return True
 
 
 async def _run_lane(
     key: LaneKey,
     lane_in: trio.MemoryReceiveChannel[Update],
-    lanes: dict[LaneKey, trio.MemorySendChannel[Update]],
+    lanes: dict[LaneKey, _Lane],
     work: _Work,
 ) -> None:
     # The lane ends the moment its queue is empty. Between receive_nowait() failing and
@@ -276,7 +304,13 @@ async def _run_lane(
                 try:
                     update = lane_in.receive_nowait()
                 except trio.WouldBlock:
-                    lanes.pop(key).close()
+                    lane = lanes.pop(key)
+                    lane.send.close()
+                    if lane.overflowed:
+                        log.info(
+                            "telegram_lane_overflow_ended",
+                            extra=fields(**{key[0]: key[1]}, overflowed=lane.overflowed),
+                        )
                     return
                 try:
                     await work.run_in_lane(update)

@@ -251,20 +251,23 @@ class SendBudget:
         False if the ticket was no longer waiting (granted or dropped already)."""
         return self._waiting[ticket.call.priority].pop(ticket.seq, None) is not None
 
-    def rate_limited(self, now: float, retry_after_s: float, *, chat: int | None = None) -> None:
+    def rate_limited(self, now: float, retry_after_s: float, *, chat: int | None = None) -> bool:
         """Telegram answered 429 for a call about *chat*: that chat waits until
         ``now + retry_after_s``; every chat does when the call was about none, or when
-        several chats got one at once (answers never wait: see the module docstring)."""
+        several chats got one at once (answers never wait: see the module docstring).
+        True when every chat is held."""
         until = now + retry_after_s
         if chat is None:
             self._resume_at = max(self._resume_at, until)
-            return
+            return True
         self._held[chat] = max(self._held.get(chat, -math.inf), until)
         self._refused.append((now, chat))
         while self._refused and self._refused[0][0] <= now - STORM_WINDOW_S:
             self._refused.popleft()
         if len({refused for _, refused in self._refused}) >= STORM_CHATS:
             self._resume_at = max(self._resume_at, until)
+            return True
+        return False
 
     def next(self, now: float) -> Grant | Drop | float:
         """The next decision at *now*: a call to send, a call to drop, or, when neither,

@@ -72,11 +72,14 @@ class SendThrottle:
     def rate_limited(self, retry_after_s: float, *, chat: int | None = None) -> None:
         """Telegram answered 429 for a call about *chat*: that chat waits *retry_after_s*
         from now (every chat, for a call about none, or when several chats got one)."""
-        self._budget.rate_limited(trio.current_time(), retry_after_s, chat=chat)
+        everyone = self._budget.rate_limited(trio.current_time(), retry_after_s, chat=chat)
         log.info(
             "telegram_rate_limited",
             extra=fields(
-                retry_after_s=round(retry_after_s, 3), chat=chat, waiting=self._budget.waiting
+                retry_after_s=round(retry_after_s, 3),
+                chat=chat,
+                held="all" if everyone else "chat",
+                waiting=self._budget.waiting,
             ),
         )
         self._wake()

@@ -9,7 +9,10 @@
   the end and at every kill;
 * every job has one reservation and, being final, exactly one charge (delivered) or one
   release (failed); no picture of a released job was uploaded;
-* each payment credited at most once; a refund took at most what its payment gave;
+* each payment credited at most once; a refund took at most what its payment gave: a
+  pack's pictures, a month's days not used yet, never days added after that month;
+* every picture of a pack is accounted for: left, reserved, delivered or refunded, and a
+  refunded pack has none left to spend; every paid month added its whole 30 days;
 * each admin command's effect applied at most once; each press made at most one job;
 * every checkout answered within Telegram's 10 s where the bot could answer;
 * no chat held by another chat's 429;
@@ -20,11 +23,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from typing import Final
 
 from store import Store
 from store.clock import from_iso
 from store.ledger import check
+from store.payments import SUBSCRIPTION_MONTH_S
 from tests.fakes.comfy import FakeComfy
 from tests.fakes.telegram import FakeTelegram
 from tests.simulation.world import Record
@@ -46,6 +51,8 @@ def violations(
     found += _job_entries(store)
     found += _uploads_of_released_jobs(store, telegram, comfies)
     found += _payments(store)
+    found += _month_refunds(store)
+    found += _packs(store)
     found += _updates_once(store, record)
     found += _checkouts(record, telegram)
     found += [f"another chat's 429 held this one: {line}" for line in record.unfair]
@@ -134,6 +141,76 @@ def _payments(store: Store) -> list[str]:
         taken = row["refund_taken"]
         if taken is not None and not 0 <= taken <= row["images"]:
             found.append(f"refund of {row['charge']} took {taken} of {row['images']} pictures")
+    return found
+
+
+def _packs(store: Store) -> list[str]:
+    found: list[str] = []
+    for row in store.db.query(
+        "SELECT p.telegram_payment_charge_id AS charge, p.images, p.remaining, p.refunded_at,"
+        " coalesce(p.refund_taken, 0) AS taken,"
+        " (SELECT count(*) FROM jobs WHERE lot = p.telegram_payment_charge_id"
+        "  AND state = 'delivered') AS delivered,"
+        " (SELECT count(*) FROM jobs WHERE lot = p.telegram_payment_charge_id"
+        "  AND state NOT IN ('delivered', 'failed')) AS held"
+        " FROM payments AS p WHERE p.kind = 'pack'"
+    ):
+        accounted = row["remaining"] + row["held"] + row["delivered"] + row["taken"]
+        if accounted != row["images"]:
+            found.append(
+                f"pack {row['charge']} of {row['images']}: {row['remaining']} left,"
+                f" {row['held']} reserved, {row['delivered']} delivered, {row['taken']} refunded"
+            )
+        if row["refunded_at"] is not None and row["remaining"]:
+            found.append(f"refunded pack {row['charge']} still has {row['remaining']} to spend")
+    for row in store.db.query("SELECT ref, seconds FROM ledger WHERE cause = 'month'"):
+        if row["seconds"] != SUBSCRIPTION_MONTH_S:
+            found.append(f"paid month {row['ref']} added {row['seconds']} s, not 30 days")
+    return found
+
+
+def _month_refunds(store: Store) -> list[str]:
+    """A month's refund takes at most its 30 days, and leaves every day added after it."""
+    found: list[str] = []
+    refunds = store.db.query(
+        "SELECT r.id, r.ts, r.user_id, r.ref, -r.seconds AS taken, r.until AS after,"
+        " m.id AS month_id, m.seconds AS month_s FROM ledger AS r JOIN ledger AS m"
+        " ON m.cause = 'month' AND m.ref = r.ref WHERE r.cause = 'refund'"
+    )
+    for refund in list(refunds):
+        if refund["taken"] > refund["month_s"]:
+            found.append(f"refund of {refund['ref']} took {refund['taken']} s of a month")
+        # Days added after that month, less what their own refunds took back since.
+        later = next(
+            store.db.query(
+                "SELECT coalesce(sum(seconds), 0) AS s FROM ledger AS e WHERE user_id = :user"
+                " AND id > :month AND id < :refund AND (seconds > 0 OR (cause = 'refund'"
+                " AND ref IN (SELECT ref FROM ledger WHERE user_id = :user AND id > :month"
+                " AND seconds > 0)))",
+                {"user": refund["user_id"], "month": refund["month_id"], "refund": refund["id"]},
+            )
+        )["s"]
+        before = next(
+            store.db.query(
+                "SELECT until FROM ledger WHERE user_id = ? AND id < ? AND until IS NOT NULL"
+                " ORDER BY id DESC LIMIT 1",
+                [refund["user_id"], refund["id"]],
+            ),
+            {"until": None},
+        )["until"]
+        if before is None or refund["after"] is None:
+            continue
+        at, end_before, end_after = (
+            from_iso(refund["ts"]),
+            from_iso(before),
+            from_iso(refund["after"]),
+        )
+        kept = min(end_before, at + timedelta(seconds=later)) - timedelta(seconds=1)
+        if end_after < kept:
+            found.append(
+                f"refund of {refund['ref']} ended the subscription at {end_after:%d %H:%M},"
+                f" before the {later} s added after that month"
+            )
     return found
 
 
