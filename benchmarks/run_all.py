@@ -17,6 +17,7 @@ import trio
 
 from benchmarks import (
     chat_load,
+    fairness,
     flood,
     gpu_busy,
     memory,
@@ -38,6 +39,7 @@ BENCHMARKS: Final[tuple[Callable[[], Awaitable[Report]], ...]] = (
     multi_gpu.measure,
     stats_report.measure,
     send_budget.measure,
+    fairness.measure,
 )
 TOTAL_TIMEOUT_S: Final = 900.0  # every wait inside has its own, far shorter, guard
 

@@ -1,14 +1,13 @@
 """The process: one root nursery that owns every task.
 
 ``run()`` opens the store and the HTTP clients, then starts side by side in one
-nursery: the signal watcher, the ComfyUI websocket follower, the generation workers,
-the status board and the "sending a photo" ticker, the resumption of jobs left by a
-previous run, the model preflight, the retention pruner, and the chat (long polling
-feeding the per-chat dispatcher).
-A stop request ends polling first, lets the updates in hand finish for
-``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in SQLite and
-are resumed at the next start. A stop before polling has begun (Telegram unreachable at
-boot) has nothing in hand to finish and ends the process at once.
+nursery: the signal watcher, one websocket follower per ComfyUI server, the generation
+workers, the status board and the "sending a photo" ticker, the resumption of jobs left
+by a previous run, the model preflight, the retention pruner, and the chat (long polling
+feeding the per-chat dispatcher). A stop request ends polling first, lets the updates in
+hand finish for ``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in
+SQLite and are resumed at the next start. A stop before polling has begun (Telegram
+unreachable at boot) has nothing in hand to finish and ends the process at once.
 """
 
 from __future__ import annotations

@@ -255,7 +255,8 @@ class Settings(BaseSettings):
         )
 
     def is_admin(self, user_id: int) -> bool:
-        """May *user_id* run ``/grant``, ``/subscribe`` and ``/stats``?"""
+        """May *user_id* run the admin commands (``/grant``, ``/subscribe``, ``/stats``,
+        ``/refund``, ``/stoprenewal``)?"""
         return user_id in self.admin_user_ids
 
     def secrets(self) -> tuple[str, ...]:
