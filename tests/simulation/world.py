@@ -16,7 +16,7 @@ import random
 import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -42,6 +42,8 @@ ADMIN: Final = 900_042
 PROBE: Final = 900_099  # a user who only asks /help while a group is refused
 GROUP: Final = -100_900_777
 GROUP_MEMBERS: Final = (900_201, 900_202, 900_203)
+GROUP_RETRY_AFTER_S: Final = 4  # the group's 429s
+PROBE_LIMIT_S: Final = 2.0  # /help in another chat while the group is refused
 PACKS: Final = ((3, 30), (10, 80))  # pictures, stars
 MONTH_STARS: Final = 100
 TIMEOUT_S: Final = 60.0  # COMFYUI_TIMEOUT_SECONDS
@@ -162,7 +164,7 @@ class World:
             and method.startswith("send")
             and json.loads(request.content or b"{}").get("chat_id") == GROUP
         ):
-            return _too_many(3)
+            return _too_many(GROUP_RETRY_AFTER_S)
         if now >= self.storm_until:
             return None
         draw = self.rng.random()
@@ -333,6 +335,7 @@ class World:
 
     async def _group_429(self, step: Step) -> None:
         self.group_refused_until = max(self.group_refused_until, trio.current_time() + step.amount)
+        await self._group_talk(replace(step, amount=3))  # replies the 429s will refuse
         self._spawn(self._probe)
 
     async def _probe(self) -> None:
@@ -347,7 +350,9 @@ class World:
             (s.at for s in self.telegram.sent if s.chat_id == PROBE and s.at >= asked), None
         )
         calm = not any(start <= asked <= end for start, end in self.record.disturbed)
-        if calm and (answered is None or answered - asked > 5.0):
+        # /help needs no LLM: answered within PROBE_LIMIT_S unless held by the group's
+        # 429 (retry_after GROUP_RETRY_AFTER_S, longer than the limit).
+        if calm and (answered is None or answered - asked > PROBE_LIMIT_S):
             self.record.unfair.append(f"/help asked at {asked:.1f} s answered at {answered}")
 
     def _comfy(self, step: Step) -> FakeComfy:
