@@ -147,7 +147,7 @@ def _amount(act: Act, rng: random.Random) -> int:
         case Act.SUBSCRIBE:
             return rng.choice((1, 3, 40))
         case Act.FLOOD_PRESSES:
-            return rng.randint(20, 120)
+            return rng.randint(20, 400)  # past the dispatcher's 256 press tasks too
         case Act.GROUP_TALK:
             return rng.randint(3, 25)
         case Act.TELEGRAM_STORM | Act.GROUP_429 | Act.SERVER_AWAY | Act.SLOW_LLM:

@@ -39,7 +39,7 @@ from tests.simulation.schedule import Act, Schedule, Step
 __all__ = ["ADMIN", "GROUP", "PACKS", "PROBE", "Record", "run_schedule"]
 
 ADMIN: Final = 900_042
-PROBE: Final = 900_099  # a user who only asks /help while a group is refused
+PROBE: Final = 900_099  # a user who only asks /help during a group's 429s or a flood
 GROUP: Final = -100_900_777
 GROUP_MEMBERS: Final = (900_201, 900_202, 900_203)
 GROUP_RETRY_AFTER_S: Final = 4  # the group's 429s
@@ -252,6 +252,7 @@ class World:
             reply = replies[step.pick % len(replies)]
             for _ in range(step.amount):
                 self._press(reply.message_id, LOOK, step.user)
+            self._spawn(self._probe)  # another user must not wait for the flood
 
     async def _buy_pack(self, step: Step) -> None:
         pictures, stars = PACKS[step.pick % len(PACKS)]
@@ -339,7 +340,8 @@ class World:
         self._spawn(self._probe)
 
     async def _probe(self) -> None:
-        """Another chat, during the group's 429s: its /help must not wait for the group."""
+        """Another chat, during a group's 429s or a user's press flood: its /help must not
+        wait for them."""
         await trio.sleep(1.0)
         asked = trio.current_time()
         count = len(self.telegram.texts_to(PROBE))
@@ -351,7 +353,8 @@ class World:
         )
         calm = not any(start <= asked <= end for start, end in self.record.disturbed)
         # /help needs no LLM: answered within PROBE_LIMIT_S unless held by the group's
-        # 429 (retry_after GROUP_RETRY_AFTER_S, longer than the limit).
+        # 429 (retry_after GROUP_RETRY_AFTER_S, longer than the limit) or stuck behind
+        # the flood's presses.
         if calm and (answered is None or answered - asked > PROBE_LIMIT_S):
             self.record.unfair.append(f"/help asked at {asked:.1f} s answered at {answered}")
 
