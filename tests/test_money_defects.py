@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from bot.core.texts import t
 from bot.payments.offers import PackPayload, SubscriptionPayload, encode_payload
 from store import Store
 from tests.fakes.comfy import FakeComfy, PromptScript
@@ -266,4 +267,27 @@ async def test_one_user_pressing_hundreds_of_times_gets_a_few_resends_and_stalls
     assert next(s.at for s in tg.sent if s.chat_id == USER + 1) - start < 1.5
     await trio.sleep(60)
     assert len(photos(tg)) <= 1 + 30  # USER_PRESSES_PER_MINUTE, not 300
+    await bot.stop()
+
+
+async def test_presses_over_the_rate_get_a_polite_toast_once_a_second_not_each(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    fake_comfy: FakeComfy,
+    autojump_clock: object,
+) -> None:
+    """300 presses spread over 10 s: 30 pass the rate, the rest are told to slow down, at
+    most once a second (each toast is a Bot API call of its own)."""
+    tg = fake_telegram
+    bot = await start_bot(nursery, tmp_path, tg, comfy=fake_comfy, free_images=1)
+    reply = await say_and_get_reply(tg)
+    await press_look(tg, reply)
+    await tg.wait_for(lambda: len(photos(tg)) == 1)
+    for _ in range(300):
+        tg.user_presses(reply.message_id, "look")
+        await trio.sleep(1 / 30)
+    await trio.sleep(5)
+    throttled = [a for a in tg.callback_answers.values() if a.text == t("press_throttled", "ru")]
+    assert 5 <= len(throttled) <= 11
     await bot.stop()

@@ -122,8 +122,9 @@ def make_throttle(
     minute, in a private chat only (a notice in every group would be a flood of its own),
     and the message itself is not handled; so is a message whose chat already has a full
     queue (the dispatcher's lane). Presses count against
-    ``USER_PRESSES_PER_MINUTE``: a throttled press gets a polite toast and nothing else (no
-    picture, no resend). Checkouts and payments never count.
+    ``USER_PRESSES_PER_MINUTE``: a throttled press gets a polite toast (at most one a
+    second per user; the others stop spinning by themselves) and nothing else (no picture,
+    no resend). Checkouts and payments never count.
     """
 
     def throttled(update: Update) -> bool:
@@ -141,7 +142,8 @@ def make_throttle(
         assert user is not None
         if query is not None:
             log.info("user_press_throttled", extra=fields(user=user.id))
-            await deps.answer_query(query.id, text=t("press_throttled", user.language_code))
+            if deps.limits.should_toast(user.id, trio.current_time()):
+                await deps.answer_query(query.id, text=t("press_throttled", user.language_code))
             return
         assert message is not None
         log.info("user_message_throttled", extra=fields(user=user.id, chat=message.chat.id))

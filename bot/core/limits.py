@@ -15,6 +15,7 @@ from typing import Final
 __all__ = ["SECONDS_PER_MINUTE", "RateLimit", "UserLimits"]
 
 SECONDS_PER_MINUTE: Final = 60.0
+TOAST_EVERY_S: Final = 1.0  # a throttled presser's toasts, at most
 FORGET_EVERY: Final = 1024  # takes between two sweeps of full buckets
 
 
@@ -75,6 +76,7 @@ class UserLimits:
     llm: RateLimit
     presses: RateLimit = field(default_factory=lambda: RateLimit(0))
     _told_at: dict[int, float] = field(default_factory=dict)
+    _toasted_at: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def per_minute(cls, *, messages: int, llm_replies: int, presses: int = 0) -> UserLimits:
@@ -82,12 +84,21 @@ class UserLimits:
 
     def should_tell(self, user_id: int, now: float) -> bool:
         """Tell a throttled user once a minute, not once per message."""
-        told = self._told_at.get(user_id)
-        if told is not None and now - told < SECONDS_PER_MINUTE:
-            return False
-        if len(self._told_at) >= FORGET_EVERY:
-            self._told_at = {
-                user: at for user, at in self._told_at.items() if now - at < SECONDS_PER_MINUTE
-            }
-        self._told_at[user_id] = now
-        return True
+        return _once_per(self._told_at, user_id, now, SECONDS_PER_MINUTE)
+
+    def should_toast(self, user_id: int, now: float) -> bool:
+        """Toast a throttled presser once a second: each toast is a Bot API call, and a
+        press left unanswered only spins until Telegram stops it by itself."""
+        return _once_per(self._toasted_at, user_id, now, TOAST_EVERY_S)
+
+
+def _once_per(last: dict[int, float], user_id: int, now: float, period_s: float) -> bool:
+    """True at most once per *period_s* for *user_id*; *last* is trimmed as it grows."""
+    at = last.get(user_id)
+    if at is not None and now - at < period_s:
+        return False
+    if len(last) >= FORGET_EVERY:
+        for user in [user for user, at in last.items() if now - at >= period_s]:
+            del last[user]
+    last[user_id] = now
+    return True

@@ -15,7 +15,7 @@
   refunded pack has none left to spend; every paid month added its whole 30 days;
 * each admin command's effect applied at most once; each press made at most one job;
 * every checkout answered within Telegram's 10 s where the bot could answer;
-* no chat held by another chat's 429;
+* no chat held up by another chat's 429s or a user's press flood;
 * after /forget, no text of that user older than it is left once their jobs ended;
 * no prompt of ours left on any ComfyUI server.
 """
@@ -55,7 +55,7 @@ def violations(
     found += _packs(store)
     found += _updates_once(store, record)
     found += _checkouts(record, telegram)
-    found += [f"another chat's 429 held this one: {line}" for line in record.unfair]
+    found += [f"another chat held this one up: {line}" for line in record.unfair]
     found += _forgotten(store)
     found += _comfy_left(comfies)
     return found
