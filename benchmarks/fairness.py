@@ -33,6 +33,7 @@ from benchmarks.load import prepare_replies, press, user_ids
 from benchmarks.process import bot_environment, running_bot
 from benchmarks.report import Report, machine_line, percentile, print_report
 from bot.payments.offers import PackPayload, encode_payload
+from tests.fakes.telegram import too_many_requests
 
 __all__ = ["measure"]
 
@@ -61,15 +62,7 @@ def _refuse_the_group(method: str, request: httpx.Request) -> httpx.Response | N
         return None
     if chat != GROUP:
         return None
-    return httpx.Response(
-        429,
-        json={
-            "ok": False,
-            "error_code": 429,
-            "description": f"Too Many Requests: retry after {GROUP_RETRY_AFTER_S}",
-            "parameters": {"retry_after": GROUP_RETRY_AFTER_S},
-        },
-    )
+    return too_many_requests(GROUP_RETRY_AFTER_S)
 
 
 async def _group_talks(telegram: TimedTelegram, stop: trio.Event) -> None:

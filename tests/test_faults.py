@@ -12,7 +12,7 @@ import trio
 
 from bot.core.texts import t
 from tests.fakes.comfy import FakeComfy, PromptScript
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram import FakeTelegram, too_many_requests
 from tests.harness import start_bot
 from tests.rows import balance
 
@@ -42,15 +42,7 @@ class Storm:
         if self.rng.random() < STORM_SHARE:
             self.refused += 1
             retry_after = self.rng.choice([1, 2, 3])
-            return httpx.Response(
-                429,
-                json={
-                    "ok": False,
-                    "error_code": 429,
-                    "description": f"Too Many Requests: retry after {retry_after}",
-                    "parameters": {"retry_after": retry_after},
-                },
-            )
+            return too_many_requests(retry_after)
         return None
 
 

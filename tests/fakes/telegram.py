@@ -43,6 +43,7 @@ __all__ = [
     "RecordedRequest",
     "SentRecord",
     "UploadedFile",
+    "too_many_requests",
 ]
 
 TEST_TOKEN: Final = "123456:TEST-token-for-the-fake-api"
@@ -988,3 +989,16 @@ def _photo_sizes(file_id: str, size: int) -> list[dict[str, Any]]:
             "file_size": size,
         },
     ]
+
+
+def too_many_requests(retry_after: int) -> httpx.Response:
+    """Telegram's 429, as a fault hook answers a call with it."""
+    return httpx.Response(
+        429,
+        json={
+            "ok": False,
+            "error_code": 429,
+            "description": f"Too Many Requests: retry after {retry_after}",
+            "parameters": {"retry_after": retry_after},
+        },
+    )

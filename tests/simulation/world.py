@@ -32,7 +32,7 @@ from bot.payments.offers import PackPayload, SubscriptionPayload, encode_payload
 from store.jobs import ACTIVE_SQL
 from store.ledger import check
 from tests.fakes.comfy import DEFAULT_LORAS, FakeComfy, PromptScript
-from tests.fakes.telegram import FakeTelegram, SentRecord
+from tests.fakes.telegram import FakeTelegram, SentRecord, too_many_requests
 from tests.harness import Bot, Clock, start_bot
 from tests.simulation.schedule import Act, Schedule, Step
 
@@ -164,12 +164,12 @@ class World:
             and method.startswith("send")
             and json.loads(request.content or b"{}").get("chat_id") == GROUP
         ):
-            return _too_many(GROUP_RETRY_AFTER_S)
+            return too_many_requests(GROUP_RETRY_AFTER_S)
         if now >= self.storm_until:
             return None
         draw = self.rng.random()
         if draw < 0.15:
-            return _too_many(self.rng.choice((1, 2)))
+            return too_many_requests(self.rng.choice((1, 2)))
         if draw < 0.20:
             return httpx.Response(502, text="<html>Bad Gateway</html>")
         if draw < 0.23:
@@ -485,18 +485,6 @@ KILL_POINTS: Final = (
     ("prompt", True),
     ("view", True),
 )
-
-
-def _too_many(retry_after: int) -> httpx.Response:
-    return httpx.Response(
-        429,
-        json={
-            "ok": False,
-            "error_code": 429,
-            "description": f"Too Many Requests: retry after {retry_after}",
-            "parameters": {"retry_after": retry_after},
-        },
-    )
 
 
 async def run_schedule(schedule: Schedule, tmp_path: Path) -> Record:
