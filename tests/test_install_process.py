@@ -277,7 +277,9 @@ def test_compose_runs_the_image_with_the_env_file_and_a_chosen_comfyui_image() -
     assert bot["volumes"] == [f"bot-data:{_dockerfile()['WORKDIR'][0]}"]
     assert float(bot["stop_grace_period"].removesuffix("s")) > STOP_GRACE_S
     comfyui = compose["services"]["comfyui"]
-    assert comfyui["image"].startswith("${COMFY_IMAGE:?")  # the operator names it
+    # The operator names it; unset, only `up` fails (on the placeholder), not exec or logs.
+    assert comfyui["image"] == "${COMFY_IMAGE:-set-comfy-image-in-deploy-env}"
+    assert bot["restart"] == "on-failure:5"  # a bad setting (exit 2) is not retried forever
     # Compose reads it from deploy/.env too, which the bot also gets: no typo warning.
     assert unknown_names(["COMFY_IMAGE"], where="deploy/.env") == []
     assert set(compose["volumes"]) == {"bot-data", "comfyui-models"}

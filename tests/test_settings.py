@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,10 @@ def test_env_example_lists_every_setting_and_loads(monkeypatch: pytest.MonkeyPat
     example = Path(__file__).resolve().parent.parent / ".env.example"
     lines = example.read_text(encoding="utf-8").splitlines()
     names = {line.split("=", 1)[0] for line in lines if "=" in line and not line.startswith("#")}
-    assert names == {field.upper() for field in Settings.model_fields}
+    # Listed but commented out, so that a service's own value is not overridden.
+    commented = {m[1] for line in lines if (m := re.match(r"# ([A-Z][A-Z_]+)=", line))}
+    assert commented == {"DATABASE_PATH"}
+    assert names | commented == {field.upper() for field in Settings.model_fields}
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)  # the one value the example leaves empty
     settings = load_settings(env_file=example)
     assert settings.workflow_file.is_file()  # every path the example names exists
