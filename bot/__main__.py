@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Final
 
 import trio
@@ -33,6 +35,7 @@ from store import StoreError
 
 __all__ = ["build_parser", "main"]
 
+INSTALLED: Final = "persona-bot"  # [project.scripts] in pyproject.toml
 EXIT_CONFIG: Final = 2
 EXIT_CRASH: Final = 1
 _FATAL: Final = (PersonasError, WorkflowError, StoreError, TelegramUnauthorized)
@@ -44,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.ops.stats import add_stats_arguments
 
     parser = argparse.ArgumentParser(
-        prog="python -m bot",
+        prog=_program(),
         description=(
             "Telegram persona chat bot that draws pictures with a self-hosted ComfyUI. "
             "Without a command it runs the bot with the settings in .env and the environment."
@@ -78,12 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _program() -> str:
+    """How the user started us, for the usage lines: the installed command, or -m."""
+    return INSTALLED if Path(sys.argv[0]).name == INSTALLED else "python -m bot"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command in *argv*; the process exit code."""
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
+    if args.command is None:
+        return _run_bot()
+    try:
+        return _report(args)
+    except BrokenPipeError:
+        # The reader left early (`persona-bot stats | head`): what it read is what it
+        # wanted. Point stdout at /dev/null so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """An operator command: stats, backup or doctor."""
     if args.command == "stats":
         from bot.ops.stats import stats_main
 
@@ -96,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         from bot.ops.doctor import doctor_main
 
         return doctor_main()
-    return _run_bot()
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse allows no other
 
 
 def _run_bot() -> int:

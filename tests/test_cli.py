@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from bot import __version__
 from bot.__main__ import main
+from store import open_store
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,3 +61,35 @@ def test_unknown_arguments_print_the_usage_and_exit_2(
     assert captured.out == ""
     assert captured.err.startswith("usage: python -m bot")
     assert says in captured.err
+
+
+def test_the_installed_command_names_itself(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["/opt/persona-bot/bin/persona-bot", "--version"])
+    assert main() == 0
+    assert capsys.readouterr().out == f"persona-bot {__version__}\n"
+    assert main(["stats", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: persona-bot stats")
+
+
+def test_a_report_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
+    """``persona-bot stats | head -1``: the reader leaves, no traceback, exit 0."""
+    database = tmp_path / "bot.db"
+    with open_store(database):
+        pass
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "stats", "--database", str(database)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr.decode() == ""
+    assert done.returncode == 0
