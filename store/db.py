@@ -9,6 +9,8 @@ stray lock from freezing the event loop for long (docs/libraries.md, L24 to L26)
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +43,10 @@ def connect(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqli
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the database folder {str(folder)!r}: {exc}") from exc
+        try:
+            create_private(Path(path))
+        except OSError as exc:
+            raise StoreError(f"cannot create the database {str(path)!r}: {exc.strerror}") from exc
     try:
         conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000)
         db = sqlite_utils.Database(conn)
@@ -52,6 +58,17 @@ def connect(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqli
     except sqlite3.DatabaseError as exc:  # OperationalError, or a file that is not SQLite
         raise translate(exc, path) from exc
     return db
+
+
+def create_private(path: Path) -> None:
+    """Create *path* empty, readable by its owner only, if it does not exist yet.
+
+    The database holds users' words and payments: whatever the umask, it is 0600.
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode, and an empty
+    file is an empty database to it.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
 
 def translate(exc: sqlite3.DatabaseError, path: str | Path) -> StoreError:

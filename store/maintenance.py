@@ -17,7 +17,7 @@ from typing import Final
 
 import sqlite_utils
 
-from store.db import BUSY_TIMEOUT_MS, translate
+from store.db import BUSY_TIMEOUT_MS, create_private, translate
 from store.errors import StoreError
 from store.schema import MIGRATIONS, migration_names
 
@@ -95,6 +95,7 @@ def backup(source: Path, target: Path) -> BackupResult:
     src = open_as_is(source).conn
     try:
         partial.unlink(missing_ok=True)
+        create_private(partial)  # a copy of users' words: the owner's only
         dst = sqlite3.connect(partial)
         try:
             src.backup(dst)  # pages=-1: every page in one step, one read transaction

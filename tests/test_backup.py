@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +105,22 @@ def test_backup_replaces_the_target_and_leaves_no_partial_file(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("copy")) == ["copy.db"]
     with open_store(target) as restored:  # a copy is a database the bot opens as it is
         assert schema_status(restored.db).pending == ()
+
+
+def test_the_database_and_its_copy_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """They hold users' words and payments: 0600 whatever the umask."""
+    old = os.umask(0o022)
+    try:
+        database = tmp_path / "bot.db"
+        with open_store(database) as store:
+            store.db.execute("CREATE TABLE probe (x)")  # the WAL file exists now too
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("bot.db*")}
+        assert sorted(modes) == ["bot.db", "bot.db-shm", "bot.db-wal"]
+        assert set(modes.values()) == {0o600}, modes
+        copy = backup(database, tmp_path / "copy.db").path
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
 
 
 @pytest.mark.parametrize(
