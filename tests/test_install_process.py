@@ -9,6 +9,7 @@ command each one runs starts the bot against the fakes and stops on SIGTERM.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shlex
@@ -283,3 +284,42 @@ def test_compose_runs_the_image_with_the_env_file_and_a_chosen_comfyui_image() -
     # Compose reads it from deploy/.env too, which the bot also gets: no typo warning.
     assert unknown_names(["COMFY_IMAGE"], where="deploy/.env") == []
     assert set(compose["volumes"]) == {"bot-data", "comfyui-models"}
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Is *path* (relative to the build context) left out by these .dockerignore lines?
+    Docker's rules as far as this file uses them: the last matching line wins, ``!``
+    re-includes, ``**/`` matches in any folder, and a folder's pattern covers its files."""
+    left_out = False
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    for line in patterns:
+        negate = line.startswith("!")
+        pattern = line.removeprefix("!").rstrip("/")
+        candidates = prefixes + (
+            ["/".join(parts[n:]) for n in range(len(parts))] if pattern.startswith("**/") else []
+        )
+        if any(fnmatch.fnmatchcase(c, pattern.removeprefix("**/")) for c in candidates):
+            left_out = not negate
+    return left_out
+
+
+def test_the_build_context_keeps_out_secrets_and_data_and_keeps_what_the_image_copies() -> None:
+    patterns = [
+        line.strip()
+        for line in (DEPLOY.parent / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    text = (DEPLOY / "Dockerfile").read_text()
+    copied = [
+        source
+        for line in text.splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for source in line.split()[1:-1]
+    ]
+    assert copied  # pyproject.toml, README.md, LICENSE and the packages
+    for source in copied:
+        assert not _ignored(source, patterns), source
+        assert not _ignored(f"{source}/sub/module.py", patterns), source
+    for secret in (".env", "deploy/.env", "data/bot.db", ".venv/bin/python", ".git/config"):
+        assert _ignored(secret, patterns), secret
