@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -36,6 +37,7 @@ from tests.processes import ROOT, START_TIMEOUT_S, STOP_TIMEOUT_S, running_bot, 
 pytestmark = pytest.mark.slow
 
 DEPLOY = ROOT / "deploy"
+MAX_EXPOSURE = 2.0  # systemd-analyze security: "OK" is below 4
 RUNNER_BIN = Path(sys.executable).parent  # this venv's tools: hadolint, dumb-init
 
 
@@ -202,6 +204,16 @@ def test_the_systemd_unit_passes_systemd_analyze_and_holds_the_rules(
         [analyze, "verify", "--man=no", str(copy)], capture_output=True, text=True, check=False
     )
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    # Hardened: systemd's own rating of what the service may do to the host, 2.0 or less.
+    rated = subprocess.run(
+        [analyze, "security", "--offline=true", "--no-pager", str(copy)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    exposure = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", rated.stdout)
+    assert exposure is not None, rated.stdout + rated.stderr
+    assert float(exposure[1]) <= MAX_EXPOSURE, rated.stdout
 
 
 async def test_the_units_command_starts_the_bot_the_way_systemd_would(
