@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sqlite3
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
 import pytest
 
 from bot.__main__ import main
+from bot.ops.backup import backup_main, rotated_out
+from bot.ops.doctor import database_checks
 from store import open_store
 from store.maintenance import backup, schema_status
 from store.schema import migration_names
@@ -148,3 +152,50 @@ def test_operator_mistakes_are_one_line_and_exit_2(
     assert says in err
     assert err.count("\n") == 1
     assert not (tmp_path / "bot.db").exists() or setup != "missing"  # never created
+
+
+def test_rotation_removes_only_the_oldest_dated_copies_of_this_database() -> None:
+    names = [
+        "bot-20261201-030000.db",
+        "bot-20261203-030000.db",
+        "bot-20261202-030000.db",
+        "bot-20261204-030000.db",
+        "bot-notes.txt",  # not a copy
+        "other-20261201-030000.db",  # another database's copy
+        "bot-20261205-030000.db.partial",  # a copy being written
+    ]
+    assert rotated_out(names, stem="bot", keep=2) == [
+        "bot-20261201-030000.db",
+        "bot-20261202-030000.db",
+    ]
+    assert rotated_out(names, stem="bot", keep=10) == []
+
+
+def test_kept_copies_rotate_and_the_newest_restores_and_passes_doctor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``backup --keep 2 DIR`` each day: two dated copies stay; one put back as the
+    database opens as it is, with nothing pending, and doctor's database checks pass."""
+    database = tmp_path / "bot.db"
+    with open_store(database) as store, store.db.atomic():
+        store.users.ensure_row(7, now=datetime(2026, 12, 1, tzinfo=UTC), free_images=3)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    for day in (1, 2, 3):
+        args = argparse.Namespace(file=folder, database=database, keep=2)
+        at = datetime(2026, 12, day, 3, 0, 0, tzinfo=UTC)
+        assert backup_main(args, now=lambda at=at: at) == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "bot-20261202-030000.db",
+        "bot-20261203-030000.db",
+    ]
+    out = capsys.readouterr().out
+    assert "removed 'bot-20261201-030000.db' (keeping the newest 2)" in out
+    restored = tmp_path / "restored" / "bot.db"
+    restored.parent.mkdir()
+    restored.write_bytes((folder / "bot-20261203-030000.db").read_bytes())
+    checks = {c.name: c for c in database_checks(restored)}
+    assert checks["database"].ok, checks["database"].line()
+    assert checks["ledger"].ok, checks["ledger"].line()
+    with open_store(restored) as store:
+        assert store.users.get(7) is not None

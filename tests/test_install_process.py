@@ -30,6 +30,7 @@ import yaml
 from bot.app import STOP_GRACE_S
 from bot.core.personas import load_personas
 from bot.core.settings import SHIPPED_PERSONAS, unknown_names
+from store import open_store
 from tests.fakes.comfy import FakeComfy, PromptScript
 from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
 from tests.processes import ROOT, START_TIMEOUT_S, STOP_TIMEOUT_S, running_bot, serve_fakes
@@ -296,6 +297,12 @@ def test_compose_runs_the_image_with_the_env_file_and_a_chosen_comfyui_image() -
     # Compose reads it from deploy/.env too, which the bot also gets: no typo warning.
     assert unknown_names(["COMFY_IMAGE"], where="deploy/.env") == []
     assert set(compose["volumes"]) == {"bot-data", "comfyui-models"}
+    backup = compose["services"]["backup"]  # the same image and volume, a daily rotated copy
+    assert (backup["build"], backup["env_file"]) == (bot["build"], bot["env_file"])
+    assert backup["volumes"] == bot["volumes"]
+    script = backup["command"][-1]
+    assert "persona-bot backup --keep 7 /var/lib/persona-bot/backups" in script
+    assert "sleep 86400" in script
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -335,3 +342,46 @@ def test_the_build_context_keeps_out_secrets_and_data_and_keeps_what_the_image_c
         assert not _ignored(f"{source}/sub/module.py", patterns), source
     for secret in (".env", "deploy/.env", "data/bot.db", ".venv/bin/python", ".git/config"):
         assert _ignored(secret, patterns), secret
+
+
+def test_the_backup_timer_and_its_service_pass_systemd_analyze_and_make_a_dated_copy(
+    installed: Installed, tmp_path: Path
+) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None, "systemd-analyze is missing: apt-get install systemd"
+    name = "persona-bot-backup.service"
+    service = (DEPLOY / name).read_text()
+    (exec_start,) = [line for line in service.splitlines() if line.startswith("ExecStart=")]
+    command = shlex.split(exec_start.removeprefix("ExecStart="))
+    assert command[:2] == ["/opt/persona-bot/bin/persona-bot", "backup"]
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / name).write_text(service.replace(command[0], str(installed.bin / "persona-bot")))
+    shutil.copy(DEPLOY / "persona-bot-backup.timer", units)
+    done = subprocess.run(
+        [analyze, "verify", "--man=no", *sorted(str(p) for p in units.iterdir())],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    rated = subprocess.run(
+        [analyze, "security", "--offline=true", "--no-pager", str(units / name)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    exposure = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", rated.stdout)
+    assert exposure is not None, rated.stdout + rated.stderr
+    assert float(exposure[1]) <= MAX_EXPOSURE, rated.stdout
+    # Its command, with /var/lib/persona-bot moved under tmp_path (systemd makes the
+    # folders: StateDirectory=), writes one dated copy of the unit's database.
+    state = tmp_path / "state"
+    (state / "backups").mkdir(parents=True)
+    with open_store(state / "bot.db"):
+        pass
+    moved = [part.replace("/var/lib/persona-bot", str(state)) for part in command]
+    out = _run(installed.bin / "persona-bot", *moved[1:], cwd=state)
+    assert "integrity ok" in out
+    (copy,) = (state / "backups").iterdir()
+    assert re.fullmatch(r"bot-\d{8}-\d{6}\.db", copy.name)

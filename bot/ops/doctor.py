@@ -46,7 +46,7 @@ from store.instance_lock import NO_PID, lock_holder
 from store.ledger import check as check_ledger
 from store.maintenance import SchemaStatus, open_as_is, schema_status
 
-__all__ = ["Check", "doctor_main", "run_checks"]
+__all__ = ["Check", "database_checks", "doctor_main", "run_checks"]
 
 CHECK_TIMEOUT_S: Final = 15.0  # each check, all its calls together
 HTTP_TIMEOUT: Final = httpx.Timeout(10.0)
@@ -309,8 +309,12 @@ async def _llm(ctx: _Context) -> list[Check]:
 
 
 async def _database(ctx: _Context) -> list[Check]:
-    """Writable, and which migrations the next start applies; the doctor applies none."""
-    path = ctx.settings.database_path
+    return database_checks(ctx.settings.database_path)
+
+
+def database_checks(path: Path) -> list[Check]:
+    """Writable, which migrations the next start applies (the doctor applies none), the
+    ledger, and a bot running on it; alone, for a copy just restored from a backup."""
     holder = lock_holder(path)
     if holder is not None:
         # Not a failure: doctor is meant to run beside the bot.
