@@ -4,6 +4,7 @@
     python -m bot doctor               check a deployment, one line per check
     python -m bot stats [--since 7d]   the picture report from the database
     python -m bot backup FILE          a consistent copy of the database, while it runs
+    python -m bot example-env          a .env with every setting, commented
 
 Start-up problems an operator must fix (a bad setting, an unreadable personas file, a
 broken workflow template, a locked or damaged database, another bot already running on the
@@ -26,7 +27,13 @@ import trio
 from bot import __version__, app
 from bot.core.logs import setup_logging
 from bot.core.personas import PersonasError
-from bot.core.settings import Settings, SettingsError, environment_warnings, load_settings
+from bot.core.settings import (
+    EXAMPLE_ENV,
+    Settings,
+    SettingsError,
+    environment_warnings,
+    load_settings,
+)
 from bot.telegram.errors import TelegramUnauthorized
 from bot.telegram.redact import Redactor
 from comfy import WorkflowError
@@ -78,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     add_backup_arguments(backup)
+    commands.add_parser(
+        "example-env",
+        help="print a .env with every setting, commented (persona-bot example-env > .env)",
+        description="The settings file with every variable, its default and what it does.",
+    )
     return parser
 
 
@@ -104,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    """An operator command: stats, backup or doctor."""
+    """An operator command: stats, backup, doctor or example-env."""
     if args.command == "stats":
         from bot.ops.stats import stats_main
 
@@ -117,6 +129,9 @@ def _report(args: argparse.Namespace) -> int:
         from bot.ops.doctor import doctor_main
 
         return doctor_main()
+    if args.command == "example-env":
+        sys.stdout.write(EXAMPLE_ENV.read_text(encoding="utf-8"))
+        return 0
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse allows no other
 
 

@@ -93,3 +93,14 @@ def test_a_report_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
         os.close(write_end)
     assert done.stderr.decode() == ""
     assert done.returncode == 0
+
+
+def test_example_env_prints_the_commented_settings_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``persona-bot example-env > .env``: pip users get the example without a clone."""
+    assert main(["example-env"]) == 0
+    printed = capsys.readouterr().out
+    in_clone = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    assert printed == in_clone
+    assert "TELEGRAM_BOT_TOKEN=" in printed

@@ -97,7 +97,7 @@ def test_the_wheel_carries_everything_the_bot_needs_at_run_time(installed: Insta
     for needed in ("bot/core/personas.json", "comfy/workflows/sdxl_lora.json",
                    "bot/core/texts.py", "store/schema.py", "bot/__main__.py",
                    "bot/telegram/client.py", "bot/pictures/workers.py", "bot/ops/backup.py",
-                   "common/backoff.py"):  # fmt: skip
+                   "common/backoff.py", "bot/core/env.example"):  # fmt: skip
         assert needed in names
     licenses = [name for name in names if name.endswith("LICENSE")]
     assert licenses, "LICENSE is not in the wheel"
@@ -163,6 +163,9 @@ async def test_the_installed_command_runs_from_a_folder_with_only_env(
 ) -> None:
     workdir = tmp_path / "anywhere"
     workdir.mkdir()
+    # The commented settings file comes with the package: no clone needed for it.
+    example = _run(installed.bin / "persona-bot", "example-env", cwd=workdir)
+    assert example == (DEPLOY.parent / ".env.example").read_text()
     env = _bare_environment(f"{installed.bin}:/usr/bin:/bin")
     await _talk_draw_and_stop(["persona-bot"], cwd=workdir, env=env, dotenv=workdir / ".env")
     assert sorted(p.name for p in workdir.iterdir()) == [".env", "data"]

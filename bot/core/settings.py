@@ -43,6 +43,7 @@ from comfy.workflow import SHIPPED_WORKFLOW
 from store.retention import RetentionPolicy
 
 __all__ = [
+    "EXAMPLE_ENV",
     "MAX_SUBSCRIPTION_STARS",
     "SECRET_FIELDS",
     "SETTING_NAMES",
@@ -58,6 +59,7 @@ __all__ = [
 DEFAULT_TELEGRAM_API_BASE: Final = "https://api.telegram.org"
 # Inside the package, so an installed wheel finds it from any working folder.
 SHIPPED_PERSONAS: Final = Path(str(resources.files("bot.core").joinpath("personas.json")))
+EXAMPLE_ENV: Final = Path(str(resources.files("bot.core").joinpath("env.example")))
 SECRET_FIELDS: Final = frozenset({"telegram_bot_token", "llm_api_key"})
 DEFAULT_USER_MESSAGES_PER_MINUTE: Final = 20
 DEFAULT_LLM_REPLIES_PER_USER_PER_MINUTE: Final = 6
