@@ -21,11 +21,14 @@ import sys
 import sysconfig
 import zipfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import trio
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from bot.app import STOP_GRACE_S
 from bot.core.personas import load_personas
@@ -388,3 +391,33 @@ def test_the_backup_timer_and_its_service_pass_systemd_analyze_and_make_a_dated_
     assert "integrity ok" in out
     (copy,) = (state / "backups").iterdir()
     assert re.fullmatch(r"bot-\d{8}-\d{6}\.db", copy.name)
+
+
+def test_the_images_constraints_pin_every_run_time_dependency_within_its_range() -> None:
+    """deploy/constraints.txt: each dependency of the package, direct or not, pinned, and
+    each pin allowed by every package here that requires it (pip is the venv's own)."""
+    pins: dict[str, str] = {}
+    for line in (DEPLOY / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version
+    needed: set[str] = set()
+    todo = ["persona-image-bot"]
+    while todo:
+        dist = metadata.distribution(todo.pop())
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            name = canonicalize_name(requirement.name)
+            if name == "pip":
+                continue
+            assert name in pins, f"{name} (required by {dist.metadata['Name']}) is not pinned"
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"{name}=={pins[name]} does not satisfy {dist.metadata['Name']}: {requirement}"
+            )
+            if name not in needed:
+                needed.add(name)
+                todo.append(name)
+    assert set(pins) == needed  # nothing pinned that nothing needs
+    assert "-c /wheels/constraints.txt" in (DEPLOY / "Dockerfile").read_text()
