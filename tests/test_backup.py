@@ -199,3 +199,28 @@ def test_kept_copies_rotate_and_the_newest_restores_and_passes_doctor(
     assert checks["ledger"].ok, checks["ledger"].line()
     with open_store(restored) as store:
         assert store.users.get(7) is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--keep", "0", "backups"], "keep at least 1 copy"),
+        (["--keep", "many", "backups"], "'many' is not a number of copies"),
+        (["--keep", "2", "not-a-folder.db"], "is not a folder; with --keep, FILE is one"),
+    ],
+)
+def test_keep_mistakes_are_one_line_and_exit_2(
+    argv: list[str],
+    says: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    database = tmp_path / "bot.db"
+    open_store(database).close()
+    (tmp_path / "backups").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["backup", "--database", str(database), *argv]) == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert not list((tmp_path / "backups").iterdir())  # nothing written, nothing removed

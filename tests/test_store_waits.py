@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trio
 
-from bot.app.handler import make_handler
+from bot.app.handler import make_handler, make_throttle
 from bot.core.deps import Deps
 from bot.core.limits import RateLimit, UserLimits
 from bot.core.logs import plain_fields
@@ -231,3 +231,36 @@ async def test_a_press_that_meets_a_locked_store_is_told_to_try_again_and_retrie
         assert trio.current_time() >= 30  # the handler's patience, spent without blocking
         lock.rollback()
         lock.close()
+
+
+async def test_a_full_lane_may_throttle_any_update_of_its_chat(
+    telegram_api: TelegramApi, fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    """A chat's full lane hands every further update of that chat to the throttled
+    handler, not only messages over a user's rate: one with no sender, an edit, a member
+    change. Each is dropped quietly, never an error that parks it."""
+    with open_store(tmp_path / "bot.db") as store:
+        deps = Deps(
+            api=telegram_api,
+            store=store,
+            personas=load_personas(SHIPPED_PERSONAS),
+            settings=load_settings(env_file=None, telegram_bot_token=TEST_TOKEN),
+            llm=None,
+            rng=random.Random(1),
+            now=Clock(),
+        )
+        _, handle_throttled = make_throttle(deps)
+        chat = {"id": -1_005_000_009, "type": "supergroup", "title": "g"}
+        member = {"id": 77, "is_bot": False, "first_name": "Аня"}
+        raws = [
+            {"message": {"message_id": 1, "date": 1, "chat": chat, "text": "anonymous"}},
+            {"edited_message": {"message_id": 2, "date": 1, "edit_date": 2, "chat": chat,
+                                "from": member, "text": "edited"}},
+            {"my_chat_member": {"chat": chat, "from": member, "date": 1,
+                                "old_chat_member": {"status": "member", "user": member},
+                                "new_chat_member": {"status": "left", "user": member}}},
+            {"message": {"message_id": 3, "date": 1, "chat": chat, "from": member, "text": "hi"}},
+        ]  # fmt: skip
+        for n, raw in enumerate(raws, start=1):
+            await handle_throttled(Update.model_validate({"update_id": n, **raw}))
+        assert fake_telegram.sent == []  # in a group nobody is told

@@ -138,17 +138,25 @@ def make_throttle(
         return not deps.limits.messages.take(user.id, trio.current_time())
 
     async def handle_throttled(update: Update) -> None:
+        # Besides updates over a rate, a chat's full lane hands over any of its updates:
+        # one with no sender, an edit, a member change. Those are dropped, unanswered.
         query, message, user = update.callback_query, update.message, update.user
-        assert user is not None
+        if user is None:
+            log.info("telegram_update_throttled", extra=fields(update_id=update.update_id))
+            return
         if query is not None:
             log.info("user_press_throttled", extra=fields(user=user.id))
             if deps.limits.should_toast(user.id, trio.current_time()):
                 await deps.answer_query(query.id, text=t("press_throttled", user.language_code))
             return
-        assert message is not None
-        log.info("user_message_throttled", extra=fields(user=user.id, chat=message.chat.id))
-        private = message.chat.type == "private"
-        if private and deps.limits.should_tell(user.id, trio.current_time()):
+        chat = update.chat
+        log.info(
+            "user_message_throttled",
+            extra=fields(user=user.id, chat=chat.id if chat is not None else None),
+        )
+        if message is None or message.chat.type != "private":
+            return  # a notice in every group would be a flood of its own
+        if deps.limits.should_tell(user.id, trio.current_time()):
             await deps.api.send_message(message.chat.id, t("throttled", user.language_code))
 
     return throttled, handle_throttled

@@ -43,7 +43,11 @@ def add_backup_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    """``--keep``'s value: a whole number of copies, at least one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of copies") from None
     if value < 1:
         raise argparse.ArgumentTypeError("keep at least 1 copy")
     return value
@@ -63,7 +67,7 @@ def rotated_out(names: Iterable[str], *, stem: str, keep: int) -> list[str]:
 def backup_main(args: argparse.Namespace, *, now: Callable[[], datetime] = utc_now) -> int:
     """Write the copy and print one line about it (and one per copy rotated out); an
     error is one line on stderr, exit 2."""
-    keep: int | None = getattr(args, "keep", None)
+    keep: int | None = args.keep
     try:
         source: Path = args.database or load_settings(require_token=False).database_path
         target: Path = args.file
