@@ -5,12 +5,13 @@
     python -m bot stats [--since 7d]   the picture report from the database
     python -m bot backup FILE          a consistent copy of the database, while it runs
     python -m bot example-env          a .env with every setting, commented
+    python -m bot health               is the running bot alive? (exit 0 or 1)
 
 Start-up problems an operator must fix (a bad setting, an unreadable personas file, a
 broken workflow template, a locked or damaged database, another bot already running on the
-same database, a token Telegram refuses) end the process with one line on stderr and exit
-code 2; nothing else is printed for them. A wrong
-command line prints the usage and exits with 2 as well.
+same database, a token Telegram refuses, a ``METRICS_ADDRESS`` it cannot listen on) end
+the process with one line on stderr and exit code 2; nothing else is printed for them. A
+wrong command line prints the usage and exits with 2 as well.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bot.core.settings import (
     environment_warnings,
     load_settings,
 )
+from bot.ops.listener import ListenerError
 from bot.telegram.errors import TelegramUnauthorized
 from bot.telegram.redact import Redactor
 from comfy import WorkflowError
@@ -45,7 +47,7 @@ __all__ = ["build_parser", "main"]
 INSTALLED: Final = "persona-bot"  # [project.scripts] in pyproject.toml
 EXIT_CONFIG: Final = 2
 EXIT_CRASH: Final = 1
-_FATAL: Final = (PersonasError, WorkflowError, StoreError, TelegramUnauthorized)
+_FATAL: Final = (PersonasError, WorkflowError, StoreError, TelegramUnauthorized, ListenerError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_backup_arguments(backup)
     commands.add_parser(
+        "health",
+        help="is the running bot alive? asks /healthz (METRICS_ADDRESS), exit 0 or 1",
+        description=(
+            "With METRICS_ADDRESS set, asks the running bot's /healthz: polling live and "
+            "the event loop answering. Without it, checks only that a bot holds the "
+            "database. One line; exit 0 when healthy, 1 otherwise (for HEALTHCHECK)."
+        ),
+    )
+    commands.add_parser(
         "example-env",
         help="print a .env with every setting, commented (persona-bot example-env > .env)",
         description="The settings file with every variable, its default and what it does.",
@@ -116,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    """An operator command: stats, backup, doctor or example-env."""
+    """An operator command: stats, backup, doctor, health or example-env."""
     if args.command == "stats":
         from bot.ops.stats import stats_main
 
@@ -129,6 +140,10 @@ def _report(args: argparse.Namespace) -> int:
         from bot.ops.doctor import doctor_main
 
         return doctor_main()
+    if args.command == "health":
+        from bot.ops.health import health_main
+
+        return health_main()
     if args.command == "example-env":
         sys.stdout.write(EXAMPLE_ENV.read_text(encoding="utf-8"))
         return 0

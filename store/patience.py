@@ -31,6 +31,7 @@ import trio
 
 from common.backoff import backoff_delays
 from common.logfields import fields
+from common.metrics import STORE_GAVE_UP, STORE_WAIT_SECONDS
 from store.errors import StoreUnavailable, is_transient
 
 __all__ = ["FOREVER", "STORE_PATIENCE_S", "WAIT_LOG_INTERVAL_S", "persist"]
@@ -75,6 +76,7 @@ async def persist(
             now = trio.current_time()
             waited = now - started
             if waited >= patience_s:
+                STORE_GAVE_UP.inc()
                 log.error(
                     "store_write_gave_up",
                     extra=fields(what=what, waited_s=round(waited, 1), error=str(exc)),
@@ -90,5 +92,6 @@ async def persist(
             continue
         if logged_at is not None:
             waited = trio.current_time() - started
+            STORE_WAIT_SECONDS.observe(waited)
             log.info("store_write_done", extra=fields(what=what, waited_s=round(waited, 1)))
         return result

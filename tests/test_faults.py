@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -137,3 +138,29 @@ async def test_comfyui_restarting_twice_fails_the_job_clearly(
         assert (failed["event"], failed["reason"]) == ("image_failed", "generation_error")
         assert balance(store, reply.chat_id) == 1
     await bot.stop()
+
+
+async def test_a_chat_telegram_no_longer_finds_ends_the_update_quietly(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    autojump_clock: object,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A message from a chat that is gone by the time the bot answers (Telegram: 400 "chat
+    not found") is not a fault of the bot: no error, nothing parked, the next chat goes on."""
+    caplog.set_level(logging.INFO)
+    bot = await start_bot(nursery, tmp_path, fake_telegram)
+    gone = {"id": 777, "type": "private", "first_name": "Gone"}
+    sender = {"id": 777, "is_bot": False, "first_name": "Gone"}
+    fake_telegram.add_raw_update(
+        {"message": {"message_id": 1, "date": 0, "chat": gone, "from": sender, "text": "/help"}}
+    )
+    fake_telegram.user_says("/help")
+    await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
+    await trio.sleep(5)
+    await bot.stop()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert "telegram_chat_not_found" in [r.getMessage() for r in caplog.records]
+    with bot.store() as store:
+        assert list(store.db.query("SELECT update_id FROM parked_updates")) == []

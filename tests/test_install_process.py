@@ -16,10 +16,12 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
 import zipfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -125,9 +127,15 @@ def _bare_environment(path: str) -> dict[str, str]:
 
 
 async def _talk_draw_and_stop(
-    command: list[str], *, cwd: Path, env: dict[str, str], dotenv: Path | None = None
+    command: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    dotenv: Path | None = None,
+    while_running: Callable[[dict[str, str]], Awaitable[None]] | None = None,
 ) -> str:
     """Start *command*, chat, press for a picture, SIGTERM; its output, exit 0 asserted.
+    *while_running* is called with the bot's environment once the picture is delivered.
 
     The settings that point at the fakes go into *dotenv* when given, else into the
     environment, as systemd's ``EnvironmentFile=`` and compose's ``env_file:`` put them.
@@ -150,6 +158,8 @@ async def _talk_draw_and_stop(
                 await telegram.wait_for(lambda: any(s.kind == "photo" for s in telegram.sent))
                 while b"image_generated" not in output:  # noqa: ASYNC110 (a pipe, no event)
                     await trio.sleep(0.05)
+                if while_running is not None:
+                    await while_running(env)
             process.send_signal(signal.SIGTERM)
             with trio.fail_after(STOP_TIMEOUT_S):
                 await process.wait()
@@ -263,6 +273,12 @@ def test_the_dockerfile_passes_hadolint_and_holds_the_rules() -> None:
         [hadolint, str(DEPLOY / "Dockerfile")], capture_output=True, text=True, check=False
     )
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    text = (DEPLOY / "Dockerfile").read_text()
+    # One base for both stages, named down to its Debian release; a digest may be passed.
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert base is not None
+    assert re.fullmatch(r"python:3\.\d+-slim-[a-z]+", base.group(1))
+    assert text.count("FROM ${PYTHON_IMAGE}") == 2
     image = _dockerfile()
     user = image["USER"][0].split(":")[0]
     assert user.isdigit()
@@ -273,6 +289,11 @@ def test_the_dockerfile_passes_hadolint_and_holds_the_rules() -> None:
     workdir = image["WORKDIR"][0]
     assert json.loads(image["VOLUME"][0]) == [workdir]
     assert f"DATABASE_PATH={workdir}/bot.db" in " ".join(image["ENV"])
+    # Health: the listener on the container's loopback, asked by the health command.
+    assert "METRICS_ADDRESS=127.0.0.1:9464" in " ".join(image["ENV"])
+    [healthcheck] = image["HEALTHCHECK"]
+    assert healthcheck.split("CMD", 1)[1].strip() == '["persona-bot", "health"]'
+    assert "--start-period=60s" in healthcheck
 
 
 async def test_the_images_command_starts_the_bot_and_stops_on_sigterm_through_the_init(
@@ -283,10 +304,25 @@ async def test_the_images_command_starts_the_bot_and_stops_on_sigterm_through_th
     workdir = image["WORKDIR"][0]
     env = _bare_environment(f"{installed.bin}:{RUNNER_BIN}:/usr/bin:/bin")
     env["DATABASE_PATH"] = str(tmp_path / "bot.db")  # the image's ENV, moved to tmp_path
+    env["METRICS_ADDRESS"] = f"127.0.0.1:{_free_port()}"  # and its listener, on a free port
     assert command == ["dumb-init", "--", "persona-bot"]
     assert workdir == "/var/lib/persona-bot"
-    await _talk_draw_and_stop(command, cwd=tmp_path, env=env)
+    healthcheck = json.loads(image["HEALTHCHECK"][0].split("CMD", 1)[1])
+
+    async def docker_asks_health(bot_env: dict[str, str]) -> None:
+        done = await trio.run_process(healthcheck, env=bot_env, capture_stdout=True, check=False)
+        assert done.returncode == 0
+        assert done.stdout.decode().startswith("ok: polling; Telegram answered")
+
+    await _talk_draw_and_stop(command, cwd=tmp_path, env=env, while_running=docker_asks_health)
     assert (tmp_path / "bot.db").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def test_compose_runs_the_image_with_the_env_file_and_a_chosen_comfyui_image() -> None:
@@ -309,6 +345,9 @@ def test_compose_runs_the_image_with_the_env_file_and_a_chosen_comfyui_image() -
     script = backup["command"][-1]
     assert "persona-bot backup --keep 7 /var/lib/persona-bot/backups" in script
     assert "sleep 86400" in script
+    # The image's health check, in compose's words; the backup container has no listener.
+    assert bot["healthcheck"]["test"] == ["CMD", "persona-bot", "health"]
+    assert backup["healthcheck"] == {"disable": True}
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:

@@ -7,6 +7,7 @@ The admin check is here too, once, before any admin command runs.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -75,12 +76,13 @@ from bot.payments.handlers import (
 from bot.pictures.press import handle_cancel, request_image_on_demand
 from bot.pictures.runtime import PicturesRuntime
 from bot.telegram.dispatcher import TryAgainLater
-from bot.telegram.errors import TelegramForbidden
+from bot.telegram.errors import TelegramBadRequest, TelegramForbidden, chat_not_found
 from bot.telegram.types import Update
 from common.logfields import fields
+from common.metrics import UPDATES, UPDATES_THROTTLED
 from store import StoreError, is_transient
 
-__all__ = ["ADMIN_HANDLERS", "dispatch_command", "make_handler", "make_throttle"]
+__all__ = ["ADMIN_HANDLERS", "command_label", "dispatch_command", "make_handler", "make_throttle"]
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +92,15 @@ def make_handler(
 ) -> Callable[[Update], Awaitable[None]]:
     """The dispatcher's handler: route, handle, and deal with what every handler shares.
 
-    A user who blocked the bot is marked so. A store that stays unavailable (locked by
+    A user who blocked the bot is marked so; a chat Telegram no longer finds ends the
+    update with a log line. A store that stays unavailable (locked by
     another process, a full disk) becomes :class:`TryAgainLater`: the dispatcher runs the
     update again later instead of losing it; a press is told to try again meanwhile.
     """
 
     async def handle(update: Update) -> None:
         command = route(update, bot_username=deps.bot_username)
+        UPDATES.labels(command=command_label(command)).inc()
         try:
             await dispatch_command(deps, command, pictures)
         except TelegramForbidden as exc:
@@ -104,6 +108,11 @@ def make_handler(
             log.info("user_blocked_the_bot", extra=fields(user=user_id, error=exc.description))
             if user_id is not None:
                 await _set_blocked(deps, user_id, blocked=True)
+        except TelegramBadRequest as exc:
+            if not chat_not_found(exc):
+                raise
+            chat = update.chat.id if update.chat is not None else None
+            log.info("telegram_chat_not_found", extra=fields(chat=chat, error=exc.description))
         except (StoreError, sqlite3.Error) as exc:
             if isinstance(exc, sqlite3.Error) and not is_transient(exc):
                 raise
@@ -138,6 +147,7 @@ def make_throttle(
         return not deps.limits.messages.take(user.id, trio.current_time())
 
     async def handle_throttled(update: Update) -> None:
+        UPDATES_THROTTLED.inc()
         # Besides updates over a rate, a chat's full lane hands over any of its updates:
         # one with no sender, an edit, a member change. Those are dropped, unanswered.
         query, message, user = update.callback_query, update.message, update.user
@@ -229,6 +239,14 @@ async def dispatch_command(
             await _set_blocked(deps, command.user_id, blocked=command.blocked)
         case Ignored():
             log.debug("update_ignored", extra=fields(why=command.why))
+
+
+def command_label(command: Command) -> str:
+    """*command*'s name in the metrics: its class in snake case, a press by its button
+    (``chat_text``, ``press_look``): a closed set, never an argument."""
+    name = type(command.button if isinstance(command, Press) else command).__name__
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Cmd")).lower()
+    return f"press_{snake}" if isinstance(command, Press) else snake
 
 
 def _typed(press: Press[Button], button: B) -> Press[B]:

@@ -23,6 +23,7 @@ from typing import Final
 import httpx
 import trio
 
+from bot import __version__
 from bot.app.handler import make_handler, make_throttle
 from bot.app.signals import run_signal_watcher
 from bot.app.startup import route_to, set_commands, until_answered, wait_for_telegram
@@ -31,6 +32,8 @@ from bot.core.limits import UserLimits
 from bot.core.llm import ChatCompletions
 from bot.core.personas import load_personas
 from bot.core.settings import Settings
+from bot.ops.health import Heartbeat, run_heartbeat
+from bot.ops.listener import run_listener
 from bot.ops.retention import run_retention
 from bot.payments.keyboards import buy_keyboard
 from bot.pictures.deliveries import Deliveries
@@ -45,6 +48,7 @@ from bot.telegram.throttle import SendThrottle
 from bot.telegram.types import Update
 from comfy import OpenWebsocket, WorkflowTemplate
 from common.logfields import fields
+from common.metrics import BUILD
 from store import open_store, utc_now
 from store.instance_lock import hold_instance_lock
 
@@ -126,6 +130,7 @@ async def run(
     """
     rng = rng if rng is not None else random.Random()
     stopper = stopper if stopper is not None else Stopper()
+    BUILD.info({"version": __version__})
     personas = load_personas(settings.personas_file)
     template = (
         WorkflowTemplate.from_file(settings.workflow_file) if settings.comfyui_servers else None
@@ -151,6 +156,10 @@ async def run(
             stopper.attach(root=root.cancel_scope)
             if handle_signals:
                 await root.start(run_signal_watcher, stopper.stop, stopper.force)
+            heartbeat = Heartbeat()
+            if settings.metrics_address is not None:
+                # Before Telegram is reached, so /healthz tells why the bot is not up yet.
+                await root.start(run_listener, settings.metrics_address, heartbeat)
             api = TelegramApi(
                 http,
                 settings.token,
@@ -191,9 +200,20 @@ async def run(
             await set_commands(api, payments_on=settings.payments_on)
             if pictures is not None:
                 await start_pictures(root, deps, pictures)
+            if settings.metrics_address is not None:
+                await root.start(
+                    partial(
+                        run_heartbeat,
+                        heartbeat,
+                        samplers=[pictures.sample_metrics] if pictures is not None else [],
+                        stopping=stopper.requested.is_set,
+                    )
+                )
             await root.start(resume_unfinished, deps, pictures)
             await root.start(run_retention, store, settings.retention, now)
-            await _run_chat(deps, pictures, stopper, task_status=task_status)
+            await _run_chat(
+                deps, pictures, stopper, on_polled=heartbeat.polled, task_status=task_status
+            )
             root.cancel_scope.cancel()
     log.info("bot_stopped")
 
@@ -217,6 +237,7 @@ async def _run_chat(
     pictures: PicturesRuntime | None,
     stopper: Stopper,
     *,
+    on_polled: Callable[[], None],
     task_status: trio.TaskStatus[None],
 ) -> None:
     """Polling beside the dispatcher; returns once polling stopped and handlers finished."""
@@ -237,7 +258,7 @@ async def _run_chat(
         with trio.CancelScope() as polling_scope:
             stopper.attach(polling=polling_scope)
             task_status.started()
-            await run_polling(deps.api, deps.store.updates, send, rng=deps.rng)
+            await run_polling(deps.api, deps.store.updates, send, rng=deps.rng, on_polled=on_polled)
 
 
 def _llm(settings: Settings, http: httpx.AsyncClient) -> ChatCompletions | None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bot.core.logs import EVENT_FIELDS_KEY
+from common.metrics import EVENTS, PICTURE_SECONDS
 from store import EventRecord
 
 __all__ = ["EventName", "Reason", "announce", "event_record"]
@@ -68,8 +69,12 @@ def event_record(
 
 
 def announce(record: EventRecord) -> None:
-    """The event's one structured line on stdout, once its row is committed
-    (``Deps.write`` calls it for every event the committed transaction wrote)."""
+    """The event's one structured line on stdout and its count in the metrics, once its
+    row is committed (``Deps.write`` calls it for every event the committed transaction
+    wrote)."""
+    EVENTS.labels(event=record.event, reason=record.reason or "").inc()
+    if record.event == EventName.IMAGE_GENERATED and record.duration_ms is not None:
+        PICTURE_SECONDS.observe(record.duration_ms / 1000)
     fields = {
         "event": record.event,
         "user": record.user_id,

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from bot.core.personas import Persona
 from bot.telegram.redact import Redactor
 from common.bodies import ACCEPT_ENCODING, BodyError, read_body
+from common.metrics import LLM_REQUESTS, LLM_SECONDS
 from store import Turn
 
 __all__ = [
@@ -109,6 +110,18 @@ class ChatCompletions:
             LlmError: timeout, network error, non-2xx, an answer over ``MAX_ANSWER_BYTES``,
                 or an answer without text.
         """
+        started = trio.current_time()
+        try:
+            text = await self._complete(messages, max_tokens=max_tokens, temperature=temperature)
+        except LlmError:
+            _measured("failed", started)
+            raise
+        _measured("ok", started)
+        return text
+
+    async def _complete(
+        self, messages: Sequence[dict[str, str]], *, max_tokens: int, temperature: float
+    ) -> str:
         headers = {"accept-encoding": ACCEPT_ENCODING}  # what read_body can decode
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
@@ -147,6 +160,12 @@ class ChatCompletions:
         part of a secret survives the cut."""
         text = content[: QUOTED_BODY_CHARS * 4].decode("utf-8", "replace")
         return repr(self._redact(text)[:QUOTED_BODY_CHARS])
+
+
+def _measured(outcome: str, started: float) -> None:
+    """Count an answered or failed completion (one cut short by a cancel is neither)."""
+    LLM_REQUESTS.labels(outcome=outcome).inc()
+    LLM_SECONDS.observe(trio.current_time() - started)
 
 
 def persona_messages(

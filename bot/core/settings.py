@@ -47,11 +47,13 @@ __all__ = [
     "MAX_SUBSCRIPTION_STARS",
     "SECRET_FIELDS",
     "SETTING_NAMES",
+    "ListenAddress",
     "Pack",
     "Settings",
     "SettingsError",
     "environment_warnings",
     "load_settings",
+    "parse_listen_address",
     "parse_packs",
     "unknown_names",
 ]
@@ -68,6 +70,10 @@ MAX_SUBSCRIPTION_STARS: Final = 10_000  # Telegram's ceiling for a subscription 
 MAX_PACK_PICTURES: Final = 100_000
 MAX_PACK_STARS: Final = 100_000
 _PACK_ITEM: Final = re.compile(r"^(\d{1,6}):(\d{1,6})$")
+_LISTEN: Final = re.compile(
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})"
+)
+MAX_PORT: Final = 65_535
 _REQUIRED: Final = "{name} is required; set it in .env (see .env.example)"
 # difflib's similarity from which a name counts as a typo of a setting even without one of
 # the settings' prefixes (COMFUI_BASE_URL); measured on the names here, 0.8 catches one
@@ -110,6 +116,33 @@ def parse_packs(text: str) -> tuple[Pack, ...]:
             raise ValueError(f"two packs of {pictures} pictures; a pack is named by its size")
         packs.append(Pack(pictures, stars))
     return tuple(packs)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """Where a local HTTP listener binds (``127.0.0.1:9464``, ``[::1]:9464``)."""
+
+    host: str
+    port: int  # 0: any free port, named in the log line
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen_address(text: str) -> ListenAddress:
+    """``host:port`` (an IPv6 host in brackets) → :class:`ListenAddress`.
+
+    Raises:
+        ValueError: one line with the expected shape.
+    """
+    match = _LISTEN.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"expected host:port, like 127.0.0.1:9464 (got {text.strip()!r})")
+    host = match.group("v6") or match.group("host")
+    port = int(match.group("port"))
+    if port > MAX_PORT:
+        raise ValueError(f"port {port} is above {MAX_PORT}")
+    return ListenAddress(host, port)
 
 
 class Settings(BaseSettings):
@@ -163,6 +196,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
 
+    # host:port of the /metrics and /healthz listener; empty keeps it off.
+    metrics_address: Annotated[ListenAddress | None, NoDecode] = None
+
     @field_validator("telegram_bot_token")
     @classmethod
     def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
@@ -201,6 +237,13 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"not a comma-separated list of Telegram user ids: {bad[0]!r}")
         return frozenset(int(part) for part in parts)
+
+    @field_validator("metrics_address", mode="before")
+    @classmethod
+    def _listen_address(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_listen_address(value) if value.strip() else None
+        return value
 
     @field_validator("stars_packs", mode="before")
     @classmethod

@@ -38,6 +38,7 @@ from bot.payments.rules import Unreadable, check_pre_checkout, credit_of
 from bot.telegram.errors import TelegramBadRequest, TelegramError
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 from common.logfields import fields
+from common.metrics import STARS, STARS_REFUNDED
 from store import EventRecord, PaymentKind, Refunded
 
 __all__ = [
@@ -186,6 +187,7 @@ async def handle_payment_received(deps: Deps, cmd: PaymentReceived) -> None:
             extra=fields(charge=paid.telegram_payment_charge_id),
         )
         return
+    STARS.labels(kind=credit.kind.value).inc(paid.total_amount)
     lang = ctx.lang
     if credit.kind is PaymentKind.PACK:
         text = t("pay_thanks_pack", lang, pictures=credit.images, balance=recorded.balance)
@@ -277,6 +279,8 @@ async def _refund_in_store(deps: Deps, charge: str) -> Refunded | None:
     )
     if refunded is None:
         log.warning("payment_refund_unknown_charge", extra=fields(charge=charge))
+    elif refunded.new:
+        STARS_REFUNDED.inc(refunded.payment.total_amount)
     return refunded
 
 

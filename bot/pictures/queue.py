@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import trio
 
 from bot.pictures.lifecycle import Phase
+from common.metrics import QUEUE_WAIT_SECONDS
 
 __all__ = ["JobQueue", "Place", "QueueFull", "Ticket"]
 
@@ -52,6 +53,7 @@ class JobQueue:
     ) -> None:
         self._send, self._receive = trio.open_memory_channel[Ticket](size)
         self._waiting: list[str] = []
+        self._queued_at: dict[str, float] = {}  # for the queue-wait metric
         self._drawing: dict[str, trio.CancelScope] = {}
         self._taken: set[str] = set()
         self._on_change = on_change
@@ -81,12 +83,14 @@ class JobQueue:
 
     def _enqueued(self, job_id: str) -> int:
         self._waiting.append(job_id)
+        self._queued_at[job_id] = trio.current_time()
         self._changed_now()
         return len(self._waiting)
 
     def discard(self, job_id: str) -> None:
         """A waiting job was cancelled: the jobs behind it move up now; its ticket is
         skipped by the worker that takes it."""
+        self._queued_at.pop(job_id, None)
         self._left(job_id)
 
     def position(self, job_id: str) -> int | None:
@@ -94,6 +98,11 @@ class JobQueue:
             return self._waiting.index(job_id) + 1
         except ValueError:
             return None
+
+    @property
+    def waiting(self) -> int:
+        """How many jobs wait for a worker."""
+        return len(self._waiting)
 
     def places(self) -> list[Place]:
         """Every waiting job with its place, in order."""
@@ -112,6 +121,9 @@ class JobQueue:
     async def tickets(self) -> AsyncIterator[Ticket]:
         """Tickets in queue order, for one worker; ends when the queue is closed."""
         async for ticket in self._receive:
+            queued_at = self._queued_at.pop(ticket.job_id, None)
+            if queued_at is not None:
+                QUEUE_WAIT_SECONDS.observe(trio.current_time() - queued_at)
             self._left(ticket.job_id)
             yield ticket
 

@@ -14,6 +14,7 @@ from bot.pictures.queue import JobQueue
 from bot.pictures.servers import ServerPool
 from bot.pictures.status import StatusBoard
 from comfy import WorkflowTemplate
+from common.metrics import QUEUE_JOBS
 
 __all__ = ["PicturesRuntime"]
 
@@ -26,3 +27,8 @@ class PicturesRuntime:
     template: WorkflowTemplate
     spool_dir: Path
     deliveries: Deliveries = field(default_factory=Deliveries)
+
+    def sample_metrics(self) -> None:
+        """Set the pictures' gauges to the state now (the heartbeat calls it each second)."""
+        QUEUE_JOBS.set(self.queue.waiting)
+        self.servers.sample_metrics()

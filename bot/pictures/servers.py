@@ -60,6 +60,14 @@ from comfy.protocol import Signal
 from comfy.servers import ServerSpec
 from common.backoff import backoff_delays
 from common.logfields import fields
+from common.metrics import (
+    COMFY_PROMPT_SECONDS,
+    COMFY_QUEUE,
+    COMFY_SLOT_WAIT_SECONDS,
+    COMFY_SLOTS,
+    COMFY_SLOTS_BUSY,
+    COMFY_UP,
+)
 from store import AbandonedPrompts, is_transient, utc_now
 
 __all__ = [
@@ -186,6 +194,15 @@ class ServerPool:
 
     def server(self, name: str | None) -> Server | None:
         return self._by_name.get(name) if name is not None else None
+
+    def sample_metrics(self) -> None:
+        """Set the servers' gauges to what the pool knows now (the heartbeat calls it)."""
+        for server in self.servers:
+            view = server.view()
+            COMFY_UP.labels(server=view.name).set(1 if view.healthy else 0)
+            COMFY_SLOTS.labels(server=view.name).set(view.slots)
+            COMFY_SLOTS_BUSY.labels(server=view.name).set(view.busy)
+            COMFY_QUEUE.labels(server=view.name).set(view.queue_remaining)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Every server's follower and upkeep; until cancelled."""
@@ -432,6 +449,7 @@ class ServerPool:
         ``FAILOVER_AFTER_S``.
         """
         no_server_since: float | None = None
+        started = trio.current_time()
         while True:
             changed = self._changed
             candidates = [own] if own is not None else self.servers
@@ -439,6 +457,7 @@ class ServerPool:
             if placement.verdict is Verdict.CHOSEN:
                 server = self._by_name[placement.server]
                 server.busy += 1
+                COMFY_SLOT_WAIT_SECONDS.observe(trio.current_time() - started)
                 return server
             if placement.verdict is Verdict.MISSING:
                 raise PromptRejected(_missing_detail(placement))
@@ -483,6 +502,7 @@ class ServerPool:
         """
 
         outcome: list[GeneratedImage | ComfyError] = []
+        handed_at = trio.current_time()
         try:
             if on_server is not None:
                 on_server(server.name)
@@ -508,6 +528,7 @@ class ServerPool:
             raise _ServerLost()
         if isinstance(outcome[0], ComfyError):
             raise outcome[0]
+        COMFY_PROMPT_SECONDS.labels(server=server.name).observe(trio.current_time() - handed_at)
         return outcome[0]
 
     async def _watch_server(

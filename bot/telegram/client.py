@@ -51,6 +51,7 @@ from bot.telegram.types import (
 )
 from common.backoff import backoff_delays
 from common.logfields import fields
+from common.metrics import TELEGRAM_REQUESTS, TELEGRAM_SECONDS
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -60,6 +61,7 @@ __all__ = [
     "UPLOAD_TIMEOUT",
     "TelegramApi",
     "UploadFiles",
+    "request_outcome",
 ]
 
 T = TypeVar("T")
@@ -191,7 +193,7 @@ class TelegramApi:
             if budgeted is not None and self._throttle is not None:
                 await self._throttle.wait_turn(method, budgeted)
             try:
-                return await self._request(method, params, files, http_timeout=http_timeout)
+                return await self._measured(method, params, files, http_timeout=http_timeout)
             except TelegramRetryAfter as exc:
                 # Telegram says exactly when to come back: that is backpressure, not a
                 # fault, so it has its own, larger budget than network errors. It is
@@ -224,6 +226,26 @@ class TelegramApi:
             if held and isinstance(error, TelegramRetryAfter):
                 continue  # the throttle holds this call, with its chat's others, until then
             await trio.sleep(delay)  # an answer is never held by the budget: it waits alone
+
+    async def _measured(
+        self,
+        method: str,
+        params: Mapping[str, object],
+        files: UploadFiles | None,
+        *,
+        http_timeout: httpx.Timeout | None,
+    ) -> object:
+        """One request, counted by method and outcome in the metrics."""
+        started = trio.current_time()
+        try:
+            result = await self._request(method, params, files, http_timeout=http_timeout)
+        except TelegramError as exc:
+            TELEGRAM_REQUESTS.labels(method=method, outcome=request_outcome(exc)).inc()
+            raise
+        TELEGRAM_REQUESTS.labels(method=method, outcome="ok").inc()
+        if method != "getUpdates":  # a long poll waits for updates by design
+            TELEGRAM_SECONDS.observe(trio.current_time() - started)
+        return result
 
     async def _request(
         self,
@@ -483,6 +505,17 @@ class TelegramApi:
         mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         files = {field: (filename, content, mime_type)}
         return await self.call(method, params, result=Message, files=files, timeout=UPLOAD_TIMEOUT)
+
+
+def request_outcome(error: TelegramError) -> str:
+    """A failed request's outcome label in the metrics (a closed set)."""
+    if isinstance(error, TelegramRetryAfter):
+        return "rate_limited"
+    if isinstance(error, TelegramNetworkError):
+        return "network"
+    if isinstance(error, TelegramServerError):
+        return "server_error"
+    return "refused"  # a 4xx: bad request, forbidden, unauthorized, conflict
 
 
 def _file_params(

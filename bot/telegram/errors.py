@@ -40,6 +40,7 @@ __all__ = [
     "TelegramRetryAfter",
     "TelegramServerError",
     "TelegramUnauthorized",
+    "chat_not_found",
     "parse_response",
 ]
 
@@ -79,6 +80,15 @@ class TelegramBadRequest(TelegramError):
     ) -> None:
         super().__init__(method, description, error_code=400)
         self.migrate_to_chat_id = migrate_to_chat_id
+
+
+CHAT_NOT_FOUND: Final = "chat not found"
+
+
+def chat_not_found(error: TelegramError) -> bool:
+    """Telegram no longer knows the chat (deleted, or the bot left it): nothing sent there
+    can succeed, so it is the update's end, not a fault."""
+    return isinstance(error, TelegramBadRequest) and CHAT_NOT_FOUND in error.description.lower()
 
 
 class TelegramUnauthorized(TelegramError):

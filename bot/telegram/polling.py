@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 import trio
@@ -29,6 +29,7 @@ from bot.telegram.inbox import Inbox
 from bot.telegram.types import Update
 from common.backoff import backoff_delays
 from common.logfields import fields
+from common.metrics import TELEGRAM_LAST_POLL
 from store.patience import FOREVER, persist
 
 __all__ = [
@@ -66,6 +67,10 @@ async def prepare_polling(api: TelegramApi) -> None:
         await api.delete_webhook()
 
 
+def _nothing() -> None:
+    pass
+
+
 async def run_polling(
     api: TelegramApi,
     inbox: Inbox,
@@ -74,12 +79,16 @@ async def run_polling(
     poll_timeout_s: int = LONG_POLL_TIMEOUT_S,
     allowed_updates: Sequence[str] = ALLOWED_UPDATES,
     rng: random.Random | None = None,
+    on_polled: Callable[[], None] = _nothing,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Receive updates forever, store each batch, then send every update to ``updates_out``.
 
     Updates still pending in the inbox are sent first. ``updates_out`` is closed when
     this returns or is cancelled, so a dispatcher reading it drains and ends.
+    *on_polled* is called when polling begins (Telegram has just answered the webhook
+    check, and a first long poll with nothing to deliver takes 50 s) and after each
+    successful ``getUpdates``: the health check's sign that polling is live.
 
     Raises:
         TelegramUnauthorized: the token is wrong; polling cannot go on.
@@ -87,12 +96,15 @@ async def run_polling(
     rng = rng if rng is not None else random.Random()
     async with updates_out:
         task_status.started()
+        on_polled()
         for update_id, raw_json in inbox.pending():
             update = _parse_stored(inbox, update_id, raw_json)
             if update is not None:
                 await updates_out.send(update)
         while True:
             batch = await _poll_until_answered(api, inbox, poll_timeout_s, allowed_updates, rng)
+            TELEGRAM_LAST_POLL.set_to_current_time()
+            on_polled()
             for update in await _save_batch_patiently(inbox, batch, rng):
                 await updates_out.send(update)
 

@@ -19,6 +19,7 @@ import trio
 from bot.telegram.errors import TelegramCallDropped
 from bot.telegram.send_budget import CallClass, Drop, Grant, SendBudget, SendRules, Ticket
 from common.logfields import fields
+from common.metrics import SEND_DROPPED, SEND_WAIT_SECONDS
 
 __all__ = ["SendThrottle"]
 
@@ -52,7 +53,8 @@ class SendThrottle:
         Raises:
             TelegramCallDropped: a cosmetic call dropped as stale or replaced by a newer one.
         """
-        ticket = self._budget.add(call, trio.current_time())
+        asked_at = trio.current_time()
+        ticket = self._budget.add(call, asked_at)
         self._dirty = True
         try:
             while True:
@@ -67,7 +69,9 @@ class SendThrottle:
                 self._wake()
             self._outcomes.pop(ticket.seq, None)
         if outcome[0] is _Outcome.DROPPED:
-            raise TelegramCallDropped(method, outcome[1])
+            SEND_DROPPED.labels(reason=outcome[1]).inc()
+            raise TelegramCallDropped(method, f"dropped by the send budget ({outcome[1]})")
+        SEND_WAIT_SECONDS.observe(trio.current_time() - asked_at)
 
     def rate_limited(self, retry_after_s: float, *, chat: int | None = None) -> None:
         """Telegram answered 429 for a call about *chat*: that chat waits *retry_after_s*
@@ -96,9 +100,7 @@ class SendThrottle:
             if isinstance(step, Grant):
                 self._settle(step.ticket, _Outcome.GRANTED, "")
             elif isinstance(step, Drop):
-                self._settle(
-                    step.ticket, _Outcome.DROPPED, f"dropped by the send budget ({step.reason})"
-                )
+                self._settle(step.ticket, _Outcome.DROPPED, step.reason)
             else:
                 self._wake_at = step
                 break
@@ -106,8 +108,8 @@ class SendThrottle:
         if decided:
             self._wake()
 
-    def _settle(self, ticket: Ticket, outcome: _Outcome, detail: str) -> None:
-        self._outcomes[ticket.seq] = (outcome, detail)
+    def _settle(self, ticket: Ticket, outcome: _Outcome, reason: str) -> None:
+        self._outcomes[ticket.seq] = (outcome, reason)
 
     def _wake(self) -> None:
         self._dirty = True
