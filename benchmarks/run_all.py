@@ -23,6 +23,7 @@ from benchmarks import (
     memory,
     multi_gpu,
     overhead,
+    placement,
     send_budget,
     stats_report,
 )
@@ -40,6 +41,7 @@ BENCHMARKS: Final[tuple[Callable[[], Awaitable[Report]], ...]] = (
     stats_report.measure,
     send_budget.measure,
     fairness.measure,
+    placement.measure,
 )
 TOTAL_TIMEOUT_S: Final = 900.0  # every wait inside has its own, far shorter, guard
 

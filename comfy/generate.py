@@ -76,6 +76,11 @@ class GeneratedImage:
     data: bytes
     filename: str
     content_type: str
+    # What the run tells about the server's cache (the bot's warm-model placement): the
+    # node ids ComfyUI did not re-run, and seconds from execution start to the outcome.
+    # None when this process did not see them (a prompt recovered after a restart).
+    cached: tuple[str, ...] | None = None
+    execution_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +91,8 @@ class _Prompt:
     watch: PromptWatch | None = None
     on_server: bool = False  # POST /prompt was sent (a failed POST may still have queued it)
     ended: bool = False  # ComfyUI finished with it: nothing left to cancel there
+    running_at: float | None = None  # trio time its execution was first seen
+    execution_s: float | None = None
 
 
 def _ignore(_: PromptProgress) -> None:
@@ -241,16 +248,21 @@ class Comfy:
         return await self._wait(prompt, prompt.watch)
 
     async def _wait(self, prompt: _Prompt, watch: PromptWatch) -> PromptUpdate:
+        prompt.running_at = prompt.execution_s = None
         async for update in watch.updates:
             if update.state is PromptState.QUEUED:
                 prompt.report(
                     PromptProgress(ProgressStage.QUEUED, queue_remaining=update.queue_remaining)
                 )
             else:
+                if prompt.running_at is None:
+                    prompt.running_at = trio.current_time()
                 prompt.report(PromptProgress(ProgressStage.RUNNING, update.value, update.maximum))
         await watch.done.wait()
         if watch.outcome is None:  # unreachable: the channel closes only with an outcome
             raise ComfyUnavailable(f"prompt {prompt.prompt_id}: follower ended without an outcome")
+        if prompt.running_at is not None:
+            prompt.execution_s = trio.current_time() - prompt.running_at
         return watch.outcome
 
     async def _fetch_image(self, prompt: _Prompt, outcome: PromptUpdate) -> GeneratedImage:
@@ -276,7 +288,13 @@ class Comfy:
                 tidying.cancel_scope.cancel()
         if failed is not None:
             raise failed
-        return GeneratedImage(downloaded.data, image.filename, downloaded.content_type)
+        return GeneratedImage(
+            downloaded.data,
+            image.filename,
+            downloaded.content_type,
+            cached=outcome.cached,
+            execution_s=prompt.execution_s,
+        )
 
     async def _cancel_on_server(self, prompt_id: str) -> None:
         """Shielded: delete the prompt if pending; interrupt it only if it is running."""

@@ -163,6 +163,9 @@ class PromptUpdate:
     queue_remaining: int | None = None
     images: tuple[ImageRef, ...] = ()
     failure: Failure | None = None
+    # On the outcome: the node ids ComfyUI did not re-run (``execution_cached``), None when
+    # that message was not seen (a prompt followed by reconciliation only).
+    cached: tuple[str, ...] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -224,6 +227,7 @@ class _Prompt:
     state: PromptState = PromptState.QUEUED
     images: list[ImageRef] = field(default_factory=list)
     failure: Failure | None = None
+    cached: tuple[str, ...] | None = None
 
 
 def _signal_of(event: ComfyEvent) -> tuple[Signal, str | None] | None:
@@ -283,6 +287,8 @@ class PromptTracker:
         prompt = self._prompts.get(prompt_id)
         if prompt is None:
             return []
+        if isinstance(event, ExecutionCached):
+            prompt.cached = event.nodes
         if isinstance(event, Executed):
             return self._advance(prompt_id, prompt, signal, images=event.images)
         if isinstance(event, ExecutionError):
@@ -321,7 +327,11 @@ class PromptTracker:
         if new_state in TERMINAL_STATES:
             return [
                 PromptUpdate(
-                    prompt_id, new_state, images=tuple(prompt.images), failure=prompt.failure
+                    prompt_id,
+                    new_state,
+                    images=tuple(prompt.images),
+                    failure=prompt.failure,
+                    cached=prompt.cached,
                 )
             ]
         if progress is not None:

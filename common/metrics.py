@@ -23,9 +23,11 @@ __all__ = [
     "BUILD",
     "COMFY_PROMPT_SECONDS",
     "COMFY_QUEUE",
+    "COMFY_RUNS",
     "COMFY_SLOTS",
     "COMFY_SLOTS_BUSY",
     "COMFY_SLOT_WAIT_SECONDS",
+    "COMFY_SWITCH_SECONDS",
     "COMFY_UP",
     "EVENTS",
     "LLM_REQUESTS",
@@ -101,6 +103,17 @@ COMFY_PROMPT_SECONDS: Final = Histogram(
     "Time from handing a prompt to a ComfyUI server to its picture, by server",
     ["server"],
     buckets=PICTURE_BUCKETS,
+)
+COMFY_RUNS: Final = Counter(
+    PREFIX + "comfy_runs",
+    "Pictures drawn, by server and whether ComfyUI had their models loaded (warm: true,"
+    " false, unknown)",
+    ["server", "warm"],
+)
+COMFY_SWITCH_SECONDS: Final = Gauge(
+    PREFIX + "comfy_switch_seconds",
+    "What loading a cold checkpoint and LoRA costs on the server, as the bot learned it",
+    ["server"],
 )
 COMFY_UP: Final = Gauge(
     PREFIX + "comfy_server_up",

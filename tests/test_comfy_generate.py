@@ -54,8 +54,9 @@ async def test_success_reports_progress_and_returns_the_image(
         graph(), prompt_id=pid, timeout_s=120, on_progress=seen.append
     )
     assert trio.current_time() - t0 == 3.0
+    # A first run finds nothing cached and takes the whole script's time on the server.
     assert image == GeneratedImage(
-        png("persona_bot_00001_.png"), "persona_bot_00001_.png", "image/png"
+        png("persona_bot_00001_.png"), "persona_bot_00001_.png", "image/png", (), 3.0
     )
     stages = [p.stage for p in seen]
     assert stages[0] is ProgressStage.QUEUED
@@ -346,3 +347,21 @@ async def test_recover_interrupted_prompt_submits_it_again(
     assert trio.current_time() - t0 == 3.0
     assert image.filename == "persona_bot_00001_.png"
     assert [p.prompt_id for p in fake.submitted] == [pid, pid]
+
+
+async def test_a_run_tells_which_loaders_were_cached_and_how_long_it_executed(
+    comfy_stack: ComfyStack, autojump_clock: trio.abc.Clock
+) -> None:
+    """ComfyUI's execution_cached names the nodes it did not re-run: the same checkpoint
+    and LoRA again are cached, a new LoRA only the checkpoint (its switch costs time)."""
+    fake = comfy_stack.fake
+    fake.lora_switch_s, fake.checkpoint_switch_s = 1.0, 2.0
+    first = await comfy_stack.comfy.generate(graph(), prompt_id=new_id(), timeout_s=120)
+    again = await comfy_stack.comfy.generate(graph(), prompt_id=new_id(), timeout_s=120)
+    other = graph(lora="persona_default.safetensors")
+    lora_node = next(k for k, n in other.items() if n["class_type"] == "LoraLoader")
+    ckpt_node = next(k for k, n in other.items() if n["class_type"] == "CheckpointLoaderSimple")
+    switched = await comfy_stack.comfy.generate(other, prompt_id=new_id(), timeout_s=120)
+    assert (first.cached, first.execution_s) == ((), 6.0)
+    assert (set(again.cached or ()), again.execution_s) == ({ckpt_node, lora_node}, 3.0)
+    assert (switched.cached, switched.execution_s) == ((ckpt_node,), 4.0)

@@ -29,6 +29,8 @@ again.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import math
 import random
@@ -39,7 +41,8 @@ from typing import Any, Final
 
 import trio
 
-from bot.pictures.placement import Placement, ServerView, Verdict, place
+from bot.pictures.placement import Placement, ServerView, Verdict, Waiter, assign, place
+from bot.pictures.warmth import Warmth
 from comfy import (
     Comfy,
     ComfyClient,
@@ -63,9 +66,11 @@ from common.logfields import fields
 from common.metrics import (
     COMFY_PROMPT_SECONDS,
     COMFY_QUEUE,
+    COMFY_RUNS,
     COMFY_SLOT_WAIT_SECONDS,
     COMFY_SLOTS,
     COMFY_SLOTS_BUSY,
+    COMFY_SWITCH_SECONDS,
     COMFY_UP,
 )
 from store import AbandonedPrompts, is_transient, utc_now
@@ -110,6 +115,16 @@ def model_needs(graph: dict[str, Any]) -> tuple[str, ...]:
     return tuple(needs)
 
 
+def loader_nodes(graph: dict[str, Any]) -> frozenset[str]:
+    """The ids of the nodes that load those files (what ``execution_cached`` may name)."""
+    loaders = {class_type for class_type, _ in MODEL_INPUTS}
+    return frozenset(
+        node_id
+        for node_id, node in graph.items()
+        if isinstance(node, dict) and node.get("class_type") in loaders
+    )
+
+
 class _ServerLost(Exception):
     """The job's server stayed unreachable for ``FAILOVER_AFTER_S``."""
 
@@ -128,6 +143,9 @@ class Server:
     down_until: float = -math.inf
     abandoned: set[str] = field(default_factory=set)
     refresh_now: trio.Event = field(default_factory=trio.Event)
+    warmth: Warmth = field(default_factory=Warmth)  # what ComfyUI has loaded for us
+    running_since: list[float] = field(default_factory=list)  # our jobs' hand-over times
+    last_run_at: float = -math.inf  # when our last job there ended
     _downs: Iterator[float] | None = None
 
     def __post_init__(self) -> None:
@@ -141,7 +159,7 @@ class Server:
     def healthy(self) -> bool:
         return self.follower.connected and trio.current_time() >= self.down_until
 
-    def view(self) -> ServerView:
+    def view(self, *, warmth: bool = True) -> ServerView:
         return ServerView(
             name=self.name,
             healthy=self.healthy,
@@ -149,7 +167,18 @@ class Server:
             busy=self.busy,
             queue_remaining=self.follower.queue_remaining,
             models=self.models,
+            warm=self.warmth.warm if warmth else frozenset(),
+            switch_s=self.warmth.switch_s if warmth else 0.0,
+            free_in_s=self._free_in_s(),
+            last_run_at=self.last_run_at,
         )
+
+    def _free_in_s(self) -> float:
+        """0 with a free slot; else about when its oldest job should end."""
+        if self.busy < self.spec.slots or not self.running_since:
+            return 0.0
+        elapsed = trio.current_time() - min(self.running_since)
+        return max(0.0, self.warmth.expected_s - elapsed)
 
     def mark_down(self, why: str) -> None:
         if self._downs is None:
@@ -174,12 +203,21 @@ class ServerPool:
     """Every ComfyUI server of the process, their slots, and the wait for one."""
 
     def __init__(
-        self, servers: Sequence[Server], *, remember: AbandonedPrompts | None = None
+        self,
+        servers: Sequence[Server],
+        *,
+        remember: AbandonedPrompts | None = None,
+        prefer_warm: bool = True,
     ) -> None:
-        """*remember* keeps the copies waiting to be tidied across restarts."""
+        """*remember* keeps the copies waiting to be tidied across restarts; without
+        *prefer_warm*, jobs take free slots in arrival order only (the benchmark's
+        baseline)."""
         if not servers:
             raise ValueError("a server pool needs at least one server")
         self.servers = tuple(servers)
+        self._prefer_warm = prefer_warm
+        self._waiters: dict[int, Waiter] = {}
+        self._tickets = itertools.count()
         self._by_name = {server.name: server for server in self.servers}
         self._changed = trio.Event()
         self._remember = remember
@@ -203,6 +241,7 @@ class ServerPool:
             COMFY_SLOTS.labels(server=view.name).set(view.slots)
             COMFY_SLOTS_BUSY.labels(server=view.name).set(view.busy)
             COMFY_QUEUE.labels(server=view.name).set(view.queue_remaining)
+            COMFY_SWITCH_SECONDS.labels(server=view.name).set(server.warmth.switch_s)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Every server's follower and upkeep; until cancelled."""
@@ -229,6 +268,7 @@ class ServerPool:
                 server.refresh_now.set()
                 self._notify()
                 await server.follower.wait_disconnected()
+                server.warmth.forget()  # a restart, or not: what it had loaded is unknown
                 self._notify()
 
     def _abandon(self, server: Server, prompt_id: str) -> None:
@@ -354,6 +394,8 @@ class ServerPool:
         needs = model_needs(graph)
         report = on_progress or _ignore
         deadline: float | None = None
+        # Its place in the line for a slot, kept when it moves to another server.
+        ticket, since = next(self._tickets), trio.current_time()
         # Recovery looks on the job's own server first. A job that names no server we know
         # (a row from before the bot drove several) is looked up wherever it is placed.
         own = self.server(last_server) if recover else None
@@ -362,10 +404,14 @@ class ServerPool:
         resubmits = 1  # a prompt that vanishes (ComfyUI restarted) is submitted again once
         while True:
             if deadline is None:
-                server = await self._wait_for_place(needs, own=own, report=report)
+                server = await self._wait_for_place(
+                    Waiter(ticket, needs, since, own.name if own else None), report=report
+                )
             else:  # moved on after a failure: the wait counts against its budget
                 with trio.move_on_at(deadline) as waiting:
-                    server = await self._wait_for_place(needs, own=own, report=report)
+                    server = await self._wait_for_place(
+                        Waiter(ticket, needs, since, own.name if own else None), report=report
+                    )
                 if waiting.cancelled_caught:
                     raise GenerationTimedOut(
                         f"no picture within {timeout_s:g} s (prompt {prompt_id});"
@@ -441,42 +487,63 @@ class ServerPool:
         return placement.verdict in (Verdict.CHOSEN, Verdict.WAIT_FOR_SLOT)
 
     async def _wait_for_place(
-        self, needs: Sequence[str], *, own: Server | None, report: Callable[[PromptProgress], None]
+        self, waiter: Waiter, *, report: Callable[[PromptProgress], None]
     ) -> Server | None:
         """A free slot on a capable server, taken; waits in the bot, not on ComfyUI.
 
-        With *own*, only that server is considered; None if it stays unreachable for
-        ``FAILOVER_AFTER_S``.
+        Among the jobs waiting at once, :func:`~bot.pictures.placement.assign` says which
+        takes a free slot. With ``waiter.own``, only that server is considered; None if
+        it stays unreachable for ``FAILOVER_AFTER_S``.
         """
+        own = self._by_name[waiter.own] if waiter.own is not None else None
         no_server_since: float | None = None
         started = trio.current_time()
-        while True:
-            changed = self._changed
-            candidates = [own] if own is not None else self.servers
-            placement = place([server.view() for server in candidates], needs)
-            if placement.verdict is Verdict.CHOSEN:
-                server = self._by_name[placement.server]
-                server.busy += 1
-                COMFY_SLOT_WAIT_SECONDS.observe(trio.current_time() - started)
-                return server
-            if placement.verdict is Verdict.MISSING:
-                raise PromptRejected(_missing_detail(placement))
-            if placement.verdict is Verdict.WAIT_FOR_SERVER:
-                now = trio.current_time()
-                no_server_since = now if no_server_since is None else no_server_since
-                limit = FAILOVER_AFTER_S if own is not None else WAIT_FOR_SERVER_S
-                left = no_server_since + limit - now
-                if left <= 0:
-                    if own is not None:
-                        return None  # its own server stays away: the caller moves on
-                    raise ComfyUnavailable(self._none_reachable(limit))
-                report(PromptProgress(ProgressStage.WAITING_FOR_SERVER))
-                with trio.move_on_at(min(now + left, self._next_back_up())):
+        self._waiters[waiter.ticket] = waiter
+        try:
+            while True:
+                changed = self._changed
+                candidates = [own] if own is not None else self.servers
+                placement = place([server.view() for server in candidates], waiter.needs)
+                wake_at = self._next_back_up()
+                if placement.verdict is Verdict.CHOSEN:
+                    now = trio.current_time()
+                    views = [server.view(warmth=self._prefer_warm) for server in self.servers]
+                    assignment = assign(list(self._waiters.values()), views, now=now)
+                    name = assignment.chosen.get(waiter.ticket)
+                    self._mark_held(assignment.held, now)
+                    if name is not None:
+                        server = self._by_name[name]
+                        server.busy += 1
+                        COMFY_SLOT_WAIT_SECONDS.observe(now - started)
+                        return server
+                    wake_at = min(wake_at, assignment.recheck_at)  # another goes first
+                elif placement.verdict is Verdict.MISSING:
+                    raise PromptRejected(_missing_detail(placement))
+                elif placement.verdict is Verdict.WAIT_FOR_SERVER:
+                    now = trio.current_time()
+                    no_server_since = now if no_server_since is None else no_server_since
+                    limit = FAILOVER_AFTER_S if own is not None else WAIT_FOR_SERVER_S
+                    left = no_server_since + limit - now
+                    if left <= 0:
+                        if own is not None:
+                            return None  # its own server stays away: the caller moves on
+                        raise ComfyUnavailable(self._none_reachable(limit))
+                    report(PromptProgress(ProgressStage.WAITING_FOR_SERVER))
+                    wake_at = min(now + left, wake_at)
+                if placement.verdict is not Verdict.WAIT_FOR_SERVER:
+                    no_server_since = None
+                with trio.move_on_at(wake_at):
                     await changed.wait()
-                continue
-            no_server_since = None
-            with trio.move_on_at(self._next_back_up()):
-                await changed.wait()
+        finally:
+            del self._waiters[waiter.ticket]
+            self._notify()  # a job that held back for this one may go now
+
+    def _mark_held(self, held: frozenset[int], now: float) -> None:
+        """Stamp the jobs that began holding back now: their bound counts from here."""
+        for ticket in held:
+            waiter = self._waiters[ticket]
+            if waiter.held_since is None:
+                self._waiters[ticket] = dataclasses.replace(waiter, held_since=now)
 
     def _next_back_up(self) -> float:
         """When the first server in a backoff may be tried again (nothing announces it)."""
@@ -503,6 +570,7 @@ class ServerPool:
 
         outcome: list[GeneratedImage | ComfyError] = []
         handed_at = trio.current_time()
+        server.running_since.append(handed_at)
         try:
             if on_server is not None:
                 on_server(server.name)
@@ -524,12 +592,20 @@ class ServerPool:
                 nursery.cancel_scope.cancel()
         finally:
             server.busy -= 1
+            server.running_since.remove(handed_at)
+            server.last_run_at = trio.current_time()
         if not outcome:
             raise _ServerLost()
         if isinstance(outcome[0], ComfyError):
             raise outcome[0]
+        image = outcome[0]
         COMFY_PROMPT_SECONDS.labels(server=server.name).observe(trio.current_time() - handed_at)
-        return outcome[0]
+        loaders = loader_nodes(graph)
+        cached = None if image.cached is None else loaders <= set(image.cached)
+        server.warmth.ran(tuple(needs), cached=cached, execution_s=image.execution_s)
+        warm = "unknown" if cached is None else str(cached).lower()
+        COMFY_RUNS.labels(server=server.name, warm=warm).inc()
+        return image
 
     async def _watch_server(
         self, server: Server, needs: Sequence[str], attempt: trio.CancelScope

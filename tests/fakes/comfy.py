@@ -94,6 +94,7 @@ class FakePrompt:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     interrupted: bool = False
     killed: bool = False
+    cached: list[str] = field(default_factory=list)  # execution_cached's nodes
 
     def node_of(self, class_type: str) -> str:
         return next(
@@ -116,12 +117,23 @@ class FakeComfy:
         parallel: int = 1,
         object_info_style: str = "v1",
         tag: str = "",
+        checkpoint_switch_s: float = 0.0,
+        lora_switch_s: float = 0.0,
+        cache_lru: int = 1,
     ) -> None:
         self.checkpoints = list(checkpoints)
         self.loras = list(loras)
         self.parallel = parallel
         self.object_info_style = object_info_style
         self.tag = tag  # in every picture's bytes: two fakes never save the same picture
+        # ComfyUI's node cache (docs/comfyui.md, C27): a loader whose inputs match one of
+        # the last *cache_lru* runs is not re-run (execution_cached names it); one that
+        # does run costs its switch time. 1 is the classic cache (the last prompt only).
+        self.checkpoint_switch_s = checkpoint_switch_s
+        self.lora_switch_s = lora_switch_s
+        self.cache_lru = cache_lru
+        self.warm: list[tuple[str, str]] = []  # (checkpoint, LoRA) runs, newest first
+        self.switch_time_s = 0.0  # total time spent loading models, for benchmarks
         self.default_script = PromptScript()
         self.sockets = FakeSockets(self.queue_remaining, lambda: self.unreachable)
         self.unreachable = False
@@ -210,6 +222,7 @@ class FakeComfy:
         self.pending.clear()
         self.history.clear()
         self.counter = 0
+        self.warm.clear()  # a new process: nothing loaded
 
     async def send_raw(self, frame: str | bytes, *, client_id: str | None = None) -> None:
         """Send *frame* verbatim to one clientId's socket, or to every socket."""
@@ -273,10 +286,42 @@ class FakeComfy:
         elif kind in ("progress", "progress_state"):
             await self.sockets.broadcast(message)
 
+    def _models(self, item: FakePrompt) -> tuple[str, str]:
+        def name(class_type: str, field: str) -> str:
+            node = item.graph.get(item.node_of(class_type), {})
+            return str(node.get("inputs", {}).get(field, ""))
+
+        return name("CheckpointLoaderSimple", "ckpt_name"), name("LoraLoader", "lora_name")
+
+    def _cached_loaders(self, item: FakePrompt) -> list[str]:
+        """The loader nodes this run finds in the cache; the run enters the cache."""
+        models = self._models(item)
+        checkpoint = models[0]
+        recent = self.warm[: self.cache_lru]
+        cached = []
+        if any(ckpt == checkpoint for ckpt, _ in recent):
+            cached.append(item.node_of("CheckpointLoaderSimple"))
+            if models in recent:  # a LoRA's output depends on the checkpoint's too
+                cached.append(item.node_of("LoraLoader"))
+        if models in self.warm:
+            self.warm.remove(models)
+        self.warm.insert(0, models)
+        del self.warm[max(self.cache_lru, 8) :]
+        return cached
+
+    def _switch_s(self, item: FakePrompt, cached: list[str]) -> float:
+        switch = 0.0
+        if item.node_of("CheckpointLoaderSimple") not in cached:
+            switch += self.checkpoint_switch_s
+        if item.node_of("LoraLoader") not in cached:
+            switch += self.lora_switch_s
+        return switch
+
     async def _execute(self, item: FakePrompt) -> None:
         await self._broadcast_status()  # ... and again on get() (transcript a)
+        item.cached = self._cached_loaders(item)
         start = ["execution_start", self._data(item, timestamp=self._stamp())]
-        cached = ["execution_cached", self._data(item, nodes=[], timestamp=self._stamp())]
+        cached = ["execution_cached", self._data(item, nodes=item.cached, timestamp=self._stamp())]
         for kind, data in (start, cached):
             await self._to(item, kind, data)
         result: tuple[str, dict[str, Any], dict[str, Any]] | None = None
@@ -314,7 +359,13 @@ class FakeComfy:
         script = item.script
         sampler, lora = item.node_of("KSampler"), item.node_of("LoraLoader")
         for node in (item.node_of("CheckpointLoaderSimple"), lora):
+            if node in item.cached:  # ComfyUI sends no `executing` for a cached node
+                continue
             await self._to(item, "executing", self._data(item, node=node, display_node=node))
+        switch = self._switch_s(item, item.cached)
+        if switch:
+            self.switch_time_s += switch
+            await trio.sleep(switch)
         if script.outcome is Outcome.ERROR:
             await trio.sleep(script.run_s)
             return (
