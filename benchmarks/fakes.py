@@ -57,6 +57,7 @@ class TimedTelegram:
         self.sent_by_chat: dict[int, list[SentRecord]] = defaultdict(list)
         self._handouts: list[tuple[float, bytes]] = []
         self._indexed = 0
+        self._edits_seen = 0
         self._sent_changed = trio.Event()
 
     async def handler(self, request: httpx.Request) -> httpx.Response:
@@ -72,9 +73,13 @@ class TimedTelegram:
         return response
 
     def _index_sent(self) -> None:
+        # A picture usually lands in its status message (editMessageMedia): the record
+        # already indexed turns into a photo in ``fake.sent``, which counts as a change.
         new = self.fake.sent[self._indexed :]
-        if not new:
+        edits = len(self.fake.media_edits)
+        if not new and edits == self._edits_seen:
             return
+        self._edits_seen = edits
         self._indexed += len(new)
         for record in new:
             self.sent_by_chat[record.chat_id].append(record)
@@ -84,7 +89,7 @@ class TimedTelegram:
     async def wait_sent(self, chat_id: int, count: int, *, kind: str = "message") -> SentRecord:
         """Wait until the bot sent *count* records of *kind* to *chat_id*; the last one."""
         while True:
-            records = [r for r in self.sent_by_chat[chat_id] if r.kind == kind]
+            records = [r for r in self.fake.sent if r.chat_id == chat_id and r.kind == kind]
             if len(records) >= count:
                 return records[count - 1]
             await self._sent_changed.wait()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from bot.chat.handlers import TYPING_ACTION, TYPING_RENEW_S
 from bot.core.personas import load_personas
 from bot.core.settings import SHIPPED_PERSONAS
-from bot.core.texts import t
+from bot.core.texts import TEMPLATES, plural, t
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram
 from tests.harness import start_bot
 from tests.rows import user_row
@@ -124,3 +126,39 @@ async def test_a_failing_typing_action_never_holds_up_the_reply(
     assert fake_telegram.sent[0].text == "всё равно отвечу"
     assert trio.current_time() - started < 10
     await bot.stop()
+
+
+@pytest.mark.parametrize(
+    ("count", "ru", "en"),
+    [
+        (0, "0 картинок", "0 pictures"),
+        (1, "1 картинка", "1 picture"),
+        (2, "2 картинки", "2 pictures"),
+        (4, "4 картинки", "4 pictures"),
+        (5, "5 картинок", "5 pictures"),
+        (11, "11 картинок", "11 pictures"),
+        (12, "12 картинок", "12 pictures"),
+        (14, "14 картинок", "14 pictures"),
+        (21, "21 картинка", "21 pictures"),
+        (22, "22 картинки", "22 pictures"),
+        (111, "111 картинок", "111 pictures"),
+        (1001, "1001 картинка", "1001 pictures"),
+    ],
+)
+def test_a_number_takes_the_form_of_its_noun(count: int, ru: str, en: str) -> None:
+    assert plural(count, "картинка|картинки|картинок", "ru") == ru
+    assert plural(count, "picture|pictures", "en") == en
+
+
+def test_no_text_puts_a_bare_number_before_a_noun_it_does_not_agree_with() -> None:
+    """Every count in a text names its noun's forms: no "2 картинок", no "1 pictures"."""
+    assert t("balance", "ru", balance=2) == "На балансе 2 картинки."
+    assert t("balance", "en", balance=1) == "Your balance: 1 picture."
+    assert t("pay_thanks_pack", "ru", pictures=1, balance=21) == (
+        "Спасибо! На баланс добавлено: 1 картинка. Теперь на балансе 21 картинка."
+    )
+    assert t("fail_generation", "ru").endswith("с баланса ничего не списано.")
+    counted = re.compile(r"\{(?:pictures|balance|daily|images)\}\s+(?:картин|pictures|images)")
+    for key, by_lang in TEMPLATES.items():
+        for lang, template in by_lang.items():
+            assert not counted.search(template), (key, lang)

@@ -158,7 +158,7 @@ async def test_a_spool_file_that_is_not_a_picture_is_drawn_again_not_sent(
     bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     fake_telegram.user_says("привет")
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
-    bot.crash_at(lambda r: r.url.path.endswith("/sendPhoto"))  # killed with the file spooled
+    bot.crash_at(lambda r: r.url.path.endswith("/editMessageMedia"))  # killed with the file spooled
     fake_telegram.user_presses(fake_telegram.sent[0].message_id, "look")
     with trio.fail_after(300):
         await bot.done.wait()

@@ -25,7 +25,7 @@ async def press_and_wait_for_the_upload(tg: FakeTelegram) -> None:
     tg.user_says("привет")
     await tg.wait_for(lambda: len(tg.sent) == 1)
     tg.user_presses(tg.sent[0].message_id, "look")
-    await tg.wait_for(lambda: "sendPhoto" in tg.calls)
+    await tg.wait_for(lambda: "editMessageMedia" in tg.calls)
 
 
 def counts(bot: Bot) -> tuple[int, int, int, int]:
@@ -48,7 +48,7 @@ async def test_a_stop_lets_the_upload_in_flight_finish_and_charges_it(
 ) -> None:
     upload_s = STOP_GRACE_S + 3  # longer than the stop's grace, within the delivery's
     assert upload_s < DELIVERY_GRACE_S
-    fake_telegram.latency_s["sendPhoto"] = upload_s
+    fake_telegram.latency_s["editMessageMedia"] = upload_s
     bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     await press_and_wait_for_the_upload(fake_telegram)
     stopped_at = trio.current_time()
@@ -69,14 +69,14 @@ async def test_an_upload_that_outlasts_the_grace_is_kept_and_sent_at_the_next_st
     fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    fake_telegram.latency_s["sendPhoto"] = DELIVERY_GRACE_S * 4
+    fake_telegram.latency_s["editMessageMedia"] = DELIVERY_GRACE_S * 4
     bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     await press_and_wait_for_the_upload(fake_telegram)
     stopped_at = trio.current_time()
     await bot.stop()
     assert trio.current_time() - stopped_at == DELIVERY_GRACE_S  # bounded, not the upload
     assert counts(bot) == (0, 1, 0, 0)  # reserved, neither charged nor released
-    fake_telegram.latency_s["sendPhoto"] = 1
+    fake_telegram.latency_s["editMessageMedia"] = 1
     bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     await fake_telegram.wait_for(lambda: len(photos(fake_telegram)) >= 1, timeout_s=120)
     await trio.sleep(10)
@@ -92,7 +92,7 @@ async def test_a_forced_stop_cuts_the_upload_at_once(
     fake_comfy: FakeComfy,
     autojump_clock: object,
 ) -> None:
-    fake_telegram.latency_s["sendPhoto"] = DELIVERY_GRACE_S * 4
+    fake_telegram.latency_s["editMessageMedia"] = DELIVERY_GRACE_S * 4
     bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     await press_and_wait_for_the_upload(fake_telegram)
     stopped_at = trio.current_time()

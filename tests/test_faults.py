@@ -105,6 +105,7 @@ async def test_comfyui_restarting_mid_job_resends_it_without_a_hang(
         lambda: any(s.kind == "photo" for s in fake_telegram.sent), timeout_s=200
     )
     assert len(fake_comfy.submitted) == 2
+    await trio.sleep(1)  # the charge is written once the upload's answer is in
     with bot.store() as store:
         assert store.events.count("image_generated") == 1
     await bot.stop()

@@ -39,7 +39,7 @@ async def test_sigterm_during_a_slow_photo_upload_delivers_it_once_and_charges_o
 ) -> None:
     assert UPLOAD_S < DELIVERY_GRACE_S < STOP_TIMEOUT_S + UPLOAD_S
     telegram = FakeTelegram()
-    telegram.latency_s["sendPhoto"] = UPLOAD_S
+    telegram.latency_s["editMessageMedia"] = UPLOAD_S
     comfy = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
     async with trio.open_nursery() as nursery:
         fakes = await serve_fakes(nursery, telegram, comfy)
@@ -49,7 +49,7 @@ async def test_sigterm_during_a_slow_photo_upload_delivers_it_once_and_charges_o
                 telegram.user_says("привет")
                 await telegram.wait_for(lambda: len(telegram.sent) == 1, timeout_s=START_TIMEOUT_S)
                 telegram.user_presses(telegram.sent[0].message_id, "look")
-                await telegram.wait_for(lambda: "sendPhoto" in telegram.calls, timeout_s=60)
+                await telegram.wait_for(lambda: "editMessageMedia" in telegram.calls, timeout_s=60)
             first.send_signal(signal.SIGTERM)  # the photo is on its way to Telegram
             with trio.fail_after(UPLOAD_S + STOP_TIMEOUT_S):
                 await first.wait()

@@ -102,15 +102,17 @@ async def test_happy_path_from_message_to_delivered_photo(
     assert any(
         text.startswith("alice_persona") and "golden hour" in text for text in positive_texts
     )
-    # "sending a photo" was shown, a status message came and went
-    actions = [a for a in fake_telegram.chat_actions if a.action == "upload_photo"]
-    assert actions
-    assert actions[0].at == start
-    status = [s for s in fake_telegram.sent if s.text and s.text.startswith("🎨")]
-    assert len(status) == 1
-    await fake_telegram.wait_for(lambda: (USER, status[0].message_id) in fake_telegram.deleted)
-    assert status[0].buttons()[0][1] is not None
-    assert status[0].buttons()[0][1].startswith("cancel:")
+    # The status message (with «✖ Отмена» while drawing) became the picture: one message,
+    # nothing deleted; the upload took no time, so no "sending a photo" was worth showing.
+    [landed] = fake_telegram.media_edits
+    assert photo.message_id == landed.message_id
+    assert photo.buttons() == [(t("variant_button", "ru"), f"variant:{reply.message_id}")]
+    status_posts = [r for r in fake_telegram.requests if r.method == "sendMessage"
+                    and str(r.params.get("text", "")).startswith("🎨")]  # fmt: skip
+    assert len(status_posts) == 1
+    assert "cancel:" in str(status_posts[0].params["reply_markup"])
+    assert fake_telegram.deleted == []
+    assert fake_telegram.chat_actions == []
     await wait_job_settled(bot)
     with bot.store() as store:
         assert events(store) == [("image_requested", None), ("image_generated", None)]
@@ -552,6 +554,11 @@ async def test_requested_equals_generated_plus_failed_after_a_mixed_burst(
     )
     users = list(range(3001, 3013))
     replies = {u: await say_and_get_reply(fake_telegram, user_id=u) for u in users}
+    # The first two pictures cannot land in place, nor go as photos; one of them not even
+    # as a document.
+    fake_telegram.fail_next(
+        "editMessageMedia", 400, "Bad Request: message to edit not found", times=2
+    )
     fake_telegram.fail_next("sendPhoto", 400, "Bad Request: PHOTO_INVALID_DIMENSIONS", times=2)
     fake_telegram.fail_next("sendDocument", 400, "Bad Request: file is too big", times=1)
     fake_comfy.script_in_turn(
@@ -613,7 +620,7 @@ async def test_a_press_is_answered_at_once_while_the_chat_waits_for_a_slow_llm(
     await bot.stop()
 
 
-async def test_waiting_jobs_show_uploading_and_their_place_moving_up(
+async def test_waiting_jobs_show_their_place_moving_up_and_no_chat_action(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_telegram: FakeTelegram,
@@ -641,12 +648,8 @@ async def test_waiting_jobs_show_uploading_and_their_place_moving_up(
     assert status.at == pressed_at  # posted with the press's answer
     assert status.text == t("status_queued", "ru", position=2)
     await trio.sleep(18)  # the first picture is still being drawn
-    waiting_actions = [
-        a.at
-        for a in fake_telegram.chat_actions
-        if a.chat_id == fourth and a.action == "upload_photo"
-    ]
-    assert waiting_actions == [pressed_at + 4 * n for n in range(5)]  # every 4 s from the press
+    # A wait has its status message; "sending a photo" belongs to an upload only.
+    assert fake_telegram.chat_actions == []
 
     def status_edits() -> list[EditRecord]:
         return [
@@ -659,4 +662,53 @@ async def test_waiting_jobs_show_uploading_and_their_place_moving_up(
     [edit] = status_edits()
     assert edit.text == t("status_queued", "ru", position=1)
     assert edit.at == pressed_at + 30 + MIN_EDIT_INTERVAL_S  # the first picture took 30 s
+    await bot.stop()
+
+
+async def test_a_slow_upload_shows_sending_a_photo_and_only_while_it_lasts(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    fake_comfy: FakeComfy,
+    autojump_clock: object,
+) -> None:
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy)
+    fake_telegram.latency_s["editMessageMedia"] = 8.5
+    reply = await say_and_get_reply(fake_telegram)
+    await press_look(fake_telegram, reply)
+    await fake_telegram.wait_for(lambda: len(photos(fake_telegram)) == 1)
+    [upload] = [r for r in fake_telegram.requests if r.method == "editMessageMedia"]
+    actions = [a.at - upload.at for a in fake_telegram.chat_actions]
+    # From one second into the upload, every four seconds, until it ends 8.5 s in.
+    assert actions == [1.0, 5.0]
+    assert all(a.action == "upload_photo" for a in fake_telegram.chat_actions)
+    await bot.stop()
+
+
+async def test_a_status_message_the_user_deleted_gets_the_picture_as_a_new_photo(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    fake_comfy: FakeComfy,
+    autojump_clock: object,
+) -> None:
+    """The edit is refused ("message to edit not found"): the picture goes as a new photo
+    replying to the text, delivered and charged once."""
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=2)
+    fake_telegram.fail_next("editMessageMedia", 400, "Bad Request: message to edit not found")
+    reply = await say_and_get_reply(fake_telegram)
+    await press_look(fake_telegram, reply)
+    await fake_telegram.wait_for(lambda: len(photos(fake_telegram)) == 1)
+    await wait_job_settled(bot)
+    [photo] = photos(fake_telegram)
+    assert fake_telegram.media_edits == []
+    assert photo.reply_to_message_id == reply.message_id
+    assert photo.buttons() == [(t("variant_button", "ru"), f"variant:{reply.message_id}")]
+    status = [r for r in fake_telegram.requests if r.method == "sendMessage"
+              and str(r.params.get("text", "")).startswith("🎨")]  # fmt: skip
+    assert len(status) == 1  # and it is deleted, not left showing a finished job
+    await fake_telegram.wait_for(lambda: len(fake_telegram.deleted) == 1)
+    assert balance_of(bot) == 1
+    with bot.store() as store:
+        assert events(store) == [("image_requested", None), ("image_generated", None)]
     await bot.stop()

@@ -286,21 +286,26 @@ async def test_a_picture_is_counted_from_the_press_to_the_photo(
         ("persona_bot_queue_wait_seconds_count", {}),
         ("persona_bot_comfy_slot_wait_seconds_count", {}),
         ("persona_bot_comfy_prompt_seconds_count", {"server": server}),
-        ("persona_bot_telegram_requests_total", {"method": "sendPhoto", "outcome": "ok"}),
-        ("persona_bot_telegram_requests_total", {"method": "sendPhoto", "outcome": "rate_limited"}),
+        ("persona_bot_telegram_requests_total", {"method": "editMessageMedia", "outcome": "ok"}),
+        (
+            "persona_bot_telegram_requests_total",
+            {"method": "editMessageMedia", "outcome": "rate_limited"},
+        ),
         ("persona_bot_updates_total", {"command": "press_look"}),
         ("persona_bot_updates_total", {"command": "chat_text"}),
         ("persona_bot_send_budget_wait_seconds_count", {}),
     ) as delta:
         bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
-        fake_telegram.fail_next("sendPhoto", 429, "Too Many Requests: retry after 2", retry_after=2)
+        fake_telegram.fail_next(
+            "editMessageMedia", 429, "Too Many Requests: retry after 2", retry_after=2
+        )
         reply = await say_and_get_reply(fake_telegram)
         await press_look(fake_telegram, reply)
         await fake_telegram.wait_for(lambda: len(photos(fake_telegram)) == 1)
         await wait_job_settled(bot)
         await bot.stop()
     assert [delta(i) for i in range(11)] == [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, delta(10)]
-    assert delta(10) >= 3  # the reply, the status message, the photo (twice), ...
+    assert delta(10) >= 3  # the reply, the status message, the picture (twice), ...
 
 
 async def test_a_failed_picture_is_counted_with_its_reason(

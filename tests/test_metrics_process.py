@@ -128,7 +128,7 @@ async def test_scrape_and_health_of_a_bot_that_drew_a_picture(tmp_path: Path) ->
     assert one(found, "persona_bot_comfy_slots", "persona_bot_comfy_slots", server=server) == 2
     assert one(found, "persona_bot_comfy_slots_busy", "persona_bot_comfy_slots_busy") == 0
     assert one(found, "persona_bot_queue_jobs", "persona_bot_queue_jobs") == 0
-    sends = {"method": "sendPhoto", "outcome": "ok"}
+    sends = {"method": "editMessageMedia", "outcome": "ok"}  # the picture, in place
     requests = "persona_bot_telegram_requests"
     assert one(found, requests, requests + "_total", **sends) == 1
     assert one(found, "persona_bot_build_info", "persona_bot_build_info", version=__version__) == 1

@@ -45,8 +45,8 @@ CRASH_POINTS = {
     "submit-request-lost": (is_call("POST", "/prompt"), False, 1),
     "submitted-answer-lost": (is_call("POST", "/prompt"), True, 1),
     "finished-before-download": (is_call("GET", "/view"), False, 1),
-    "downloaded-before-send": (is_call("POST", "/sendPhoto"), False, 1),
-    "sent-before-commit": (is_call("POST", "/sendPhoto"), True, 1),
+    "downloaded-before-send": (is_call("POST", "/editMessageMedia"), False, 1),
+    "sent-before-commit": (is_call("POST", "/editMessageMedia"), True, 1),
 }
 
 
@@ -151,6 +151,7 @@ async def test_a_graceful_stop_mid_job_resumes_it_at_the_next_start(
     assert trio.current_time() - start <= 6  # SIGTERM ends the process within seconds
     bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     await fake_telegram.wait_for(lambda: len(uploads(fake_telegram)) == 1, timeout_s=300)
+    await trio.sleep(1)  # the charge is written once the upload's answer is in
     with bot.store() as store:
         assert balance(store, USER) == 0
         assert store.events.count("image_generated") == 1

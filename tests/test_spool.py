@@ -98,7 +98,7 @@ async def test_a_user_who_blocked_the_bot_leaves_no_file(
 
 
 def before_send_photo(request: httpx.Request) -> bool:
-    return request.url.path.endswith("/sendPhoto")
+    return request.url.path.endswith("/editMessageMedia")
 
 
 async def leave_a_downloaded_job(
@@ -142,7 +142,9 @@ async def test_a_start_sweeps_orphans_and_keeps_the_picture_an_active_job_waits_
     # Left by jobs that ended in a process that died before deleting them.
     (folder / "0123456789abcdef0123456789abcdef.png").write_bytes(b"old picture")
     (folder / "stray.jpg").write_bytes(b"old picture")
-    fake_telegram.latency_s["sendPhoto"] = 30  # the sweep is over before the photo is sent
+    # The sweep is over before the picture is sent (in place, or as a new photo: the
+    # status message's id was let go before the first try).
+    fake_telegram.latency_s["editMessageMedia"] = fake_telegram.latency_s["sendPhoto"] = 30
     bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
     await trio.sleep(1)
     assert spool_files(tmp_path) == [name]  # the active job's picture, and nothing else
@@ -161,7 +163,8 @@ async def test_a_cancelled_resumed_job_waiting_with_its_picture_leaves_no_file(
     autojump_clock: object,
 ) -> None:
     users = [USER, USER + 1, USER + 2]
-    fake_telegram.latency_s["sendPhoto"] = 10_000  # uploads that never end
+    # Uploads that never end, in place or as new photos.
+    fake_telegram.latency_s["editMessageMedia"] = fake_telegram.latency_s["sendPhoto"] = 10_000
     photos_sent = 0
 
     def third_photo(request: httpx.Request) -> bool:

@@ -2,7 +2,7 @@
 
 ``run()`` opens the store and the HTTP clients, then starts side by side in one
 nursery: the signal watcher, one websocket follower per ComfyUI server, the generation
-workers, the status board and the "sending a photo" ticker, the resumption of jobs left
+workers and the status board, the resumption of jobs left
 by a previous run, the model preflight, the retention pruner, and the chat (long polling
 feeding the per-chat dispatcher). A stop request ends polling first, lets the updates in
 hand finish for ``STOP_GRACE_S``, then cancels the rest; unfinished picture jobs stay in

@@ -3,13 +3,30 @@
 ``t(key, lang, **params)`` takes a Telegram ``language_code`` (``en-US``, ``ru``, ``None``)
 or an already chosen :data:`Lang`; :func:`lang_of` is the one rule that picks the
 language: English for ``en*``, Russian for everything else.
+
+A number that meets a noun names the noun's forms after it, and the right one is chosen
+for the number (:func:`plural`): ``{balance:картинка|картинки|картинок}`` reads "1
+картинка", "2 картинки", "5 картинок", "21 картинка"; ``{balance:picture|pictures}``
+reads "1 picture", "2 pictures". Russian takes three forms (one, few, many), English two.
 """
 
 from __future__ import annotations
 
+import string
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final, Literal
 
-__all__ = ["COMMAND_MENU", "LOOK_BUTTON", "PAYMENT_MENU", "Lang", "lang_of", "t"]
+__all__ = [
+    "COMMAND_MENU",
+    "LOOK_BUTTON",
+    "PAYMENT_MENU",
+    "TEMPLATES",
+    "Lang",
+    "lang_of",
+    "plural",
+    "t",
+]
 
 Lang = Literal["ru", "en"]
 
@@ -90,12 +107,13 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "Starting over: {persona} does not remember the earlier conversation.",
     },
     "balance": {
-        "ru": "Картинок на балансе: {balance}.",
-        "en": "Images on your balance: {balance}.",
+        "ru": "На балансе {balance:картинка|картинки|картинок}.",
+        "en": "Your balance: {balance:picture|pictures}.",
     },
     "balance_subscription": {
-        "ru": "Подписка до {until} (UTC): ещё {left} из {daily} картинок сегодня.",
-        "en": "Subscription until {until} (UTC): {left} of {daily} images left today.",
+        "ru": "Подписка до {until} (UTC): сегодня осталось {left} из"
+        " {daily:картинки|картинок|картинок}.",
+        "en": "Subscription until {until} (UTC): {left} of {daily:picture|pictures} left today.",
     },
     "llm_fallback": {
         "ru": "Прости, я сейчас задумался и потерял мысль. Напиши ещё раз чуть позже?",
@@ -168,11 +186,12 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "The artist is busy right now. Please try again in a few minutes.",
     },
     "fail_generation": {
-        "ru": "Не получилось нарисовать картинку. Попробуй позже — баланс не списан.",
+        "ru": "Не получилось нарисовать картинку. Попробуй позже — с баланса ничего не списано.",
         "en": "Could not draw the picture. Please try later; nothing was charged.",
     },
     "fail_send": {
-        "ru": "Картинка готова, но Telegram не принял её. Попробуй ещё раз — баланс не списан.",
+        "ru": "Картинка готова, но Telegram не принял её. Попробуй ещё раз — с баланса ничего"
+        " не списано.",
         "en": "The picture is ready but Telegram refused it. Try again; nothing was charged.",
     },
     "fail_disabled": {
@@ -199,8 +218,8 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "Pictures for Telegram Stars. What would you like?",
     },
     "buy_pack_button": {
-        "ru": "{pictures} картинок — {stars} ⭐",
-        "en": "{pictures} pictures — {stars} ⭐",
+        "ru": "{pictures:картинка|картинки|картинок} — {stars} ⭐",
+        "en": "{pictures:picture|pictures} — {stars} ⭐",
     },
     "buy_subscription_button": {
         "ru": "Подписка: {daily} в день — {stars} ⭐ в месяц",
@@ -210,19 +229,24 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "ru": "Покупки сейчас выключены.",
         "en": "Purchases are turned off right now.",
     },
-    "invoice_pack_title": {"ru": "{pictures} картинок", "en": "{pictures} pictures"},
+    "invoice_pack_title": {
+        "ru": "{pictures:картинка|картинки|картинок}",
+        "en": "{pictures:picture|pictures}",
+    },
     "invoice_pack_description": {
-        "ru": "{pictures} картинок на баланс: нажимай «👁️ Посмотреть» под ответами.",
-        "en": "{pictures} pictures on your balance for the «👁️» button under replies.",
+        "ru": "{pictures:картинка|картинки|картинок} на баланс: нажимай «👁️ Посмотреть» под"
+        " ответами.",
+        "en": "{pictures:picture|pictures} on your balance for the «👁️» button under replies.",
     },
     "invoice_subscription_title": {"ru": "Подписка на месяц", "en": "Monthly subscription"},
     "invoice_subscription_description": {
-        "ru": "{daily} картинок каждый день, 30 дней; продлевается, пока не отменишь.",
-        "en": "{daily} pictures every day for 30 days; renews until you cancel it.",
+        "ru": "{daily:картинка|картинки|картинок} каждый день, 30 дней; продлевается, пока не"
+        " отменишь.",
+        "en": "{daily:picture|pictures} every day for 30 days; renews until you cancel it.",
     },
     "subscription_link": {
-        "ru": "Подписка на месяц за {stars} ⭐: {daily} картинок в день.",
-        "en": "A monthly subscription for {stars} ⭐: {daily} pictures a day.",
+        "ru": "Подписка на месяц за {stars} ⭐: {daily:картинка|картинки|картинок} в день.",
+        "en": "A monthly subscription for {stars} ⭐: {daily:picture|pictures} a day.",
     },
     "subscription_link_button": {"ru": "Оформить подписку", "en": "Subscribe"},
     "pay_refused_offer": {
@@ -238,12 +262,16 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "Purchases are not available for this account. See /paysupport.",
     },
     "pay_thanks_pack": {
-        "ru": "Спасибо! Добавлено {pictures} картинок. Баланс: {balance}.",
-        "en": "Thank you! {pictures} pictures added. Balance: {balance}.",
+        "ru": "Спасибо! На баланс добавлено: {pictures:картинка|картинки|картинок}. Теперь на"
+        " балансе {balance:картинка|картинки|картинок}.",
+        "en": "Thank you! {pictures:picture|pictures} added. Your balance:"
+        " {balance:picture|pictures}.",
     },
     "pay_thanks_subscription": {
-        "ru": "Спасибо! Подписка действует до {until} (UTC). Баланс: {balance}.",
-        "en": "Thank you! Your subscription runs until {until} (UTC). Balance: {balance}.",
+        "ru": "Спасибо! Подписка действует до {until} (UTC). На балансе"
+        " {balance:картинка|картинки|картинок}.",
+        "en": "Thank you! Your subscription runs until {until} (UTC). Your balance:"
+        " {balance:picture|pictures}.",
     },
     "balance_renewal": {
         "ru": "Подписка продлится {until} (UTC), если не отменить её в Telegram.",
@@ -267,9 +295,10 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "Telegram did not refund {charge}: {error}",
     },
     "refund_done": {
-        "ru": "Платёж {charge} возвращён ({stars} ⭐). Списано {taken} из {images} картинок; "
+        "ru": "Платёж {charge} возвращён ({stars} ⭐). Списано {taken} из"
+        " {images:картинки|картинок|картинок}; "
         "уже потрачено: {missing}. Баланс пользователя {user_id}: {balance}.",
-        "en": "Refunded {charge} ({stars} ⭐). Took back {taken} of {images} pictures; "
+        "en": "Refunded {charge} ({stars} ⭐). Took back {taken} of {images:picture|pictures}; "
         "already spent: {missing}. Balance of user {user_id}: {balance}.",
     },
     "refund_again": {
@@ -314,8 +343,9 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "Usage: /grant <user_id> <count>",
     },
     "grant_done": {
-        "ru": "Пользователю {user_id} начислено {images}. Баланс: {balance}.",
-        "en": "Granted {images} to user {user_id}. Balance: {balance}.",
+        "ru": "Пользователю {user_id} начислено: {images:картинка|картинки|картинок}. Баланс:"
+        " {balance}.",
+        "en": "Granted {images:picture|pictures} to user {user_id}. Balance: {balance}.",
     },
     "grant_again": {
         "ru": "Эта команда /grant уже выполнена. Баланс пользователя {user_id}: {balance}.",
@@ -370,12 +400,46 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
 }
 
 
+# Every text's template by key and language, read-only (tests reread them all).
+TEMPLATES: Final[Mapping[str, Mapping[Lang, str]]] = MappingProxyType(_TEXTS)
+
+
 def lang_of(language_code: str | None) -> Lang:
     """English for English-speaking Telegram users (``en``, ``en-US``), Russian otherwise."""
     return "en" if language_code and language_code.lower().startswith("en") else "ru"
 
 
+def plural(count: int, forms: str, lang: Lang) -> str:
+    """*count* with the form of the noun it takes: *forms* is ``one|few|many`` (Russian)
+    or ``one|other`` (English)."""
+    names = forms.split("|")
+    if lang == "ru" and len(names) == 3:
+        tens, units = count % 100, count % 10
+        if units == 1 and tens != 11:
+            form = names[0]
+        elif 2 <= units <= 4 and not 12 <= tens <= 14:
+            form = names[1]
+        else:
+            form = names[2]
+    else:
+        form = names[0] if count == 1 else names[-1]
+    return f"{count} {form}"
+
+
+class _Texts(string.Formatter):
+    """``str.format`` that reads a field's ``one|few|many`` spec as the noun's forms."""
+
+    def __init__(self, lang: Lang) -> None:
+        self._lang = lang
+
+    def format_field(self, value: object, format_spec: str) -> str:
+        if "|" in format_spec and isinstance(value, int):
+            return plural(value, format_spec, self._lang)
+        return str(super().format_field(value, format_spec))
+
+
 def t(key: str, lang: str | None = "ru", /, **params: object) -> str:
     """The text *key* in the language :func:`lang_of` picks for *lang*, *params* filled in."""
-    template = _TEXTS[key][lang_of(lang)]
-    return template.format(**params) if params else template
+    chosen = lang_of(lang)
+    template = _TEXTS[key][chosen]
+    return _Texts(chosen).format(template, **params) if params else template

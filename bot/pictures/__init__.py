@@ -15,7 +15,7 @@ The I/O around them:
     settle      charge or release, and the final event, exactly once
     delivery    photo, else document; resend by file_id
     prompts     the reply's scene, told in English by the LLM
-    uploading   "sending a photo…" in chats with an active job
+    uploading   "sending a photo…" while a picture uploads
     spool       pictures on disk while their job is active
     deliveries  uploads in flight, shielded from a stop for a bounded grace
     recovery    jobs left by an earlier process, at start

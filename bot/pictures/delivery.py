@@ -1,18 +1,28 @@
-"""Getting a finished picture to the user: as a photo, else as a document.
+"""Getting a finished picture to the user: in place of its status message, else as a
+new photo, else as a document.
 
-Telegram refuses some photos (over 10 MB, sides over 10000 px in total, a side ratio over
-20) with a 400; the same bytes then go as a document, which has no such limits.
+The picture lands in the job's status message (``editMessageMedia``, which may turn a
+text message into a photo): one message per picture, no separate photo and delete. If
+that edit is refused (the user deleted the message, or Telegram will not edit it), the
+picture goes as a new photo replying to the text it illustrates, and the status message
+is deleted. Telegram refuses some photos (over 10 MB, sides over 10000 px in total, a
+side ratio over 20) with a 400; the same bytes then go as a document, which has no such
+limits. Either way the picture is delivered once: only one of these calls succeeds.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Final
+
+import trio
 
 from bot.core.buttons import Variant, encode
 from bot.core.deps import Deps
 from bot.core.events import EventName, event_record
 from bot.core.texts import t
 from bot.telegram.errors import TelegramBadRequest, TelegramError, TelegramForbidden
+from bot.telegram.send_budget import Priority
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from common.logfields import fields
 from store import SentMessage
@@ -20,6 +30,8 @@ from store import SentMessage
 __all__ = ["DeliveryFailed", "file_id_of", "resend", "send_picture", "variant_keyboard"]
 
 log = logging.getLogger(__name__)
+
+CLEANUP_DEADLINE_S: Final = 30.0  # the replaced status message is deleted within this
 
 
 class DeliveryFailed(Exception):
@@ -56,13 +68,21 @@ async def send_picture(
     data: bytes,
     filename: str,
     reply_markup: InlineKeyboardMarkup | None = None,
+    in_place_of: int | None = None,
 ) -> str:
-    """Send *data* as a reply to the text it illustrates; its ``file_id``.
+    """Deliver *data*: into message *in_place_of* (the job's status message) when given,
+    else as a reply to the text it illustrates; its ``file_id``.
 
     Raises:
-        DeliveryFailed: Telegram refused it both ways, or the user blocked the bot.
+        DeliveryFailed: Telegram refused it every way, or the user blocked the bot.
     """
     try:
+        if in_place_of is not None:
+            message = await _in_place(
+                deps, chat_id, in_place_of, data, filename=filename, reply_markup=reply_markup
+            )
+            if message is not None:
+                return file_id_of(message)
         message = await _photo_else_document(
             deps, chat_id, data, filename=filename, reply_to=reply_to, reply_markup=reply_markup
         )
@@ -102,6 +122,34 @@ async def resend(deps: Deps, sent: SentMessage, file_id: str, *, update_id: int)
             "picture_resend_failed",
             extra=fields(chat=sent.chat_id, message=sent.message_id, error=str(exc)),
         )
+
+
+async def _in_place(
+    deps: Deps,
+    chat_id: int,
+    message_id: int,
+    data: bytes,
+    *,
+    filename: str,
+    reply_markup: InlineKeyboardMarkup | None,
+) -> Message | None:
+    """The picture into the status message; None (and that message deleted) when
+    Telegram refuses the edit, so the caller sends it as a new message."""
+    try:
+        return await deps.api.edit_message_media(
+            chat_id, message_id, data, filename=filename, reply_markup=reply_markup
+        )
+    except TelegramBadRequest as exc:
+        log.info(
+            "picture_not_in_place_sending_new",
+            extra=fields(chat=chat_id, message=message_id, error=exc.description),
+        )
+    with trio.move_on_after(CLEANUP_DEADLINE_S):
+        try:
+            await deps.api.delete_message(chat_id, message_id, priority=Priority.STATUS)
+        except TelegramError as exc:  # gone already, most likely: nothing to tidy
+            log.debug("status_delete_failed", extra=fields(chat=chat_id, error=exc.description))
+    return None
 
 
 async def _photo_else_document(

@@ -2,8 +2,7 @@
 
 :func:`build_pictures` makes the :class:`~bot.pictures.runtime.PicturesRuntime` from the
 settings; :func:`start_pictures` starts its tasks in the root nursery: the servers (one
-websocket follower each), the status board, the workers, the "sending a photo…" ticker
-and the model preflight.
+websocket follower each), the status board, the workers and the model preflight.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.servers import Server, ServerPool
 from bot.pictures.spool import spool_folder
 from bot.pictures.status import StatusBoard
-from bot.pictures.uploading import run_chat_actions
 from bot.pictures.workers import run_workers
 from bot.telegram.client import TelegramApi
 from comfy import ComfyClient, Follower, OpenWebsocket, WorkflowTemplate, websocket_opener
@@ -75,10 +73,9 @@ def build_pictures(
 
 
 async def start_pictures(nursery: trio.Nursery, deps: Deps, pictures: PicturesRuntime) -> None:
-    """The servers, the status board, the workers, the ticker, then the preflight."""
+    """The servers, the status board, the workers, then the preflight."""
     await nursery.start(pictures.servers.run)
     await nursery.start(pictures.board.run)
     workers = WORKERS_PER_SLOT * pictures.servers.slots
     await nursery.start(partial(run_workers, count=workers), deps, pictures)
-    await nursery.start(run_chat_actions, deps, pictures)
     nursery.start_soon(run_preflight, deps, pictures.servers)

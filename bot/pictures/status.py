@@ -1,4 +1,4 @@
-"""The one owner of every job's status message: queue place, then progress, then gone.
+"""The one owner of every job's status message: queue place, then progress, then the picture.
 
 A job's small status message (a reply to the text it illustrates, with «✖ Отмена») is
 written by this module alone. Everyone else says what the message *should* show:
@@ -7,7 +7,9 @@ written by this module alone. Everyone else says what the message *should* show:
 * the queue reports new places as jobs move up (:meth:`StatusBoard.show_places`);
 * the worker reports waiting for the GPU, ComfyUI's progress, then "almost done"
   (:meth:`StatusBoard.show`);
-* whoever ends the job closes the line (:meth:`StatusBoard.close`).
+* the delivery takes the message over, to turn it into the picture
+  (:meth:`StatusBoard.hand_over`); whoever ends a job otherwise closes the line, which
+  deletes the message (:meth:`StatusBoard.close`).
 
 One task (:meth:`StatusBoard.run`) turns the difference between what a line should show
 and what it shows into Bot API calls. The rules are a pure function,
@@ -241,6 +243,22 @@ class StatusBoard:
 
     def show_progress(self, job_id: str, progress: PromptProgress) -> None:
         self.show(job_id, status_of(progress))
+
+    def hand_over(self, job_id: str) -> int | None:
+        """The finished picture takes the job's message over (``editMessageMedia``): the
+        board lets go of it, neither editing nor deleting it any more, and forgets its id
+        in SQLite first, so that no recovery ever deletes the picture it became. None
+        when the job has no message to take (its post failed or has not landed yet; the
+        line is then closed as usual)."""
+        line = self._lines.get(job_id)
+        if line is None or line.closed:
+            return None
+        if line.message_id is None:
+            self.close(job_id)
+            return None
+        del self._lines[job_id]
+        self._remember(job_id, None)
+        return line.message_id
 
     def close(self, job_id: str) -> None:
         """The job ended: delete its message."""

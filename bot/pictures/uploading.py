@@ -1,59 +1,57 @@
-""" "Sending a photo…" in every chat whose picture waits or is being made.
+""" "Sending a photo…" in the chat while its picture is being uploaded, and only then.
 
-Telegram shows a chat action for at most five seconds (docs/telegram.md, T9), so one task
-renews it every four for each chat with an active job, whether that job waits in our
-queue, runs on ComfyUI or is being delivered, and stops when the chat has none left.
-It wakes at once when a job is queued, so the action appears with the press's toast.
+A chat action belongs to an upload, not to a wait: while a job waits or is drawn, its
+status message says so. Telegram shows a chat action for at most five seconds
+(docs/telegram.md, T9), so :func:`showing_upload` sends ``upload_photo`` when the upload
+takes longer than ``UPLOAD_SHOWN_AFTER_S`` (most uploads end sooner, and then cost no
+call at all) and renews it every four seconds until the block ends. It is cosmetic: the
+send budget may drop it, a failure is logged at DEBUG, and it never delays the upload.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
 import trio
 
 from bot.core.deps import Deps
-from bot.pictures.runtime import PicturesRuntime
 from bot.telegram.errors import TelegramError
 from common.logfields import fields
 
-__all__ = ["CHAT_ACTION_INTERVAL_S", "run_chat_actions"]
+__all__ = ["CHAT_ACTION_INTERVAL_S", "showing_upload"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 CHAT_ACTION_INTERVAL_S: Final = 4.0
+UPLOAD_SHOWN_AFTER_S: Final = 1.0
 CHAT_ACTION_DEADLINE_S: Final = 3.0
 
 
-async def run_chat_actions(
-    deps: Deps,
-    runtime: PicturesRuntime,
-    *,
-    interval_s: float = CHAT_ACTION_INTERVAL_S,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Renew ``upload_photo`` in every chat with an active job, forever."""
-    task_status.started()
-    last_sent: dict[int, float] = {}
-    while True:
-        now = trio.current_time()
-        chats = deps.store.jobs.active_chats()
-        due = [chat for chat in chats if now - last_sent.get(chat, -math.inf) >= interval_s]
-        for gone in set(last_sent) - set(chats):
-            del last_sent[gone]
-        async with trio.open_nursery() as nursery:
-            for chat in due:
-                last_sent[chat] = now
-                nursery.start_soon(_show_uploading, deps, chat)
-        await runtime.queue.wait_changed(timeout_s=interval_s)
-
-
-async def _show_uploading(deps: Deps, chat_id: int) -> None:
-    """Cosmetic: a failure is logged at DEBUG and never retried past its deadline."""
-    with trio.move_on_after(CHAT_ACTION_DEADLINE_S):
+async def showing_upload(deps: Deps, chat_id: int, upload: Callable[[], Awaitable[T]]) -> T:
+    """Run *upload* with ``upload_photo`` shown in *chat_id* while it lasts; its result."""
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_renew, deps, chat_id)
         try:
-            await deps.api.send_chat_action(chat_id, "upload_photo")
-        except TelegramError as exc:
-            log.debug("telegram_chat_action_failed", extra=fields(chat=chat_id, error=str(exc)))
+            result = await upload()
+        except Exception as exc:  # raised below, not inside the nursery's exception group
+            failure = exc
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return result
+
+
+async def _renew(deps: Deps, chat_id: int) -> None:
+    await trio.sleep(UPLOAD_SHOWN_AFTER_S)
+    while True:
+        with trio.move_on_after(CHAT_ACTION_DEADLINE_S):
+            try:
+                await deps.api.send_chat_action(chat_id, "upload_photo")
+            except TelegramError as exc:
+                log.debug("telegram_chat_action_failed", extra=fields(chat=chat_id, error=str(exc)))
+        await trio.sleep(CHAT_ACTION_INTERVAL_S)

@@ -22,6 +22,7 @@ import logging
 import mimetypes
 import sqlite3
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,7 +36,8 @@ from bot.pictures.queue import Ticket
 from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.settle import settle, tell_user
 from bot.pictures.spool import discard
-from bot.pictures.status import Sending, Waiting
+from bot.pictures.status import Waiting
+from bot.pictures.uploading import showing_upload
 from comfy import ComfyError, WorkflowError
 from common.bodies import describe_body, picture_format
 from common.logfields import fields
@@ -288,16 +290,23 @@ async def _deliver(
     if not started:  # a cancel (or a refund) released it: never upload a released job
         raise JobEnded(Exit.ENDED_ELSEWHERE, "released before its upload began")
     work.uploading = True
-    runtime.board.show(job.job_id, Sending())
+    # The picture lands in the status message; the board lets go of it first.
+    status_message = runtime.board.hand_over(job.job_id)
     with runtime.deliveries.shielded():
         try:
-            return await send_picture(
+            return await showing_upload(
                 deps,
-                chat_id=job.chat_id,
-                reply_to=job.message_id,
-                data=picture,
-                filename=filename,
-                reply_markup=variant_keyboard(job.message_id, job.language),
+                job.chat_id,
+                partial(
+                    send_picture,
+                    deps,
+                    chat_id=job.chat_id,
+                    reply_to=job.message_id,
+                    data=picture,
+                    filename=filename,
+                    reply_markup=variant_keyboard(job.message_id, job.language),
+                    in_place_of=status_message,
+                ),
             )
         except DeliveryFailed as exc:
             if exc.blocked:

@@ -22,7 +22,7 @@ import logging
 import mimetypes
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import httpx
 import trio
@@ -68,6 +68,7 @@ T = TypeVar("T")
 UploadFiles = Mapping[str, tuple[str, bytes, str]]  # field -> (filename, content, mime type)
 
 DEFAULT_BASE_URL: Final = "https://api.telegram.org"
+MEDIA_FIELD: Final = "picture"  # the multipart field an edit's media is attached as
 DEFAULT_MAX_ATTEMPTS: Final = 5  # tries per call, the first one included
 MAX_RATE_LIMIT_WAITS: Final = 30  # 429 answers one call may wait out before giving up
 LONG_POLL_MARGIN_S: Final = 10  # read timeout = long-poll timeout + this (docs/telegram.md, T4)
@@ -491,6 +492,30 @@ class TelegramApi:
         """Send a file as a document (no recompression, no photo size limits)."""
         params = _file_params(chat_id, reply_to_message_id, caption, reply_markup)
         return await self._send_file("sendDocument", "document", document, filename, params)
+
+    async def edit_message_media(
+        self,
+        chat_id: int,
+        message_id: int,
+        content: bytes,
+        *,
+        kind: Literal["photo", "document"] = "photo",
+        filename: str = "image.png",
+        reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> Message:
+        """Turn message *message_id* (a text message too) into an uploaded photo or
+        document; without *reply_markup* its buttons go (docs/telegram.md, T18)."""
+        mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        params = {
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "media": {"type": kind, "media": f"attach://{MEDIA_FIELD}"},
+            "reply_markup": reply_markup,
+        }
+        files = {MEDIA_FIELD: (filename, content, mime_type)}
+        return await self.call(
+            "editMessageMedia", params, result=Message, files=files, timeout=UPLOAD_TIMEOUT
+        )
 
     async def _send_file(
         self,

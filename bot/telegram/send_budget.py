@@ -103,6 +103,7 @@ PRIORITY_OF: Final[Mapping[str, Priority]] = {
     "sendDocument": Priority.MESSAGE,
     "editMessageText": Priority.MESSAGE,
     "editMessageReplyMarkup": Priority.MESSAGE,
+    "editMessageMedia": Priority.MESSAGE,  # a finished picture landing in its status message
     "deleteMessage": Priority.MESSAGE,
     "sendChatAction": Priority.COSMETIC,
 }
@@ -116,6 +117,7 @@ CHAT_WRITES: Final = frozenset(
         "sendDocument",
         "editMessageText",
         "editMessageReplyMarkup",
+        "editMessageMedia",
     }
 )
 

@@ -13,6 +13,7 @@ instant.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import json
@@ -332,6 +333,9 @@ class FakeTelegram:
         self.allowed_updates: list[str] | None = None
         self.sent: list[SentRecord] = []
         self.edits: list[EditRecord] = []
+        # Messages turned into a photo or document by editMessageMedia; ``sent`` holds
+        # them as they look now (the same message_id, kind "photo" or "document").
+        self.media_edits: list[SentRecord] = []
         self.deleted: list[tuple[int, int]] = []
         self.callback_answers: dict[str, CallbackAnswer] = {}
         self.chat_actions: list[ChatAction] = []
@@ -369,6 +373,7 @@ class FakeTelegram:
             "answerCallbackQuery": self._answer_callback_query,
             "editMessageText": lambda p: self._edit(p, with_text=True),
             "editMessageReplyMarkup": lambda p: self._edit(p, with_text=False),
+            "editMessageMedia": self._edit_media,
             "deleteMessage": self._delete_message,
             "setMyCommands": self._set_my_commands,
             "sendInvoice": self._send_invoice,
@@ -807,6 +812,59 @@ class FakeTelegram:
         self.edits.append(
             EditRecord(chat["id"], message_id, record_text, markup, trio.current_time())
         )
+        return edited
+
+    def _edit_media(self, params: dict[str, Any]) -> dict[str, Any]:
+        """editMessageMedia: any of the bot's messages, a text one too, becomes the
+        uploaded photo or document; buttons only if given (docs/telegram.md, T17)."""
+        chat = self._writable_chat(params)
+        message_id = _int(params, "message_id")
+        message = self._messages.get((chat["id"], message_id))
+        if message is None or message["from"]["id"] != BOT_USER_ID:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        media = _json(params, "media")
+        if not isinstance(media, dict) or media.get("type") not in ("photo", "document"):
+            raise _ApiError(400, "Bad Request: can't parse InputMedia: media type is invalid")
+        kind: Literal["photo", "document"] = media["type"]
+        if kind == "photo" and self.refuse_photos:
+            raise _ApiError(400, self.refuse_photos)
+        source = str(media.get("media", ""))
+        upload = params.get(source.removeprefix("attach://"))
+        if not source.startswith("attach://") or not isinstance(upload, UploadedFile):
+            raise _ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        if not upload.content:
+            raise _ApiError(400, "Bad Request: file must be non-empty")
+        file_id = f"{kind}-file-{next(self._file_ids)}"
+        self._files[file_id] = upload.content
+        markup = _check_markup(_json(params, "reply_markup"))
+        edited = {k: v for k, v in message.items() if k not in ("text", "reply_markup", "photo")}
+        edited["edit_date"] = self._now()
+        if kind == "photo":
+            edited["photo"] = _photo_sizes(file_id, len(upload.content))
+        else:
+            edited["document"] = {
+                "file_id": file_id,
+                "file_unique_id": f"u-{file_id}",
+                "file_name": upload.filename,
+                "file_size": len(upload.content),
+            }
+        if markup is not None:
+            edited["reply_markup"] = markup
+        self._messages[(chat["id"], message_id)] = edited
+        index = next(i for i, r in enumerate(self.sent) if r.message_id == message_id
+                     and r.chat_id == chat["id"])  # fmt: skip
+        record = dataclasses.replace(
+            self.sent[index],
+            kind=kind,
+            text=None,
+            reply_markup=markup,
+            content=upload.content,
+            file_id=file_id,
+            filename=upload.filename,
+            at=trio.current_time(),
+        )
+        self.sent[index] = record
+        self.media_edits.append(record)
         return edited
 
     def _delete_message(self, params: dict[str, Any]) -> bool:
