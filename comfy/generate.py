@@ -56,6 +56,7 @@ RESUBMIT_MIN_REMAINING_S: Final = 10.0  # a vanished prompt is resubmitted only 
 
 class ProgressStage(enum.Enum):
     WAITING_FOR_SERVER = "waiting_for_server"
+    WAITING_FOR_SLOT = "waiting_for_slot"  # the caller's own wait for a free slot
     QUEUED = "queued"
     RUNNING = "running"
     DOWNLOADING = "downloading"
@@ -69,6 +70,7 @@ class PromptProgress:
     value: int = 0
     maximum: int = 0
     queue_remaining: int | None = None
+    place: int | None = None  # WAITING_FOR_SLOT: 1-based, among the jobs waiting for one
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import trio
 from bot.chat.handlers import TYPING_ACTION, TYPING_RENEW_S
 from bot.core.personas import load_personas
 from bot.core.settings import SHIPPED_PERSONAS
-from bot.core.texts import TEMPLATES, plural, t
+from bot.core.texts import TEMPLATES, ordinal, plural, t
 from tests.fakes.telegram import DEFAULT_USER_ID, FakeTelegram
 from tests.harness import start_bot
 from tests.rows import user_row
@@ -162,3 +162,14 @@ def test_no_text_puts_a_bare_number_before_a_noun_it_does_not_agree_with() -> No
     for key, by_lang in TEMPLATES.items():
         for lang, template in by_lang.items():
             assert not counted.search(template), (key, lang)
+
+
+@pytest.mark.parametrize(
+    ("place", "en"),
+    [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"), (12, "12th"),
+     (13, "13th"), (21, "21st"), (22, "22nd"), (101, "101st"), (111, "111th")],
+)  # fmt: skip
+def test_a_place_in_line_reads_as_a_person_would_say_it(place: int, en: str) -> None:
+    assert ordinal(place, "en") == en
+    assert ordinal(place, "ru") == f"{place}-я"
+    assert t("status_queued", "en", position=place) == f"🎨 Your picture is {en} in line."

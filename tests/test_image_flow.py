@@ -444,11 +444,12 @@ async def test_cancel_while_waiting_in_our_queue_and_someone_elses_cancel(
     status = [
         s for s in fake_telegram.sent if s.chat_id == USER and s.text and s.text.startswith("🎨")
     ]
-    assert status[0].text == t("status_queued", "ru", position=1)
+    # Behind the second blocker, which waits for the GPU slot: places count it too.
+    assert status[0].text == t("status_queued", "ru", position=2)
     [behind_status] = [
         s for s in fake_telegram.sent if s.chat_id == 1003 and "🎨" in (s.text or "")
     ]
-    assert behind_status.text == t("status_queued", "ru", position=2)
+    assert behind_status.text == t("status_queued", "ru", position=3)
     [(_, cancel_data)] = status[0].buttons()
     assert cancel_data is not None
     stranger = fake_telegram.user_presses(
@@ -467,7 +468,7 @@ async def test_cancel_while_waiting_in_our_queue_and_someone_elses_cancel(
         lambda: any(e.chat_id == 1003 for e in fake_telegram.edits), timeout_s=60
     )
     [edit] = [e for e in fake_telegram.edits if e.chat_id == 1003]
-    assert edit.text == t("status_queued", "ru", position=1)
+    assert edit.text == t("status_queued", "ru", position=2)
     await bot.stop()
 
 
@@ -646,7 +647,8 @@ async def test_waiting_jobs_show_their_place_moving_up_and_no_chat_action(
     await fake_telegram.wait_for(lambda: status_messages() != [])
     [status] = status_messages()
     assert status.at == pressed_at  # posted with the press's answer
-    assert status.text == t("status_queued", "ru", position=2)
+    # Third in line: behind the second (waiting for the GPU slot) and the third.
+    assert status.text == t("status_queued", "ru", position=3)
     await trio.sleep(18)  # the first picture is still being drawn
     # A wait has its status message; "sending a photo" belongs to an upload only.
     assert fake_telegram.chat_actions == []
@@ -660,8 +662,11 @@ async def test_waiting_jobs_show_their_place_moving_up_and_no_chat_action(
 
     await fake_telegram.wait_for(lambda: status_edits() != [], timeout_s=60)
     [edit] = status_edits()
-    assert edit.text == t("status_queued", "ru", position=1)
+    assert edit.text == t("status_queued", "ru", position=2)
     assert edit.at == pressed_at + 30 + MIN_EDIT_INTERVAL_S  # the first picture took 30 s
+    # The second waits for the GPU slot no more; the third does, and says where it stands.
+    third_edits = [e.text for e in fake_telegram.edits if e.chat_id == third]
+    assert third_edits[-1] == t("status_queued", "ru", position=1)
     await bot.stop()
 
 

@@ -298,6 +298,7 @@ def test_a_line_whose_post_failed_is_left_alone() -> None:
     [
         (Queued(3), "status_queued", {"position": 3}, True),
         (Waiting(), "status_waiting_gpu", {}, True),
+        (Waiting(3), "status_queued", {"position": 3}, True),
         (Drawing(40), "status_running", {"percent": 40}, True),
         (Sending(), "status_sending", {}, False),
     ],
@@ -312,6 +313,7 @@ def test_render(status: object, key: str, params: dict[str, object], cancellable
     [
         (PromptProgress(ProgressStage.WAITING_FOR_SERVER), Waiting()),
         (PromptProgress(ProgressStage.QUEUED, queue_remaining=3), Waiting()),
+        (PromptProgress(ProgressStage.WAITING_FOR_SLOT, place=2), Waiting(2)),
         (PromptProgress(ProgressStage.RUNNING, 2, 8), Drawing(25)),
         (PromptProgress(ProgressStage.RUNNING, 9, 8), Drawing(100)),
         (PromptProgress(ProgressStage.RUNNING, 0, 0), Drawing(0)),

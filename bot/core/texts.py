@@ -8,6 +8,7 @@ A number that meets a noun names the noun's forms after it, and the right one is
 for the number (:func:`plural`): ``{balance:картинка|картинки|картинок}`` reads "1
 картинка", "2 картинки", "5 картинок", "21 картинка"; ``{balance:picture|pictures}``
 reads "1 picture", "2 pictures". Russian takes three forms (one, few, many), English two.
+``{position:ord}`` is a place in line: "3-я", "3rd".
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "TEMPLATES",
     "Lang",
     "lang_of",
+    "ordinal",
     "plural",
     "t",
 ]
@@ -199,8 +201,8 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "Pictures are turned off right now.",
     },
     "status_queued": {
-        "ru": "🎨 Картинка в очереди: {position}-я.",
-        "en": "🎨 Your picture is in the queue: number {position}.",
+        "ru": "🎨 Картинка в очереди: {position:ord}.",
+        "en": "🎨 Your picture is {position:ord} in line.",
     },
     "status_waiting_gpu": {
         "ru": "🎨 Жду видеокарту…",
@@ -426,6 +428,14 @@ def plural(count: int, forms: str, lang: Lang) -> str:
     return f"{count} {form}"
 
 
+def ordinal(place: int, lang: Lang) -> str:
+    """A place in line: "3-я" (of a картинка), "3rd"."""
+    if lang == "ru":
+        return f"{place}-я"
+    suffix = "th" if 11 <= place % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
+    return f"{place}{suffix}"
+
+
 class _Texts(string.Formatter):
     """``str.format`` that reads a field's ``one|few|many`` spec as the noun's forms."""
 
@@ -435,6 +445,8 @@ class _Texts(string.Formatter):
     def format_field(self, value: object, format_spec: str) -> str:
         if "|" in format_spec and isinstance(value, int):
             return plural(value, format_spec, self._lang)
+        if format_spec == "ord" and isinstance(value, int):
+            return ordinal(value, self._lang)
         return str(super().format_field(value, format_spec))
 
 

@@ -190,8 +190,10 @@ async def _queue(
         alert = t(REFUSALS[Reason.BUSY].text_key, lang)
         await deps.answer_query(press.query_id, text=alert, show_alert=True)
         return
+    # The jobs waiting in the pool for a GPU slot are ahead of every queued one.
+    status = Queued(runtime.servers.waiting + place)
     runtime.board.open(
-        job.job_id, chat_id=job.chat_id, reply_to=job.message_id, lang=lang, status=Queued(place)
+        job.job_id, chat_id=job.chat_id, reply_to=job.message_id, lang=lang, status=status
     )
     await deps.answer_query(press.query_id, text=t("toast_started", lang))
 

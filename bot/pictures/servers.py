@@ -100,6 +100,10 @@ DOWN_BACKOFF_MAXIMUM_S: Final = 60.0  # doubling while it keeps failing
 CLEANUP_TIMEOUT_S: Final = 5.0
 
 
+def _nothing() -> None:
+    pass
+
+
 def model_needs(graph: dict[str, Any]) -> tuple[str, ...]:
     """The checkpoint and LoRA files a filled-in workflow loads, in graph order."""
     needs: list[str] = []
@@ -208,14 +212,17 @@ class ServerPool:
         *,
         remember: AbandonedPrompts | None = None,
         prefer_warm: bool = True,
+        on_waiting: Callable[[], None] = _nothing,
     ) -> None:
         """*remember* keeps the copies waiting to be tidied across restarts; without
         *prefer_warm*, jobs take free slots in arrival order only (the benchmark's
-        baseline)."""
+        baseline); *on_waiting* is called whenever a job starts or stops waiting for a
+        slot (the queue's places count those jobs)."""
         if not servers:
             raise ValueError("a server pool needs at least one server")
         self.servers = tuple(servers)
         self._prefer_warm = prefer_warm
+        self._on_waiting = on_waiting
         self._waiters: dict[int, Waiter] = {}
         self._tickets = itertools.count()
         self._by_name = {server.name: server for server in self.servers}
@@ -499,6 +506,7 @@ class ServerPool:
         no_server_since: float | None = None
         started = trio.current_time()
         self._waiters[waiter.ticket] = waiter
+        self._on_waiting()
         try:
             while True:
                 changed = self._changed
@@ -517,6 +525,10 @@ class ServerPool:
                         COMFY_SLOT_WAIT_SECONDS.observe(now - started)
                         return server
                     wake_at = min(wake_at, assignment.recheck_at)  # another goes first
+                if placement.verdict in (Verdict.CHOSEN, Verdict.WAIT_FOR_SLOT):
+                    report(
+                        PromptProgress(ProgressStage.WAITING_FOR_SLOT, place=self._place_of(waiter))
+                    )
                 elif placement.verdict is Verdict.MISSING:
                     raise PromptRejected(_missing_detail(placement))
                 elif placement.verdict is Verdict.WAIT_FOR_SERVER:
@@ -536,7 +548,20 @@ class ServerPool:
                     await changed.wait()
         finally:
             del self._waiters[waiter.ticket]
+            self._on_waiting()
             self._notify()  # a job that held back for this one may go now
+
+    @property
+    def waiting(self) -> int:
+        """Jobs waiting in the pool for a slot (they are ahead of the bot's queue)."""
+        return len(self._waiters)
+
+    def _place_of(self, waiter: Waiter) -> int:
+        """*waiter*'s 1-based place among the jobs waiting for a slot, in arrival order."""
+        return 1 + sum(
+            (other.since, other.ticket) < (waiter.since, waiter.ticket)
+            for other in self._waiters.values()
+        )
 
     def _mark_held(self, held: frozenset[int], now: float) -> None:
         """Stamp the jobs that began holding back now: their bound counts from here."""

@@ -8,7 +8,7 @@ websocket follower each), the status board, the workers and the model preflight.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Final
 
@@ -18,7 +18,7 @@ import trio
 from bot.core.deps import Deps
 from bot.core.settings import Settings
 from bot.pictures.preflight import run_preflight
-from bot.pictures.queue import JobQueue
+from bot.pictures.queue import JobQueue, Place
 from bot.pictures.runtime import PicturesRuntime
 from bot.pictures.servers import Server, ServerPool
 from bot.pictures.spool import spool_folder
@@ -63,10 +63,19 @@ def build_pictures(
     spool_dir = spool_folder(settings.database_path)
     spool_dir.mkdir(parents=True, exist_ok=True)
     board = StatusBoard(api, store.jobs)
+
+    def show_places(places: Sequence[Place]) -> None:
+        # The jobs waiting in the pool for a slot are ahead of the whole queue.
+        board.show_places(places, ahead=pool.waiting)
+
+    queue = JobQueue(size=settings.image_queue_size, on_change=show_places)
+    pool = ServerPool(
+        servers, remember=store.abandoned, on_waiting=lambda: show_places(queue.places())
+    )
     return PicturesRuntime(
-        queue=JobQueue(size=settings.image_queue_size, on_change=board.show_places),
+        queue=queue,
         board=board,
-        servers=ServerPool(servers, remember=store.abandoned),
+        servers=pool,
         template=template,
         spool_dir=spool_dir,
     )

@@ -88,7 +88,10 @@ class Queued:
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
-    """A worker has the job; ComfyUI has not started drawing it."""
+    """A worker has the job; ComfyUI has not started drawing it. *place*: where it stands
+    among the jobs waiting for a GPU, when that is known."""
+
+    place: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,8 @@ def render(status: Status, lang: str) -> StatusView:
     match status:
         case Queued(place):
             return StatusView(t("status_queued", lang, position=place), cancellable=True)
+        case Waiting(place=int(place)):
+            return StatusView(t("status_queued", lang, position=place), cancellable=True)
         case Waiting():
             return StatusView(t("status_waiting_gpu", lang), cancellable=True)
         case Drawing(percent):
@@ -133,6 +138,10 @@ def status_of(progress: PromptProgress) -> Status:
         return Drawing(min(100, int(100 * progress.value / progress.maximum)))
     if progress.stage is ProgressStage.DOWNLOADING:
         return Sending()
+    if progress.stage is ProgressStage.WAITING_FOR_SLOT:
+        return Waiting(progress.place)
+    # In ComfyUI's own queue the place is not known: its queue_remaining also counts the
+    # prompts other clients queued behind ours.
     return Waiting()
 
 
@@ -236,10 +245,11 @@ class StatusBoard:
                 line.changed_at = trio.current_time()
             self._wake()
 
-    def show_places(self, places: Sequence[Place]) -> None:
-        """The queue moved: every waiting job's new place."""
+    def show_places(self, places: Sequence[Place], *, ahead: int = 0) -> None:
+        """The queue moved: every waiting job's new place, behind *ahead* jobs that wait
+        for a GPU already."""
         for place in places:
-            self.show(place.job_id, Queued(place.place))
+            self.show(place.job_id, Queued(ahead + place.place))
 
     def show_progress(self, job_id: str, progress: PromptProgress) -> None:
         self.show(job_id, status_of(progress))
