@@ -21,6 +21,7 @@ from bot.chat.handlers import (
     handle_non_text,
     handle_persona,
     handle_persona_choice,
+    handle_privacy,
     handle_reset,
     handle_start,
     handle_unknown_callback,
@@ -53,6 +54,7 @@ from bot.core.commands import (
     PersonaCmd,
     PreCheckout,
     Press,
+    PrivacyCmd,
     ResetCmd,
     StartCmd,
     UnknownCallback,
@@ -213,6 +215,8 @@ async def dispatch_command(
             await handle_payment_refunded(deps, command)
         case ForgetCmd():
             await handle_forget(deps, command)
+        case PrivacyCmd():
+            await handle_privacy(deps, command)
         case ResetCmd():
             await handle_reset(deps, command)
         case AdminCmd():

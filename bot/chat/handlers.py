@@ -20,6 +20,7 @@ from bot.core.commands import (
     NonText,
     PersonaCmd,
     Press,
+    PrivacyCmd,
     ResetCmd,
     StartCmd,
     UnknownCallback,
@@ -45,6 +46,7 @@ __all__ = [
     "handle_non_text",
     "handle_persona",
     "handle_persona_choice",
+    "handle_privacy",
     "handle_reset",
     "handle_start",
     "handle_unknown_callback",
@@ -118,6 +120,27 @@ async def handle_help(deps: Deps, cmd: HelpCmd) -> None:
     text = t("help", cmd.ctx.lang)
     if deps.settings.payments_on:
         text += "\n" + t("help_payments", cmd.ctx.lang)
+    await deps.api.send_message(cmd.ctx.chat_id, text)
+
+
+async def handle_privacy(deps: Deps, cmd: PrivacyCmd) -> None:
+    """``/privacy``: what is kept and for how long, from the retention settings."""
+    lang = cmd.ctx.lang
+    policy = deps.settings.retention
+
+    def kept(days: int) -> str:
+        return t("privacy_forever", lang) if days == 0 else t("privacy_days", lang, days=days)
+
+    contact = deps.settings.support_contact
+    text = t(
+        "privacy",
+        lang,
+        turns=kept(policy.turns_days),
+        sent=kept(policy.sent_messages_days),
+        jobs=kept(policy.jobs_days),
+        events=kept(policy.events_days),
+        contact=t("privacy_contact", lang, contact=contact) if contact else "",
+    )
     await deps.api.send_message(cmd.ctx.chat_id, text)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "PersonaCmd",
     "PreCheckout",
     "Press",
+    "PrivacyCmd",
     "ResetCmd",
     "StartCmd",
     "UnknownCallback",
@@ -108,6 +109,13 @@ class BalanceCmd:
 @dataclass(frozen=True, slots=True)
 class ForgetCmd:
     """``/forget``: delete my conversation and the texts the bot keeps of it."""
+
+    ctx: Context
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyCmd:
+    """``/privacy``: what the bot keeps of a user, for how long, and how to erase it."""
 
     ctx: Context
 
@@ -214,6 +222,7 @@ Command = (
     | BuyCmd
     | PayInfoCmd
     | ForgetCmd
+    | PrivacyCmd
     | ResetCmd
     | AdminCmd
     | UnknownCmd
@@ -229,7 +238,10 @@ Command = (
 )
 
 _SIMPLE_COMMANDS: Final[
-    dict[str, type[HelpCmd | PersonaCmd | BalanceCmd | BuyCmd | ForgetCmd | ResetCmd]]
+    dict[
+        str,
+        type[HelpCmd | PersonaCmd | BalanceCmd | BuyCmd | ForgetCmd | PrivacyCmd | ResetCmd],
+    ]
 ] = {
     "buy": BuyCmd,
     "help": HelpCmd,
@@ -237,6 +249,7 @@ _SIMPLE_COMMANDS: Final[
     "balance": BalanceCmd,
     "quota": BalanceCmd,
     "forget": ForgetCmd,
+    "privacy": PrivacyCmd,
     "reset": ResetCmd,
 }
 PAY_INFO_COMMANDS: Final = frozenset({"paysupport", "terms"})

@@ -74,6 +74,8 @@ _LISTEN: Final = re.compile(
     r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})"
 )
 MAX_PORT: Final = 65_535
+# A contact goes into a press's alert, which Telegram cuts at 200 characters.
+MAX_CONTACT_CHARS: Final = 64
 _REQUIRED: Final = "{name} is required; set it in .env (see .env.example)"
 # difflib's similarity from which a name counts as a typo of a setting even without one of
 # the settings' prefixes (COMFUI_BASE_URL); measured on the names here, 0.8 catches one
@@ -196,6 +198,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
 
+    # Where users reach a person: "@shop_support", an e-mail or a URL; empty: nobody named.
+    support_contact: str | None = Field(default=None, max_length=MAX_CONTACT_CHARS)
+
     # host:port of the /metrics and /healthz listener; empty keeps it off.
     metrics_address: Annotated[ListenAddress | None, NoDecode] = None
 
@@ -237,6 +242,15 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"not a comma-separated list of Telegram user ids: {bad[0]!r}")
         return frozenset(int(part) for part in parts)
+
+    @field_validator("support_contact", mode="before")
+    @classmethod
+    def _one_line(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if "\n" in value.strip():
+            raise ValueError("must be one line, like @shop_support")
+        return value.strip() or None
 
     @field_validator("metrics_address", mode="before")
     @classmethod

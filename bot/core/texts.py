@@ -41,6 +41,7 @@ COMMAND_MENU: Final[dict[Lang, tuple[tuple[str, str], ...]]] = {
         ("persona", "сменить персонажа"),
         ("balance", "сколько картинок осталось"),
         ("reset", "начать разговор заново"),
+        ("privacy", "что я храню и как это стереть"),
         ("help", "что я умею"),
     ),
     "en": (
@@ -48,6 +49,7 @@ COMMAND_MENU: Final[dict[Lang, tuple[tuple[str, str], ...]]] = {
         ("persona", "switch persona"),
         ("balance", "images left"),
         ("reset", "start the conversation over"),
+        ("privacy", "what I keep and how to erase it"),
         ("help", "what I can do"),
     ),
 }
@@ -88,14 +90,14 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
             "Под ответом есть кнопка «👁️ Посмотреть»: она рисует картинку к этой сцене.\n\n"
             "/persona — выбрать персонажа\n/balance — сколько картинок осталось\n"
             "/reset — начать разговор заново\n/forget — стереть нашу переписку\n"
-            "/help — эта подсказка"
+            "/privacy — что я храню\n/help — эта подсказка"
         ),
         "en": (
             "Just write to me and I will answer as the persona you chose.\n"
             "Under a reply, the «👁️ Посмотреть» button draws a picture of that scene.\n\n"
             "/persona — choose a persona\n/balance — images left\n"
             "/reset — start the conversation over\n/forget — erase our conversation\n"
-            "/help — this help"
+            "/privacy — what I keep\n/help — this help"
         ),
     },
     "help_payments": {
@@ -172,10 +174,14 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     },
     # One short sentence after a failed request (docs/product.md, P3).
     "fail_no_quota": {
-        "ru": "Картинки закончились. Напиши администратору, чтобы пополнить баланс, "
-        "или загляни завтра, если у тебя подписка.",
-        "en": "You are out of pictures. Ask the administrator for more, or come back "
-        "tomorrow if you have a subscription.",
+        "ru": "Картинки закончились. Если у тебя подписка, новые будут завтра.",
+        "en": "You are out of pictures. With a subscription, new ones come tomorrow.",
+    },
+    "fail_no_quota_contact": {
+        "ru": "Картинки закончились. Чтобы пополнить баланс, напиши {contact}. Если у тебя "
+        "подписка, новые будут завтра.",
+        "en": "You are out of pictures. To get more, write to {contact}. With a subscription, "
+        "new ones come tomorrow.",
     },
     "fail_no_quota_buy": {
         "ru": "Картинки закончились. Можно купить ещё за звёзды (/buy) "
@@ -306,6 +312,35 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     "refund_again": {
         "ru": "Платёж {charge} уже был возвращён; ничего не списано.",
         "en": "Payment {charge} was refunded before; nothing was taken now.",
+    },
+    "paysupport_contact": {
+        "ru": "С вопросами о покупках пиши {contact}.",
+        "en": "For help with purchases, write to {contact}.",
+    },
+    "privacy": {
+        "ru": "Что я храню о тебе и сколько:\n"
+        "• нашу переписку (для памяти разговора) — {turns};\n"
+        "• тексты своих ответов под кнопкой «👁️ Посмотреть» — {sent};\n"
+        "• заказы картинок и их описания — {jobs};\n"
+        "• счётчики без текстов (что нажато, что нарисовано) — {events};\n"
+        "• баланс картинок, подписку и платежи — пока ими пользуешься.\n\n"
+        "/forget сразу стирает переписку и тексты ответов.{contact}",
+        "en": "What I keep about you, and for how long:\n"
+        "• our conversation (so I remember it) — {turns};\n"
+        "• the texts of my replies under the «👁️ Посмотреть» button — {sent};\n"
+        "• picture orders and their scenes — {jobs};\n"
+        "• counts without texts (what was pressed and drawn) — {events};\n"
+        "• your picture balance, subscription and payments — while you use them.\n\n"
+        "/forget erases our conversation and the texts of my replies at once.{contact}",
+    },
+    "privacy_days": {
+        "ru": "{days:день|дня|дней}",
+        "en": "{days:day|days}",
+    },
+    "privacy_forever": {"ru": "бессрочно", "en": "with no time limit"},
+    "privacy_contact": {
+        "ru": "\nВопросы: {contact}.",
+        "en": "\nQuestions: {contact}.",
     },
     "pay_info_missing": {
         "ru": "Администратор ещё не написал этот текст.",

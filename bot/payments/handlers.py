@@ -321,5 +321,11 @@ async def handle_pay_info(deps: Deps, cmd: PayInfoCmd) -> None:
     texts = deps.personas.texts
     chosen = texts.paysupport if cmd.name == "paysupport" else texts.terms
     lang: Lang = cmd.ctx.lang
-    text = chosen.get(lang) if chosen is not None else t("pay_info_missing", lang)
+    contact = deps.settings.support_contact
+    if chosen is not None:
+        text = chosen.get(lang)
+    elif cmd.name == "paysupport" and contact:
+        text = t("paysupport_contact", lang, contact=contact)
+    else:
+        text = t("pay_info_missing", lang)
     await deps.api.send_message(cmd.ctx.chat_id, text)

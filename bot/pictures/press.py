@@ -164,7 +164,11 @@ async def _perform(
                 return
             refusal = REFUSALS[reason]
             offers = deps.offers(lang) if reason is Reason.NO_QUOTA else None
-            if offers is None:
+            contact = deps.settings.support_contact
+            if offers is None and reason is Reason.NO_QUOTA and contact:
+                alert = t("fail_no_quota_contact", lang, contact=contact)
+                await deps.answer_query(press.query_id, text=alert, show_alert=True)
+            elif offers is None:
                 alert = t(refusal.text_key, lang)
                 await deps.answer_query(press.query_id, text=alert, show_alert=True)
             else:
