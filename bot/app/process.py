@@ -197,7 +197,16 @@ async def run(
             await until_answered(
                 partial(prepare_polling, once), what="getWebhookInfo", route=route, rng=rng
             )
-            await set_commands(api, payments_on=settings.payments_on)
+            # Cosmetic and slow to retry (Telegram limits these calls): beside polling.
+            root.start_soon(
+                partial(
+                    set_commands,
+                    api,
+                    payments_on=settings.payments_on,
+                    admins=settings.admin_user_ids,
+                ),
+                name="telegram-profile",
+            )
             if pictures is not None:
                 await start_pictures(root, deps, pictures)
             if settings.metrics_address is not None:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import getproxies
 
 import trio
 
-from bot.core.texts import COMMAND_MENU, PAYMENT_MENU
+from bot.core.texts import ADMIN_MENU, COMMAND_MENU, PAYMENT_MENU, t
 from bot.telegram.client import TelegramApi
 from bot.telegram.errors import TelegramError, TelegramRetryAfter, TelegramUnauthorized
 from bot.telegram.types import BotCommand, User
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+PROFILE_DEADLINE_S: Final = 120.0
 
 STARTUP_BACKOFF_INITIAL_S: Final = 2.0
 STARTUP_BACKOFF_MAX_S: Final = 60.0
@@ -120,18 +123,47 @@ async def wait_for_telegram(api: TelegramApi, *, route: str, rng: random.Random)
     return await until_answered(api.get_me, what="getMe", route=route, rng=rng)
 
 
-async def set_commands(api: TelegramApi, *, payments_on: bool = False) -> None:
-    """The command menu in both languages; cosmetic, so failures are only logged.
+async def set_commands(
+    api: TelegramApi, *, payments_on: bool = False, admins: Iterable[int] = ()
+) -> None:
+    """The bot's profile in both languages: its description and short description, the
+    command menu, and each admin's own menu with the admin commands (a menu scoped to
+    that admin's private chat, so nobody else sees them). Cosmetic: failures are logged.
 
     While something is for sale, ``/buy``, ``/paysupport`` and ``/terms`` are listed too
-    (docs/telegram.md, T15).
+    (docs/telegram.md, T15). Russian is the default for languages without their own.
+    Runs beside polling and gives up after ``PROFILE_DEADLINE_S`` (a 429 on these calls
+    can ask for minutes).
     """
+    with trio.move_on_after(PROFILE_DEADLINE_S) as deadline:
+        await _set_profile(api, payments_on=payments_on, admins=admins)
+    if deadline.cancelled_caught:
+        log.warning(
+            "telegram_profile_not_set", extra=fields(what="all", after_s=PROFILE_DEADLINE_S)
+        )
+
+
+async def _set_profile(api: TelegramApi, *, payments_on: bool, admins: Iterable[int]) -> None:
     for lang, basic in COMMAND_MENU.items():
+        code = None if lang == "ru" else lang
         commands = basic + PAYMENT_MENU[lang] if payments_on else basic
-        try:
-            await api.set_my_commands(
-                [BotCommand(command=c, description=d) for c, d in commands],
-                language_code=None if lang == "ru" else lang,
-            )
-        except TelegramError as exc:
-            log.warning("telegram_commands_not_set", extra=fields(lang=lang, error=str(exc)))
+        menu = [BotCommand(command=c, description=d) for c, d in commands]
+        admin_menu = menu + [BotCommand(command=c, description=d) for c, d in ADMIN_MENU[lang]]
+        calls: Sequence[tuple[str, Callable[[], Awaitable[bool]]]] = [
+            ("description", partial(api.set_my_description, t("bot_description", lang),
+                                    language_code=code)),
+            ("short_description", partial(api.set_my_short_description,
+                                          t("bot_short_description", lang), language_code=code)),
+            ("commands", partial(api.set_my_commands, menu, language_code=code)),
+        ] + [
+            ("admin_commands", partial(api.set_my_commands, admin_menu, language_code=code,
+                                       chat_id=admin))
+            for admin in sorted(admins)
+        ]  # fmt: skip
+        for what, call in calls:
+            try:
+                await call()
+            except TelegramError as exc:
+                log.warning(
+                    "telegram_profile_not_set", extra=fields(what=what, lang=lang, error=str(exc))
+                )

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 __all__ = [
+    "ADMIN_MENU",
     "COMMAND_MENU",
     "LOOK_BUTTON",
     "PAYMENT_MENU",
@@ -51,6 +52,24 @@ COMMAND_MENU: Final[dict[Lang, tuple[tuple[str, str], ...]]] = {
         ("reset", "start the conversation over"),
         ("privacy", "what I keep and how to erase it"),
         ("help", "what I can do"),
+    ),
+}
+
+# Added to the menu of the chats of ADMIN_USER_IDS only (a chat-scoped menu).
+ADMIN_MENU: Final[dict[Lang, tuple[tuple[str, str], ...]]] = {
+    "ru": (
+        ("stats", "отчёт о картинках"),
+        ("grant", "начислить картинки: /grant <user_id> <count>"),
+        ("subscribe", "подписка: /subscribe <user_id> <days>"),
+        ("refund", "вернуть платёж: /refund <charge_id>"),
+        ("stoprenewal", "остановить продление: /stoprenewal <user_id>"),
+    ),
+    "en": (
+        ("stats", "the picture report"),
+        ("grant", "add pictures: /grant <user_id> <count>"),
+        ("subscribe", "subscription: /subscribe <user_id> <days>"),
+        ("refund", "refund a payment: /refund <charge_id>"),
+        ("stoprenewal", "stop a renewal: /stoprenewal <user_id>"),
     ),
 }
 
@@ -87,14 +106,14 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     "help": {
         "ru": (
             "Просто пиши мне — я отвечу от лица выбранного персонажа.\n"
-            "Под ответом есть кнопка «👁️ Посмотреть»: она рисует картинку к этой сцене.\n\n"
+            "Под ответом есть кнопка «{look}»: она рисует картинку к этой сцене.\n\n"
             "/persona — выбрать персонажа\n/balance — сколько картинок осталось\n"
             "/reset — начать разговор заново\n/forget — стереть нашу переписку\n"
             "/privacy — что я храню\n/help — эта подсказка"
         ),
         "en": (
             "Just write to me and I will answer as the persona you chose.\n"
-            "Under a reply, the «👁️ Посмотреть» button draws a picture of that scene.\n\n"
+            "Under a reply, the «{look}» button draws a picture of that scene.\n\n"
             "/persona — choose a persona\n/balance — images left\n"
             "/reset — start the conversation over\n/forget — erase our conversation\n"
             "/privacy — what I keep\n/help — this help"
@@ -152,7 +171,7 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "ru": "Я понимаю только текст.",
         "en": "I only understand text.",
     },
-    # Toasts answering a press on «👁️ Посмотреть» (answerCallbackQuery, ≤ 200 chars).
+    # Toasts answering a press on «{look}» (answerCallbackQuery, ≤ 200 chars).
     "toast_started": {"ru": "Рисую…", "en": "Drawing…"},
     "toast_in_flight": {
         "ru": "Картинка к этому сообщению уже рисуется.",
@@ -242,8 +261,7 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "{pictures:picture|pictures}",
     },
     "invoice_pack_description": {
-        "ru": "{pictures:картинка|картинки|картинок} на баланс: нажимай «👁️ Посмотреть» под"
-        " ответами.",
+        "ru": "{pictures:картинка|картинки|картинок} на баланс: нажимай «{look}» под ответами.",
         "en": "{pictures:picture|pictures} on your balance for the «👁️» button under replies.",
     },
     "invoice_subscription_title": {"ru": "Подписка на месяц", "en": "Monthly subscription"},
@@ -320,14 +338,14 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     "privacy": {
         "ru": "Что я храню о тебе и сколько:\n"
         "• нашу переписку (для памяти разговора) — {turns};\n"
-        "• тексты своих ответов под кнопкой «👁️ Посмотреть» — {sent};\n"
+        "• тексты своих ответов под кнопкой «{look}» — {sent};\n"
         "• заказы картинок и их описания — {jobs};\n"
         "• счётчики без текстов (что нажато, что нарисовано) — {events};\n"
         "• баланс картинок, подписку и платежи — пока ими пользуешься.\n\n"
         "/forget сразу стирает переписку и тексты ответов.{contact}",
         "en": "What I keep about you, and for how long:\n"
         "• our conversation (so I remember it) — {turns};\n"
-        "• the texts of my replies under the «👁️ Посмотреть» button — {sent};\n"
+        "• the texts of my replies under the «{look}» button — {sent};\n"
         "• picture orders and their scenes — {jobs};\n"
         "• counts without texts (what was pressed and drawn) — {events};\n"
         "• your picture balance, subscription and payments — while you use them.\n\n"
@@ -338,6 +356,18 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
         "en": "{days:day|days}",
     },
     "privacy_forever": {"ru": "бессрочно", "en": "with no time limit"},
+    # The bot's profile (setMyDescription: an empty chat; setMyShortDescription: the
+    # profile line, at most 120 characters).
+    "bot_description": {
+        "ru": "Собеседник с характером: выбери персонажа и пиши ему как другу. Под ответом "
+        "есть кнопка «{look}» — она нарисует сцену из разговора.",
+        "en": "A companion with a character: choose a persona and write as to a friend. Under "
+        "a reply, the «{look}» button draws the scene you are talking about.",
+    },
+    "bot_short_description": {
+        "ru": "Разговоры с персонажами и картинки к ним по кнопке.",
+        "en": "Chats with personas, and a picture of the scene at a press.",
+    },
     "privacy_contact": {
         "ru": "\nВопросы: {contact}.",
         "en": "\nQuestions: {contact}.",
@@ -406,12 +436,12 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     "forget_done": {
         "ru": (
             "Готово: я стёр нашу переписку и тексты своих ответов. "
-            "Кнопки «👁️ Посмотреть» под старыми ответами больше не работают. "
+            "Кнопки «{look}» под старыми ответами больше не работают. "
             "Баланс картинок и подписка остались как были."
         ),
         "en": (
             "Done: I erased our conversation and the texts of my replies. "
-            "The «👁️ Посмотреть» buttons under old replies no longer work. "
+            "The «{look}» buttons under old replies no longer work. "
             "Your picture balance and subscription are unchanged."
         ),
     },
@@ -486,7 +516,14 @@ class _Texts(string.Formatter):
 
 
 def t(key: str, lang: str | None = "ru", /, **params: object) -> str:
-    """The text *key* in the language :func:`lang_of` picks for *lang*, *params* filled in."""
+    """The text *key* in the language :func:`lang_of` picks for *lang*, *params* filled in.
+
+    ``{look}`` is always the picture button's label in that language, so that a text names
+    the button the user actually sees.
+    """
     chosen = lang_of(lang)
     template = _TEXTS[key][chosen]
-    return _Texts(chosen).format(template, **params) if params else template
+    look = _TEXTS["look_button"][chosen]
+    if not params:  # some callers fill a template's other fields themselves
+        return template.replace("{look}", look)
+    return _Texts(chosen).format(template, **{"look": look, **params})

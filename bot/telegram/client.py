@@ -380,11 +380,29 @@ class TelegramApi:
         return await self.call("deleteMessage", params, result=bool, priority=priority)
 
     async def set_my_commands(
-        self, commands: Sequence[BotCommand], *, language_code: str | None = None
+        self,
+        commands: Sequence[BotCommand],
+        *,
+        language_code: str | None = None,
+        chat_id: int | None = None,
     ) -> bool:
-        """Set the command menu, for all users or for one language."""
-        params = {"commands": list(commands), "language_code": language_code}
+        """Set the command menu, for all users or for one language; with *chat_id*, for
+        that one chat only (``BotCommandScopeChat``: an admin's own menu)."""
+        scope = {"type": "chat", "chat_id": chat_id} if chat_id is not None else None
+        params = {"commands": list(commands), "language_code": language_code, "scope": scope}
         return await self.call("setMyCommands", params, result=bool)
+
+    async def set_my_description(self, description: str, *, language_code: str | None) -> bool:
+        """What an empty chat with the bot shows, up to 512 characters."""
+        params = {"description": description, "language_code": language_code}
+        return await self.call("setMyDescription", params, result=bool)
+
+    async def set_my_short_description(
+        self, short_description: str, *, language_code: str | None
+    ) -> bool:
+        """The bot's profile line and share text, up to 120 characters."""
+        params = {"short_description": short_description, "language_code": language_code}
+        return await self.call("setMyShortDescription", params, result=bool)
 
     async def delete_webhook(self, *, drop_pending_updates: bool = False) -> bool:
         """Remove the webhook so that getUpdates works (docs/telegram.md, T6)."""

@@ -333,6 +333,8 @@ class FakeTelegram:
         self.allowed_updates: list[str] | None = None
         self.sent: list[SentRecord] = []
         self.edits: list[EditRecord] = []
+        self.chat_commands: dict[tuple[int, str], list[Any]] = {}  # (chat, language) → menu
+        self.descriptions: dict[tuple[str, str], str] = {}  # (field, language) → text
         # Messages turned into a photo or document by editMessageMedia; ``sent`` holds
         # them as they look now (the same message_id, kind "photo" or "document").
         self.media_edits: list[SentRecord] = []
@@ -376,6 +378,8 @@ class FakeTelegram:
             "editMessageMedia": self._edit_media,
             "deleteMessage": self._delete_message,
             "setMyCommands": self._set_my_commands,
+            "setMyDescription": lambda p: self._set_description(p, "description", 512),
+            "setMyShortDescription": lambda p: self._set_description(p, "short_description", 120),
             "sendInvoice": self._send_invoice,
             "createInvoiceLink": self._create_invoice_link,
             "answerPreCheckoutQuery": self._answer_pre_checkout_query,
@@ -879,7 +883,22 @@ class FakeTelegram:
         commands = _json(params, "commands")
         if not isinstance(commands, list):
             raise _ApiError(400, "Bad Request: parameter 'commands' is required")
-        self.commands[str(params.get("language_code") or "")] = commands
+        language = str(params.get("language_code") or "")
+        scope = _json(params, "scope")
+        if scope is None or scope.get("type") == "default":
+            self.commands[language] = commands
+        elif scope.get("type") == "chat" and isinstance(scope.get("chat_id"), int):
+            self.chat_commands[(scope["chat_id"], language)] = commands
+        else:
+            raise _ApiError(400, "Bad Request: can't parse BotCommandScope")
+        return True
+
+    def _set_description(self, params: dict[str, Any], field: str, limit: int) -> bool:
+        """setMyDescription / setMyShortDescription, per language."""
+        text = str(params.get(field, ""))
+        if len(text) > limit:
+            raise _ApiError(400, f"Bad Request: {field} is too long")
+        self.descriptions[(field, str(params.get("language_code") or ""))] = text
         return True
 
     def _check_invoice(self, params: dict[str, Any]) -> tuple[str, str, str, int]:
