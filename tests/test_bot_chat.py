@@ -93,7 +93,49 @@ async def test_help_persona_and_english_users(
     await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 2)
     assert fake_telegram.sent[0].text == t("help", "en")
     assert fake_telegram.sent[1].text == t("choose_persona", "en")
-    assert ("✅ Алиса", "persona:alice") in fake_telegram.sent[1].buttons()
+    # The picker in English, each persona with its short description.
+    assert fake_telegram.sent[1].buttons() == [
+        ("✅ Alice · A cheerful traveller", "persona:alice"),
+        ("Max · A calm barista and photographer", "persona:max"),
+        ("Vera · A dreamy painter", "persona:vera"),
+    ]
+    await bot.stop()
+
+
+async def test_english_users_meet_the_persona_in_english_and_russian_users_in_russian(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    bot = await start_bot(nursery, tmp_path, fake_telegram)
+    alice = load_personas(SHIPPED_PERSONAS).get("alice")
+    assert alice.en is not None
+    fake_telegram.user_says("/start alice", language_code="de")  # other languages: English
+    fake_telegram.user_says("/start alice", user_id=5, language_code="ru-RU")
+    await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 2)
+    by_chat = {s.chat_id: s.text for s in fake_telegram.sent}
+    assert by_chat[DEFAULT_USER_ID] == alice.en.greeting
+    assert by_chat[5] == alice.greeting
+    fake_telegram.user_says("how are you?", language_code="en")
+    await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 3)
+    assert fake_telegram.sent[-1].text in alice.en.offline_lines  # no LLM: an English line
+    await bot.stop()
+
+
+async def test_the_llm_gets_the_system_prompt_in_the_users_language(
+    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+) -> None:
+    seen: list[str] = []
+
+    async def llm(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content)["messages"][0]["content"])
+        return llm_answer("Hello there!")
+
+    bot = await start_bot(nursery, tmp_path, fake_telegram, llm=llm)
+    fake_telegram.user_says("hi", language_code="en")
+    fake_telegram.user_says("привет", user_id=5, language_code="ru")
+    await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 2)
+    alice = load_personas(SHIPPED_PERSONAS).get("alice")
+    assert alice.en is not None
+    assert sorted(seen) == sorted([alice.en.system_prompt, alice.system_prompt])
     await bot.stop()
 
 

@@ -87,7 +87,7 @@ async def send_persona_text(deps: Deps, ctx: Context, persona: Persona, text: st
 
 def fallback_line(persona: Persona, lang: str) -> str:
     """The line shown when the LLM fails, in the persona's own grammatical gender."""
-    if persona.fallback_line is not None and lang != "en":
+    if persona.fallback_line is not None and (lang != "en" or persona.en is not None):
         return persona.fallback_line
     return t("llm_fallback_feminine" if persona.gender == "feminine" else "llm_fallback", lang)
 
@@ -95,7 +95,8 @@ def fallback_line(persona: Persona, lang: str) -> str:
 async def handle_start(deps: Deps, cmd: StartCmd) -> None:
     """The greeting and the persona keyboard; a deep link's persona key opens that persona."""
     user = await deps.ensure_user(cmd.ctx)
-    persona = deps.personas.find(cmd.payload) if cmd.payload is not None else None
+    found = deps.personas.find(cmd.payload) if cmd.payload is not None else None
+    persona = found.speaking(cmd.ctx.lang) if found is not None else None
     if persona is not None:
         await deps.write(
             f"persona of user {cmd.ctx.user_id}",
@@ -112,7 +113,9 @@ async def handle_start(deps: Deps, cmd: StartCmd) -> None:
     await deps.api.send_message(
         cmd.ctx.chat_id,
         t("greeting", cmd.ctx.lang, name=name),
-        reply_markup=persona_keyboard(deps.personas.personas, current=user.persona_key),
+        reply_markup=persona_keyboard(
+            deps.personas.personas, current=user.persona_key, lang=cmd.ctx.lang
+        ),
     )
 
 
@@ -150,15 +153,16 @@ async def handle_persona(deps: Deps, cmd: PersonaCmd) -> None:
     await deps.api.send_message(
         cmd.ctx.chat_id,
         t("choose_persona", cmd.ctx.lang),
-        reply_markup=persona_keyboard(deps.personas.personas, current=current),
+        reply_markup=persona_keyboard(deps.personas.personas, current=current, lang=cmd.ctx.lang),
     )
 
 
 async def handle_persona_choice(deps: Deps, cmd: Press[ChoosePersona]) -> None:
-    persona = deps.personas.find(cmd.button.key)
-    if persona is None:
+    found = deps.personas.find(cmd.button.key)
+    if found is None:
         await deps.answer_query(cmd.query_id, text=t("toast_stale", cmd.ctx.lang))
         return
+    persona = found.speaking(cmd.ctx.lang)
     await deps.ensure_user(cmd.ctx)
     await deps.write(
         f"persona of user {cmd.ctx.user_id}",
@@ -173,7 +177,7 @@ async def handle_persona_choice(deps: Deps, cmd: Press[ChoosePersona]) -> None:
 async def handle_reset(deps: Deps, cmd: ResetCmd) -> None:
     """Start the conversation with the current persona over: its turns are forgotten."""
     user = await deps.ensure_user(cmd.ctx)
-    persona = deps.personas.get(user.persona_key)
+    persona = deps.personas.get(user.persona_key).speaking(cmd.ctx.lang)
     dropped = await deps.write(
         f"conversation of user {cmd.ctx.user_id} reset",
         lambda: deps.store.conversation.clear(user_id=cmd.ctx.user_id, persona_key=persona.key),
@@ -191,7 +195,7 @@ async def handle_reset(deps: Deps, cmd: ResetCmd) -> None:
 async def handle_chat_text(deps: Deps, cmd: ChatText) -> None:
     """Answer in the persona's voice: the LLM when configured, else an offline line."""
     user = await deps.ensure_user(cmd.ctx)
-    persona = deps.personas.get(user.persona_key)
+    persona = deps.personas.get(user.persona_key).speaking(cmd.ctx.lang)
     if deps.llm is None:
         reply = offline_reply(persona, rng=deps.rng)
     else:

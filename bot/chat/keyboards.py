@@ -18,15 +18,23 @@ def look_keyboard(lang: Lang) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
 
-def persona_keyboard(personas: Sequence[Persona], *, current: str | None) -> InlineKeyboardMarkup:
-    """One button per persona, the current one ticked."""
+def persona_keyboard(
+    personas: Sequence[Persona], *, current: str | None, lang: Lang = "ru"
+) -> InlineKeyboardMarkup:
+    """One button per persona, in *lang*, with its short description; the current one
+    ticked."""
     rows = [
         [
             InlineKeyboardButton(
-                text=("✅ " if persona.key == current else "") + persona.name,
+                text=_label(persona.speaking(lang), ticked=persona.key == current),
                 callback_data=encode(ChoosePersona(persona.key)),
             )
         ]
         for persona in personas
     ]
     return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def _label(persona: Persona, *, ticked: bool) -> str:
+    label = ("✅ " if ticked else "") + persona.name
+    return f"{label} · {persona.description}" if persona.description else label

@@ -23,6 +23,7 @@ __all__ = [
     "OperatorTexts",
     "Persona",
     "PersonaBook",
+    "PersonaWords",
     "PersonasError",
     "Translated",
     "load_personas",
@@ -66,6 +67,20 @@ class ImageConfig(BaseModel):
         )
 
 
+class PersonaWords(BaseModel):
+    """A persona's words in another language (``"en"`` in the file): whatever is given
+    replaces the persona's own for users of that language."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    system_prompt: str = Field(min_length=1)
+    greeting: str = Field(min_length=1)
+    offline_lines: tuple[str, ...] = Field(min_length=1)
+    fallback_line: str | None = Field(default=None, min_length=1)
+
+
 class Persona(BaseModel):
     """One character the user can talk to."""
 
@@ -82,6 +97,25 @@ class Persona(BaseModel):
     # the line shown when the LLM fails; ``fallback_line`` replaces that line outright.
     gender: Literal["masculine", "feminine"] = "masculine"
     fallback_line: str | None = Field(default=None, min_length=1)
+    # English users meet the persona in English when these are given (docs/product.md, P14).
+    en: PersonaWords | None = None
+
+    def speaking(self, lang: str) -> Persona:
+        """The persona with its words in *lang*: its English ones for English users when
+        the file has them, its own otherwise. Key, image and gender stay."""
+        if lang != "en" or self.en is None:
+            return self
+        words = self.en
+        return self.model_copy(
+            update={
+                "name": words.name,
+                "description": words.description,
+                "system_prompt": words.system_prompt,
+                "greeting": words.greeting,
+                "offline_lines": words.offline_lines,
+                "fallback_line": words.fallback_line,
+            }
+        )
 
 
 class Translated(BaseModel):

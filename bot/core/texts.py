@@ -2,7 +2,7 @@
 
 ``t(key, lang, **params)`` takes a Telegram ``language_code`` (``en-US``, ``ru``, ``None``)
 or an already chosen :data:`Lang`; :func:`lang_of` is the one rule that picks the
-language: English for ``en*``, Russian for everything else.
+language: Russian for ``ru*`` (and when Telegram gives none), English for everyone else.
 
 A number that meets a noun names the noun's forms after it, and the right one is chosen
 for the number (:func:`plural`): ``{balance:картинка|картинки|картинок}`` reads "1
@@ -472,8 +472,11 @@ TEMPLATES: Final[Mapping[str, Mapping[Lang, str]]] = MappingProxyType(_TEXTS)
 
 
 def lang_of(language_code: str | None) -> Lang:
-    """English for English-speaking Telegram users (``en``, ``en-US``), Russian otherwise."""
-    return "en" if language_code and language_code.lower().startswith("en") else "ru"
+    """Russian for Russian-speaking Telegram users (``ru``, ``ru-RU``) and when Telegram
+    gives no language; English for everyone else."""
+    if language_code is None or not language_code.strip():
+        return "ru"
+    return "ru" if language_code.lower().startswith("ru") else "en"
 
 
 def plural(count: int, forms: str, lang: Lang) -> str:
