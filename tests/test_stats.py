@@ -184,6 +184,7 @@ def test_format_text_is_an_aligned_table() -> None:
             "  busy                  1",
             "  cancelled             0",
             "success rate        50.0%",
+            "generation success  66.7%",  # the busy press is a limit, not a fault
             "time p50            4.0 s",
             "time p95            6.0 s",
             "",
@@ -212,9 +213,9 @@ def test_format_text_cuts_many_personas_to_one_telegram_message() -> None:
     lines = text.splitlines()
     assert len(text) <= MAX_MESSAGE_CHARS
     assert lines[-1] == "…"
-    assert lines[15].startswith("persona-with-a-long-key-0000 ")
-    assert len({len(line) for line in lines[14:-1]}) == 1  # header and rows align
-    shown = [line.split()[0] for line in lines[15:-1]]
+    assert lines[16].startswith("persona-with-a-long-key-0000 ")
+    assert len({len(line) for line in lines[15:-1]}) == 1  # header and rows align
+    shown = [line.split()[0] for line in lines[16:-1]]
     assert shown == [f"persona-with-a-long-key-{i:04d}" for i in range(len(shown))]
     assert 10 < len(shown) < 500
 
@@ -230,6 +231,7 @@ def test_format_json_exact_document() -> None:
         "failed": 2,
         "failures": no_reasons | {"generation_error": 1, "busy": 1},
         "success_rate": 0.5,
+        "generation_success_rate": 0.6667,
         "p50_ms": 4000,
         "p95_ms": 6000,
         "personas": {
@@ -239,6 +241,7 @@ def test_format_json_exact_document() -> None:
                 "failed": 1,
                 "failures": no_reasons | {"generation_error": 1},
                 "success_rate": 0.6667,
+                "generation_success_rate": 0.6667,
                 "p50_ms": 4000,
                 "p95_ms": 6000,
             },
@@ -248,6 +251,7 @@ def test_format_json_exact_document() -> None:
                 "failed": 1,
                 "failures": no_reasons | {"busy": 1},
                 "success_rate": 0.0,
+                "generation_success_rate": None,
                 "p50_ms": None,
                 "p95_ms": None,
             },
@@ -323,12 +327,14 @@ def test_stats_main_prints_the_last_week_as_text(
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0] == "Pictures, 2026-11-21 12:00 → 2026-11-28 12:00 UTC"
-    assert lines[1:4] == [
-        "presses                 3",
-        "generated               2",
-        "failed                  1",
+    assert [line.split() for line in lines[1:4]] == [
+        ["presses", "3"],
+        ["generated", "2"],
+        ["failed", "1"],
     ]
-    assert lines[11:13] == ["time p50            3.0 s", "time p95            5.0 s"]
+    assert lines[10].split() == ["success", "rate", "66.7%"]
+    assert lines[11].split() == ["generation", "success", "100.0%"]  # no_quota is no fault
+    assert lines[12:14] == ["time p50             3.0 s", "time p95             5.0 s"]
     assert lines[-1] == "alice          3          2       1         66.7%  3.0 s  5.0 s"
 
 
@@ -477,6 +483,10 @@ async def test_admin_gets_the_week_in_one_message(
     expected_rows = [ImageEventRow(REQ, "alice"), ImageEventRow(GEN, "alice", duration_ms=2500)]
     expected = summarize(expected_rows, since=WEEK_AGO, until=NOW)
     assert fake_telegram.texts_to(ADMIN) == [format_text(expected, "en")]
+    # In a monospace block, so the table stays aligned in Telegram.
+    [sent] = [r for r in fake_telegram.requests if r.method == "sendMessage"][-1:]
+    assert sent.params["parse_mode"] == "HTML"
+    assert str(sent.params["text"]).startswith("<pre>")
 
 
 async def test_admin_window_argument_widens_the_report(
@@ -486,10 +496,9 @@ async def test_admin_window_argument_widens_the_report(
     fake_telegram.user_says("x", user_id=ADMIN)
     await handle_stats(deps, stats_cmd(ADMIN, "30d", language_code="ru"))
     (text,) = fake_telegram.texts_to(ADMIN)
-    assert text.splitlines()[:2] == [
-        "Картинки, 2026-10-29 12:00 → 2026-11-28 12:00 UTC",
-        "нажатий                  2",
-    ]
+    assert text.splitlines()[0] == "Картинки, 2026-10-29 12:00 → 2026-11-28 12:00 UTC"
+    assert text.splitlines()[1].split() == ["нажатий", "2"]
+    assert "время p50            2.5 с" in text  # seconds, in the admin's language
     assert text.splitlines()[-1].startswith("vera ")
 
 

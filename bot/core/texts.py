@@ -460,6 +460,8 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     "stats_failed": {"ru": "не вышло", "en": "failed"},
     "stats_other": {"ru": "другое", "en": "other"},
     "stats_rate": {"ru": "успех", "en": "success rate"},
+    "stats_generation_rate": {"ru": "успех генерации", "en": "generation success"},
+    "stats_seconds": {"ru": "с", "en": "s"},
     "stats_p50": {"ru": "время p50", "en": "time p50"},
     "stats_p95": {"ru": "время p95", "en": "time p95"},
     "stats_persona": {"ru": "персонаж", "en": "persona"},

@@ -48,8 +48,11 @@ WINDOW_FORMS: Final = "use 30m, 12h, 7d, 2w or a UTC date like 2026-11-01"
 _WINDOW: Final = re.compile(r"(\d{1,6})([mhdw])")
 _UNITS: Final = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _TEXT_KEYS: Final = (
-    "title", "empty", "presses", "generated", "failed", "other", "rate", "p50", "p95", "persona",
+    "title", "empty", "presses", "generated", "failed", "other", "rate", "generation_rate",
+    "p50", "p95", "persona", "seconds",
 )  # fmt: skip
+# The failures that are the machinery's, not a user's choice or a limit.
+FAULTS: Final = (Reason.GENERATION_ERROR, Reason.SEND_ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,15 @@ class ImageCounts:
         """generated / (generated + failed); None when no request has finished."""
         finished = self.generated + self.failed
         return self.generated / finished if finished else None
+
+    @property
+    def generation_rate(self) -> float | None:
+        """How often the machinery delivered what it started: generated / (generated +
+        generation and send errors). No quota, a full queue, pictures off and the user's
+        own cancels are choices or limits, not faults, and are left out."""
+        faults = sum(self.failures.get(reason, 0) for reason in FAULTS)
+        attempted = self.generated + faults
+        return self.generated / attempted if attempted else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +152,8 @@ def _rate(rate: float | None) -> str:
     return "—" if rate is None else f"{rate * 100:.1f}%"
 
 
-def _seconds(ms: int | None) -> str:
-    return "—" if ms is None else f"{ms / 1000:.1f} s"
+def _seconds(ms: int | None, unit: str = "s") -> str:
+    return "—" if ms is None else f"{ms / 1000:.1f} {unit}"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -166,8 +178,9 @@ def _totals_lines(summary: StatsSummary, text: Mapping[str, str]) -> list[str]:
     if other:
         rows.append([f"  {text['other']}", str(other)])
     rows.append([text["rate"], _rate(summary.success_rate)])
-    rows.append([text["p50"], _seconds(summary.p50_ms)])
-    rows.append([text["p95"], _seconds(summary.p95_ms)])
+    rows.append([text["generation_rate"], _rate(summary.generation_rate)])
+    rows.append([text["p50"], _seconds(summary.p50_ms, text["seconds"])])
+    rows.append([text["p95"], _seconds(summary.p95_ms, text["seconds"])])
     return _table(rows)
 
 
@@ -176,7 +189,10 @@ def _persona_lines(summary: StatsSummary, text: Mapping[str, str]) -> list[str]:
     rows = [[*header, text["rate"], "p50", "p95"]]
     for key, counts in summary.personas.items():
         numbers = [str(counts.presses), str(counts.generated), str(counts.failed)]
-        timing = [_seconds(counts.p50_ms), _seconds(counts.p95_ms)]
+        timing = [
+            _seconds(counts.p50_ms, text["seconds"]),
+            _seconds(counts.p95_ms, text["seconds"]),
+        ]
         rows.append([key, *numbers, _rate(counts.success_rate), *timing])
     return _table(rows)
 
@@ -203,13 +219,14 @@ def format_text(summary: StatsSummary, lang: str = "en") -> str:
 
 
 def _counts_json(counts: ImageCounts) -> dict[str, object]:
-    rate = counts.success_rate
+    rate, generation = counts.success_rate, counts.generation_rate
     return {
         "presses": counts.presses,
         "generated": counts.generated,
         "failed": counts.failed,
         "failures": {reason.value: n for reason, n in counts.failures.items()},
         "success_rate": None if rate is None else round(rate, 4),
+        "generation_success_rate": None if generation is None else round(generation, 4),
         "p50_ms": counts.p50_ms,
         "p95_ms": counts.p95_ms,
     }

@@ -14,8 +14,8 @@ from store.server_stats import NO_SERVER, ServerCounts
 __all__ = ["server_json", "server_lines"]
 
 
-def _seconds(ms: int | None) -> str:
-    return "—" if ms is None else f"{ms / 1000:.1f} s"
+def _seconds(ms: int | None, unit: str) -> str:
+    return "—" if ms is None else f"{ms / 1000:.1f} {unit}"
 
 
 def server_lines(rows: Sequence[ServerCounts], lang: str = "en") -> list[str]:
@@ -25,9 +25,10 @@ def server_lines(rows: Sequence[ServerCounts], lang: str = "en") -> list[str]:
         return []
     header = [t("stats_server", lang), t("stats_generated", lang), t("stats_failed", lang)]
     table = [[*header, "p50", "p95"]]
+    unit = t("stats_seconds", lang)
     for row in rows:
-        numbers = [str(row.generated), str(row.failed), _seconds(row.p50_ms)]
-        table.append([row.server, *numbers, _seconds(row.p95_ms)])
+        numbers = [str(row.generated), str(row.failed), _seconds(row.p50_ms, unit)]
+        table.append([row.server, *numbers, _seconds(row.p95_ms, unit)])
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     return [
         "  ".join(

@@ -13,6 +13,7 @@ passes through the redactor.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import sys
 from collections.abc import Callable
@@ -119,11 +120,13 @@ async def handle_stats(deps: Deps, cmd: AdminCmd) -> None:
     redact = Redactor(deps.settings.secrets())
     sections = [redact(section) for section in _as_text(report, lang)]
     text = "\n\n".join(sections)
-    if len(text) <= MAX_MESSAGE_CHARS:
-        await deps.api.send_message(cmd.ctx.chat_id, text)
-        return
-    for section in sections:  # a long per-persona table: each part a message of its own
-        await deps.api.send_message(cmd.ctx.chat_id, section)
+    # Monospace, so the tables stay aligned in Telegram; escaped entities count as one
+    # character each against the limit, so the plain length is what counts.
+    parts = [text] if len(text) <= MAX_MESSAGE_CHARS else sections
+    for part in parts:  # a long per-persona table: each part a message of its own
+        await deps.api.send_message(
+            cmd.ctx.chat_id, f"<pre>{html.escape(part)}</pre>", parse_mode="HTML"
+        )
 
 
 def read_report_sync(db: sqlite_utils.Database, *, since: datetime, until: datetime) -> FullReport:

@@ -309,14 +309,17 @@ class TelegramApi:
         reply_to_message_id: int | None = None,
         disable_notification: bool = False,
         priority: Priority | None = None,
+        parse_mode: Literal["HTML"] | None = None,
     ) -> Message:
-        """Send plain text, without parse_mode, so user text needs no escaping.
+        """Send plain text, without parse_mode, so user text needs no escaping; with
+        ``parse_mode="HTML"`` the caller has escaped what is not markup.
 
         See docs/telegram.md, T13; *priority* as in :meth:`call`.
         """
         params = {
             "chat_id": chat_id,
             "text": text,
+            "parse_mode": parse_mode,
             "reply_markup": reply_markup,
             "reply_parameters": _reply_parameters(reply_to_message_id),
             "disable_notification": disable_notification or None,

@@ -14,6 +14,7 @@ instant.
 from __future__ import annotations
 
 import dataclasses
+import html
 import inspect
 import itertools
 import json
@@ -690,6 +691,8 @@ class FakeTelegram:
     def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._writable_chat(params)
         text = str(params.get("text", ""))
+        if params.get("parse_mode") == "HTML":
+            text = _visible_html(text)
         if not text.strip():
             raise _ApiError(400, "Bad Request: message text is empty")
         if len(text) > 4096:
@@ -1066,6 +1069,22 @@ def _photo_sizes(file_id: str, size: int) -> list[dict[str, Any]]:
             "file_size": size,
         },
     ]
+
+
+_HTML_TAG = re.compile(r"</?([a-z-]+)[^>]*>")
+_HTML_TAGS = frozenset({"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a",
+                        "code", "pre", "tg-spoiler", "blockquote"})  # fmt: skip
+
+
+def _visible_html(text: str) -> str:
+    """What a client shows for an HTML-formatted text: the tags Telegram knows removed,
+    entities decoded; any other tag is refused as Telegram refuses it."""
+    for match in _HTML_TAG.finditer(text):
+        if match.group(1) not in _HTML_TAGS:
+            raise _ApiError(
+                400, f'Bad Request: can\'t parse entities: Unsupported start tag "{match.group(1)}"'
+            )
+    return html.unescape(_HTML_TAG.sub("", text))
 
 
 def too_many_requests(retry_after: int) -> httpx.Response:
