@@ -11,6 +11,7 @@ from typing import Final
 
 import trio
 
+from bot.chat.drafts import DraftWriter
 from bot.chat.keyboards import look_keyboard, persona_keyboard
 from bot.core.buttons import ChoosePersona
 from bot.core.commands import (
@@ -213,11 +214,19 @@ async def _llm_reply(deps: Deps, cmd: ChatText, persona: Persona) -> str:
         user_id=cmd.ctx.user_id, persona_key=persona.key, limit=deps.settings.llm_history_turns
     )
     answer: str | LlmError
+    # A private chat sees the reply grow as the LLM writes it (bot/chat/drafts.py).
+    drafts = (
+        DraftWriter(deps, cmd.ctx.chat_id) if cmd.ctx.private and deps.drafts.available else None
+    )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_keep_typing, deps, cmd.ctx.chat_id)
+        if drafts is not None:
+            nursery.start_soon(drafts.run)
         try:
             answer = await deps.llm.complete(
-                persona_messages(persona, history, cmd.text), max_tokens=REPLY_MAX_TOKENS
+                persona_messages(persona, history, cmd.text),
+                max_tokens=REPLY_MAX_TOKENS,
+                on_text=drafts.show if drafts is not None else None,
             )
         except LlmError as exc:  # caught inside, so it never arrives in an ExceptionGroup
             answer = exc

@@ -36,7 +36,7 @@ from common.logfields import fields
 from store import EventRecord, Store, User
 from store.patience import STORE_PATIENCE_S, persist
 
-__all__ = ["Deps", "Offers"]
+__all__ = ["Deps", "DraftSupport", "Offers"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,13 @@ def _nothing_for_sale(_: Lang) -> None:
     return None
 
 
+@dataclass(slots=True)
+class DraftSupport:
+    """Whether this Bot API server knows ``sendMessageDraft``: until one refuses it."""
+
+    available: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Deps:
     api: TelegramApi
@@ -69,6 +76,7 @@ class Deps:
     bot_username: str | None = None
     limits: UserLimits = field(default_factory=_default_limits)
     offers: Offers = _nothing_for_sale
+    drafts: DraftSupport = field(default_factory=DraftSupport)
 
     async def write(
         self, what: str, operation: Callable[[], T], *, patience_s: float = STORE_PATIENCE_S

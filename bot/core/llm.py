@@ -15,9 +15,10 @@ charset its header names (docs/libraries.md, L30).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import httpx
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from bot.core.personas import Persona
 from bot.telegram.redact import Redactor
 from common.bodies import ACCEPT_ENCODING, BodyError, read_body
+from common.logfields import fields
 from common.metrics import LLM_REQUESTS, LLM_SECONDS
 from store import Turn
 
@@ -34,6 +36,7 @@ __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_REPLY_CHARS",
     "ChatCompletions",
+    "EventStream",
     "LlmError",
     "offline_reply",
     "persona_messages",
@@ -81,8 +84,55 @@ class _Completion(BaseModel):
     choices: list[_Choice]
 
 
+class _Delta(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    content: str | None = None
+
+
+class _ChunkChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    delta: _Delta = _Delta()
+
+
+class _Chunk(BaseModel):
+    """One event of a streamed completion (``"object": "chat.completion.chunk"``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    choices: list[_ChunkChoice] = []
+
+
+class EventStream:
+    """PURE: server-sent events in, the payloads of their ``data:`` lines out.
+
+    Comments (``: ping``) and other fields are skipped; a line cut between two chunks is
+    kept until its end arrives. More than *limit* bytes in all raises ``LlmError``.
+    """
+
+    def __init__(self, *, limit: int = MAX_ANSWER_BYTES) -> None:
+        self._limit = limit
+        self._size = 0
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise LlmError(f"the streamed answer is over its cap of {self._limit} bytes")
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        payloads = []
+        for line in lines:
+            if line.startswith(b"data:"):
+                payloads.append(line[5:].strip().decode("utf-8", "replace"))
+        return payloads
+
+
 class ChatCompletions:
-    """A minimal OpenAI-compatible ``/chat/completions`` client."""
+    """A minimal OpenAI-compatible ``/chat/completions`` client.
+
+    With ``on_text`` a completion is asked for as a stream (``"stream": true``) and
+    ``on_text`` gets the text so far after each piece. A server that answers a stream
+    request with one JSON body is taken as one that does not stream: that is logged once
+    (``llm_streaming_unsupported``) and later requests ask for no stream.
+    """
 
     def __init__(
         self,
@@ -100,11 +150,17 @@ class ChatCompletions:
         self._timeout_s = timeout_s
         # A server may echo the key it refused in its error page.
         self._redact = Redactor([api_key.get_secret_value() if api_key else None])
+        self._streams: bool | None = None  # None until a stream request was answered
 
     async def complete(
-        self, messages: Sequence[dict[str, str]], *, max_tokens: int, temperature: float = 0.8
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float = 0.8,
+        on_text: Callable[[str], None] | None = None,
     ) -> str:
-        """The assistant's text for *messages*.
+        """The assistant's text for *messages*; *on_text* sees it grow, if it streams.
 
         Raises:
             LlmError: timeout, network error, non-2xx, an answer over ``MAX_ANSWER_BYTES``,
@@ -112,7 +168,9 @@ class ChatCompletions:
         """
         started = trio.current_time()
         try:
-            text = await self._complete(messages, max_tokens=max_tokens, temperature=temperature)
+            text = await self._complete(
+                messages, max_tokens=max_tokens, temperature=temperature, on_text=on_text
+            )
         except LlmError:
             _measured("failed", started)
             raise
@@ -120,23 +178,36 @@ class ChatCompletions:
         return text
 
     async def _complete(
-        self, messages: Sequence[dict[str, str]], *, max_tokens: int, temperature: float
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], None] | None,
     ) -> str:
-        headers = {"accept-encoding": ACCEPT_ENCODING}  # what read_body can decode
+        stream = on_text is not None and self._streams is not False
+        # A stream is read piece by piece, so it is asked for uncompressed; a whole body
+        # goes through read_body, which decodes what it names here.
+        headers = {"accept-encoding": "identity" if stream else ACCEPT_ENCODING}
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
-        body = {
+        body: dict[str, object] = {
             "model": self._model,
             "messages": list(messages),
             "max_tokens": max_tokens,
             "temperature": temperature,
         }
+        if stream:
+            body["stream"] = True
         try:
             with trio.fail_after(self._timeout_s):
                 async with self._http.stream(
                     "POST", self._url, json=body, headers=headers, timeout=self._timeout_s
                 ) as response:
                     status = response.status_code
+                    if stream and on_text is not None and _is_event_stream(response):
+                        self._streams = True
+                        return await _read_stream(response, on_text, self._quote)
                     content = await read_body(response, limit=MAX_ANSWER_BYTES)
         except trio.TooSlowError:
             raise LlmError(f"no answer within {self._timeout_s:g} s") from None
@@ -146,6 +217,13 @@ class ChatCompletions:
             raise LlmError(self._redact(f"answer unreadable: {exc}")) from None
         if status // 100 != 2:
             raise LlmError(f"HTTP {status}: {self._quote(content)}")
+        if stream and self._streams is None:
+            self._streams = False
+            log.info(
+                "llm_streaming_unsupported",
+                extra=fields(hint="the LLM answered a stream request at once; replies are"
+                             " shown when complete"),
+            )  # fmt: skip
         try:
             completion = _Completion.model_validate_json(content)
         except ValidationError:
@@ -160,6 +238,46 @@ class ChatCompletions:
         part of a secret survives the cut."""
         text = content[: QUOTED_BODY_CHARS * 4].decode("utf-8", "replace")
         return repr(self._redact(text)[:QUOTED_BODY_CHARS])
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    encoded = response.headers.get("content-encoding", "identity").strip().lower()
+    return (
+        response.status_code // 100 == 2
+        and kind == "text/event-stream"
+        and (encoded in ("", "identity"))
+    )
+
+
+async def _read_stream(
+    response: httpx.Response, on_text: Callable[[str], None], quote: Callable[[bytes], str]
+) -> str:
+    """The text of a streamed completion, *on_text* told after every piece of it."""
+    events = EventStream()
+    text = ""
+    async for chunk in response.aiter_bytes():
+        for payload in events.feed(chunk):
+            if payload == "[DONE]":
+                return _final(text)
+            try:
+                event = json.loads(payload)
+                piece = _Chunk.model_validate(event)
+            except (ValueError, ValidationError):
+                continue  # not a completion's piece (a keep-alive of some server): skip
+            if isinstance(event, dict) and event.get("error"):
+                raise LlmError(f"the stream ended in an error: {quote(payload.encode())}")
+            added = "".join(choice.delta.content or "" for choice in piece.choices[:1])
+            if added:
+                text += added
+                on_text(text)
+    return _final(text)
+
+
+def _final(text: str) -> str:
+    if not text.strip():
+        raise LlmError("the answer has no text")
+    return text.strip()
 
 
 def _measured(outcome: str, started: float) -> None:

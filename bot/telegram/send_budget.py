@@ -106,6 +106,7 @@ PRIORITY_OF: Final[Mapping[str, Priority]] = {
     "editMessageMedia": Priority.MESSAGE,  # a finished picture landing in its status message
     "deleteMessage": Priority.MESSAGE,
     "sendChatAction": Priority.COSMETIC,
+    "sendMessageDraft": Priority.COSMETIC,  # a reply still being written; the next replaces it
 }
 # Messages and their edits count against the chat's own limit (docs/telegram.md, T7); a
 # toast belongs to no chat, a chat action is no message, and deleting one sends nothing.

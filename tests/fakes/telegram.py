@@ -121,6 +121,14 @@ class SentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class DraftRecord:
+    chat_id: int
+    draft_id: int
+    text: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class EditRecord:
     chat_id: int
     message_id: int
@@ -335,6 +343,8 @@ class FakeTelegram:
         self.sent: list[SentRecord] = []
         self.edits: list[EditRecord] = []
         self.chat_commands: dict[tuple[int, str], list[Any]] = {}  # (chat, language) → menu
+        self.drafts: list[DraftRecord] = []
+        self.drafts_supported = True  # False: an older Bot API server (404 for the method)
         self.descriptions: dict[tuple[str, str], str] = {}  # (field, language) → text
         # Messages turned into a photo or document by editMessageMedia; ``sent`` holds
         # them as they look now (the same message_id, kind "photo" or "document").
@@ -373,6 +383,7 @@ class FakeTelegram:
             "sendPhoto": lambda p: self._send_file(p, "photo"),
             "sendDocument": lambda p: self._send_file(p, "document"),
             "sendChatAction": self._send_chat_action,
+            "sendMessageDraft": self._send_message_draft,
             "answerCallbackQuery": self._answer_callback_query,
             "editMessageText": lambda p: self._edit(p, with_text=True),
             "editMessageReplyMarkup": lambda p: self._edit(p, with_text=False),
@@ -781,6 +792,22 @@ class FakeTelegram:
         if not known and not reply.get("allow_sending_without_reply"):
             raise _ApiError(400, "Bad Request: message to be replied not found")
         return message_id
+
+    def _send_message_draft(self, params: dict[str, Any]) -> bool:
+        """sendMessageDraft (Bot API 9.5): private chats only, a non-zero draft_id."""
+        if not self.drafts_supported:
+            raise _ApiError(404, "Not Found")
+        chat = self._writable_chat(params)
+        if chat["type"] != "private":
+            raise _ApiError(400, "Bad Request: the chat must be a private chat")
+        draft_id = _int(params, "draft_id")
+        if draft_id == 0:
+            raise _ApiError(400, "Bad Request: draft_id must be non-zero")
+        text = str(params.get("text", ""))
+        if len(text) > 4096:
+            raise _ApiError(400, "Bad Request: text is too long")
+        self.drafts.append(DraftRecord(chat["id"], draft_id, text, trio.current_time()))
+        return True
 
     def _send_chat_action(self, params: dict[str, Any]) -> bool:
         chat = self._writable_chat(params)
