@@ -228,6 +228,15 @@ class ComfyClient:
                 f"GET /object_info/{node_class}: {exc.error_count()} bad fields"
             ) from None
 
+    async def has_jobs_api(self) -> bool:
+        """Does this server have the jobs API of the servers after 0.3.64 (``/api/jobs``)?"""
+        reply = await self._request("GET", "/api/jobs?limit=1")
+        if reply.status == 200:
+            return True
+        if reply.status in (404, 405):
+            return False
+        raise ComfyProtocolError(f"GET /api/jobs answered {reply.status} {_quote(reply.body)}")
+
     async def system_stats(self) -> SystemStats:
         return self._parse(
             await self._request("GET", "/system_stats"), SystemStats, "GET /system_stats"

@@ -56,9 +56,13 @@ async def test_a_healthy_deployment_passes_every_check(
     settings = settings_for(tmp_path, llm_base_url=LLM_BASE_URL)
     checks = await checks_for(settings, fake_telegram, fake_comfy)
     assert list(checks) == [
-        "personas", "telegram", "webhook", "comfyui", "comfyui websocket", "models",
-        "workflow", "llm", "database",
+        "personas", "telegram", "webhook", "comfyui", "comfyui features", "comfyui websocket",
+        "models", "workflow", "llm", "database",
     ]  # fmt: skip
+    assert checks["comfyui features"].detail == (
+        "ComfyUI 0.3.64: no jobs API (history and queue); cache classic (the last prompt);"
+        " previews off"
+    )
     assert all(check.ok for check in checks.values()), [c.line() for c in checks.values()]
     assert checks["telegram"].line() == "✓ telegram: token valid, bot @persona_test_bot"
     assert "present" in checks["models"].detail
@@ -204,4 +208,15 @@ def test_doctor_main_reports_a_mistyped_variable_in_the_environment(
     assert lines[1] == (
         "✗ environment: COMFYUI_CONCURENCY in the environment is not a setting;"
         " did you mean COMFYUI_CONCURRENCY?"
+    )
+
+
+async def test_doctor_names_what_a_newer_server_offers(
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_comfy: FakeComfy, autojump_clock: object
+) -> None:
+    fake_comfy.version, fake_comfy.jobs_api = "0.3.75", True
+    fake_comfy.argv = ["main.py", "--cache-lru", "4", "--preview-method=taesd"]
+    checks = await checks_for(settings_for(tmp_path), fake_telegram, fake_comfy)
+    assert checks["comfyui features"].detail == (
+        "ComfyUI 0.3.75: jobs API; cache lru 4; previews taesd (server flag)"
     )

@@ -39,6 +39,7 @@ from comfy import (
     WorkflowTemplate,
     websocket_opener,
 )
+from comfy.features import server_features
 from comfy.preflight import ModelLists, missing_models, model_lists
 from comfy.servers import ServerSpec
 from store import StoreError
@@ -206,6 +207,13 @@ async def _comfyui_server(ctx: _Context, *, server: _Server) -> list[Check]:
             f"{base} ComfyUI {version}, {device.get('name', '?')}, {free_gib:.1f} GiB free",
         )
     ]
+    try:
+        jobs_api = await client.has_jobs_api()
+    except ComfyError as exc:
+        checks.append(Check(f"comfyui features{suffix}", False, exc.detail))
+    else:
+        features = server_features(stats, jobs_api=jobs_api)
+        checks.append(Check(f"comfyui features{suffix}", True, features.line()))
     checks.append(await _websocket(server.open_ws, suffix))
     try:
         lists = await model_lists(client)

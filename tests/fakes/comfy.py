@@ -132,6 +132,11 @@ class FakeComfy:
         self.checkpoint_switch_s = checkpoint_switch_s
         self.lora_switch_s = lora_switch_s
         self.cache_lru = cache_lru
+        self.version = "0.3.64"
+        self.argv = ["main.py", "--listen", "127.0.0.1"] + (
+            ["--cache-lru", str(cache_lru)] if cache_lru > 1 else []
+        )
+        self.jobs_api = False  # True: a server after 0.3.64 (GET /api/jobs answers)
         self.warm: list[tuple[str, str]] = []  # (checkpoint, LoRA) runs, newest first
         self.switch_time_s = 0.0  # total time spent loading models, for benchmarks
         self.default_script = PromptScript()

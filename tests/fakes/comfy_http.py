@@ -196,8 +196,15 @@ async def handle_request(fake: FakeComfy, request: httpx.Request) -> httpx.Respo
     if request.method == "GET" and path.startswith("/object_info/"):
         return _json(200, _object_info(fake, path.removeprefix("/object_info/")))
     if route == ("GET", "/system_stats"):
-        system = {"os": "posix", "comfyui_version": "0.3.64", "python_version": "3.11.7"}
+        system = {
+            "os": "posix",
+            "comfyui_version": fake.version,
+            "python_version": "3.11.7",
+            "argv": fake.argv,
+        }
         return _json(200, {"system": system, "devices": [{"name": "fake", "type": "cuda"}]})
+    if route == ("GET", "/jobs") and fake.jobs_api:  # servers after 0.3.64 only
+        return _json(200, {"jobs": [], "pagination": {"offset": 0, "limit": 1, "total": 0}})
     if route == ("GET", "/models/checkpoints"):
         return _json(200, fake.checkpoints)
     if route == ("GET", "/models/loras"):
