@@ -26,6 +26,7 @@ from benchmarks import (
     placement,
     send_budget,
     stats_report,
+    streaming,
 )
 from benchmarks.report import Check, Report, machine_line, print_report
 
@@ -42,6 +43,7 @@ BENCHMARKS: Final[tuple[Callable[[], Awaitable[Report]], ...]] = (
     send_budget.measure,
     fairness.measure,
     placement.measure,
+    streaming.measure,
 )
 TOTAL_TIMEOUT_S: Final = 900.0  # every wait inside has its own, far shorter, guard
 

@@ -2,9 +2,10 @@
 
 In a private chat, with an LLM that streams, the text so far is shown as a draft: the
 first piece as soon as it arrives, then the latest text at most every
-``DRAFT_INTERVAL_S`` (one draft id, so Telegram animates the changes). Drafts are
-cosmetic: the send budget may thin or drop them, and the reply itself is still sent with
-``sendMessage`` and its button once complete. A Bot API server that does not know the
+``DRAFT_INTERVAL_S`` (one draft id, so Telegram animates the changes). The first draft
+waits its turn like a status post; the later ones are cosmetic, so under load the send
+budget thins them. The reply itself is still sent with ``sendMessage`` and its button
+once complete. A Bot API server that does not know the
 method (404, or a 400 that names the method) turns drafts off for the process, with one
 log line (``telegram_drafts_unsupported``).
 """
@@ -19,6 +20,7 @@ import trio
 from bot.core.deps import Deps
 from bot.core.llm import MAX_REPLY_CHARS
 from bot.telegram.errors import TelegramBadRequest, TelegramCallDropped, TelegramError
+from bot.telegram.send_budget import Priority
 from common.logfields import fields
 
 __all__ = ["DRAFT_INTERVAL_S", "DraftWriter"]
@@ -53,15 +55,21 @@ class DraftWriter:
             self._changed = trio.Event()
             if self._text == self._shown:
                 continue
+            first = not self._shown
             self._shown = self._text
-            if not await self._send(self._shown):
+            if not await self._send(self._shown, first=first):
                 return
             await trio.sleep(DRAFT_INTERVAL_S)
 
-    async def _send(self, text: str) -> bool:
-        """False once drafts are known to be unsupported here."""
+    async def _send(self, text: str, *, first: bool) -> bool:
+        """False once drafts are known to be unsupported here. The first draft is the
+        user's first sight of the reply: like a status post, it is never dropped by the
+        send budget; the later ones are cosmetic."""
+        priority = Priority.STATUS if first else None
         try:
-            await self._deps.api.send_message_draft(self._chat_id, self._draft_id, text)
+            await self._deps.api.send_message_draft(
+                self._chat_id, self._draft_id, text, priority=priority
+            )
         except TelegramCallDropped:
             return True  # thinned by the send budget: the next piece goes instead
         except TelegramError as exc:

@@ -326,12 +326,14 @@ class TelegramApi:
         }
         return await self.call("sendMessage", params, result=Message, priority=priority)
 
-    async def send_message_draft(self, chat_id: int, draft_id: int, text: str) -> bool:
+    async def send_message_draft(
+        self, chat_id: int, draft_id: int, text: str, *, priority: Priority | None = None
+    ) -> bool:
         """Show *text* as a reply still being written in a private chat; the same
         *draft_id* animates the changes. Ephemeral: the reply is sent with
         :meth:`send_message` at the end (docs/telegram.md, T19)."""
         params = {"chat_id": chat_id, "draft_id": draft_id, "text": text}
-        return await self.call("sendMessageDraft", params, result=bool)
+        return await self.call("sendMessageDraft", params, result=bool, priority=priority)
 
     async def answer_callback_query(
         self, callback_query_id: str, *, text: str | None = None, show_alert: bool = False
