@@ -262,7 +262,7 @@ _TEXTS: Final[dict[str, dict[Lang, str]]] = {
     },
     "invoice_pack_description": {
         "ru": "{pictures:картинка|картинки|картинок} на баланс: нажимай «{look}» под ответами.",
-        "en": "{pictures:picture|pictures} on your balance for the «👁️» button under replies.",
+        "en": "{pictures:picture|pictures} on your balance for the «{look}» button under replies.",
     },
     "invoice_subscription_title": {"ru": "Подписка на месяц", "en": "Monthly subscription"},
     "invoice_subscription_description": {
