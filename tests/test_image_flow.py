@@ -664,9 +664,13 @@ async def test_waiting_jobs_show_their_place_moving_up_and_no_chat_action(
     [edit] = status_edits()
     assert edit.text == t("status_queued", "ru", position=2)
     assert edit.at == pressed_at + 30 + MIN_EDIT_INTERVAL_S  # the first picture took 30 s
+
     # The second waits for the GPU slot no more; the third does, and says where it stands.
-    third_edits = [e.text for e in fake_telegram.edits if e.chat_id == third]
-    assert third_edits[-1] == t("status_queued", "ru", position=1)
+    def third_edits() -> list[str | None]:
+        return [e.text for e in fake_telegram.edits if e.chat_id == third]
+
+    await fake_telegram.wait_for(lambda: third_edits() != [], timeout_s=60)
+    assert third_edits()[-1] == t("status_queued", "ru", position=1)
     await bot.stop()
 
 
