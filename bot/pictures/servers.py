@@ -6,9 +6,13 @@ reconciliation) and ``comfy.Comfy``; the followers run in the root nursery
 
 The pool is the one owner of two things: a server's slots (how many of this bot's
 prompts it holds at once) and the wait for a server (``WAIT_FOR_SERVER_S`` while none is
-reachable). ``ServerPool.generate`` places a job by the pure rule of
+reachable). ``ServerPool.generate`` places a job by the pure rules of
 :mod:`bot.pictures.placement` and waits, in the bot, while every capable server is full
-or none is connected. The job's one budget
+or none is connected. Among the jobs waiting at once, ``placement.assign`` says which
+takes a free slot, preferring a server where the job's models are still loaded (each
+server's :class:`~bot.pictures.warmth.Warmth`, fed from what ran there and ComfyUI's
+``execution_cached``), never holding a job back more than one switch cost. The job's one
+budget
 (``COMFYUI_TIMEOUT_SECONDS``) starts when it first reaches a server and covers every
 server it is tried on; the prompt keeps its ``prompt_id`` throughout, so the charge stays
 one (docs/architecture.md, §7). A server is left behind when:
