@@ -28,6 +28,7 @@ from bot.core.settings import (
     load_settings,
     parse_listen_address,
 )
+from bot.ops import listener
 from bot.ops.health import (
     LOOP_STALL_S,
     POLL_STALE_S,
@@ -346,3 +347,22 @@ async def test_stars_are_counted_once_per_charge_and_refunds_apart(
         await trio.sleep(5)
         await bot.stop()
     assert (delta(0), delta(1), delta(2)) == (50, 1, 50)
+
+
+async def test_a_client_that_sends_nothing_is_cut_off_and_the_next_is_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One serving thread: a stalled client holds it at most CLIENT_TIMEOUT_S (shortened
+    here), then a health check gets its answer."""
+    monkeypatch.setattr(listener._Handler, "timeout", 0.3)
+    heartbeat = Heartbeat()
+    heartbeat.beat()
+    heartbeat.polled()
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(run_listener, ListenAddress("127.0.0.1", 0), heartbeat)
+        with socket.create_connection(("127.0.0.1", bound.port)):  # connects, says nothing
+            with trio.fail_after(10):
+                async with httpx.AsyncClient() as http:
+                    answer = await http.get(f"http://127.0.0.1:{bound.port}/healthz")
+        nursery.cancel_scope.cancel()
+    assert answer.status_code == 200

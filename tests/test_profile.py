@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
+from bot.app.startup import PROFILE_DEADLINE_S
+from bot.core.logs import EVENT_FIELDS_KEY
 from bot.core.texts import ADMIN_MENU, COMMAND_MENU, TEMPLATES, t
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import start_bot
@@ -57,3 +60,21 @@ def test_texts_name_the_button_in_the_users_language() -> None:
     for key, by_lang in TEMPLATES.items():
         if key != "look_button":
             assert "Посмотреть" not in by_lang["en"], key
+
+
+async def test_a_profile_call_that_never_answers_gives_up_and_polling_was_never_held(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    autojump_clock: object,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_telegram.latency_s["setMyDescription"] = 10_000
+    bot = await start_bot(nursery, tmp_path, fake_telegram)
+    fake_telegram.user_says("/help")
+    await fake_telegram.wait_for(lambda: fake_telegram.sent != [])  # answered meanwhile
+    assert trio.current_time() < PROFILE_DEADLINE_S
+    await trio.sleep(PROFILE_DEADLINE_S)
+    lines = [r for r in caplog.records if r.getMessage() == "telegram_profile_not_set"]
+    assert [getattr(r, EVENT_FIELDS_KEY)["what"] for r in lines] == ["all"]
+    await bot.stop()

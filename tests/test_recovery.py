@@ -156,3 +156,28 @@ async def test_a_graceful_stop_mid_job_resumes_it_at_the_next_start(
         assert balance(store, USER) == 0
         assert store.events.count("image_generated") == 1
     await bot.stop()
+
+
+async def test_a_picture_that_landed_in_its_status_message_survives_the_next_start(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    fake_comfy: FakeComfy,
+    autojump_clock: object,
+) -> None:
+    """The start deletes status messages left by ended jobs: the one that became the
+    picture is not one of them (its id was let go before the upload)."""
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
+    fake_telegram.user_says("привет")
+    await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
+    fake_telegram.user_presses(fake_telegram.sent[0].message_id, "look")
+    await fake_telegram.wait_for(lambda: len(uploads(fake_telegram)) == 1)
+    await trio.sleep(1)
+    with bot.store() as store:
+        assert [r["status_message_id"] for r in store.db.query("SELECT * FROM jobs")] == [None]
+    await bot.stop()
+    bot = await start_bot(nursery, tmp_path, fake_telegram, comfy=fake_comfy, free_images=1)
+    await trio.sleep(5)
+    [picture] = uploads(fake_telegram)
+    assert (picture.chat_id, picture.message_id) not in fake_telegram.deleted
+    await bot.stop()

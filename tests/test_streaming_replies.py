@@ -149,3 +149,30 @@ def test_the_event_stream_reader_keeps_cut_lines_and_skips_comments() -> None:
     assert events.feed(b"\ndata: [DONE]\n\n") == ["[DONE]"]
     with pytest.raises(LlmError, match="cap of 100 bytes"):
         events.feed(b"x" * 100)
+
+
+@pytest.mark.parametrize("ending", ["error event", "connection lost"])
+async def test_a_stream_that_breaks_off_ends_in_the_fallback_line_not_half_a_reply(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    autojump_clock: object,
+    ending: str,
+) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield sse({"choices": [{"delta": {"content": "Привет! Я "}}]})
+        await trio.sleep(PIECE_S)
+        if ending == "error event":
+            yield sse({"error": {"message": "model overloaded"}})
+        else:
+            raise httpx.ReadError("connection reset by peer")
+
+    async def llm(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=broken())
+
+    bot = await start_bot(nursery, tmp_path, fake_telegram, llm=llm)
+    fake_telegram.user_says("привет")
+    await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 1)
+    assert [d.text for d in fake_telegram.drafts] == ["Привет! Я "]  # shown while it lasted
+    assert fake_telegram.sent[0].text == t("llm_fallback_feminine", "ru")  # Alice
+    await bot.stop()

@@ -8,7 +8,9 @@
   (``store.ledger.check``: what was given minus what was charged, never negative), at
   the end and at every kill;
 * every job has one reservation and, being final, exactly one charge (delivered) or one
-  release (failed); no picture of a released job was uploaded;
+  release (failed); no picture of a released job was uploaded; no message holding a
+  picture was deleted (a picture lands in its status message; recovery must not mistake
+  it for a leftover status);
 * each payment credited at most once; a refund took at most what its payment gave: a
   pack's pictures, a month's days not used yet, never days added after that month;
 * every picture of a pack is accounted for: left, reserved, delivered or refunded, and a
@@ -50,6 +52,7 @@ def violations(
     found += _terminal_events(store)
     found += _job_entries(store)
     found += _uploads_of_released_jobs(store, telegram, comfies)
+    found += _pictures_kept(telegram)
     found += _payments(store)
     found += _month_refunds(store)
     found += _packs(store)
@@ -127,6 +130,17 @@ def _uploads_of_released_jobs(
         if prompt is not None and states.get(prompt) == "failed":
             found.append(f"the picture of released prompt {prompt} was uploaded")
     return found
+
+
+def _pictures_kept(telegram: FakeTelegram) -> list[str]:
+    """No message that carries a picture is ever deleted: a picture lands in its status
+    message, so recovery must never take that message for a leftover status."""
+    deleted = set(telegram.deleted)
+    return [
+        f"the picture in message {sent.message_id} of chat {sent.chat_id} was deleted"
+        for sent in telegram.sent
+        if sent.kind in ("photo", "document") and (sent.chat_id, sent.message_id) in deleted
+    ]
 
 
 def _payments(store: Store) -> list[str]:

@@ -162,7 +162,7 @@ class World:
         if (
             now < self.group_refused_until
             and method.startswith("send")
-            and json.loads(request.content or b"{}").get("chat_id") == GROUP
+            and _chat_of(request) == GROUP
         ):
             return too_many_requests(GROUP_RETRY_AFTER_S)
         if now >= self.storm_until:
@@ -476,8 +476,18 @@ class World:
             return active.fetchone() == (0,) and pending.fetchone() == (0,)
 
 
+def _chat_of(request: httpx.Request) -> object:
+    """The chat a JSON call is about; None for an upload (multipart: a private chat's
+    picture, never the group's)."""
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        return None
+    return json.loads(request.content or b"{}").get("chat_id")
+
+
 KILL_POINTS: Final = (
-    ("sendPhoto", False),
+    ("editMessageMedia", False),  # the picture into its status message: before, after
+    ("editMessageMedia", True),
+    ("sendPhoto", False),  # the fallback, a new photo
     ("sendPhoto", True),
     ("sendMessage", True),
     ("answerPreCheckoutQuery", True),
