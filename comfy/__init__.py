@@ -23,6 +23,7 @@ from comfy.errors import (
     NotConnected,
     PromptRejected,
 )
+from comfy.events import Preview
 from comfy.follower import Follower, OpenWebsocket, websocket_opener
 from comfy.generate import Comfy, GeneratedImage, ProgressStage, PromptProgress
 from comfy.preflight import MissingModel, check_models
@@ -50,6 +51,7 @@ __all__ = [
     "MissingModel",
     "NotConnected",
     "OpenWebsocket",
+    "Preview",
     "ProgressStage",
     "PromptParams",
     "PromptProgress",

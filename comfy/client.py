@@ -98,8 +98,16 @@ class ComfyClient:
         # host:port names the server in logs, the jobs table and the reports (comfy.servers).
         self.server = f"{url.host}:{port}" if url.host else "comfyui"
 
-    async def submit(self, graph: dict[str, Any], *, prompt_id: str, client_id: str | None) -> None:
-        """POST /prompt with our prompt_id; ComfyUI must echo it back.
+    async def submit(
+        self,
+        graph: dict[str, Any],
+        *,
+        prompt_id: str,
+        client_id: str | None,
+        preview_method: str | None = None,
+    ) -> None:
+        """POST /prompt with our prompt_id; ComfyUI must echo it back. *preview_method*
+        goes in ``extra_data``, where servers after 0.3.64 read it (older ones ignore it).
 
         Raises:
             PromptRejected: validation failed (400) or the body was too large (413).
@@ -111,6 +119,8 @@ class ComfyClient:
         body: dict[str, Any] = {"prompt": graph, "prompt_id": prompt_id}
         if client_id is not None:
             body["client_id"] = client_id
+        if preview_method is not None:
+            body["extra_data"] = {"preview_method": preview_method}
         reply = await self._request("POST", "/prompt", json=body)
         if reply.status == 400:
             raise PromptRejected(summarize_rejection(reply.body))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -31,6 +31,7 @@ from comfy.messages import (
     PromptIdData,
     StatusData,
 )
+from common.bodies import picture_format
 
 __all__ = [
     "BinaryFrame",
@@ -43,6 +44,7 @@ __all__ = [
     "ExecutionStart",
     "ExecutionSuccess",
     "Garbage",
+    "Preview",
     "Progress",
     "Status",
     "Unknown",
@@ -50,6 +52,7 @@ __all__ = [
 ]
 
 # Binary event types from ComfyUI's protocol.py (docs/comfyui.md, C8).
+PREVIEW_IMAGE: Final = 1
 PREVIEW_IMAGE_WITH_METADATA: Final = 4
 _HEADER = struct.Struct(">I")
 
@@ -119,11 +122,24 @@ class ExecutionInterrupted:
 
 @dataclass(frozen=True, slots=True)
 class BinaryFrame:
-    """A preview image or text frame; only type 4 frames name their prompt."""
+    """A preview image or text frame; only type 4 frames name their prompt.
+
+    ``preview`` is the picture of a preview frame (types 1 and 4) when its bytes are a
+    JPEG, PNG or WebP, else None (a text frame, a cut-off or unknown image).
+    """
 
     event_type: int
     prompt_id: str | None
     size: int
+    preview: Preview | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """A forming picture ComfyUI sent while sampling (docs/comfyui.md, C8)."""
+
+    data: bytes = field(repr=False)
+    content_type: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,12 +241,16 @@ def parse_ws_message(raw: str | bytes) -> ComfyEvent:
 
 
 def _parse_binary(raw: bytes) -> ComfyEvent:
-    """Header: u32 event type; type 4 continues with u32 JSON length + JSON metadata."""
+    """Header: u32 event type; type 1 continues with a u32 image type, then the image;
+    type 4 with a u32 JSON length, the JSON metadata, then the image."""
     if len(raw) < _HEADER.size:
         return Garbage(f"binary frame of {len(raw)} bytes, shorter than its header")
     (event_type,) = _HEADER.unpack_from(raw)
     prompt_id: str | None = None
-    if event_type == PREVIEW_IMAGE_WITH_METADATA and len(raw) >= 2 * _HEADER.size:
+    image = b""
+    if event_type == PREVIEW_IMAGE:
+        image = raw[2 * _HEADER.size :]
+    elif event_type == PREVIEW_IMAGE_WITH_METADATA and len(raw) >= 2 * _HEADER.size:
         (meta_len,) = _HEADER.unpack_from(raw, _HEADER.size)
         start = 2 * _HEADER.size
         try:
@@ -239,4 +259,9 @@ def _parse_binary(raw: bytes) -> ComfyEvent:
             meta = None
         if isinstance(meta, dict) and isinstance(meta.get("prompt_id"), str):
             prompt_id = meta["prompt_id"]
-    return BinaryFrame(event_type, prompt_id, len(raw))
+            image = raw[start + meta_len :]
+    # The image's own signature decides its type: the header's image type and the
+    # metadata's image_type only ever say JPEG or PNG, and a wrong one would be uploaded.
+    found = picture_format(image)
+    preview = Preview(image, found.value) if found is not None else None
+    return BinaryFrame(event_type, prompt_id, len(raw), preview)

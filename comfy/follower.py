@@ -22,7 +22,9 @@ The socket itself comes from an injected ``OpenWebsocket`` (``comfy.websocket``)
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import logging
 import random
 from collections.abc import Iterator
@@ -33,7 +35,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
-from comfy.events import Garbage, Status, Unknown, parse_ws_message
+from comfy.events import Garbage, Preview, Status, Unknown, parse_ws_message
 from comfy.protocol import (
     Probe,
     PromptTracker,
@@ -55,6 +57,7 @@ from common.logfields import fields
 __all__ = [
     "HEARTBEAT_INTERVAL_S",
     "HEARTBEAT_TIMEOUT_S",
+    "PREVIEW_WAITING",
     "RECONCILE_INTERVAL_S",
     "RECONNECT_BACKOFF_INITIAL_S",
     "RECONNECT_BACKOFF_MAXIMUM_S",
@@ -78,13 +81,27 @@ RECONCILE_INTERVAL_S: Final = 2.0
 RECONNECT_BACKOFF_INITIAL_S: Final = 2.0
 RECONNECT_BACKOFF_MAXIMUM_S: Final = 30.0
 PROMPT_CHANNEL_SIZE: Final = 16
+# The wake-up a watch queues for a new preview; the picture itself waits on the watch.
+PREVIEW_WAITING: Final = Preview(b"", "")
+# Sent first on every socket: ComfyUI then names the prompt in each preview frame
+# (event 4) instead of sending the older frame that names none (docs/comfyui.md, C8).
+# Servers that predate feature flags ignore what clients send.
+FEATURE_FLAGS: Final = json.dumps(
+    {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
+)
 
 _NETWORK_ERRORS: Final = (HandshakeError, OSError, trio.BrokenResourceError, trio.TooSlowError)
 
 
 class PromptWatch:
     """The follower's handle on one waiting prompt: progress in ``updates``, the end in
-    ``outcome`` + ``done`` (set once; ``updates`` then ends)."""
+    ``outcome`` + ``done`` (set once; ``updates`` then ends).
+
+    A preview picture (25-50 KB a step) does not queue: the watch keeps only the latest,
+    for :meth:`take_preview`, and ``updates`` gets a small wake-up (an update whose
+    ``preview`` is :data:`PREVIEW_WAITING`), so memory per prompt stays one picture
+    however slow its reader is. A picture is waiting exactly while its wake-up is queued.
+    """
 
     def __init__(self, prompt_id: str, client_id: str | None, *, submitted: bool) -> None:
         self.prompt_id = prompt_id
@@ -93,17 +110,32 @@ class PromptWatch:
         self._send, self.updates = trio.open_memory_channel[PromptUpdate](PROMPT_CHANNEL_SIZE)
         self.outcome: PromptUpdate | None = None
         self.done = trio.Event()
+        self._preview: PromptUpdate | None = None
+
+    def take_preview(self) -> PromptUpdate | None:
+        """The latest preview (with its step) not taken yet, or None."""
+        preview, self._preview = self._preview, None
+        return preview
 
     def offer(self, update: PromptUpdate) -> None:
         """Called by the reader: never blocks."""
         if update.terminal:
             self.outcome = update
+            self._preview = None
             self.done.set()
             self._send.close()
             return
+        if update.preview is not None:
+            waiting = self._preview is not None  # a wake-up is queued already
+            self._preview = update
+            if waiting:
+                return
+            update = dataclasses.replace(update, preview=PREVIEW_WAITING)
         try:
             self._send.send_nowait(update)
         except trio.WouldBlock:
+            if update.preview is not None:
+                self._preview = None  # no wake-up queued: the picture is not waiting either
             log.debug(
                 "comfy_progress_dropped",
                 extra=fields(prompt_id=self.prompt_id),
@@ -254,6 +286,7 @@ class Follower:
     async def _serve(self, ws: WebSocketConnection, client_id: str) -> str:
         """Read until the socket ends; returns why it ended."""
         lost = ["closed"]
+        await ws.send_message(FEATURE_FLAGS)
 
         async def heartbeat(cancel_scope: trio.CancelScope) -> None:
             while True:

@@ -34,6 +34,7 @@ from comfy.errors import (
     NotConnected,
     PromptRejected,
 )
+from comfy.events import Preview
 from comfy.follower import Follower, PromptWatch, probe_prompt
 from comfy.messages import ImageRef
 from comfy.protocol import PromptState, PromptTracker, PromptUpdate, probe_from_history
@@ -71,6 +72,9 @@ class PromptProgress:
     maximum: int = 0
     queue_remaining: int | None = None
     place: int | None = None  # WAITING_FOR_SLOT: 1-based, among the jobs waiting for one
+    # RUNNING: the forming picture, when ComfyUI sent a new one (previews are on); the
+    # latest only, never a backlog. Its step is 0 of 0 when no progress came before it.
+    preview: Preview | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,7 @@ class _Prompt:
     ended: bool = False  # ComfyUI finished with it: nothing left to cancel there
     running_at: float | None = None  # trio time its execution was first seen
     execution_s: float | None = None
+    preview_method: str | None = None
 
 
 def _ignore(_: PromptProgress) -> None:
@@ -117,6 +122,7 @@ class Comfy:
         on_progress: Callable[[PromptProgress], None] | None = None,
         recover: bool = False,
         resubmits: int = 1,
+        preview_method: str | None = None,
     ) -> GeneratedImage:
         """Run *graph* on ComfyUI as *prompt_id* (chosen and stored by the caller).
 
@@ -128,6 +134,10 @@ class Comfy:
             resubmits: how often a prompt that vanished (ComfyUI restarted) is submitted
                 again; a caller trying again after ``NotConnected`` passes what that
                 error's ``resubmits_left`` says.
+            preview_method: asked of ComfyUI for this prompt (``latent2rgb``, ``taesd``,
+                ``auto``): servers after 0.3.64 send previews per prompt; older ones
+                ignore it and follow their ``--preview-method``. Previews, whoever asked
+                for them, reach *on_progress* as ``PromptProgress.preview``.
 
         Raises:
             GenerationTimedOut: *timeout_s* ran out; the prompt was cancelled on ComfyUI.
@@ -136,7 +146,7 @@ class Comfy:
             ComfyProtocolError: see ``comfy.errors``.
             trio.Cancelled: the caller cancelled; the prompt was cancelled on ComfyUI first.
         """
-        prompt = _Prompt(prompt_id, graph, on_progress or _ignore)
+        prompt = _Prompt(prompt_id, graph, on_progress or _ignore, preview_method=preview_method)
         try:
             with trio.fail_after(timeout_s) as budget:
                 image = await self._run(
@@ -235,7 +245,12 @@ class Comfy:
         prompt.watch = self._follower.watch(prompt.prompt_id, client_id=client_id)
         prompt.on_server = True
         try:
-            await self._client.submit(prompt.graph, prompt_id=prompt.prompt_id, client_id=client_id)
+            await self._client.submit(
+                prompt.graph,
+                prompt_id=prompt.prompt_id,
+                client_id=client_id,
+                preview_method=prompt.preview_method,
+            )
         except PromptRejected:
             prompt.on_server = False
             raise
@@ -256,10 +271,18 @@ class Comfy:
                 prompt.report(
                     PromptProgress(ProgressStage.QUEUED, queue_remaining=update.queue_remaining)
                 )
-            else:
-                if prompt.running_at is None:
-                    prompt.running_at = trio.current_time()
-                prompt.report(PromptProgress(ProgressStage.RUNNING, update.value, update.maximum))
+                continue
+            if prompt.running_at is None:
+                prompt.running_at = trio.current_time()
+            if update.preview is not None:  # a wake-up: the latest picture waits on the watch
+                latest = watch.take_preview()
+                if latest is None:
+                    continue
+                update = latest
+            stage = ProgressStage.RUNNING
+            prompt.report(
+                PromptProgress(stage, update.value, update.maximum, preview=update.preview)
+            )
         await watch.done.wait()
         if watch.outcome is None:  # unreachable: the channel closes only with an outcome
             raise ComfyUnavailable(f"prompt {prompt.prompt_id}: follower ended without an outcome")

@@ -6,9 +6,11 @@ One ``PromptTracker`` per process follows every prompt this process waits for, k
 ``prompt_id`` the bot chose (docs/product.md, P12). Two sources feed it:
 
 * ``receive(event)``: parsed ``/ws`` frames (``comfy.events``), routed by ``prompt_id``.
-  Frames for prompts we do not track, ``Unknown`` types, ``Garbage`` and binary previews
-  produce no update, and the replayed ``executing`` without ``prompt_id`` after a
-  reconnect (docs/comfyui.md, C6) is ignored.
+  Frames for prompts we do not track, ``Unknown`` types and ``Garbage`` produce no
+  update, and the replayed ``executing`` without ``prompt_id`` after a reconnect
+  (docs/comfyui.md, C6) is ignored. A preview picture goes to the prompt its metadata
+  names, or, in the older frame that names none, to the one prompt running on the
+  server (ComfyUI runs one at a time); it never moves a state.
 * ``reconcile(prompt_id, probe)``: what ``GET /queue`` and ``GET /history/{id}`` said,
   for prompts whose messages cannot arrive (socket replaced, or recovered from a previous
   process). ``probe_from_queue``/``probe_from_history`` classify those answers.
@@ -50,6 +52,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from comfy.events import (
+    BinaryFrame,
     ComfyEvent,
     Executed,
     Executing,
@@ -58,6 +61,7 @@ from comfy.events import (
     ExecutionInterrupted,
     ExecutionStart,
     ExecutionSuccess,
+    Preview,
     Progress,
     Status,
 )
@@ -166,6 +170,9 @@ class PromptUpdate:
     # On the outcome: the node ids ComfyUI did not re-run (``execution_cached``), None when
     # that message was not seen (a prompt followed by reconciliation only).
     cached: tuple[str, ...] | None = None
+    # A picture of the prompt while it is drawn, with its step in value/maximum (0 of 0:
+    # not known yet); only the latest is worth keeping.
+    preview: Preview | None = None
 
     @property
     def terminal(self) -> bool:
@@ -228,6 +235,7 @@ class _Prompt:
     images: list[ImageRef] = field(default_factory=list)
     failure: Failure | None = None
     cached: tuple[str, ...] | None = None
+    step: tuple[int, int] = (0, 0)  # the last progress: (value, max)
 
 
 def _signal_of(event: ComfyEvent) -> tuple[Signal, str | None] | None:
@@ -278,6 +286,8 @@ class PromptTracker:
                 for pid, prompt in self._prompts.items()
                 if prompt.state is PromptState.QUEUED
             ]
+        if isinstance(event, BinaryFrame):
+            return self._preview(event)
         found = _signal_of(event)
         if found is None:
             return []
@@ -295,8 +305,29 @@ class PromptTracker:
             failure = Failure(event.node_id, event.node_type, event.message)
             return self._advance(prompt_id, prompt, signal, failure=failure)
         if isinstance(event, Progress):
-            return self._advance(prompt_id, prompt, signal, progress=(event.value, event.maximum))
+            prompt.step = (event.value, event.maximum)
+            return self._advance(prompt_id, prompt, signal, progress=prompt.step)
         return self._advance(prompt_id, prompt, signal)
+
+    def _preview(self, frame: BinaryFrame) -> list[PromptUpdate]:
+        """The preview's prompt, and its step: a frame with metadata comes just before its
+        step's ``progress``, the older frame just after it (transcript k)."""
+        if frame.preview is None:
+            return []
+        running = PromptState.RUNNING
+        if frame.prompt_id is not None:
+            owner = frame.prompt_id
+            ahead = 1
+        else:
+            live = [pid for pid, p in self._prompts.items() if p.state is running]
+            owner = live[0] if len(live) == 1 else ""
+            ahead = 0
+        prompt = self._prompts.get(owner)
+        if prompt is None or prompt.state is not running:
+            return []
+        value, maximum = prompt.step
+        value = min(value + ahead, maximum) if maximum else 0
+        return [PromptUpdate(owner, running, value=value, maximum=maximum, preview=frame.preview)]
 
     def reconcile(self, prompt_id: str, probe: Probe) -> list[PromptUpdate]:
         """Apply what /queue or /history said about a prompt whose messages are lost."""

@@ -114,7 +114,11 @@ async def test_garbage_unknown_and_binary_frames_do_not_stop_the_reader(
         )
     assert image.filename == "persona_bot_00001_.png"
     assert len(fake.sockets.client_ids) == 1  # never reconnected
-    assert [p.value for p in seen if p.maximum] == [1, 2, 3, 4, 5]
+    assert [p.value for p in seen if p.maximum and p.preview is None] == [1, 2, 3, 4, 5]
+    # The old-style frame names no prompt: it is the one running prompt's preview.
+    (preview,) = [p.preview for p in seen if p.preview is not None]
+    assert preview.content_type == "image/jpeg"
+    assert len(preview.data) == 2_000_004
 
 
 async def test_a_prompt_goes_under_the_socket_the_backoff_connects(

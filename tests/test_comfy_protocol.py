@@ -185,7 +185,7 @@ def test_transcript_k_binary_previews_are_decoded_never_json_loaded() -> None:
     tracker = PromptTracker()
     tracker.add("99ae95d1-5f58-4d99-aa85-55efa00bbc68")
     updates = replay(tracker, raw)
-    assert [u.value for u in updates if u.maximum] == [1, 2, 3]
+    assert [u.value for u in updates if u.maximum and u.preview is None] == [1, 2, 3]
 
 
 @pytest.mark.parametrize(

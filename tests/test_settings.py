@@ -207,8 +207,8 @@ def test_a_bad_value_and_a_typo_are_reported_together(tmp_path: Path) -> None:
 def test_unknown_names_keeps_to_the_bots_prefixes_and_near_misses() -> None:
     names = ["PATH", "HOME", "LOGNAME", "PYTHONPATH", "INVOCATION_ID", "TELEGRAM_BOT_TOKEN"]
     assert unknown_names(names, where=".env") == []
-    assert unknown_names(["COMFYUI_WHATEVER_ELSE", "IMAGES_ENABLED"], where=".env") == [
-        "COMFYUI_WHATEVER_ELSE in .env is not a setting; see .env.example for the names",
+    assert unknown_names(["COMFYUI_ZZZZZZZZZZZZZ", "IMAGES_ENABLED"], where=".env") == [
+        "COMFYUI_ZZZZZZZZZZZZZ in .env is not a setting; see .env.example for the names",
         "IMAGES_ENABLED in .env is not a setting; did you mean IMAGE_ENABLED?",
     ]
 

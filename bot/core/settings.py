@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     comfyui_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
     comfyui_concurrency: int = Field(default=2, ge=1, le=64)
     comfyui_default_checkpoint: str = Field(default="sd_xl_base_1.0.safetensors", min_length=1)
+    # How ComfyUI draws the forming picture shown in the status message: latent2rgb is
+    # nearly free, taesd looks better and costs sampling time; off shows text progress only.
+    comfyui_previews: Literal["latent2rgb", "taesd", "auto", "off"] = "latent2rgb"
     image_enabled: bool = True
     image_queue_size: int = Field(default=20, ge=1, le=10_000)
     free_images: int = Field(default=3, ge=0)

@@ -389,6 +389,7 @@ class ServerPool:
         recover: bool = False,
         last_server: str | None = None,
         on_server: Callable[[str], None] | None = None,
+        preview_method: str | None = None,
     ) -> GeneratedImage:
         """Draw *graph* as *prompt_id* on whichever server can; see the module docstring.
 
@@ -396,6 +397,7 @@ class ServerPool:
             recover: the prompt may already be on *last_server* (an earlier process handed
                 it there): it is looked up there first.
             on_server: called with the server's name before the job is handed to it.
+            preview_method: asked of the server for this prompt (``Comfy.generate``).
 
         Raises:
             ComfyError: the last attempt's error, or ``PromptRejected`` naming the model
@@ -454,6 +456,7 @@ class ServerPool:
                     recover=here,
                     resubmits=resubmits,
                     on_server=on_server,
+                    preview_method=preview_method,
                 )
             except NotConnected as exc:
                 # Its websocket was down when the prompt was to be (re)submitted: nothing
@@ -591,6 +594,7 @@ class ServerPool:
         recover: bool,
         resubmits: int,
         on_server: Callable[[str], None] | None,
+        preview_method: str | None = None,
     ) -> GeneratedImage:
         """One server's try, watched: a lost server cancels it (its cleanup runs there).
 
@@ -614,6 +618,7 @@ class ServerPool:
                             on_progress=report,
                             recover=recover,
                             resubmits=resubmits,
+                            preview_method=preview_method,
                         )
                     )
                 except ComfyError as exc:  # kept out of the nursery's exception group

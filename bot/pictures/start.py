@@ -62,7 +62,7 @@ def build_pictures(
         servers.append(Server(spec, client, follower, rng))
     spool_dir = spool_folder(settings.database_path)
     spool_dir.mkdir(parents=True, exist_ok=True)
-    board = StatusBoard(api, store.jobs)
+    board = StatusBoard(api, store.jobs, previews=settings.comfyui_previews != "off")
 
     def show_places(places: Sequence[Place]) -> None:
         # The jobs waiting in the pool for a slot are ahead of the whole queue.

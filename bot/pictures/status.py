@@ -6,7 +6,8 @@ written by this module alone. Everyone else says what the message *should* show:
 * the press opens a line with the job's place in the queue (:meth:`StatusBoard.open`);
 * the queue reports new places as jobs move up (:meth:`StatusBoard.show_places`);
 * the worker reports waiting for the GPU, ComfyUI's progress, then "almost done"
-  (:meth:`StatusBoard.show`);
+  (:meth:`StatusBoard.show`), and the forming picture when ComfyUI sends previews
+  (:meth:`StatusBoard.show_progress`);
 * the delivery takes the message over, to turn it into the picture
   (:meth:`StatusBoard.hand_over`); whoever ends a job otherwise closes the line, which
   deletes the message (:meth:`StatusBoard.close`).
@@ -17,6 +18,17 @@ and what it shows into Bot API calls. The rules are a pure function,
 every ``MIN_EDIT_INTERVAL_S`` per message and never sooner than that after the change
 (quick successive changes collapse into one edit, Telegram's flood limits count edits);
 delete at once when the line is closed, after a post still in flight has landed.
+
+Previews: the latest forming picture of a line waits on it, one at a time (older ones are
+simply replaced). It turns the message into a photo with the status as its caption
+(``editMessageMedia``), at most every ``PREVIEW_INTERVAL_S`` in a private chat and every
+``GROUP_PREVIEW_INTERVAL_S`` in a group (Telegram's group budget is 20 a minute), and
+never sooner than that after the message's last edit. From then on the status is the
+photo's caption (``editMessageCaption``); a message adopted after a restart learns it is
+a photo from Telegram's "there is no text in the message to edit". Previews are the
+budget's last class (``Priority.PREVIEW``): under load they are dropped first. A preview
+Telegram refuses (photos not allowed in the chat, the message gone) ends previews for
+that line, never the job.
 
 The message id lives here, in memory, with the line. SQLite keeps a copy only for
 recovery: a job resumed after a restart adopts its old message (:meth:`StatusBoard.adopt`),
@@ -44,16 +56,19 @@ from bot.core.buttons import Cancel, encode
 from bot.core.texts import t
 from bot.pictures.queue import Place
 from bot.telegram.client import TelegramApi
-from bot.telegram.errors import TelegramCallDropped, TelegramError
+from bot.telegram.errors import TelegramBadRequest, TelegramCallDropped, TelegramError
 from bot.telegram.send_budget import Priority
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from comfy import ProgressStage, PromptProgress
+from comfy import Preview, ProgressStage, PromptProgress
 from common.logfields import fields
 from store import Jobs
 
 __all__ = [
     "CLEANUP_DEADLINE_S",
+    "GROUP_PREVIEW_INTERVAL_S",
+    "HAND_OVER_WAIT_S",
     "MIN_EDIT_INTERVAL_S",
+    "PREVIEW_INTERVAL_S",
     "Action",
     "Drawing",
     "Queued",
@@ -79,6 +94,20 @@ CLEANUP_DEADLINE_S: Final = 30.0
 # every waiting job's message, and a burst of them must not crowd out the chat's replies
 # on the shared HTTP client. Posts and deletes never queue behind edits.
 MAX_CONCURRENT_CALLS: Final = 2
+# The forming picture, at most this often per chat: private chats, then groups (whose
+# whole budget is about 20 messages a minute, docs/telegram.md, T7).
+PREVIEW_INTERVAL_S: Final = 2.0
+GROUP_PREVIEW_INTERVAL_S: Final = 10.0
+# How long the finished picture waits for a status call still in flight (a preview
+# upload) before it goes as a message of its own; the call's HTTP timeout bounds it too.
+HAND_OVER_WAIT_S: Final = 15.0
+# Telegram's answer to editMessageText on a photo (docs/telegram.md, T18).
+_NO_TEXT: Final = "there is no text in the message to edit"
+_PREVIEW_NAMES: Final = {
+    "image/jpeg": "preview.jpg",
+    "image/png": "preview.png",
+    "image/webp": "preview.webp",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,21 +196,35 @@ class StatusLine:
     changed_at: float | None = None  # when ``wanted`` first differed from ``shown``
     written_at: float = -math.inf
     busy: bool = False  # a Bot API call for this line is in flight
+    settled: trio.Event | None = None  # set when the call in flight ends
     given_up: bool = False  # the post failed: this job has no status message
+    preview: Preview | None = None  # the latest forming picture, not shown yet
+    photo: bool = False  # a preview made the message a photo: the status is its caption
+    previews_off: bool = False  # Telegram refused a preview here: no more for this line
+    handed: bool = False  # the picture is taking the message over: no more calls
 
 
 class Action(enum.Enum):
     POST = "post"
     EDIT = "edit"
+    PREVIEW = "preview"  # the forming picture, with the status as its caption
     DELETE = "delete"
     FORGET = "forget"  # the line is closed and has no message: drop it
 
 
 def next_action(
-    line: StatusLine, now: float, *, min_interval_s: float = MIN_EDIT_INTERVAL_S
+    line: StatusLine,
+    now: float,
+    *,
+    min_interval_s: float = MIN_EDIT_INTERVAL_S,
+    preview_interval_s: float = PREVIEW_INTERVAL_S,
+    chat_preview_at: float = -math.inf,
 ) -> Action | float | None:
-    """The next call for *line*: an :class:`Action`, a time to look again, or None."""
-    if line.busy:
+    """The next call for *line*: an :class:`Action`, a time to look again, or None.
+
+    *chat_preview_at*: when the line's chat last got a preview (any of its lines).
+    """
+    if line.busy or line.handed:
         return None
     if line.closed:
         return Action.DELETE if line.message_id is not None else Action.FORGET
@@ -189,23 +232,36 @@ def next_action(
         return None
     if line.message_id is None:
         return Action.POST
+    wake_at = math.inf
+    if line.preview is not None:
+        due = max(line.written_at, chat_preview_at) + preview_interval_s
+        if now >= due:
+            return Action.PREVIEW
+        wake_at = due
     if line.wanted == line.shown:
-        return None
+        return None if wake_at == math.inf else wake_at
     changed_at = line.changed_at if line.changed_at is not None else now
     due = max(line.written_at, changed_at) + min_interval_s
-    return Action.EDIT if now >= due else due
+    return Action.EDIT if now >= due else min(due, wake_at)
 
 
 class StatusBoard:
     """Every live job's status line, and the task that writes them to Telegram."""
 
     def __init__(
-        self, api: TelegramApi, jobs: Jobs, *, min_interval_s: float = MIN_EDIT_INTERVAL_S
+        self,
+        api: TelegramApi,
+        jobs: Jobs,
+        *,
+        min_interval_s: float = MIN_EDIT_INTERVAL_S,
+        previews: bool = True,
     ) -> None:
         self._api = api
         self._jobs = jobs
         self._min_interval_s = min_interval_s
+        self._previews = previews
         self._lines: dict[str, StatusLine] = {}
+        self._chat_preview_at: dict[int, float] = {}  # chat -> its last preview's start
         self._changed = trio.Event()
         self._calls = trio.CapacityLimiter(MAX_CONCURRENT_CALLS)
 
@@ -239,6 +295,8 @@ class StatusBoard:
         if line is None or line.closed:
             return
         view = render(status, line.lang)
+        if not view.cancellable:
+            line.preview = None  # the picture itself comes next
         if view != line.wanted:
             line.wanted = view
             if line.changed_at is None:
@@ -252,20 +310,49 @@ class StatusBoard:
             self.show(place.job_id, Queued(ahead + place.place))
 
     def show_progress(self, job_id: str, progress: PromptProgress) -> None:
-        self.show(job_id, status_of(progress))
+        """ComfyUI's progress, and its forming picture when it sent one. A preview of the
+        last step is skipped: the finished picture follows within moments."""
+        preview = progress.preview
+        if preview is None or progress.maximum > 0:
+            self.show(job_id, status_of(progress))
+        if preview is None or 0 < progress.maximum <= progress.value:
+            return
+        line = self._lines.get(job_id)
+        if line is None or not (self._previews and self.watching(job_id)):
+            return
+        if line.wanted.cancellable and not line.previews_off:
+            line.preview = preview
+            self._wake()
 
-    def hand_over(self, job_id: str) -> int | None:
+    def watching(self, job_id: str) -> bool:
+        """Whether a user sees this job's status message (posted, or being posted)."""
+        line = self._lines.get(job_id)
+        return line is not None and not (line.closed or line.given_up or line.handed)
+
+    async def hand_over(self, job_id: str) -> int | None:
         """The finished picture takes the job's message over (``editMessageMedia``): the
         board lets go of it, neither editing nor deleting it any more, and forgets its id
-        in SQLite first, so that no recovery ever deletes the picture it became. None
-        when the job has no message to take (its post failed or has not landed yet; the
-        line is then closed as usual)."""
+        in SQLite first, so that no recovery ever deletes the picture it became.
+
+        A call still in flight for the message (a preview upload) is waited for, up to
+        ``HAND_OVER_WAIT_S``: landing after the picture, it would cover it. None when the
+        job has no message to take (its post failed or has not landed yet, or that call
+        did not end in time; the line is then closed as usual)."""
         line = self._lines.get(job_id)
         if line is None or line.closed:
             return None
         if line.message_id is None:
             self.close(job_id)
             return None
+        line.handed, line.preview = True, None
+        if line.busy and line.settled is not None:
+            with trio.move_on_after(HAND_OVER_WAIT_S):
+                await line.settled.wait()
+            if line.busy:
+                log.info("status_message_not_handed_over", extra=fields(job=job_id))
+                line.handed = False
+                self.close(job_id)
+                return None
         del self._lines[job_id]
         self._remember(job_id, None)
         return line.message_id
@@ -291,7 +378,13 @@ class StatusBoard:
                 wake_at = math.inf
                 now = trio.current_time()
                 for line in list(self._lines.values()):
-                    action = next_action(line, now, min_interval_s=self._min_interval_s)
+                    action = next_action(
+                        line,
+                        now,
+                        min_interval_s=self._min_interval_s,
+                        preview_interval_s=_preview_interval(line.chat_id),
+                        chat_preview_at=self._chat_preview_at.get(line.chat_id, -math.inf),
+                    )
                     if action is None:
                         continue
                     if isinstance(action, float):
@@ -299,7 +392,9 @@ class StatusBoard:
                     elif action is Action.FORGET:
                         del self._lines[line.job_id]
                     else:
-                        line.busy = True
+                        line.busy, line.settled = True, trio.Event()
+                        if action is Action.PREVIEW:  # the chat's interval starts now
+                            self._chat_preview_at[line.chat_id] = now
                         calls.start_soon(self._perform, line, action)
                 with trio.move_on_at(wake_at):
                     await self._changed.wait()
@@ -309,12 +404,17 @@ class StatusBoard:
             if action is Action.EDIT:
                 async with self._calls:
                     await self._edit(line)
+            elif action is Action.PREVIEW:
+                async with self._calls:
+                    await self._preview(line)
             elif action is Action.POST:
                 await self._post(line)
             else:
                 await self._delete(line)
         finally:
             line.busy = False
+            if line.settled is not None:
+                line.settled.set()
             self._wake()
 
     async def _post(self, line: StatusLine) -> None:
@@ -343,20 +443,57 @@ class StatusBoard:
         view, message_id = line.wanted, line.message_id
         assert message_id is not None
         line.written_at = trio.current_time()
+        markup = self._markup(line, view)
         try:
             # Progress is cosmetic: under load the send budget thins it (docs/telegram.md, T7).
-            await self._api.edit_message_text(
-                line.chat_id,
-                message_id,
-                view.text,
-                reply_markup=self._markup(line, view),
-                priority=Priority.COSMETIC,
-            )
+            if line.photo:
+                await self._api.edit_message_caption(
+                    line.chat_id, message_id, view.text, reply_markup=markup,
+                    priority=Priority.COSMETIC,
+                )  # fmt: skip
+            else:
+                await self._api.edit_message_text(
+                    line.chat_id, message_id, view.text, reply_markup=markup,
+                    priority=Priority.COSMETIC,
+                )  # fmt: skip
         except TelegramCallDropped:
             return  # never sent: the message still shows the old view; next_action retries
+        except TelegramBadRequest as exc:
+            if _NO_TEXT in exc.description.lower():  # adopted after a restart: a photo
+                line.photo = True
+                return  # the same view goes again, as a caption
+            log.debug("status_edit_failed", extra=fields(job=line.job_id, error=str(exc)))
         except TelegramError as exc:
             log.debug("status_edit_failed", extra=fields(job=line.job_id, error=str(exc)))
         # Shown or not, this view is done with; the next change tries again.
+        line.shown = view
+        if line.wanted == view:
+            line.changed_at = None
+
+    async def _preview(self, line: StatusLine) -> None:
+        view, preview, message_id = line.wanted, line.preview, line.message_id
+        assert preview is not None
+        assert message_id is not None
+        line.preview = None
+        line.written_at = trio.current_time()
+        try:
+            await self._api.edit_message_media(
+                line.chat_id,
+                message_id,
+                preview.data,
+                filename=_PREVIEW_NAMES.get(preview.content_type, "preview.jpg"),
+                caption=view.text,
+                reply_markup=self._markup(line, view),
+                priority=Priority.PREVIEW,
+            )
+        except TelegramCallDropped:
+            return  # stale by now; a newer preview, if any, goes by the same rules
+        except TelegramError as exc:
+            # Photos not allowed in the chat, the message gone, ...: text progress only.
+            log.info("status_preview_refused", extra=fields(job=line.job_id, error=str(exc)))
+            line.previews_off = True
+            return
+        line.photo = True
         line.shown = view
         if line.wanted == view:
             line.changed_at = None
@@ -383,3 +520,7 @@ class StatusBoard:
     @staticmethod
     def _markup(line: StatusLine, view: StatusView) -> InlineKeyboardMarkup | None:
         return cancel_keyboard(line.job_id, line.lang) if view.cancellable else None
+
+
+def _preview_interval(chat_id: int) -> float:
+    return GROUP_PREVIEW_INTERVAL_S if chat_id < 0 else PREVIEW_INTERVAL_S

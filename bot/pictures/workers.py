@@ -228,6 +228,9 @@ async def _generate(
 ) -> tuple[Path, bytes]:
     """ComfyUI draws the picture; it is kept on disk before the row says ``downloaded``."""
     job = work.job
+    # Previews cost sampling time: asked for only while the user sees the status message.
+    previews = deps.settings.comfyui_previews
+    watched = previews != "off" and runtime.board.watching(job.job_id)
     try:
         image = await runtime.servers.generate(
             graph,
@@ -237,6 +240,7 @@ async def _generate(
             recover=look_up_first,
             last_server=job.server,
             on_server=lambda server: _handed_to(deps, work, server),
+            preview_method=previews if watched else None,
         )
     except ComfyError as exc:
         raise JobEnded(Exit.GENERATION_FAILED, f"{type(exc).__name__}: {exc.detail}") from None
@@ -291,7 +295,7 @@ async def _deliver(
         raise JobEnded(Exit.ENDED_ELSEWHERE, "released before its upload began")
     work.uploading = True
     # The picture lands in the status message; the board lets go of it first.
-    status_message = runtime.board.hand_over(job.job_id)
+    status_message = await runtime.board.hand_over(job.job_id)
     with runtime.deliveries.shielded():
         try:
             return await showing_upload(

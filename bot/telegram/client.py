@@ -368,6 +368,25 @@ class TelegramApi:
         }
         await self._edit("editMessageText", params, priority=priority)
 
+    async def edit_message_caption(
+        self,
+        chat_id: int,
+        message_id: int,
+        caption: str,
+        *,
+        reply_markup: InlineKeyboardMarkup | None = None,
+        priority: Priority | None = None,
+    ) -> None:
+        """Replace a photo's caption (a photo has no text for ``editMessageText``); an edit
+        to identical content counts as done."""
+        params = {
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "caption": caption,
+            "reply_markup": reply_markup,
+        }
+        await self._edit("editMessageCaption", params, priority=priority)
+
     async def edit_message_reply_markup(
         self, chat_id: int, message_id: int, *, reply_markup: InlineKeyboardMarkup | None = None
     ) -> None:
@@ -531,20 +550,31 @@ class TelegramApi:
         *,
         kind: Literal["photo", "document"] = "photo",
         filename: str = "image.png",
+        caption: str | None = None,
         reply_markup: InlineKeyboardMarkup | None = None,
+        priority: Priority | None = None,
     ) -> Message:
         """Turn message *message_id* (a text message too) into an uploaded photo or
-        document; without *reply_markup* its buttons go (docs/telegram.md, T18)."""
+        document; without *reply_markup* its buttons go, without *caption* its caption
+        (docs/telegram.md, T18). *priority* as in :meth:`call`."""
         mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        media: dict[str, object] = {"type": kind, "media": f"attach://{MEDIA_FIELD}"}
+        if caption is not None:
+            media["caption"] = caption
         params = {
             "chat_id": chat_id,
             "message_id": message_id,
-            "media": {"type": kind, "media": f"attach://{MEDIA_FIELD}"},
+            "media": media,
             "reply_markup": reply_markup,
         }
         files = {MEDIA_FIELD: (filename, content, mime_type)}
         return await self.call(
-            "editMessageMedia", params, result=Message, files=files, timeout=UPLOAD_TIMEOUT
+            "editMessageMedia",
+            params,
+            result=Message,
+            files=files,
+            timeout=UPLOAD_TIMEOUT,
+            priority=priority,
         )
 
     async def _send_file(

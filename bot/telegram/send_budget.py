@@ -13,8 +13,10 @@ Theory of operation:
   seconds; replies, photos and notices are :attr:`Priority.MESSAGE`; the status board
   marks its posts and deletes :attr:`Priority.STATUS` (never dropped either, but when the
   budget is short they wait behind the pictures themselves); chat actions, and the edits
-  the board marks so (queue places, progress), are :attr:`Priority.COSMETIC`. Polling
-  and start-up calls write nothing to a chat and are not counted.
+  the board marks so (queue places, progress), are :attr:`Priority.COSMETIC`; the
+  board's preview pictures are :attr:`Priority.PREVIEW`, cosmetic in every rule below and
+  the last of them to go. Polling and start-up calls write nothing to a chat and are not
+  counted.
 * **Windows.** At most ``per_second`` granted calls in any window of one second, and at
   most ``per_chat`` in any ``chat_window_s`` in one private chat (an average of one a
   second, bursts of ``per_chat``); a group (a chat id below zero) gets Telegram's group
@@ -88,6 +90,11 @@ class Priority(enum.IntEnum):
     MESSAGE = 1  # replies, photos, notices: never dropped
     STATUS = 2  # status posts and their deletes: never dropped, but after the pictures
     COSMETIC = 3  # chat actions, status edits: thinned under load, dropped when stale
+    PREVIEW = 4  # the forming picture in a status message: cosmetic, and after the others
+
+    @property
+    def cosmetic(self) -> bool:
+        return self >= Priority.COSMETIC
 
 
 # The class of each method the bot calls; a method not listed is not counted (polling,
@@ -103,6 +110,7 @@ PRIORITY_OF: Final[Mapping[str, Priority]] = {
     "sendDocument": Priority.MESSAGE,
     "editMessageText": Priority.MESSAGE,
     "editMessageReplyMarkup": Priority.MESSAGE,
+    "editMessageCaption": Priority.MESSAGE,
     "editMessageMedia": Priority.MESSAGE,  # a finished picture landing in its status message
     "deleteMessage": Priority.MESSAGE,
     "sendChatAction": Priority.COSMETIC,
@@ -118,6 +126,7 @@ CHAT_WRITES: Final = frozenset(
         "sendDocument",
         "editMessageText",
         "editMessageReplyMarkup",
+        "editMessageCaption",
         "editMessageMedia",
     }
 )
@@ -181,7 +190,7 @@ def classify(
     raw_chat = params.get("chat_id")
     chat = raw_chat if isinstance(raw_chat, int) and method in CHAT_WRITES else None
     merge_key: Hashable | None = None
-    if klass is Priority.COSMETIC:
+    if klass.cosmetic:
         merge_key = (method, raw_chat, params.get("message_id"))
     holder = raw_chat if isinstance(raw_chat, int) else None
     return CallClass(klass, chat, merge_key, holder)
@@ -279,14 +288,15 @@ class SendBudget:
             return self._dropped.popleft()
         self._forget(now)
         wake_at = math.inf
-        cosmetic = self._waiting[Priority.COSMETIC]
-        for ticket in cosmetic.values():  # the oldest first: only it can be stale
-            stale_at = ticket.since + self.rules.cosmetic_max_wait_s
-            if now >= stale_at:
-                del cosmetic[ticket.seq]
-                return Drop(ticket, "stale")
-            wake_at = stale_at
-            break
+        for priority in (Priority.COSMETIC, Priority.PREVIEW):
+            cosmetic = self._waiting[priority]
+            for ticket in cosmetic.values():  # the oldest first: only it can be stale
+                stale_at = ticket.since + self.rules.cosmetic_max_wait_s
+                if now >= stale_at:
+                    del cosmetic[ticket.seq]
+                    return Drop(ticket, "stale")
+                wake_at = min(wake_at, stale_at)
+                break
         for priority, tickets in self._waiting.items():
             if not tickets:
                 continue
@@ -326,7 +336,7 @@ class SendBudget:
         # so a photo finds room at once even while status posts are queued.
         kept = rules.cosmetic_per_second
         ready = _free_at(sent.all, rules.per_second - kept, WINDOW_S)
-        if priority is Priority.COSMETIC:
+        if priority.cosmetic:
             ready = max(ready, _free_at(sent.cosmetic, rules.cosmetic_per_second, WINDOW_S))
         return ready
 
@@ -353,7 +363,7 @@ class SendBudget:
         if call.priority is Priority.TOAST:
             return  # not a message: it takes nobody's slot (a burst of presses would)
         self._sent.all.append(now)
-        if call.priority is Priority.COSMETIC:
+        if call.priority.cosmetic:
             self._sent.cosmetic.append(now)
         if call.chat_id is not None:
             self._sent.by_chat.setdefault(call.chat_id, deque()).append(now)

@@ -32,17 +32,23 @@ Knobs: ``unreachable`` (HTTP raises ``httpx.ConnectError``, ws refused),
 (the next prompts end in the recorded ``execution_error``), ``latency_s``
 (``{"GET /view": 1.0}``: seconds before a route answers), ``outputs_lost``
 (``/view`` answers 404, as after the output folder was emptied),
-``drop_websockets()``, ``half_open()``, ``restart()``, ``send_raw(frame)``.
+``drop_websockets()``, ``half_open()``, ``restart()``, ``send_raw(frame)``,
+``preview_method`` (the server's ``--preview-method``; a server with ``jobs_api`` also
+takes ``extra_data.preview_method`` per prompt, as servers after 0.3.64 do).
 Records: ``requests`` ((method, path, json) with ``/api`` stripped), ``submitted``
 (``FakePrompt``s), ``deleted``, ``interrupted`` (prompts actually stopped),
 ``interrupt_requests`` (every POST /interrupt; ``None`` = bare), ``bare_interrupts``,
 ``history_deleted``, ``started`` (execution order), ``peak_on_server`` (most prompts
-queued + running at once), ``sockets.client_ids`` (every websocket opened).
+queued + running at once), ``sockets.client_ids`` (every websocket opened),
+``previews_sent`` (preview frames, one per socket they went to).
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
+import json
+import struct
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -62,6 +68,10 @@ DEFAULT_CHECKPOINTS = ("sd_xl_base_1.0.safetensors",)
 DEFAULT_LORAS = ("persona_default.safetensors", "anna.safetensors")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LORA_ERROR = "Error while deserializing header: header too large\n"  # transcript c
+# Preview frames of transcript k: 512 px JPEGs whatever the picture's size, ~24-31 KB.
+PREVIEW_SIZES = (23829, 27077, 27011, 31523, 30507, 30536)
+JPEG_MAGIC = b"\xff\xd8\xff\xe0"
+PREVIEW_METHODS = ("auto", "latent2rgb", "taesd")
 
 
 class Outcome(enum.Enum):
@@ -95,6 +105,7 @@ class FakePrompt:
     interrupted: bool = False
     killed: bool = False
     cached: list[str] = field(default_factory=list)  # execution_cached's nodes
+    preview_method: str | None = None  # extra_data.preview_method of its POST
 
     def node_of(self, class_type: str) -> str:
         return next(
@@ -137,6 +148,9 @@ class FakeComfy:
             ["--cache-lru", str(cache_lru)] if cache_lru > 1 else []
         )
         self.jobs_api = False  # True: a server after 0.3.64 (GET /api/jobs answers)
+        self.preview_method = "none"  # the server's --preview-method
+        self.previews_sent = 0
+        self._preview_sizes = itertools.cycle(PREVIEW_SIZES)
         self.warm: list[tuple[str, str]] = []  # (checkpoint, LoRA) runs, newest first
         self.switch_time_s = 0.0  # total time spent loading models, for benchmarks
         self.default_script = PromptScript()
@@ -257,6 +271,9 @@ class FakeComfy:
         item = FakePrompt(
             number, self._seq, prompt_id, body["prompt"], body.get("client_id"), script
         )
+        extra = body.get("extra_data")
+        if isinstance(extra, dict) and isinstance(extra.get("preview_method"), str):
+            item.preview_method = extra["preview_method"]
         self.pending.append(item)
         self.submitted.append(item)
         self.peak_on_server = max(self.peak_on_server, self.queue_remaining())
@@ -391,12 +408,17 @@ class FakeComfy:
             )
         await self._to(item, "executing", self._data(item, node=sampler, display_node=sampler))
         started = trio.current_time()
+        previews = self._previews_on(item)
         for step in range(1, script.steps + 1):  # sleep_until: exact end times, no float drift
             await trio.sleep_until(started + script.run_s * step / script.steps)
+            await self._to(item, "progress_state", self._data(item, nodes={}))
+            if previews:  # event 4 just before the step's progress (transcript k) ...
+                await self._preview(item, sampler, step, metadata=True)
             await self._to(
                 item, "progress", self._data(item, value=step, max=script.steps, node=sampler)
             )
-            await self._to(item, "progress_state", self._data(item, nodes={}))
+            if previews:  # ... event 1 just after it
+                await self._preview(item, sampler, step, metadata=False)
         if script.outcome is Outcome.HANG:
             await trio.sleep_forever()
         save = item.node_of("SaveImage")
@@ -412,6 +434,36 @@ class FakeComfy:
             item, "executed", self._data(item, node=save, display_node=save, output=outputs[save])
         )
         return "execution_success", self._data(item, timestamp=self._stamp()), outputs
+
+    def _previews_on(self, item: FakePrompt) -> bool:
+        """The server's flag decides on 0.3.64; a newer server also takes the prompt's
+        ``extra_data.preview_method`` (and its flag only sets the default)."""
+        if self.jobs_api and item.preview_method is not None:
+            return item.preview_method in PREVIEW_METHODS
+        return self.preview_method in PREVIEW_METHODS
+
+    async def _preview(self, item: FakePrompt, node: str, step: int, *, metadata: bool) -> None:
+        wanted = self.sockets.wants_metadata(item.client_id)
+        if metadata not in wanted:
+            return
+        size = next(self._preview_sizes)
+        image = JPEG_MAGIC + f"{self.tag}preview {item.prompt_id} {step}".encode()
+        if metadata:
+            meta = {
+                "node_id": node,
+                "prompt_id": item.prompt_id,
+                "display_node_id": node,
+                "parent_node_id": None,
+                "real_node_id": node,
+                "image_type": "image/jpeg",
+            }
+            raw = json.dumps(meta).encode()
+            head = struct.pack(">II", 4, len(raw)) + raw
+        else:
+            head = struct.pack(">II", 1, 1)  # PREVIEW_IMAGE, JPEG
+        frame = head + image + b"\0" * max(0, size - len(head) - len(image))
+        self.previews_sent += wanted.count(metadata)
+        await self.sockets.send_preview(item.client_id, metadata=metadata, frame=frame)
 
     def interrupt(self, prompt_id: str | None) -> None:
         """POST /interrupt: targeted, or (no prompt_id) whatever runs, like ComfyUI."""

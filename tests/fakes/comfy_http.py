@@ -200,7 +200,8 @@ async def handle_request(fake: FakeComfy, request: httpx.Request) -> httpx.Respo
             "os": "posix",
             "comfyui_version": fake.version,
             "python_version": "3.11.7",
-            "argv": fake.argv,
+            "argv": fake.argv
+            + ([] if fake.preview_method == "none" else ["--preview-method", fake.preview_method]),
         }
         return _json(200, {"system": system, "devices": [{"name": "fake", "type": "cuda"}]})
     if route == ("GET", "/jobs") and fake.jobs_api:  # servers after 0.3.64 only

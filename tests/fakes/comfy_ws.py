@@ -10,7 +10,11 @@ Behaviour copied from the transcripts (docs/comfyui.md, C2-C8):
 * the first frame is ``status`` with ``sid`` = the clientId (a uuid4 hex without one);
 * a newer socket with the same clientId replaces the older in the routing map, and when
   the older closes it removes the newer's entry (the "deaf socket" of transcript i);
-* frames the clients send are read and ignored.
+* frames the clients send are read; a ``feature_flags`` message asking for
+  ``supports_preview_metadata`` is answered with the server's flags, and that socket then
+  gets preview pictures as event 4 frames (with metadata naming the prompt, sent just
+  before the step's ``progress``), any other socket as event 1 frames (no prompt named,
+  just after it), transcript k.
 
 Failure knobs: ``drop_all()`` aborts every connection like a TCP reset (the client sees
 ``ConnectionClosed`` 1006), ``half_open()`` stops all bytes in both directions without
@@ -54,6 +58,7 @@ class _Conn:
     server_end: _Stream
     server: WebSocketConnection | None = None
     cut: bool = False
+    preview_metadata: bool = False  # the client sent feature_flags asking for event 4
 
     def half_open(self) -> None:
         """Stop delivering bytes both ways (a silently dead peer), closing nothing."""
@@ -127,11 +132,45 @@ class FakeSockets:
             greeting = {"status": {"exec_info": {"queue_remaining": self._queue_remaining()}}}
             await self._send(conn, {"type": "status", "data": {**greeting, "sid": sid}})
             while True:
-                await ws.get_message()
+                await self._heard(conn, await ws.get_message())
         except ConnectionClosed:
             pass
         finally:
             self._by_sid.pop(sid, None)  # ComfyUI pops by sid, even a newer socket's entry
+
+    async def _heard(self, conn: _Conn, frame: str | bytes) -> None:
+        """What ComfyUI does with a client's frame: only feature flags mean anything."""
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            return
+        if not isinstance(message, dict) or message.get("type") != "feature_flags":
+            return
+        data = message.get("data")
+        conn.preview_metadata = isinstance(data, dict) and bool(
+            data.get("supports_preview_metadata")
+        )
+        flags = {"supports_preview_metadata": True, "max_upload_size": 104857600}
+        await self._send(conn, {"type": "feature_flags", "data": flags})
+
+    def wants_metadata(self, client_id: str | None) -> list[bool]:
+        """For each socket a preview goes to (its submitter's, or every one without a
+        clientId), whether it gets event 4 frames."""
+        if client_id is None:
+            return [conn.preview_metadata for conn in self._by_sid.values()]
+        conn = self._by_sid.get(client_id)
+        return [] if conn is None else [conn.preview_metadata]
+
+    async def send_preview(self, client_id: str | None, *, metadata: bool, frame: bytes) -> None:
+        """*frame* to the sockets of :meth:`wants_metadata` whose format it is."""
+        conns = (
+            list(self._by_sid.values())
+            if client_id is None
+            else [c for c in [self._by_sid.get(client_id)] if c is not None]
+        )
+        for conn in conns:
+            if conn.preview_metadata is metadata:
+                await self._send(conn, frame)
 
     async def _send(self, conn: _Conn, message: dict[str, Any] | str | bytes) -> None:
         if conn.cut or conn.server is None:

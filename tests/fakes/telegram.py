@@ -349,6 +349,7 @@ class FakeTelegram:
         # Messages turned into a photo or document by editMessageMedia; ``sent`` holds
         # them as they look now (the same message_id, kind "photo" or "document").
         self.media_edits: list[SentRecord] = []
+        self.caption_edits: list[EditRecord] = []  # editMessageCaption, caption as text
         self.deleted: list[tuple[int, int]] = []
         self.callback_answers: dict[str, CallbackAnswer] = {}
         self.chat_actions: list[ChatAction] = []
@@ -388,6 +389,7 @@ class FakeTelegram:
             "editMessageText": lambda p: self._edit(p, with_text=True),
             "editMessageReplyMarkup": lambda p: self._edit(p, with_text=False),
             "editMessageMedia": self._edit_media,
+            "editMessageCaption": self._edit_caption,
             "deleteMessage": self._delete_message,
             "setMyCommands": self._set_my_commands,
             "setMyDescription": lambda p: self._set_description(p, "description", 512),
@@ -833,6 +835,8 @@ class FakeTelegram:
         message = self._messages.get((chat["id"], message_id))
         if message is None or message["from"]["id"] != BOT_USER_ID:
             raise _ApiError(400, "Bad Request: message to edit not found")
+        if with_text and "text" not in message:  # a photo's words are its caption
+            raise _ApiError(400, "Bad Request: there is no text in the message to edit")
         markup = _check_markup(_json(params, "reply_markup"))
         text = str(params.get("text", "")) if with_text else message.get("text")
         if text == message.get("text") and markup == message.get("reply_markup"):
@@ -845,6 +849,29 @@ class FakeTelegram:
         record_text = text if with_text else None
         self.edits.append(
             EditRecord(chat["id"], message_id, record_text, markup, trio.current_time())
+        )
+        return edited
+
+    def _edit_caption(self, params: dict[str, Any]) -> dict[str, Any]:
+        """editMessageCaption: only a photo or document has a caption to edit."""
+        chat = self._writable_chat(params)
+        message_id = _int(params, "message_id")
+        message = self._messages.get((chat["id"], message_id))
+        if message is None or message["from"]["id"] != BOT_USER_ID:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        if "photo" not in message and "document" not in message:
+            raise _ApiError(400, "Bad Request: there is no caption in the message to edit")
+        markup = _check_markup(_json(params, "reply_markup"))
+        caption = str(params.get("caption", ""))
+        if caption == message.get("caption", "") and markup == message.get("reply_markup"):
+            raise _ApiError(400, MESSAGE_NOT_MODIFIED)
+        edited = {k: v for k, v in message.items() if k != "reply_markup"}
+        edited.update({"caption": caption, "edit_date": self._now()})
+        if markup is not None:
+            edited["reply_markup"] = markup
+        self._messages[(chat["id"], message_id)] = edited
+        self.caption_edits.append(
+            EditRecord(chat["id"], message_id, caption, markup, trio.current_time())
         )
         return edited
 
@@ -871,8 +898,14 @@ class FakeTelegram:
         file_id = f"{kind}-file-{next(self._file_ids)}"
         self._files[file_id] = upload.content
         markup = _check_markup(_json(params, "reply_markup"))
-        edited = {k: v for k, v in message.items() if k not in ("text", "reply_markup", "photo")}
+        caption = None if media.get("caption") is None else str(media["caption"])
+        if caption is not None and len(caption) > 1024:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        dropped = ("text", "reply_markup", "photo", "document", "caption")
+        edited = {k: v for k, v in message.items() if k not in dropped}
         edited["edit_date"] = self._now()
+        if caption is not None:
+            edited["caption"] = caption
         if kind == "photo":
             edited["photo"] = _photo_sizes(file_id, len(upload.content))
         else:
@@ -891,6 +924,7 @@ class FakeTelegram:
             self.sent[index],
             kind=kind,
             text=None,
+            caption=caption,
             reply_markup=markup,
             content=upload.content,
             file_id=file_id,
