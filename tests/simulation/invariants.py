@@ -10,7 +10,7 @@
 * every job has one reservation and, being final, exactly one charge (delivered) or one
   release (failed); no picture of a released job was uploaded; no message holding a
   picture was deleted (a picture lands in its status message; recovery must not mistake
-  it for a leftover status);
+  it for a leftover status), and none was covered by a preview landing after it;
 * each payment credited at most once; a refund took at most what its payment gave: a
   pack's pictures, a month's days not used yet, never days added after that month;
 * every picture of a pack is accounted for: left, reserved, delivered or refunded, and a
@@ -32,7 +32,7 @@ from store import Store
 from store.clock import from_iso
 from store.ledger import check
 from store.payments import SUBSCRIPTION_MONTH_S
-from tests.fakes.comfy import FakeComfy
+from tests.fakes.comfy import JPEG_MAGIC, FakeComfy
 from tests.fakes.telegram import FakeTelegram
 from tests.simulation.world import Record
 
@@ -53,6 +53,7 @@ def violations(
     found += _job_entries(store)
     found += _uploads_of_released_jobs(store, telegram, comfies)
     found += _pictures_kept(telegram)
+    found += _pictures_uncovered(telegram)
     found += _payments(store)
     found += _month_refunds(store)
     found += _packs(store)
@@ -134,13 +135,36 @@ def _uploads_of_released_jobs(
 
 def _pictures_kept(telegram: FakeTelegram) -> list[str]:
     """No message that carries a picture is ever deleted: a picture lands in its status
-    message, so recovery must never take that message for a leftover status."""
+    message, so recovery must never take that message for a leftover status. (A status
+    message showing a preview is no picture: a cancel deletes it.)"""
     deleted = set(telegram.deleted)
     return [
         f"the picture in message {sent.message_id} of chat {sent.chat_id} was deleted"
         for sent in telegram.sent
-        if sent.kind in ("photo", "document") and (sent.chat_id, sent.message_id) in deleted
+        if sent.kind in ("photo", "document")
+        and not _is_preview(sent.content)
+        and (sent.chat_id, sent.message_id) in deleted
     ]
+
+
+def _pictures_uncovered(telegram: FakeTelegram) -> list[str]:
+    """A message a picture landed in still shows a picture: no preview upload that was
+    in flight when the picture came lands on it afterwards."""
+    now = {(sent.chat_id, sent.message_id): sent for sent in telegram.sent}
+    landed = {
+        (edit.chat_id, edit.message_id)
+        for edit in telegram.media_edits
+        if edit.content is not None and not _is_preview(edit.content)
+    }
+    return [
+        f"the picture in message {message} of chat {chat} was covered by a preview"
+        for chat, message in sorted(landed)
+        if _is_preview(now[chat, message].content)
+    ]
+
+
+def _is_preview(content: bytes | None) -> bool:
+    return content is not None and content.startswith(JPEG_MAGIC)
 
 
 def _payments(store: Store) -> list[str]:
