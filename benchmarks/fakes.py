@@ -28,7 +28,7 @@ import trio
 
 from bot.core.personas import load_personas
 from bot.core.settings import SHIPPED_PERSONAS
-from tests.fakes.comfy import FakeComfy, FakePrompt, PromptScript
+from tests.fakes.comfy import JPEG_MAGIC, FakeComfy, FakePrompt, PromptScript
 from tests.fakes.comfy_loopback import serve_fake_comfy
 from tests.fakes.loopback_http import serve_handler
 from tests.fakes.telegram import FakeTelegram, SentRecord
@@ -41,6 +41,7 @@ __all__ = [
     "TimedComfy",
     "TimedTelegram",
     "instant_llm",
+    "is_preview",
     "open_stack",
 ]
 
@@ -95,8 +96,9 @@ class TimedTelegram:
             await self._sent_changed.wait()
 
     async def wait_total(self, kind: str, count: int) -> None:
-        """Wait until the bot sent *count* records of *kind* in all chats together."""
-        while sum(r.kind == kind for r in self.fake.sent) < count:
+        """Wait until the bot sent *count* records of *kind* in all chats together (a status
+        message showing a preview is no photo yet)."""
+        while sum(r.kind == kind and not is_preview(r) for r in self.fake.sent) < count:
             await self._sent_changed.wait()
 
     def update_times(self) -> tuple[dict[int, float], dict[PressKey, float]]:
@@ -118,8 +120,24 @@ class TimedTelegram:
         return {
             (r.chat_id, r.reply_to_message_id): r.at
             for r in self.fake.sent
-            if r.kind in ("photo", "document") and r.reply_to_message_id is not None
+            if r.kind in ("photo", "document")
+            and r.reply_to_message_id is not None
+            and not is_preview(r)
         }
+
+    def first_previews(self) -> dict[PressKey, float]:
+        """When each press's status message first showed the forming picture."""
+        first: dict[PressKey, float] = {}
+        for r in self.fake.media_edits:
+            if is_preview(r) and r.reply_to_message_id is not None:
+                first.setdefault((r.chat_id, r.reply_to_message_id), r.at)
+        return first
+
+
+def is_preview(record: SentRecord) -> bool:
+    """A status message showing the forming picture (the fake ComfyUI's previews are
+    JPEGs, its pictures PNGs)."""
+    return (record.content or b"").startswith(JPEG_MAGIC)
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from typing import Final
 
 import trio
 
-from benchmarks.fakes import GpuRun, PressKey, TimedTelegram, open_stack
+from benchmarks.fakes import GpuRun, PressKey, TimedTelegram, is_preview, open_stack
 from benchmarks.load import interleave, prepare_replies, press_all, press_spread, user_ids
 from benchmarks.process import (
     BOT_COMMAND,
@@ -49,6 +49,7 @@ class LoadShape:
     steps: int = 4  # progress steps per picture
     extra_env: tuple[tuple[str, str], ...] = ()  # more settings for the bot
     linger_s: float = 0.0  # after the last photo, before the stop (the status deletes)
+    preview_method: str = "none"  # the fake ComfyUI's --preview-method
 
     @property
     def presses(self) -> int:
@@ -66,6 +67,8 @@ class PressLoadResult:
     smallest_photo_bytes: int  # as uploaded to the fake Bot API
     log_problems: int  # the bot's WARNING/ERROR log lines, +1 for a non-zero exit
     calls: list[tuple[float, str]]  # (when, method) of every Bot API call but getUpdates
+    first_previews: dict[PressKey, float]  # press → the forming picture first shown, s
+    presses_to_photos: dict[PressKey, float]  # press → its photo, s
 
 
 async def run_press_load(
@@ -84,6 +87,7 @@ async def run_press_load(
             parallel=shape.parallel,
             steps=shape.steps,
         ) as stack:
+            stack.comfy.preview_method = shape.preview_method
             env = bot_environment(
                 stack,
                 Path(tmp),
@@ -105,6 +109,7 @@ async def run_press_load(
                 peak_hwm_kb = read_status_kb(bot.process.pid, "VmHWM")
             _, presses = stack.telegram.update_times()
             photos = stack.telegram.photos()
+            first_previews = stack.telegram.first_previews()
             timelines = build_timelines(
                 presses, photos, stack.comfy.runs, read_prompt_ids(bot.database)
             )
@@ -116,10 +121,14 @@ async def run_press_load(
         idle_hwm_kb=idle_hwm_kb,
         peak_hwm_kb=peak_hwm_kb,
         smallest_photo_bytes=min(
-            len(r.content or b"") for r in stack.telegram.fake.sent if r.kind == "photo"
+            len(r.content or b"")
+            for r in stack.telegram.fake.sent
+            if r.kind == "photo" and not is_preview(r)
         ),
         log_problems=bot.problems(),
         calls=[(r.at, r.method) for r in stack.telegram.fake.requests if r.method != "getUpdates"],
+        first_previews={key: at - presses[key] for key, at in first_previews.items()},
+        presses_to_photos={key: photos[key] - at for key, at in presses.items() if key in photos},
     )
 
 

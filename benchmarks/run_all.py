@@ -24,6 +24,7 @@ from benchmarks import (
     multi_gpu,
     overhead,
     placement,
+    previews,
     send_budget,
     stats_report,
     streaming,
@@ -44,8 +45,9 @@ BENCHMARKS: Final[tuple[Callable[[], Awaitable[Report]], ...]] = (
     fairness.measure,
     placement.measure,
     streaming.measure,
+    previews.measure,
 )
-TOTAL_TIMEOUT_S: Final = 900.0  # every wait inside has its own, far shorter, guard
+TOTAL_TIMEOUT_S: Final = 1200.0  # every wait inside has its own, far shorter, guard
 
 
 async def run_all() -> list[Report]:

@@ -12,10 +12,11 @@ import trio
 from pydantic import SecretStr
 
 from bot.core.texts import t
-from bot.pictures.status import Drawing, Queued, StatusBoard
+from bot.pictures.status import PREVIEW_INTERVAL_S, Drawing, Queued, StatusBoard
 from bot.telegram.client import TelegramApi
 from bot.telegram.send_budget import SendRules
 from bot.telegram.throttle import SendThrottle
+from comfy import Preview, ProgressStage, PromptProgress
 from store import open_store
 from tests.fakes.telegram import FAKE_BASE_URL, FakeTelegram
 from tests.fakes.telegram_fixtures import API_SEED
@@ -93,3 +94,31 @@ async def test_a_delete_waits_out_a_429_instead_of_being_dropped(
         board.close(JOB)
         await fake_telegram.wait_for(lambda: fake_telegram.deleted != [], timeout_s=60)
         assert trio.current_time() == start + 20.0
+
+
+async def test_the_picture_withdraws_a_preview_still_waiting_for_its_turn(
+    throttled_api: TelegramApi,
+    throttle: SendThrottle,
+    fake_telegram: FakeTelegram,
+    nursery: trio.Nursery,
+    autojump_clock: object,
+) -> None:
+    """A preview held by the budget has not left: the picture need not wait for it, and
+    it never reaches Telegram after the picture took the message."""
+    fake_telegram.user_says("hi", user_id=USER)
+    with open_store(":memory:") as store:
+        board = StatusBoard(throttled_api, store.jobs, min_interval_s=3.0)
+        await nursery.start(board.run)
+        board.open(JOB, chat_id=USER, reply_to=1, lang="ru", status=Drawing(10))
+        await fake_telegram.wait_for(lambda: fake_telegram.sent != [])
+        throttle.rate_limited(20.0)  # a 429 elsewhere: nothing goes for 20 s
+        picture = Preview(b"\xff\xd8\xff\xe0forming", "image/jpeg")
+        board.show_progress(JOB, PromptProgress(ProgressStage.RUNNING, 3, 10, preview=picture))
+        await trio.sleep(PREVIEW_INTERVAL_S + 1.0)  # the preview waits for its turn
+        before = trio.current_time()
+        message_id = await board.hand_over(JOB)
+        assert message_id == fake_telegram.sent[-1].message_id
+        assert trio.current_time() == before  # withdrawn, not waited for
+        await trio.sleep(60)
+    assert fake_telegram.media_edits == []
+    assert "editMessageMedia" not in fake_telegram.calls

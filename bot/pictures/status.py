@@ -197,6 +197,8 @@ class StatusLine:
     written_at: float = -math.inf
     busy: bool = False  # a Bot API call for this line is in flight
     settled: trio.Event | None = None  # set when the call in flight ends
+    edit_scope: trio.CancelScope | None = None  # around an edit or preview in flight
+    sending: bool = False  # that call left the send budget: it may reach Telegram
     given_up: bool = False  # the post failed: this job has no status message
     preview: Preview | None = None  # the latest forming picture, not shown yet
     photo: bool = False  # a preview made the message a photo: the status is its caption
@@ -334,10 +336,12 @@ class StatusBoard:
         board lets go of it, neither editing nor deleting it any more, and forgets its id
         in SQLite first, so that no recovery ever deletes the picture it became.
 
-        A call still in flight for the message (a preview upload) is waited for, up to
-        ``HAND_OVER_WAIT_S``: landing after the picture, it would cover it. None when the
-        job has no message to take (its post failed or has not landed yet, or that call
-        did not end in time; the line is then closed as usual)."""
+        An edit or preview still waiting for its turn in the send budget is withdrawn
+        (nothing was sent); one already on its way is waited for, up to
+        ``HAND_OVER_WAIT_S``: landing after the picture, it would cover it (a preview) or
+        put the status and «✖ Отмена» on it (a caption). None when the job has no message
+        to take (its post failed or has not landed yet, or that call did not end in time;
+        the line is then closed as usual)."""
         line = self._lines.get(job_id)
         if line is None or line.closed:
             return None
@@ -346,6 +350,8 @@ class StatusBoard:
             return None
         line.handed, line.preview = True, None
         if line.busy and line.settled is not None:
+            if line.edit_scope is not None and not line.sending:
+                line.edit_scope.cancel()  # still waiting for its turn: nothing was sent
             with trio.move_on_after(HAND_OVER_WAIT_S):
                 await line.settled.wait()
             if line.busy:
@@ -401,18 +407,18 @@ class StatusBoard:
 
     async def _perform(self, line: StatusLine, action: Action) -> None:
         try:
-            if action is Action.EDIT:
-                async with self._calls:
-                    await self._edit(line)
-            elif action is Action.PREVIEW:
-                async with self._calls:
-                    await self._preview(line)
+            if action in (Action.EDIT, Action.PREVIEW):
+                # hand_over may withdraw it while it waits for its turn (nothing sent yet).
+                with trio.CancelScope() as line.edit_scope:
+                    async with self._calls:
+                        await (self._edit if action is Action.EDIT else self._preview)(line)
             elif action is Action.POST:
                 await self._post(line)
             else:
                 await self._delete(line)
         finally:
-            line.busy = False
+            line.busy = line.sending = False
+            line.edit_scope = None
             if line.settled is not None:
                 line.settled.set()
             self._wake()
@@ -446,16 +452,15 @@ class StatusBoard:
         markup = self._markup(line, view)
         try:
             # Progress is cosmetic: under load the send budget thins it (docs/telegram.md, T7).
-            if line.photo:
-                await self._api.edit_message_caption(
-                    line.chat_id, message_id, view.text, reply_markup=markup,
-                    priority=Priority.COSMETIC,
-                )  # fmt: skip
-            else:
-                await self._api.edit_message_text(
-                    line.chat_id, message_id, view.text, reply_markup=markup,
-                    priority=Priority.COSMETIC,
-                )  # fmt: skip
+            edit = self._api.edit_message_caption if line.photo else self._api.edit_message_text
+            await edit(
+                line.chat_id,
+                message_id,
+                view.text,
+                reply_markup=markup,
+                priority=Priority.COSMETIC,
+                on_sending=lambda: _sending(line),
+            )
         except TelegramCallDropped:
             return  # never sent: the message still shows the old view; next_action retries
         except TelegramBadRequest as exc:
@@ -485,6 +490,7 @@ class StatusBoard:
                 caption=view.text,
                 reply_markup=self._markup(line, view),
                 priority=Priority.PREVIEW,
+                on_sending=lambda: _sending(line),
             )
         except TelegramCallDropped:
             return  # stale by now; a newer preview, if any, goes by the same rules
@@ -520,6 +526,10 @@ class StatusBoard:
     @staticmethod
     def _markup(line: StatusLine, view: StatusView) -> InlineKeyboardMarkup | None:
         return cancel_keyboard(line.job_id, line.lang) if view.cancellable else None
+
+
+def _sending(line: StatusLine) -> None:
+    line.sending = True
 
 
 def _preview_interval(chat_id: int) -> float:

@@ -21,7 +21,7 @@ import json
 import logging
 import mimetypes
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeVar
 
 import httpx
@@ -152,13 +152,15 @@ class TelegramApi:
         files: UploadFiles | None = None,
         timeout: httpx.Timeout | None = None,  # noqa: ASYNC109 (httpx's per-phase limits)
         priority: Priority | None = None,
+        on_sending: Callable[[], None] | None = None,
     ) -> T:
         """Call ``method`` and parse its result as ``result``.
 
         ``None`` values in ``params`` are left out. Without ``files`` the body is JSON;
         with ``files`` it is multipart and nested values become JSON strings
         (docs/telegram.md, T11). *priority* overrides the method's own class in the send
-        budget (:data:`bot.telegram.send_budget.PRIORITY_OF`).
+        budget (:data:`bot.telegram.send_budget.PRIORITY_OF`). *on_sending* is called when
+        the request is about to leave: until then, cancelling the call sends nothing.
 
         Raises:
             TelegramError: a subclass from :mod:`bot.telegram.errors`, after retries;
@@ -170,7 +172,7 @@ class TelegramApi:
             classify(method, params, priority=priority) if self._throttle is not None else None
         )
         raw = await self._call_with_retries(
-            method, params, files, http_timeout=timeout, budgeted=budgeted
+            method, params, files, http_timeout=timeout, budgeted=budgeted, on_sending=on_sending
         )
         try:
             return adapter.validate_python(raw)
@@ -186,6 +188,7 @@ class TelegramApi:
         *,
         http_timeout: httpx.Timeout | None,
         budgeted: CallClass | None,
+        on_sending: Callable[[], None] | None = None,
     ) -> object:
         delays = backoff_delays(rng=self._rng)
         error: TelegramError
@@ -193,6 +196,8 @@ class TelegramApi:
         while True:
             if budgeted is not None and self._throttle is not None:
                 await self._throttle.wait_turn(method, budgeted)
+            if on_sending is not None:
+                on_sending()
             try:
                 return await self._measured(method, params, files, http_timeout=http_timeout)
             except TelegramRetryAfter as exc:
@@ -355,10 +360,12 @@ class TelegramApi:
         *,
         reply_markup: InlineKeyboardMarkup | None = None,
         priority: Priority | None = None,
+        on_sending: Callable[[], None] | None = None,
     ) -> None:
         """Replace a message's text; an edit to identical content counts as done.
 
-        ``priority=Priority.COSMETIC`` lets the send budget thin or drop the edit.
+        ``priority=Priority.COSMETIC`` lets the send budget thin or drop the edit;
+        *on_sending* as in :meth:`call`.
         """
         params = {
             "chat_id": chat_id,
@@ -366,7 +373,7 @@ class TelegramApi:
             "text": text,
             "reply_markup": reply_markup,
         }
-        await self._edit("editMessageText", params, priority=priority)
+        await self._edit("editMessageText", params, priority=priority, on_sending=on_sending)
 
     async def edit_message_caption(
         self,
@@ -376,16 +383,17 @@ class TelegramApi:
         *,
         reply_markup: InlineKeyboardMarkup | None = None,
         priority: Priority | None = None,
+        on_sending: Callable[[], None] | None = None,
     ) -> None:
         """Replace a photo's caption (a photo has no text for ``editMessageText``); an edit
-        to identical content counts as done."""
+        to identical content counts as done. *priority*, *on_sending* as in :meth:`call`."""
         params = {
             "chat_id": chat_id,
             "message_id": message_id,
             "caption": caption,
             "reply_markup": reply_markup,
         }
-        await self._edit("editMessageCaption", params, priority=priority)
+        await self._edit("editMessageCaption", params, priority=priority, on_sending=on_sending)
 
     async def edit_message_reply_markup(
         self, chat_id: int, message_id: int, *, reply_markup: InlineKeyboardMarkup | None = None
@@ -395,10 +403,15 @@ class TelegramApi:
         await self._edit("editMessageReplyMarkup", params)
 
     async def _edit(
-        self, method: str, params: Mapping[str, object], *, priority: Priority | None = None
+        self,
+        method: str,
+        params: Mapping[str, object],
+        *,
+        priority: Priority | None = None,
+        on_sending: Callable[[], None] | None = None,
     ) -> None:
         try:
-            await self.call(method, params, result=object, priority=priority)
+            await self.call(method, params, result=object, priority=priority, on_sending=on_sending)
         except TelegramBadRequest as exc:
             if _NOT_MODIFIED not in exc.description.lower():
                 raise
@@ -553,10 +566,11 @@ class TelegramApi:
         caption: str | None = None,
         reply_markup: InlineKeyboardMarkup | None = None,
         priority: Priority | None = None,
+        on_sending: Callable[[], None] | None = None,
     ) -> Message:
         """Turn message *message_id* (a text message too) into an uploaded photo or
         document; without *reply_markup* its buttons go, without *caption* its caption
-        (docs/telegram.md, T18). *priority* as in :meth:`call`."""
+        (docs/telegram.md, T18). *priority*, *on_sending* as in :meth:`call`."""
         mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         media: dict[str, object] = {"type": kind, "media": f"attach://{MEDIA_FIELD}"}
         if caption is not None:
@@ -575,6 +589,7 @@ class TelegramApi:
             files=files,
             timeout=UPLOAD_TIMEOUT,
             priority=priority,
+            on_sending=on_sending,
         )
 
     async def _send_file(
