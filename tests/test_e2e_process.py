@@ -16,7 +16,7 @@ import trio
 from bot.core.personas import load_personas
 from bot.core.settings import SHIPPED_PERSONAS
 from bot.core.texts import LOOK_BUTTON
-from tests.fakes.comfy import FakeComfy, PromptScript
+from tests.fakes.comfy import JPEG_MAGIC, PNG_MAGIC, FakeComfy, PromptScript
 from tests.fakes.loopback_http import serve_handler
 from tests.fakes.telegram import TEST_TOKEN, FakeTelegram
 from tests.processes import (
@@ -89,3 +89,39 @@ async def test_a_token_telegram_refuses_stops_the_start_with_one_line(tmp_path: 
         "copy it again from @BotFather"
     )
     assert TEST_TOKEN not in output.decode()
+
+
+async def test_previews_over_a_real_websocket_then_the_picture_in_their_place(
+    tmp_path: Path,
+) -> None:
+    """The frames travel as real binary websocket frames on 127.0.0.1: the process asks
+    for metadata, and the user sees the forming picture, then the picture, in one message."""
+    telegram = FakeTelegram()
+    comfy = FakeComfy(loras=tuple(load_personas(SHIPPED_PERSONAS).lora_files()))
+    comfy.preview_method = "latent2rgb"
+    comfy.default_script = PromptScript(run_s=6.0, steps=6)
+    async with trio.open_nursery() as nursery:
+        fakes = await serve_fakes(nursery, telegram, comfy)
+        env = bot_environment(tmp_path, **fakes)
+        async with running_bot(env) as (process, output):
+            with trio.fail_after(START_TIMEOUT_S + 30):
+                telegram.user_says("привет")
+                await telegram.wait_for(lambda: len(telegram.sent) == 1, timeout_s=START_TIMEOUT_S)
+                reply = telegram.sent[0]
+                telegram.user_presses(reply.message_id, "look")
+                await telegram.wait_for(
+                    lambda: any((s.content or b"").startswith(PNG_MAGIC) for s in telegram.sent),
+                    timeout_s=30,
+                )
+            with trio.fail_after(STOP_TIMEOUT_S):
+                process.send_signal(signal.SIGTERM)
+                await process.wait()
+        nursery.cancel_scope.cancel()
+    assert process.returncode == 0, output.decode()
+    previews = [e for e in telegram.media_edits if (e.content or b"").startswith(JPEG_MAGIC)]
+    assert previews, output.decode()
+    assert all(p.caption and p.caption.startswith("🎨") for p in previews)
+    final = telegram.media_edits[-1]
+    assert (final.content or b"").startswith(PNG_MAGIC)
+    assert {e.message_id for e in telegram.media_edits} == {final.message_id}
+    assert comfy.previews_sent == 6
