@@ -35,6 +35,7 @@ from comfy.errors import ComfyProtocolError, ComfyUnavailable, PromptRejected, o
 from comfy.messages import (
     HistoryEntry,
     ImageRef,
+    JobRecord,
     NodeErrorItem,
     NodeInfo,
     PromptAccepted,
@@ -246,6 +247,23 @@ class ComfyClient:
         if reply.status in (404, 405):
             return False
         raise ComfyProtocolError(f"GET /api/jobs answered {reply.status} {_quote(reply.body)}")
+
+    async def get_job(self, prompt_id: str) -> JobRecord | None:
+        """GET /api/jobs/{id} (servers with the jobs API): the prompt wherever it is, in one
+        answer; None when the server holds it nowhere (404)."""
+        reply = await self._request("GET", f"/api/jobs/{prompt_id}")
+        if reply.status == 404:
+            return None
+        return self._parse(reply, JobRecord, "GET /api/jobs/{id}")
+
+    async def cancel_job(self, prompt_id: str) -> bool:
+        """POST /api/jobs/{id}/cancel (servers with the jobs API): dequeues the prompt if it
+        waits, interrupts it only if it is the one running; True when it did either."""
+        reply = await self._request("POST", f"/api/jobs/{prompt_id}/cancel")
+        if reply.status == 404:
+            return False
+        doc = self._json(reply, "POST /api/jobs/{id}/cancel")
+        return isinstance(doc, dict) and doc.get("cancelled") is True
 
     async def system_stats(self) -> SystemStats:
         return self._parse(

@@ -42,6 +42,7 @@ from comfy.protocol import (
     PromptUpdate,
     Signal,
     probe_from_history,
+    probe_from_job,
     probe_from_queue,
 )
 from comfy.websocket import (
@@ -144,14 +145,29 @@ class PromptWatch:
             pass
 
 
-async def probe_prompt(client: ComfyClient, prompt_id: str) -> Probe:
+async def probe_prompt(client: ComfyClient, prompt_id: str, *, jobs_api: bool = False) -> Probe:
     """Where is *prompt_id* on ComfyUI: finished (history), queued/running, or nowhere?
 
-    /history answers ``{}`` for queued, running, deleted and unknown ids alike
+    With the jobs API (servers after 0.3.64) one GET /api/jobs/{id} answers from the queue
+    and the history together; a 404 is asked once more before it means "nowhere", since
+    the server copies its queue and its history one after the other.
+
+    Else /history answers ``{}`` for queued, running, deleted and unknown ids alike
     (docs/comfyui.md, C14), so /queue decides; history is read again last because the
     prompt may finish between the two reads, and "nowhere" must not be concluded from that
     race.
     """
+    if jobs_api:
+        for _ in range(2):
+            job = await client.get_job(prompt_id)
+            if job is None:
+                continue
+            probe = probe_from_job(job)
+            if probe is not None:
+                return probe
+            break  # a status this client does not know: history and queue decide
+        else:
+            return Probe(Signal.MISSING)
     entry = await client.get_history(prompt_id)
     if entry is not None:
         return probe_from_history(entry)
@@ -183,6 +199,7 @@ class Follower:
         self._watches: dict[str, PromptWatch] = {}
         self._reconcile_now = trio.Event()
         self._reconcile_error = ""
+        self._jobs_api: bool | None = None  # asked once per connection
         self.last_error = "not connected yet"
         self.queue_remaining = 0  # from the last status frame (docs/comfyui.md, C20)
 
@@ -328,7 +345,28 @@ class Follower:
                 self._set_connected(event.sid)
             self._deliver(self._tracker.receive(event))
 
+    async def jobs_api(self) -> bool:
+        """Whether the server has the jobs API (after 0.3.64), asked once per connection: a
+        reconnect may be to an upgraded server. A failed question answers False and is
+        asked again next time."""
+        if self._jobs_api is None:
+            try:
+                found = await self._client.has_jobs_api()
+            except ComfyError:
+                return False
+            if self._jobs_api is None:
+                log.info(
+                    "comfy_jobs_api", extra=fields(server=self._client.server, available=found)
+                )
+            self._jobs_api = found
+        return self._jobs_api
+
+    async def probe(self, prompt_id: str) -> Probe:
+        """:func:`probe_prompt` with the jobs API when the server has it."""
+        return await probe_prompt(self._client, prompt_id, jobs_api=await self.jobs_api())
+
     def _set_connected(self, client_id: str) -> None:
+        self._jobs_api = None
         self._client_id = client_id
         self._healthy = True
         self._connected.set()
@@ -374,7 +412,7 @@ class Follower:
             ]
             for watch in orphans:
                 try:
-                    probe = await probe_prompt(self._client, watch.prompt_id)
+                    probe = await self.probe(watch.prompt_id)
                 except ComfyError as exc:
                     self._reconcile_failed(exc.detail)
                     break

@@ -35,7 +35,7 @@ from comfy.errors import (
     PromptRejected,
 )
 from comfy.events import Preview
-from comfy.follower import Follower, PromptWatch, probe_prompt
+from comfy.follower import Follower, PromptWatch
 from comfy.messages import ImageRef
 from comfy.protocol import PromptState, PromptTracker, PromptUpdate, probe_from_history
 from common.logfields import fields
@@ -205,7 +205,7 @@ class Comfy:
         bot's own shutdown cleanup, it made no picture, and ComfyUI no longer holds it, so
         a new submission cannot run it twice.
         """
-        probe = await probe_prompt(self._client, prompt.prompt_id)
+        probe = await self._follower.probe(prompt.prompt_id)
         tracker = PromptTracker()
         tracker.add(prompt.prompt_id)
         updates = tracker.reconcile(prompt.prompt_id, probe)
@@ -322,10 +322,18 @@ class Comfy:
         )
 
     async def _cancel_on_server(self, prompt_id: str) -> None:
-        """Shielded: delete the prompt if pending; interrupt it only if it is running."""
+        """Shielded: delete the prompt if pending; interrupt it only if it is running. A
+        server with the jobs API does both in one atomic call."""
         server = self._client.server
         with trio.move_on_after(CLEANUP_TIMEOUT_S, shield=True) as cleanup:
             try:
+                if await self._follower.jobs_api():
+                    cancelled = await self._client.cancel_job(prompt_id)
+                    log.info(
+                        "comfy_prompt_cancelled",
+                        extra=fields(prompt_id=prompt_id, server=server, found=cancelled),
+                    )
+                    return
                 await self._client.delete_queued(prompt_id)
                 queue = await self._client.get_queue()
                 if prompt_id in queue.pending:  # a second copy, or it was being dequeued

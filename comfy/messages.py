@@ -122,6 +122,19 @@ class HistoryEntry(Inbound):
     status: HistoryStatus | None = None
 
 
+class JobRecord(Inbound):
+    """GET /api/jobs/{id} of a server after 0.3.64: the prompt's ``status`` (pending,
+    in_progress, completed, failed, cancelled) read from its queue and history at once;
+    a finished one also carries its history entry's ``outputs`` and ``execution_status``."""
+
+    status: str
+    outputs: dict[str, NodeOutput] = Field(default_factory=dict)
+    execution_status: HistoryStatus | None = None
+
+    def history_entry(self) -> HistoryEntry:
+        return HistoryEntry(outputs=self.outputs, status=self.execution_status)
+
+
 class NodeInfo(Inbound):
     """One class of GET /object_info/{class}: ``input.required``/``input.optional`` specs."""
 

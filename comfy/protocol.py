@@ -11,9 +11,10 @@ One ``PromptTracker`` per process follows every prompt this process waits for, k
   (docs/comfyui.md, C6) is ignored. A preview picture goes to the prompt its metadata
   names, or, in the older frame that names none, to the one prompt running on the
   server (ComfyUI runs one at a time); it never moves a state.
-* ``reconcile(prompt_id, probe)``: what ``GET /queue`` and ``GET /history/{id}`` said,
-  for prompts whose messages cannot arrive (socket replaced, or recovered from a previous
-  process). ``probe_from_queue``/``probe_from_history`` classify those answers.
+* ``reconcile(prompt_id, probe)``: what ``GET /queue`` and ``GET /history/{id}`` said (or,
+  on servers after 0.3.64, ``GET /api/jobs/{id}``), for prompts whose messages cannot
+  arrive (socket replaced, or recovered from a previous process).
+  ``probe_from_queue``/``probe_from_history``/``probe_from_job`` classify those answers.
 
 States::
 
@@ -65,7 +66,7 @@ from comfy.events import (
     Progress,
     Status,
 )
-from comfy.messages import ExecutionErrorData, HistoryEntry, ImageRef
+from comfy.messages import ExecutionErrorData, HistoryEntry, ImageRef, JobRecord
 
 __all__ = [
     "TERMINAL_STATES",
@@ -78,6 +79,7 @@ __all__ = [
     "QueueSnapshot",
     "Signal",
     "probe_from_history",
+    "probe_from_job",
     "probe_from_queue",
 ]
 
@@ -202,6 +204,20 @@ def probe_from_queue(queue: QueueSnapshot, prompt_id: str) -> Probe | None:
         return Probe(Signal.SEEN_RUNNING)
     if prompt_id in queue.pending:
         return Probe(Signal.SEEN_PENDING)
+    return None
+
+
+def probe_from_job(job: JobRecord) -> Probe | None:
+    """Classify GET /api/jobs/{id} (servers after 0.3.64); None for a status this client
+    does not know (the caller asks /history and /queue instead)."""
+    if job.status == "pending":
+        return Probe(Signal.SEEN_PENDING)
+    if job.status == "in_progress":
+        return Probe(Signal.SEEN_RUNNING)
+    if job.status == "cancelled":
+        return Probe(Signal.FOUND_INTERRUPTED)
+    if job.status in ("completed", "failed"):
+        return probe_from_history(job.history_entry())
     return None
 
 

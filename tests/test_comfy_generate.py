@@ -323,8 +323,10 @@ async def test_recover_unknown_prompt_submits_it_once(
     assert trio.current_time() - t0 == 3.0
     assert image.filename == "persona_bot_00001_.png"
     assert [p.prompt_id for p in fake.submitted] == [pid]
-    looked_up = [r[:2] for r in fake.requests[:4]]
+    # A 0.3.64 server: asked once whether it has the jobs API (no), then history and queue.
+    looked_up = [r[:2] for r in fake.requests[:5]]
     assert looked_up == [
+        ("GET", "/jobs"),
         ("GET", f"/history/{pid}"),
         ("GET", "/queue"),
         ("GET", f"/history/{pid}"),

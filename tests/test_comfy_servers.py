@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from bot.core.personas import load_personas
@@ -135,12 +136,18 @@ async def test_jobs_spread_by_load_and_wait_in_the_bot_while_every_server_is_ful
         await bot.stop()
 
 
+@pytest.mark.parametrize("jobs_api", [False, True], ids=["0.3.64", "newer"])
 async def test_a_server_dying_mid_job_moves_the_job_which_is_drawn_and_charged_once(
-    nursery: trio.Nursery, tmp_path: Path, fake_telegram: FakeTelegram, autojump_clock: object
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_telegram: FakeTelegram,
+    autojump_clock: object,
+    jobs_api: bool,
 ) -> None:
     async with fake_servers(ALL_LORAS, ALL_LORAS, run_s=30) as (dying, other):
         # cut off from the bot, its GPU goes on drawing until told to stop
         dying.default_script = PromptScript(outcome=Outcome.HANG)
+        dying.jobs_api = other.jobs_api = jobs_api
         bot = await start_bot(
             nursery, tmp_path, fake_telegram, comfies=[dying, other], free_images=2
         )
@@ -164,7 +171,11 @@ async def test_a_server_dying_mid_job_moves_the_job_which_is_drawn_and_charged_o
         dying.unreachable = False
         await trio.sleep(60)
         assert dying.interrupted == [row["prompt_id"]]
-        assert dying.interrupt_requests == [row["prompt_id"]]  # by its id, never bare
+        if jobs_api:  # one atomic cancel by its id
+            assert dying.job_cancels == [row["prompt_id"]]
+            assert dying.interrupt_requests == []
+        else:
+            assert dying.interrupt_requests == [row["prompt_id"]]  # by its id, never bare
         await bot.stop()
 
 

@@ -341,6 +341,24 @@ class ServerPool:
             with trio.move_on_at(self._next_back_up()):
                 await changed.wait()
 
+    @staticmethod
+    async def _stop_abandoned(server: Server, prompt_id: str) -> str | None:
+        """Stop an abandoned prompt there; what was found, or None when the prompt was
+        handed back to the server meanwhile (it is that job's own again)."""
+        if await server.follower.jobs_api():  # one atomic call: dequeue, or interrupt
+            if prompt_id not in server.abandoned:
+                return None
+            cancelled = await server.client.cancel_job(prompt_id)
+            return "cancelled" if cancelled else "nothing to cancel"
+        probe = await probe_prompt(server.client, prompt_id)
+        if prompt_id not in server.abandoned:
+            return None
+        if probe.signal is Signal.SEEN_PENDING:
+            await server.client.delete_queued(prompt_id)
+        elif probe.signal is Signal.SEEN_RUNNING:
+            await server.client.interrupt(prompt_id)
+        return probe.signal.value
+
     async def _clean_abandoned(self, server: Server) -> bool:
         """Prompts left on a server that was lost: never let them draw to the end. True
         when every one was tidied; else the server is marked down (try again later)."""
@@ -348,18 +366,12 @@ class ServerPool:
             tidied = False
             with trio.move_on_after(CLEANUP_TIMEOUT_S):
                 try:
-                    probe = await probe_prompt(server.client, prompt_id)
-                    if prompt_id not in server.abandoned:
+                    found = await self._stop_abandoned(server, prompt_id)
+                    if found is None:
                         continue  # handed back to this server meanwhile: its own now
-                    if probe.signal is Signal.SEEN_PENDING:
-                        await server.client.delete_queued(prompt_id)
-                    elif probe.signal is Signal.SEEN_RUNNING:
-                        await server.client.interrupt(prompt_id)
                     log.info(
                         "comfy_abandoned_prompt_tidied",
-                        extra=fields(
-                            prompt_id=prompt_id, server=server.name, found=probe.signal.value
-                        ),
+                        extra=fields(prompt_id=prompt_id, server=server.name, found=found),
                     )
                     tidied = True
                 except ComfyError as exc:

@@ -181,6 +181,7 @@ class FakeComfy:
         self.interrupt_requests: list[str | None] = []  # every POST /interrupt, None = bare
         self.bare_interrupts = 0
         self.history_deleted: list[str] = []
+        self.job_cancels: list[str] = []  # POST /api/jobs/{id}/cancel (jobs_api servers)
         self.saved: list[tuple[str, str]] = []  # (prompt_id, filename) of every picture saved
         self.started: list[str] = []
         self.peak_on_server = 0
@@ -475,6 +476,20 @@ class FakeComfy:
                 self.interrupted.append(item.prompt_id)
                 item.interrupted = True
                 item.scope.cancel()
+
+    def cancel_job(self, prompt_id: str) -> bool:
+        """POST /api/jobs/{id}/cancel: dequeue it if pending, interrupt it only if it runs."""
+        self.job_cancels.append(prompt_id)
+        if any(item.prompt_id == prompt_id for item in self.pending):
+            self.delete_pending(prompt_id)
+            return True
+        for item in self.running:
+            if item.prompt_id == prompt_id:
+                self.interrupted.append(prompt_id)
+                item.interrupted = True
+                item.scope.cancel()
+                return True
+        return False
 
     def delete_pending(self, prompt_id: str) -> None:
         """Remove the first pending copy only, like ComfyUI (docs/comfyui.md, C16)."""

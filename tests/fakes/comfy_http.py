@@ -151,6 +151,30 @@ def _view(fake: FakeComfy, request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, content=data, headers=headers)
 
 
+def _job(fake: FakeComfy, method: str, rest: str) -> httpx.Response:
+    """GET /api/jobs/{id} and POST /api/jobs/{id}/cancel, as comfy_execution/jobs.py of a
+    server after 0.3.64 builds them: history first, then running, then pending."""
+    prompt_id, _, action = rest.partition("/")
+    if method == "POST" and action == "cancel":
+        return _json(200, {"cancelled": fake.cancel_job(prompt_id)})
+    if method != "GET" or action:
+        return httpx.Response(404)
+    entry = fake.history.get(prompt_id)
+    if entry is not None:
+        failed = entry["status"]["status_str"] == "error"
+        job = {
+            "id": prompt_id,
+            "status": "failed" if failed else "completed",
+            "outputs": entry["outputs"],
+            "execution_status": entry["status"],
+        }
+        return _json(200, job)
+    for items, status in ((fake.running, "in_progress"), (fake.pending, "pending")):
+        if any(item.prompt_id == prompt_id for item in items):
+            return _json(200, {"id": prompt_id, "status": status, "outputs_count": 0})
+    return _json(404, {"error": "Job not found"})
+
+
 async def handle_request(fake: FakeComfy, request: httpx.Request) -> httpx.Response:
     """Serve one request, recording it as ``(method, path, json_or_None)``."""
     path = request.url.path
@@ -206,6 +230,8 @@ async def handle_request(fake: FakeComfy, request: httpx.Request) -> httpx.Respo
         return _json(200, {"system": system, "devices": [{"name": "fake", "type": "cuda"}]})
     if route == ("GET", "/jobs") and fake.jobs_api:  # servers after 0.3.64 only
         return _json(200, {"jobs": [], "pagination": {"offset": 0, "limit": 1, "total": 0}})
+    if fake.jobs_api and path.startswith("/jobs/"):
+        return _job(fake, request.method, path.removeprefix("/jobs/"))
     if route == ("GET", "/models/checkpoints"):
         return _json(200, fake.checkpoints)
     if route == ("GET", "/models/loras"):
