@@ -104,9 +104,11 @@ class World:
         self.comfies = [FakeComfy(loras=loras, tag="gpu1:"), FakeComfy(loras=loras, tag="gpu2:")]
         for fake in self.comfies:
             fake.default_script = PromptScript(run_s=DRAW_S)
-        # The first draws live previews, the second text progress only: previews turn
-        # status messages into photos that a cancel deletes and a picture replaces.
+        # The first is a 0.3.64 drawing live previews; the second a newer server (the jobs
+        # API for lookups and cancels) asked for previews per prompt. Previews turn status
+        # messages into photos that a cancel deletes and a picture replaces.
         self.comfies[0].preview_method = "latent2rgb"
+        self.comfies[1].jobs_api = True
         self.clock = VirtualWallClock(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
         self.record = Record(
             database=tmp_path / "data" / "bot.db", telegram=self.telegram, comfies=self.comfies
