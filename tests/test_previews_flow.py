@@ -8,6 +8,7 @@ import logging
 import math
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -196,6 +197,36 @@ async def test_a_refused_preview_leaves_text_progress_as_it_was(
     assert fake_telegram.edits[-1].text == t("status_running", "ru", percent=80)
     refused = [r for r in caplog.records if r.getMessage() == "status_preview_refused"]
     assert len(refused) == 1  # tried once, then text only
+
+
+async def test_a_preview_lost_to_the_network_is_followed_by_the_next_one(
+    telegram_api: TelegramApi,
+    fake_telegram: FakeTelegram,
+    nursery: trio.Nursery,
+    autojump_clock: object,
+) -> None:
+    """Only Telegram's refusal ends previews; a Bot API that is down for a while does not."""
+    fake_telegram.user_says("hi", user_id=USER)
+    down_until = math.inf
+
+    def bad_gateway(method: str, request: httpx.Request) -> httpx.Response | None:
+        if method == "editMessageMedia" and trio.current_time() < down_until:
+            return httpx.Response(502, text="<html>Bad Gateway</html>")
+        return None
+
+    fake_telegram.interpose = bad_gateway
+    with open_store(":memory:") as store:
+        board = StatusBoard(telegram_api, store.jobs)
+        await nursery.start(board.run)
+        board.open(JOB, chat_id=USER, reply_to=1, lang="ru", status=Drawing(0))
+        await fake_telegram.wait_for(lambda: fake_telegram.sent != [])
+        board.show_progress(JOB, drawn(1))
+        await trio.sleep(60.0)  # every try of that preview failed
+        assert previews(fake_telegram) == []
+        down_until = trio.current_time()
+        board.show_progress(JOB, drawn(2))
+        await trio.sleep(5.0)
+        assert len(previews(fake_telegram)) == 1
 
 
 async def test_an_adopted_photo_message_gets_its_status_as_a_caption(

@@ -56,7 +56,12 @@ from bot.core.buttons import Cancel, encode
 from bot.core.texts import t
 from bot.pictures.queue import Place
 from bot.telegram.client import TelegramApi
-from bot.telegram.errors import TelegramBadRequest, TelegramCallDropped, TelegramError
+from bot.telegram.errors import (
+    TelegramBadRequest,
+    TelegramCallDropped,
+    TelegramError,
+    TelegramForbidden,
+)
 from bot.telegram.send_budget import Priority
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from comfy import Preview, ProgressStage, PromptProgress
@@ -101,7 +106,7 @@ GROUP_PREVIEW_INTERVAL_S: Final = 10.0
 # How long the finished picture waits for a status call still in flight (a preview
 # upload) before it goes as a message of its own; the call's HTTP timeout bounds it too.
 HAND_OVER_WAIT_S: Final = 15.0
-# Telegram's answer to editMessageText on a photo (docs/telegram.md, T18).
+# Telegram's answer to editMessageText on a photo (docs/telegram.md, T17).
 _NO_TEXT: Final = "there is no text in the message to edit"
 _PREVIEW_NAMES: Final = {
     "image/jpeg": "preview.jpg",
@@ -494,10 +499,13 @@ class StatusBoard:
             )
         except TelegramCallDropped:
             return  # stale by now; a newer preview, if any, goes by the same rules
-        except TelegramError as exc:
+        except (TelegramBadRequest, TelegramForbidden) as exc:
             # Photos not allowed in the chat, the message gone, ...: text progress only.
             log.info("status_preview_refused", extra=fields(job=line.job_id, error=str(exc)))
             line.previews_off = True
+            return
+        except TelegramError as exc:  # the network, a 5xx: the next preview may go
+            log.debug("status_preview_failed", extra=fields(job=line.job_id, error=str(exc)))
             return
         line.photo = True
         line.shown = view
