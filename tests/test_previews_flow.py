@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -114,6 +116,19 @@ def test_a_group_gets_previews_five_times_less_often() -> None:
 # -- the board against the fake Bot API ------------------------------------------------
 
 
+@asynccontextmanager
+async def drawing_board(
+    api: TelegramApi, telegram: FakeTelegram, nursery: trio.Nursery
+) -> AsyncIterator[StatusBoard]:
+    """A running board with one job drawing, its status message posted."""
+    with open_store(":memory:") as store:
+        board = StatusBoard(api, store.jobs)
+        await nursery.start(board.run)
+        board.open(JOB, chat_id=USER, reply_to=1, lang="ru", status=Drawing(0))
+        await telegram.wait_for(lambda: telegram.sent != [])
+        yield board
+
+
 async def test_a_preview_turns_the_message_into_a_photo_and_the_status_into_its_caption(
     telegram_api: TelegramApi,
     fake_telegram: FakeTelegram,
@@ -121,11 +136,7 @@ async def test_a_preview_turns_the_message_into_a_photo_and_the_status_into_its_
     autojump_clock: object,
 ) -> None:
     fake_telegram.user_says("hi", user_id=USER)
-    with open_store(":memory:") as store:
-        board = StatusBoard(telegram_api, store.jobs)
-        await nursery.start(board.run)
-        board.open(JOB, chat_id=USER, reply_to=1, lang="ru", status=Drawing(0))
-        await fake_telegram.wait_for(lambda: fake_telegram.sent != [])
+    async with drawing_board(telegram_api, fake_telegram, nursery) as board:
         start = trio.current_time()
         for step in range(1, 10):  # a step a second, each with its picture
             board.show_progress(JOB, drawn(step))
@@ -155,11 +166,7 @@ async def test_the_picture_waits_for_a_preview_upload_still_in_flight(
 ) -> None:
     fake_telegram.user_says("hi", user_id=USER)
     fake_telegram.latency_s = {"editMessageMedia": 4.0}
-    with open_store(":memory:") as store:
-        board = StatusBoard(telegram_api, store.jobs)
-        await nursery.start(board.run)
-        board.open(JOB, chat_id=USER, reply_to=1, lang="ru", status=Drawing(0))
-        await fake_telegram.wait_for(lambda: fake_telegram.sent != [])
+    async with drawing_board(telegram_api, fake_telegram, nursery) as board:
         board.show_progress(JOB, drawn(3))
         await trio.sleep(PREVIEW_INTERVAL_S + 1.0)  # the upload is under way
         assert previews(fake_telegram) == []
@@ -184,11 +191,7 @@ async def test_a_refused_preview_leaves_text_progress_as_it_was(
     caplog.set_level(logging.INFO, logger="bot.pictures.status")
     fake_telegram.user_says("hi", user_id=USER)
     fake_telegram.refuse_photos = "Bad Request: not enough rights to send photos to the chat"
-    with open_store(":memory:") as store:
-        board = StatusBoard(telegram_api, store.jobs)
-        await nursery.start(board.run)
-        board.open(JOB, chat_id=USER, reply_to=1, lang="ru", status=Drawing(0))
-        await fake_telegram.wait_for(lambda: fake_telegram.sent != [])
+    async with drawing_board(telegram_api, fake_telegram, nursery) as board:
         for step in range(1, 9):
             board.show_progress(JOB, drawn(step))
             await trio.sleep(1.0)
@@ -215,11 +218,7 @@ async def test_a_preview_lost_to_the_network_is_followed_by_the_next_one(
         return None
 
     fake_telegram.interpose = bad_gateway
-    with open_store(":memory:") as store:
-        board = StatusBoard(telegram_api, store.jobs)
-        await nursery.start(board.run)
-        board.open(JOB, chat_id=USER, reply_to=1, lang="ru", status=Drawing(0))
-        await fake_telegram.wait_for(lambda: fake_telegram.sent != [])
+    async with drawing_board(telegram_api, fake_telegram, nursery) as board:
         board.show_progress(JOB, drawn(1))
         await trio.sleep(60.0)  # every try of that preview failed
         assert previews(fake_telegram) == []
