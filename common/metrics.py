@@ -157,6 +157,12 @@ SEND_DROPPED: Final = Counter(
     "Cosmetic Bot API calls the send budget dropped, by reason (stale or merged)",
     ["reason"],
 )
+PREVIEWS: Final = Counter(
+    PREFIX + "previews",
+    "Forming pictures sent to status messages, by outcome (shown, dropped by the send"
+    " budget, withdrawn for the picture, refused by Telegram, failed)",
+    ["outcome"],
+)
 
 # -- the LLM and the store ---------------------------------------------------------------
 LLM_REQUESTS: Final = Counter(

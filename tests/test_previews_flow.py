@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from prometheus_client import REGISTRY
 
 from bot.core.texts import t
 from bot.pictures.status import (
@@ -36,6 +37,10 @@ from tests.test_image_flow import USER, events, press_look, say_and_get_reply, w
 
 JOB = "p" * 32
 PICTURE = Preview(JPEG_MAGIC + b"forming", "image/jpeg")
+
+
+def previews_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("persona_bot_previews_total", {"outcome": outcome}) or 0.0
 
 
 def previews(tg: FakeTelegram) -> list[SentRecord]:
@@ -136,12 +141,14 @@ async def test_a_preview_turns_the_message_into_a_photo_and_the_status_into_its_
     autojump_clock: object,
 ) -> None:
     fake_telegram.user_says("hi", user_id=USER)
+    shown_before = previews_counted("shown")
     async with drawing_board(telegram_api, fake_telegram, nursery) as board:
         start = trio.current_time()
         for step in range(1, 10):  # a step a second, each with its picture
             board.show_progress(JOB, drawn(step))
             await trio.sleep(1.0)
         shown = previews(fake_telegram)
+        assert previews_counted("shown") - shown_before == len(shown)
         # At most one every PREVIEW_INTERVAL_S, each with the status under it.
         assert 3 <= len(shown) <= 5
         times = [r.at for r in shown]
@@ -191,6 +198,7 @@ async def test_a_refused_preview_leaves_text_progress_as_it_was(
     caplog.set_level(logging.INFO, logger="bot.pictures.status")
     fake_telegram.user_says("hi", user_id=USER)
     fake_telegram.refuse_photos = "Bad Request: not enough rights to send photos to the chat"
+    refused_before = previews_counted("refused")
     async with drawing_board(telegram_api, fake_telegram, nursery) as board:
         for step in range(1, 9):
             board.show_progress(JOB, drawn(step))
@@ -200,6 +208,7 @@ async def test_a_refused_preview_leaves_text_progress_as_it_was(
     assert fake_telegram.edits[-1].text == t("status_running", "ru", percent=80)
     refused = [r for r in caplog.records if r.getMessage() == "status_preview_refused"]
     assert len(refused) == 1  # tried once, then text only
+    assert previews_counted("refused") - refused_before == 1
 
 
 async def test_a_preview_lost_to_the_network_is_followed_by_the_next_one(

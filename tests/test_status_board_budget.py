@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import trio
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from bot.core.texts import t
@@ -106,6 +107,7 @@ async def test_the_picture_withdraws_a_preview_still_waiting_for_its_turn(
     """A preview held by the budget has not left: the picture need not wait for it, and
     it never reaches Telegram after the picture took the message."""
     fake_telegram.user_says("hi", user_id=USER)
+    withdrawn = REGISTRY.get_sample_value("persona_bot_previews_total", {"outcome": "withdrawn"})
     with open_store(":memory:") as store:
         board = StatusBoard(throttled_api, store.jobs, min_interval_s=3.0)
         await nursery.start(board.run)
@@ -122,3 +124,5 @@ async def test_the_picture_withdraws_a_preview_still_waiting_for_its_turn(
         await trio.sleep(60)
     assert fake_telegram.media_edits == []
     assert "editMessageMedia" not in fake_telegram.calls
+    now = REGISTRY.get_sample_value("persona_bot_previews_total", {"outcome": "withdrawn"})
+    assert (now or 0.0) - (withdrawn or 0.0) == 1

@@ -66,6 +66,7 @@ from bot.telegram.send_budget import Priority
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from comfy import Preview, ProgressStage, PromptProgress
 from common.logfields import fields
+from common.metrics import PREVIEWS
 from store import Jobs
 
 __all__ = [
@@ -497,16 +498,23 @@ class StatusBoard:
                 priority=Priority.PREVIEW,
                 on_sending=lambda: _sending(line),
             )
+        except trio.Cancelled:
+            PREVIEWS.labels(outcome="withdrawn").inc()  # hand_over took the message first
+            raise
         except TelegramCallDropped:
+            PREVIEWS.labels(outcome="dropped").inc()
             return  # stale by now; a newer preview, if any, goes by the same rules
         except (TelegramBadRequest, TelegramForbidden) as exc:
             # Photos not allowed in the chat, the message gone, ...: text progress only.
+            PREVIEWS.labels(outcome="refused").inc()
             log.info("status_preview_refused", extra=fields(job=line.job_id, error=str(exc)))
             line.previews_off = True
             return
         except TelegramError as exc:  # the network, a 5xx: the next preview may go
+            PREVIEWS.labels(outcome="failed").inc()
             log.debug("status_preview_failed", extra=fields(job=line.job_id, error=str(exc)))
             return
+        PREVIEWS.labels(outcome="shown").inc()
         line.photo = True
         line.shown = view
         if line.wanted == view:
