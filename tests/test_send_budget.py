@@ -309,3 +309,41 @@ def test_a_group_gets_telegrams_group_budget() -> None:
         times += [now for _ in drain(budget, float(now))[0]]
     assert times[:20] == list(range(20))
     assert times[20:] == [60]  # the 21st waits until the first leaves the group's minute
+
+
+def preview(chat: int) -> CallClass:
+    """A status message's forming picture (one per message: they share a key)."""
+    return CallClass(Priority.PREVIEW, chat, ("editMessageMedia", chat, 1))
+
+
+def test_previews_go_after_every_other_cosmetic_call_in_the_same_share() -> None:
+    budget = SendBudget(RULES)  # 2 cosmetic calls a second
+    pictures = [budget.add(preview(chat), 0.0) for chat in (1, 2)]
+    edits = [budget.add(cosmetic(chat), 0.1) for chat in (3, 4)]
+    granted, _, wake_at = drain(budget, 0.1)
+    assert [t.seq for t in granted] == [e.seq for e in edits]  # the older previews wait
+    assert wake_at == 1.1
+    assert [t.seq for t in drain(budget, 1.1)[0]] == [p.seq for p in pictures]
+
+
+def test_a_stale_preview_is_dropped_and_a_newer_one_replaces_a_waiting_one() -> None:
+    budget = SendBudget(RULES)
+    budget.rate_limited(0.0, 60.0)
+    older = budget.add(preview(1), 0.0)
+    newer = budget.add(preview(1), 1.0)
+    _, dropped, wake_at = drain(budget, 1.0)
+    assert dropped == [Drop(older, "merged")]
+    assert wake_at == 1.0 + RULES.cosmetic_max_wait_s
+    _, dropped, _ = drain(budget, 1.0 + RULES.cosmetic_max_wait_s)
+    assert dropped == [Drop(newer, "stale")]
+
+
+def test_a_preview_is_classified_by_the_priority_the_board_gives_it() -> None:
+    params = {"chat_id": 7, "message_id": 3}
+    assert classify("editMessageMedia", params) == CallClass(Priority.MESSAGE, 7, None, holder=7)
+    assert classify("editMessageMedia", params, priority=Priority.PREVIEW) == CallClass(
+        Priority.PREVIEW, 7, ("editMessageMedia", 7, 3), holder=7
+    )
+    assert Priority.PREVIEW.cosmetic
+    assert Priority.COSMETIC.cosmetic
+    assert not Priority.STATUS.cosmetic
