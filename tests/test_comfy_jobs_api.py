@@ -6,14 +6,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
-from comfy import GenerationTimedOut
+from comfy import ComfyProtocolError, ComfyUnavailable, GenerationTimedOut
 from comfy.messages import JobRecord
 from comfy.protocol import Probe, Signal, probe_from_job
 from tests.fakes.comfy import Outcome, PromptScript, open_fake_comfy
 from tests.fakes.comfy_fixtures import open_comfy_stack
+from tests.test_comfy_client import client_for
 from tests.test_comfy_generate import graph
 
 HANG = PromptScript(outcome=Outcome.HANG, run_s=10.0, steps=2)
@@ -137,3 +139,50 @@ async def test_a_0_3_64_server_keeps_history_queue_and_interrupt(
             await stack.comfy.generate(graph(), prompt_id=pid, timeout_s=5)
     assert fake.job_cancels == []
     assert fake.interrupt_requests == [pid]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(200, text="<html>proxy login</html>"), ComfyProtocolError),
+        (httpx.Response(200, json={"id": "x"}), ComfyProtocolError),  # no status
+        (httpx.Response(502, text="Bad Gateway"), ComfyUnavailable),
+    ],
+    ids=["html", "no-status", "502"],
+)
+async def test_a_job_record_that_cannot_be_read_is_an_error_not_a_verdict(
+    answer: httpx.Response, error: type[Exception]
+) -> None:
+    client = client_for(lambda request: answer)
+    with pytest.raises(error):
+        await client.get_job("x")
+
+
+@pytest.mark.parametrize(
+    ("answer", "cancelled"),
+    [
+        (httpx.Response(200, json={"cancelled": True}), True),
+        (httpx.Response(200, json={"cancelled": False}), False),
+        (httpx.Response(200, json={"cancelled": "yes"}), False),  # only a real true counts
+        (httpx.Response(404, json={"error": "Job not found"}), False),
+    ],
+)
+async def test_what_a_cancel_answer_means(answer: httpx.Response, cancelled: bool) -> None:
+    assert await client_for(lambda request: answer).cancel_job("x") is cancelled
+
+
+async def test_a_failed_question_about_the_jobs_api_falls_back_and_is_asked_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_fake_comfy() as fake, open_comfy_stack(fake) as stack:
+        fake.jobs_api = True
+        fake.http_500_next = 1  # the first question about the jobs API gets a 502
+        first, second = str(uuid.uuid4()), str(uuid.uuid4())
+        await stack.comfy.generate(graph(), prompt_id=first, timeout_s=120, recover=True)
+        await stack.comfy.generate(graph(), prompt_id=second, timeout_s=120, recover=True)
+    asked = paths(fake.requests)
+    assert ("GET", f"/history/{first}") in asked  # the older calls, this once
+    assert ("GET", f"/jobs/{first}") not in asked
+    assert asked.count(("GET", "/jobs")) == 2  # not remembered as "no": asked again
+    assert ("GET", f"/jobs/{second}") in asked
+    assert ("GET", f"/history/{second}") not in asked

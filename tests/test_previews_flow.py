@@ -163,6 +163,13 @@ async def test_a_preview_turns_the_message_into_a_photo_and_the_status_into_its_
         assert fake_telegram.edits == []
         message_id = await board.hand_over(JOB)
         assert message_id == shown[0].message_id
+        # The chat's last preview is forgotten once it constrains nothing: the board
+        # remembers chats with recent previews, not every chat that ever had one.
+        assert USER in board._chat_preview_at
+        await trio.sleep(GROUP_PREVIEW_INTERVAL_S)
+        board.open("q" * 32, chat_id=USER, reply_to=1, lang="ru", status=Drawing(0))
+        await fake_telegram.wait_for(lambda: len(fake_telegram.sent) == 2)
+        assert board._chat_preview_at == {}
 
 
 async def test_the_picture_waits_for_a_preview_upload_still_in_flight(

@@ -13,7 +13,6 @@ limits. Either way the picture is delivered once: only one of these calls succee
 from __future__ import annotations
 
 import logging
-from typing import Final
 
 import trio
 
@@ -21,6 +20,7 @@ from bot.core.buttons import Variant, encode
 from bot.core.deps import Deps
 from bot.core.events import EventName, event_record
 from bot.core.texts import t
+from bot.pictures.status import CLEANUP_DEADLINE_S  # the status message's own deadline
 from bot.telegram.errors import TelegramBadRequest, TelegramError, TelegramForbidden
 from bot.telegram.send_budget import Priority
 from bot.telegram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -30,8 +30,6 @@ from store import SentMessage
 __all__ = ["DeliveryFailed", "file_id_of", "resend", "send_picture", "variant_keyboard"]
 
 log = logging.getLogger(__name__)
-
-CLEANUP_DEADLINE_S: Final = 30.0  # the replaced status message is deleted within this
 
 
 class DeliveryFailed(Exception):

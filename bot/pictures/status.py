@@ -389,6 +389,7 @@ class StatusBoard:
                 self._changed = trio.Event()
                 wake_at = math.inf
                 now = trio.current_time()
+                self._forget_old_previews(now)
                 for line in list(self._lines.values()):
                     action = next_action(
                         line,
@@ -410,6 +411,14 @@ class StatusBoard:
                         calls.start_soon(self._perform, line, action)
                 with trio.move_on_at(wake_at):
                     await self._changed.wait()
+
+    def _forget_old_previews(self, now: float) -> None:
+        """A chat's last preview constrains nothing once an interval has passed: it is
+        dropped, so the map holds the chats with recent previews, not every chat ever
+        (no more than the lines the loop looks at anyway)."""
+        old = now - GROUP_PREVIEW_INTERVAL_S
+        for chat in [c for c, at in self._chat_preview_at.items() if at <= old]:
+            del self._chat_preview_at[chat]
 
     async def _perform(self, line: StatusLine, action: Action) -> None:
         try:

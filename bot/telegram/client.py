@@ -570,7 +570,7 @@ class TelegramApi:
     ) -> Message:
         """Turn message *message_id* (a text message too) into an uploaded photo or
         document; without *reply_markup* its buttons go, without *caption* its caption
-        (docs/telegram.md, T18). *priority*, *on_sending* as in :meth:`call`."""
+        (docs/telegram.md, T17). *priority*, *on_sending* as in :meth:`call`."""
         mime_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         media: dict[str, object] = {"type": kind, "media": f"attach://{MEDIA_FIELD}"}
         if caption is not None:
